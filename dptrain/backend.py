@@ -1,0 +1,86 @@
+"""The one place that chooses the array module and the floating-point dtype.
+
+Layer code is written once against ``xp`` (numpy or cupy). Only this module
+imports cupy, and only when a GPU is asked for. ``get_array_module(a)``
+returns the module an existing array belongs to, the way Chainer does.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+xp = np                 # the array module in use
+dtype = np.float32      # default floating dtype for parameters and activations
+device_name = "cpu"
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used (no GPU, no CuPy, too many ranks per GPU)."""
+
+
+def set_dtype(name: str) -> None:
+    global dtype
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r} (choose float32 or float64)")
+    dtype = _DTYPES[name]
+
+
+def gpu_available() -> bool:
+    try:
+        import cupy  # noqa: F401  (only backend.py imports cupy)
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def use_device(kind: str, local_rank: int = 0, local_size: int = 1,
+               allow_sharing: bool = False) -> str:
+    """Select numpy ('cpu') or cupy ('gpu'); 'auto' takes a GPU when one exists.
+
+    On a GPU, the node-local rank picks the device among those visible
+    (CUDA_VISIBLE_DEVICES is respected by the CUDA runtime itself).
+    """
+    global xp, device_name
+    if kind not in ("cpu", "gpu", "auto"):
+        raise ValueError(f"unknown device {kind!r} (choose cpu, gpu or auto)")
+    if kind == "cpu" or (kind == "auto" and not gpu_available()):
+        xp, device_name = np, "cpu"
+        return device_name
+    if not gpu_available():
+        raise DeviceError("--device gpu: no usable GPU (CuPy missing or no CUDA device)")
+    import cupy
+    count = cupy.cuda.runtime.getDeviceCount()
+    if local_size > count and not allow_sharing:
+        raise DeviceError(f"{local_size} ranks on this node but {count} visible GPU(s); "
+                          "pass --allow-gpu-sharing to share them")
+    cupy.cuda.Device(local_rank % count).use()
+    xp, device_name = cupy, f"gpu:{local_rank % count}"
+    return device_name
+
+
+def get_array_module(a):
+    """numpy or cupy, whichever owns ``a``."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+        return cupy
+    return np
+
+
+def to_numpy(a) -> np.ndarray:
+    """Copy to host when needed (checkpoints, metrics, tests)."""
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
+def set_threads(n: int | None) -> None:
+    """Limit BLAS/OpenMP threads in this process (one rank = one core by default under MPI)."""
+    if not n:
+        return
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(n)

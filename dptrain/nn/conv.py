@@ -1,0 +1,83 @@
+"""2-D convolution over NCHW inputs by im2col + one GEMM (no loop over samples or positions).
+
+Columns are built channels-last (see kernels.py); inputs and outputs stay NCHW.
+
+W has shape (c_out, c_in, kh, kw). Forward: columns (N*OH*OW, c_in*kh*kw) times
+W^T gives every output at once. Backward (seed 000, 3.3): dW is the correlation
+of the input with dY, i.e. dY^T @ columns; dX is col2im(dY @ W).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from . import init as initializers
+from .kernels import col2im, im2col, out_size
+from .layer import Layer
+
+
+class Conv2D(Layer):
+    def __init__(self, c_in: int, c_out: int, kernel, stride: int = 1, padding: int = 0,
+                 init: str = "he", bias: bool = True, regularizer=None):
+        super().__init__()
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        self.c_in, self.c_out, self.kh, self.kw = int(c_in), int(c_out), int(kh), int(kw)
+        self.stride, self.padding = int(stride), int(padding)
+        self.init, self.bias, self.regularizer = init, bias, regularizer
+        self._cols = self._x_shape = None
+
+    def initialize(self, rng) -> None:
+        fan_in = self.c_in * self.kh * self.kw
+        fan_out = self.c_out * self.kh * self.kw
+        shape = (self.c_out, self.c_in, self.kh, self.kw)
+        self._add_param("W", initializers.get(self.init)(rng, shape, fan_in, fan_out))
+        if self.bias:
+            self._add_param("b", [0.0] * self.c_out)
+
+    def output_shape(self, in_shape):
+        c, h, w = in_shape
+        if c != self.c_in:
+            raise ValueError(f"Conv2D expects {self.c_in} input channels, got {c}")
+        oh = out_size(h, self.kh, self.stride, self.padding)
+        ow = out_size(w, self.kw, self.stride, self.padding)
+        if oh <= 0 or ow <= 0:
+            raise ValueError(f"Conv2D kernel {self.kh}x{self.kw} does not fit input {h}x{w}")
+        return (self.c_out, oh, ow)
+
+    def flops(self, in_shape) -> int:
+        _, oh, ow = self.output_shape(in_shape)
+        per_out = 2 * self.c_in * self.kh * self.kw + (1 if self.bias else 0)
+        return per_out * self.c_out * oh * ow
+
+    def _w_matrix(self):
+        """W as (c_out, kh*kw*c_in), matching the channels-last column layout."""
+        return self.params["W"].transpose(0, 2, 3, 1).reshape(self.c_out, -1)
+
+    def forward(self, x, train):
+        xp = get_array_module(x)
+        n = x.shape[0]
+        _, oh, ow = self.output_shape(x.shape[1:])
+        cols = im2col(x.transpose(0, 2, 3, 1), self.kh, self.kw, self.stride, self.padding)
+        y = cols @ self._w_matrix().T                              # (N*OH*OW, c_out), NHWC
+        if self.bias:
+            y += self.params["b"]
+        if train:
+            self._cols, self._x_shape = cols, x.shape
+        return xp.ascontiguousarray(y.reshape(n, oh, ow, self.c_out).transpose(0, 3, 1, 2))
+
+    def backward(self, dy):
+        xp = get_array_module(dy)
+        dy2 = xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(-1, self.c_out)
+        dw = dy2.T @ self._cols                                    # (c_out, kh*kw*c_in)
+        self.grads["W"][...] = dw.reshape(self.c_out, self.kh, self.kw, self.c_in).transpose(0, 3, 1, 2)
+        if self.bias:
+            dy2.sum(axis=0, out=self.grads["b"])
+        self._add_regularization_grad()
+        self._cols = None
+        if not self.needs_input_grad:       # first layer: dX is never used
+            return None
+        n, c, h, w = self._x_shape
+        dx = col2im(dy2 @ self._w_matrix(), (n, h, w, c), self.kh, self.kw, self.stride, self.padding)
+        return xp.ascontiguousarray(dx.transpose(0, 3, 1, 2))
+
+    def __repr__(self):
+        return (f"Conv2D({self.c_in}->{self.c_out}, {self.kh}x{self.kw}, "
+                f"stride {self.stride}, pad {self.padding})")

@@ -1,0 +1,75 @@
+"""The Layer contract every layer follows.
+
+    y = layer.forward(x, train)      # caches what backward needs
+    dx = layer.backward(dy)          # fills layer.grads in place, returns dL/dx
+    layer.params / layer.grads       # same keys, same shapes
+    layer.buffers                    # non-trainable state saved with the model (BN stats)
+
+Gradients are written *into* the arrays of ``grads`` (never rebound), so the
+data-parallel code can replace them with views into flat communication buckets.
+Layers own no optimiser: updates happen outside, after gradients are averaged.
+"""
+from __future__ import annotations
+
+from .. import backend
+
+
+class BatchContext:
+    """Which global samples the current batch holds, and at which step.
+
+    Per-sample randomness (dropout masks) is keyed by these global indices, so
+    that any rank count draws the same masks for the same sample.
+    """
+
+    def __init__(self, sample_ids, step: int, seed: int = 0):
+        self.sample_ids = sample_ids
+        self.step = int(step)
+        self.seed = int(seed)
+
+
+class Layer:
+    needs_input_grad = True   # the first layer of a model skips computing dx
+    regularizer = None
+
+    def __init__(self):
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.buffers: dict = {}
+        self.context: BatchContext | None = None
+        self.index = -1           # position in its model, set by Sequential
+
+    # --- shape bookkeeping, used by Sequential and summary() -------------
+    def output_shape(self, in_shape: tuple) -> tuple:
+        return in_shape
+
+    def flops(self, in_shape: tuple) -> int:
+        """Forward floating-point operations per sample (multiply-add = 2)."""
+        return 0
+
+    def initialize(self, rng) -> None:
+        """Draw initial parameters from a numpy Generator (same on every rank)."""
+
+    # --- computation -----------------------------------------------------
+    def forward(self, x, train: bool):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    # --- helpers ---------------------------------------------------------
+    def _add_param(self, name: str, value) -> None:
+        xp = backend.xp
+        self.params[name] = xp.asarray(value, dtype=backend.dtype)
+        self.grads[name] = xp.zeros_like(self.params[name])
+
+    def regularization_loss(self) -> float:
+        if self.regularizer is None or "W" not in self.params:
+            return 0.0
+        return self.regularizer.loss(self.params["W"])
+
+    def _add_regularization_grad(self) -> None:
+        if self.regularizer is not None and "W" in self.params:
+            self.regularizer.add_grad(self.params["W"], self.grads["W"])
+
+    def __repr__(self) -> str:
+        return type(self).__name__
