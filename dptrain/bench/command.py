@@ -1,0 +1,99 @@
+"""``dptrain bench``: dptrain's step time next to an sgemm roof and PyTorch, in one run.
+
+Rounds alternate dptrain and PyTorch so that drift on a shared machine hits
+both alike; the report gives medians over rounds and their ratio.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+from .. import backend
+from ..errors import UsageError
+from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
+
+TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide")
+
+
+def add_bench_arguments(p) -> None:
+    p.add_argument("--model", default="thesis-cnn")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="alternating dptrain/PyTorch rounds")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+
+
+def _torch_round(args) -> dict | None:
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    cmd = [sys.executable, "-m", "dptrain.bench.torch_reference", "--model", args.model,
+           "--batch", str(args.batch_size), "--threads", str(args.threads),
+           "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        print(f"dptrain bench: PyTorch reference failed: {out.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_bench(args) -> int:
+    from .. import models
+    if args.model not in models.names():
+        raise UsageError(f"unknown model {args.model!r} (choose {', '.join(models.names())})")
+    for flag in ("batch_size", "threads", "steps", "rounds"):
+        if getattr(args, flag) <= 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be positive")
+    backend.set_threads(args.threads)
+    with_torch = (not args.no_torch and args.model in TORCH_MODELS
+                  and importlib.util.find_spec("torch") is not None)
+    ours, theirs, torch_info = [], [], None
+    for _ in range(args.rounds):
+        res = time_training_step(args.model, args.batch_size, args.steps, args.warmup)
+        ours.append(res["median_step_s"])
+        if with_torch:
+            torch_info = _torch_round(args) or torch_info
+            if torch_info:
+                theirs.append(torch_info["median_step_s"])
+    rss = peak_rss_mb()                       # before the GEMM roof allocates its matrices
+    peak = sgemm_gflops()
+    step = statistics.median(ours)
+    gflops = res["training_flops_per_image"] * args.batch_size / step / 1e9
+    report = {
+        "model": args.model, "batch_size": args.batch_size, "threads": args.threads,
+        "rounds": args.rounds, "steps_per_round": args.steps,
+        "dptrain_step_ms": step * 1e3, "images_per_s": args.batch_size / step,
+        "training_mflop_per_image": res["training_flops_per_image"] / 1e6,
+        "achieved_gflops": gflops, "sgemm_peak_gflops": peak, "fraction_of_peak": gflops / peak,
+        "floor_step_ms": res["training_flops_per_image"] * args.batch_size / peak / 1e6,
+        "peak_rss_mb": rss,
+    }
+    if theirs:
+        t = statistics.median(theirs)
+        report.update({"torch_step_ms": t * 1e3, "torch_version": torch_info["torch"],
+                       "dptrain_over_torch": step / t})
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"dptrain bench: {args.model}, batch {args.batch_size}, {args.threads} thread(s), "
+          f"{args.rounds} rounds x {args.steps} steps (medians)")
+    rows = [("dptrain step", f"{report['dptrain_step_ms']:.2f} ms"),
+            ("images/s", f"{report['images_per_s']:.0f}"),
+            ("training work", f"{report['training_mflop_per_image']:.2f} MFLOP/image"),
+            ("achieved", f"{gflops:.1f} GFLOP/s = {100 * report['fraction_of_peak']:.1f}% "
+                         f"of sgemm peak {peak:.1f} GFLOP/s"),
+            ("arithmetic floor", f"{report['floor_step_ms']:.2f} ms"),
+            ("peak RSS", f"{rss:.1f} MB")]
+    if theirs:
+        rows += [(f"PyTorch {report['torch_version']} step", f"{report['torch_step_ms']:.2f} ms"),
+                 ("dptrain / PyTorch", f"{report['dptrain_over_torch']:.3f}")]
+    elif not args.no_torch:
+        rows.append(("PyTorch", "not measured (torch not importable or no reference model)"))
+    for k, v in rows:
+        print(f"  {k:<22} {v}")
+    return 0

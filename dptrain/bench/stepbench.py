@@ -1,0 +1,55 @@
+"""Time dptrain's single-process training step, and the machine's sgemm peak, in this process."""
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import numpy as np
+
+from .. import backend, models, nn, optim
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0     # KiB on Linux
+
+
+def sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """Best-of float32 GEMM rate with the current thread limit: the arithmetic roof."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def time_training_step(model_name: str, batch: int, steps: int, warmup: int,
+                       optimizer: str = "adadelta", seed: int = 0) -> dict:
+    """Median wall time of forward + loss + backward + update on random data (as torch_cnn.py)."""
+    model = models.get(model_name, seed=seed)
+    opt = optim.get(optimizer, model)
+    loss = nn.SoftmaxCrossEntropy()
+    rng = np.random.default_rng(seed + 1)
+    xp = backend.xp
+    shape = (batch,) + model.input_shape
+    xs = [xp.asarray(rng.random(shape, dtype=np.float32), dtype=model.dtype) for _ in range(8)]
+    ys = [xp.asarray(rng.integers(0, 10, batch)) for _ in range(8)]
+    times = []
+    for i in range(warmup + steps):
+        x, y = xs[i % 8], ys[i % 8]
+        t0 = time.perf_counter()
+        logits = model.forward(x, train=True)
+        value = loss.forward(logits, y)
+        model.backward(loss.backward())
+        opt.step()
+        float(value)            # a device sync on GPUs; free on CPUs
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    summary = model.summary(batch_size=batch)
+    return {"median_step_s": statistics.median(times), "min_step_s": min(times),
+            "training_flops_per_image": summary.training_flops}

@@ -1,0 +1,182 @@
+"""The ``dptrain`` command: train, eval, summary, bench, plot.
+
+Exit codes (DESIGN.md): 0 success; 2 bad input or configuration, reported as
+one line ``dptrain: error: ...`` naming the culprit; 3 a failure during training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import EXIT_FAILURE, EXIT_USAGE, TrainingFailure, UsageError
+from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as a UsageError (one line, exit 2)."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _add_train_flags(p):
+    S = argparse.SUPPRESS     # absent flags stay absent, so config files can fill them
+    a = p.add_argument
+    a("--config", metavar="FILE.toml", help="TOML file with the same keys as these flags")
+    a("--model", default=S, help="thesis-cnn (default), mlp, lenet5, vgg-cifar, mlp-wide")
+    a("--dataset", default=S, help="mnist5k (default), mnist:DIR, fashion-mnist:DIR, "
+      "cifar10:DIR, npz:FILE, synthetic[:CxHxW[:N]]")
+    a("--epochs", type=int, default=S)
+    a("--max-steps", type=int, default=S, help="stop after this many optimiser steps")
+    a("--batch-size", type=int, default=S, help="global mini-batch size (split over ranks)")
+    a("--optimizer", default=S, help="sgd, momentum, nesterov, adagrad, rmsprop, adadelta "
+      "(default), adam, adamax")
+    a("--lr", type=float, default=S, help="learning rate (default: the optimiser's own)")
+    a("--momentum", type=float, default=S)
+    a("--weight-decay", type=float, default=S)
+    a("--lr-schedule", default=S, help="constant (default), step, cosine")
+    a("--warmup-steps", type=int, default=S)
+    a("--lr-step-size", type=int, default=S)
+    a("--lr-gamma", type=float, default=S)
+    a("--augment", default=S, help="comma list of crop, flip, shift; or none")
+    a("--sync", default=S, help="blocking, overlap (default), overlap-fc")
+    a("--bucket-mb", type=float, default=S)
+    a("--sampler", default=S, help="uniform (default), obs, as")
+    a("--fc-replicate", default=S, help="auto, all, none")
+    a("--sync-bn", action="store_true", default=S)
+    a("--accumulate", type=int, default=S)
+    a("--grad-dtype", default=S)
+    a("--seed", type=int, default=S)
+    a("--device", default=S, help="cpu (default), gpu, auto")
+    a("--dtype", default=S, help="float32 (default) or float64")
+    a("--threads", type=int, default=S, help="BLAS threads per process")
+    a("--eval-batch-size", type=int, default=S)
+    a("--log-every", type=int, default=S, help="also log every N steps")
+    a("--metrics-out", metavar="FILE.jsonl", default=S)
+    a("--save-weights", metavar="FILE.npz", default=S)
+    a("--checkpoint-dir", default=S)
+    a("--checkpoint-every", type=int, default=S)
+    a("--resume", action="store_true", default=S)
+    a("--comm-timeout", type=float, default=S)
+    a("--trace", metavar="FILE.json", default=S)
+    a("--net-emulate", default=S)
+    a("--quiet", action="store_true", default=S, help="no progress bar or per-epoch lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dptrain", description="Data-parallel training of image classifiers over MPI.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model (run under mpiexec for several ranks)")
+    _add_train_flags(t)
+
+    e = sub.add_parser("eval", help="evaluate saved weights on a data set's test split")
+    e.add_argument("--model", required=True)
+    e.add_argument("--weights", required=True, metavar="FILE.npz")
+    e.add_argument("--dataset", default="mnist5k")
+    e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("summary", help="per-layer parameters, activation memory and FLOPs")
+    s.add_argument("--model", required=True)
+    s.add_argument("--input-shape", help="CxHxW (default: the model's own)")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--json", action="store_true")
+
+    from .bench.command import add_bench_arguments
+    add_bench_arguments(sub.add_parser("bench", help="training-step benchmark against PyTorch"))
+
+    pl = sub.add_parser("plot", help="plot a metrics JSONL file to PNG")
+    pl.add_argument("metrics", metavar="FILE.jsonl")
+    pl.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    return p
+
+
+def train_config(args) -> TrainConfig:
+    values = {}
+    if args.config:
+        values.update(load_toml(args.config))
+    for name in FIELD_NAMES:
+        if hasattr(args, name):
+            values[name] = coerce(name, getattr(args, name), f"--{name.replace('_', '-')}")
+    return TrainConfig(**values)
+
+
+def _cmd_train(args) -> int:
+    from .train.trainer import Trainer
+    Trainer(train_config(args)).run()
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from . import data
+    from .train.evaluate import evaluate
+    from .train.trainer import build_model, load_weights
+    try:
+        ds = data.load(args.dataset)
+    except data.DataError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = TrainConfig(model=args.model, dataset=args.dataset)
+    model = build_model(cfg, ds)
+    load_weights(model, args.weights)
+    res = evaluate(model, ds.x_test, ds.y_test, args.batch_size)
+    if args.json:
+        print(json.dumps({"model": args.model, "dataset": args.dataset, **res}))
+    else:
+        print(f"{args.model} on {args.dataset} test split ({res['samples']} samples): "
+              f"loss {res['loss']:.4f}  accuracy {res['accuracy']:.4f}")
+    return 0
+
+
+def _cmd_summary(args) -> int:
+    from . import models
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.lower().split("x"))
+            assert len(shape) == 3 and min(shape) > 0
+        except (ValueError, AssertionError):
+            raise UsageError(f"--input-shape {args.input_shape!r}: expected CxHxW, e.g. 3x32x32") from None
+    try:
+        model = models.get(args.model, shape)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    summary = model.summary(batch_size=args.batch_size)
+    print(json.dumps(summary.as_dict()) if args.json else summary)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from .bench.command import run_bench
+    return run_bench(args)
+
+
+def _cmd_plot(args) -> int:
+    from .plot import plot_metrics
+    plot_metrics(args.metrics, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary,
+            "bench": _cmd_bench, "plot": _cmd_plot}
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"dptrain: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingFailure as exc:
+        print(f"dptrain: training failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("dptrain: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

