@@ -30,8 +30,8 @@ def _add_train_flags(p):
     a("--epochs", type=int, default=S)
     a("--max-steps", type=int, default=S, help="stop after this many optimiser steps")
     a("--batch-size", type=int, default=S, help="global mini-batch size (split over ranks)")
-    a("--optimizer", default=S, help="sgd, momentum, nesterov, adagrad, rmsprop, adadelta "
-      "(default), adam, adamax")
+    a("--optimizer", default=S, help="sgd, momentum (default), nesterov, adagrad, rmsprop, adadelta, "
+      "adam, adamax")
     a("--lr", type=float, default=S, help="learning rate (default: the optimiser's own)")
     a("--momentum", type=float, default=S)
     a("--weight-decay", type=float, default=S)

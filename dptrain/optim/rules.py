@@ -14,7 +14,7 @@ class SGD(Optimizer):
     """v <- gamma v - lr g; w <- w + v. Nesterov: w <- w + gamma v_new - lr g."""
     name = "sgd"
 
-    def __init__(self, model, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(self, model, lr=0.05, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(model, lr, weight_decay, momentum=float(momentum), nesterov=bool(nesterov))
         self.slot_names = ("v",) if momentum else ()
 

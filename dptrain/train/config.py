@@ -19,7 +19,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int | None = None
     batch_size: int = 64                 # global, split over ranks
-    optimizer: str = "adadelta"
+    optimizer: str = "momentum"           # SGD, momentum 0.9, lr 0.05
     lr: float | None = None              # None: the optimiser's default
     momentum: float | None = None
     weight_decay: float = 0.0

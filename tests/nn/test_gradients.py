@@ -1,0 +1,174 @@
+"""Every layer's backward against central finite differences, float64, relative error < 1e-6."""
+import numpy as np
+import pytest
+
+from dptrain import nn
+from dptrain.nn import BatchContext
+from gradcheck import check_layer, numeric_grad, rel_error
+
+CONV_CASES = [
+    # (c_in, c_out, kernel, stride, padding, input N, H, W)
+    (1, 3, 3, 1, 0, (2, 5, 5)),
+    (2, 4, 5, 1, 2, (3, 7, 6)),        # padding 2, non-square
+    (3, 2, 3, 2, 1, (2, 8, 7)),        # stride 2
+    (2, 3, (3, 2), 2, 2, (1, 6, 9)),   # batch 1, rectangular kernel
+    (1, 2, 4, 3, 0, (2, 10, 11)),
+]
+
+
+def built(layer, rng):
+    layer.initialize(rng)
+    return layer
+
+
+@pytest.mark.parametrize("c_in,c_out,k,stride,pad,nhw", CONV_CASES)
+def test_conv2d(float64, rng, c_in, c_out, k, stride, pad, nhw):
+    n, h, w = nhw
+    layer = built(nn.Conv2D(c_in, c_out, k, stride=stride, padding=pad), rng)
+    check_layer(layer, rng.standard_normal((n, c_in, h, w)), rng)
+
+
+@pytest.mark.parametrize("n_in,n_out,batch", [(5, 3, 4), (7, 11, 1), (16, 2, 9)])
+def test_dense(float64, rng, n_in, n_out, batch):
+    check_layer(built(nn.Dense(n_in, n_out), rng), rng.standard_normal((batch, n_in)), rng)
+
+
+@pytest.mark.parametrize("cls", [nn.MaxPool2D, nn.AvgPool2D])
+@pytest.mark.parametrize("k,stride,pad,shape", [
+    (2, None, 0, (2, 3, 6, 6)), (3, 2, 0, (2, 2, 7, 9)), (3, 1, 1, (1, 2, 5, 4)),
+    (2, 2, 1, (3, 1, 5, 5)), ((2, 3), 2, 0, (2, 2, 6, 7))])
+def test_pooling(float64, rng, cls, k, stride, pad, shape):
+    check_layer(cls(k, stride=stride, padding=pad), rng.standard_normal(shape), rng)
+
+
+def test_global_avg_pool(float64, rng):
+    check_layer(nn.GlobalAvgPool(), rng.standard_normal((3, 4, 5, 2)), rng)
+
+
+def test_flatten(float64, rng):
+    check_layer(nn.Flatten(), rng.standard_normal((2, 3, 4, 5)), rng)
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (3, 5), (3, 2, 4, 5), (1, 3, 2, 2)])
+def test_batchnorm_train(float64, rng, shape):
+    layer = built(nn.BatchNorm(shape[1]), rng)
+    layer.params["gamma"][...] = rng.uniform(0.5, 1.5, shape[1])
+    layer.params["beta"][...] = rng.standard_normal(shape[1])
+    check_layer(layer, rng.standard_normal(shape) * 2 + 1, rng)
+
+
+def test_batchnorm_eval(float64, rng):
+    layer = built(nn.BatchNorm(3), rng)
+    layer.buffers["running_mean"][...] = rng.standard_normal(3)
+    layer.buffers["running_var"][...] = rng.uniform(0.5, 2, 3)
+    x = rng.standard_normal((4, 3, 2, 2))
+    y = layer.forward(x, train=False)
+    expected = ((x - layer.buffers["running_mean"][None, :, None, None])
+                / np.sqrt(layer.buffers["running_var"][None, :, None, None] + layer.eps))
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (nn.ReLU, {}), (nn.LeakyReLU, {"alpha": 0.1}), (nn.ELU, {"alpha": 0.7}),
+    (nn.Sigmoid, {}), (nn.Tanh, {}), (nn.Softplus, {})])
+@pytest.mark.parametrize("shape", [(4, 7), (2, 3, 4, 4)])
+def test_activations(float64, rng, cls, kwargs, shape):
+    x = rng.standard_normal(shape) * 3
+    x[np.abs(x) < 1e-3] = 0.5            # keep away from the kinks at 0
+    check_layer(cls(**kwargs), x, rng)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 4, 4)])
+def test_prelu(float64, rng, shape):
+    layer = built(nn.PReLU(shape[1]), rng)
+    x = rng.standard_normal(shape) * 3
+    x[np.abs(x) < 1e-3] = 0.5
+    check_layer(layer, x, rng)
+
+
+@pytest.mark.parametrize("shape", [(5, 8), (3, 2, 4, 4)])
+def test_dropout_with_context(float64, rng, shape):
+    layer = nn.Dropout(0.3)
+    layer.context = BatchContext(np.arange(10, 10 + shape[0]), step=7, seed=1)
+    check_layer(layer, rng.standard_normal(shape), rng)
+
+
+@pytest.mark.parametrize("reg", [nn.L2(0.3), nn.L1(0.2)])
+def test_regularised_dense(float64, rng, reg):
+    layer = built(nn.Dense(4, 3, regularizer=reg), rng)
+    x = rng.standard_normal((5, 4))
+    r = rng.standard_normal((5, 3))
+
+    def f():
+        return float((layer.forward(x, True) * r).sum()) + layer.regularization_loss()
+
+    layer.forward(x, True)
+    layer.backward(r)
+    analytic = layer.grads["W"].copy()
+    idx, num = numeric_grad(f, layer.params["W"], rng)
+    assert rel_error(analytic.reshape(-1)[idx], num) < 1e-6
+
+
+@pytest.mark.parametrize("batch,classes,weighted,normalizer", [
+    (5, 4, False, None), (1, 10, False, None), (6, 3, True, None), (4, 5, False, 16.0)])
+def test_softmax_cross_entropy(float64, rng, batch, classes, weighted, normalizer):
+    loss = nn.SoftmaxCrossEntropy()
+    logits = rng.standard_normal((batch, classes)) * 4
+    labels = rng.integers(0, classes, batch)
+    w = rng.uniform(0.1, 2, batch) if weighted else None
+
+    def f():
+        return float(loss.forward(logits, labels, weights=w, normalizer=normalizer))
+
+    f()
+    analytic = loss.backward()
+    idx, num = numeric_grad(f, logits, rng)
+    assert rel_error(analytic.reshape(-1)[idx], num) < 1e-6
+
+
+def test_softmax_cross_entropy_is_stable_and_matches_formula(float64):
+    loss = nn.SoftmaxCrossEntropy()
+    logits = np.array([[1000.0, 0.0, -1000.0], [1.0, 2.0, 3.0]])
+    value = loss.forward(logits, np.array([0, 2]))
+    expected_second = -np.log(np.exp(3) / np.exp([1, 2, 3]).sum())
+    np.testing.assert_allclose(value, (0.0 + expected_second) / 2, rtol=1e-12)
+    grad = loss.backward()
+    probs = np.exp(logits[1] - 3) / np.exp(logits[1] - 3).sum()
+    np.testing.assert_allclose(grad[1], (probs - [0, 0, 1]) / 2, rtol=1e-12)   # (softmax - onehot)/B
+
+
+@pytest.mark.parametrize("labels_as_ids", [True, False])
+def test_mse(float64, rng, labels_as_ids):
+    loss = nn.MSE()
+    pred = rng.standard_normal((4, 3))
+    target = rng.integers(0, 3, 4) if labels_as_ids else rng.standard_normal((4, 3))
+
+    def f():
+        return float(loss.forward(pred, target))
+
+    f()
+    analytic = loss.backward()
+    idx, num = numeric_grad(f, pred, rng)
+    assert rel_error(analytic.reshape(-1)[idx], num) < 1e-6
+
+
+def test_whole_model_gradient(float64, rng):
+    """Backprop through a full zoo model (thesis-cnn on a small input) against differences."""
+    from dptrain import models
+    model = models.get("thesis-cnn", input_shape=(1, 16, 16), seed=3)
+    x = rng.standard_normal((3, 1, 16, 16))
+    y = rng.integers(0, 10, 3)
+    loss = nn.SoftmaxCrossEntropy()
+    ctx = BatchContext(np.arange(3), step=0)
+
+    def f():
+        return float(loss.forward(model.forward(x, True, ctx), y))
+
+    f()
+    model.backward(loss.backward())
+    for name, p in model.named_params():
+        grad = dict(model.named_grads())[name].copy()
+        idx, num = numeric_grad(f, p, rng)
+        analytic = grad.reshape(-1)[idx]
+        # a conv bias followed by BatchNorm has an exactly zero gradient: compare absolutely
+        assert rel_error(analytic, num) < 1e-6 or np.abs(analytic - num).max() < 1e-8, name
