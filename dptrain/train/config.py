@@ -7,7 +7,7 @@ impossible values are UsageErrors naming the key.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from ..errors import UsageError
 
@@ -19,7 +19,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int | None = None
     batch_size: int = 64                 # global, split over ranks
-    optimizer: str = "momentum"           # SGD, momentum 0.9, lr 0.05
+    optimizer: str = "momentum"          # SGD, momentum 0.9, lr 0.05
     lr: float | None = None              # None: the optimiser's default
     momentum: float | None = None
     weight_decay: float = 0.0
@@ -28,12 +28,6 @@ class TrainConfig:
     lr_step_size: int = 1000
     lr_gamma: float = 0.1
     augment: str = "none"
-    sync: str = "overlap"
-    bucket_mb: float = 4.0
-    sampler: str = "uniform"
-    sync_bn: bool = False
-    accumulate: int = 1
-    grad_dtype: str | None = None
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -42,15 +36,7 @@ class TrainConfig:
     log_every: int = 0                   # steps between training metric lines (0: per epoch)
     metrics_out: str | None = None
     save_weights: str | None = None
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 0
-    resume: bool = False
-    comm_timeout: float = 300.0
-    trace: str | None = None
-    net_emulate: str | None = None
-    fc_replicate: str = "auto"
     quiet: bool = False
-    extra: dict = field(default_factory=dict, repr=False)
 
     def validate(self) -> "TrainConfig":
         def positive(name, value, strict=True):
@@ -61,19 +47,12 @@ class TrainConfig:
         positive("epochs", self.epochs)
         positive("max_steps", self.max_steps)
         positive("lr", self.lr)
-        positive("accumulate", self.accumulate)
         positive("threads", self.threads)
         positive("eval_batch_size", self.eval_batch_size)
-        positive("bucket_mb", self.bucket_mb)
-        positive("comm_timeout", self.comm_timeout)
         positive("weight_decay", self.weight_decay, strict=False)
         positive("warmup_steps", self.warmup_steps, strict=False)
         positive("log_every", self.log_every, strict=False)
-        positive("checkpoint_every", self.checkpoint_every, strict=False)
-        choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
-                   "sync": ("blocking", "overlap", "overlap-fc"),
-                   "sampler": ("uniform", "obs", "as"), "fc_replicate": ("auto", "all", "none"),
-                   "grad_dtype": (None, "float32", "float16")}
+        choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 shown = ", ".join(a for a in allowed if a)
@@ -82,7 +61,7 @@ class TrainConfig:
         return self
 
 
-FIELD_NAMES = {f.name for f in fields(TrainConfig)} - {"extra"}
+FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 
 def load_toml(path: str) -> dict:
