@@ -4,7 +4,7 @@ Columns are built channels-last (see kernels.py); inputs and outputs stay NCHW.
 
 W has shape (c_out, c_in, kh, kw). Forward: columns (N*OH*OW, c_in*kh*kw) times
 W^T gives every output at once. Backward (seed 000, 3.3): dW is the correlation
-of the input with dY, i.e. dY^T @ columns; dX is col2im(dY @ W).
+of the input with dY, i.e. dY^T @ columns; dX is col2im of dY W (computed per kernel offset).
 """
 from __future__ import annotations
 
@@ -75,7 +75,10 @@ class Conv2D(Layer):
         if not self.needs_input_grad:       # first layer: dX is never used
             return None
         n, c, h, w = self._x_shape
-        dx = col2im(dy2 @ self._w_matrix(), (n, h, w, c), self.kh, self.kw, self.stride, self.padding)
+        # dY W, one (c_out x c_in) GEMM per kernel offset: (kh*kw, N*OH*OW, c_in)
+        w_offsets = self.params["W"].transpose(2, 3, 0, 1).reshape(self.kh * self.kw, self.c_out, c)
+        blocks = xp.matmul(dy2, w_offsets)
+        dx = col2im(blocks, (n, h, w, c), self.kh, self.kw, self.stride, self.padding)
         return xp.ascontiguousarray(dx.transpose(0, 3, 1, 2))
 
     def __repr__(self):

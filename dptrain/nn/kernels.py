@@ -42,16 +42,21 @@ def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int):
     return view.reshape(n * oh * ow, kh * kw * c)         # the reshape copies the windows
 
 
-def col2im(cols, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int):
-    """Adjoint of im2col: scatter-add columns (N*OH*OW, kh*kw*C) into (N, H, W, C)."""
-    xp = get_array_module(cols)
+def col2im(blocks, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int):
+    """Adjoint of im2col: scatter-add per-offset blocks (kh*kw, N*OH*OW, C) into (N, H, W, C).
+
+    The column gradients come grouped by kernel offset (not in im2col's row layout), so
+    that each add below reads one contiguous block and, for stride 1, writes runs of
+    OW*C contiguous values.
+    """
+    xp = get_array_module(blocks)
     n, h, w, c = x_shape_nhwc
     oh, ow = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)
-    blocks = cols.reshape(n, oh, ow, kh, kw, c)
-    out = xp.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=cols.dtype)
+    per_offset = blocks.reshape(kh, kw, n, oh, ow, c)
+    out = xp.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=blocks.dtype)
     for i in range(kh):
         for j in range(kw):
-            out[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :] += blocks[:, :, :, i, j, :]
+            out[:, i:i + stride * oh:stride, j:j + stride * ow:stride, :] += per_offset[i, j]
     if pad:
         out = out[:, pad:pad + h, pad:pad + w, :]
     return out
