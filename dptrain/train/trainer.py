@@ -11,14 +11,14 @@ import time
 
 import numpy as np
 
-from .. import backend, data, models, nn, optim
+from .. import backend, comm as comms, data, models, nn, optim
 from ..backend import DeviceError
 from ..data import augment
 from ..errors import TrainingFailure, UsageError
 from .config import TrainConfig
-from .evaluate import evaluate
+from .evaluate import evaluate_sums
 from .metrics import MetricsWriter, Progress
-from .step import local_train_step
+from ..parallel import DataParallel
 
 
 def check_writable(path: str | None, what: str) -> None:
@@ -78,26 +78,33 @@ def setup_backend(cfg: TrainConfig, local_rank: int = 0, local_size: int = 1) ->
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, rank: int = 0, size: int = 1):
+    def __init__(self, cfg: TrainConfig, comm=None):
         self.cfg = cfg.validate()
-        self.rank, self.size = rank, size
-        self.is_root = rank == 0
+        self.comm = comm if comm is not None else comms.default()
+        self.rank, self.size = self.comm.rank, self.comm.size
+        self.is_root = self.rank == 0
+        if cfg.threads is None and self.comm.local_size > 1:
+            # one BLAS thread per core share: ranks on a node must not oversubscribe it
+            cfg.threads = max(1, (os.cpu_count() or 1) // self.comm.local_size)
         check_writable(cfg.metrics_out, "--metrics-out")
         check_writable(cfg.save_weights, "--save-weights")
         try:
             self.augmentations = augment.parse(cfg.augment)
         except ValueError as exc:
             raise UsageError(f"--augment: {exc}") from None
-        setup_backend(cfg)
+        setup_backend(cfg, self.comm.local_rank, self.comm.local_size)
         try:
             self.ds = data.load(cfg.dataset)
         except data.DataError as exc:
             raise UsageError(str(exc)) from None
-        if cfg.batch_size < size:
-            raise UsageError(f"--batch-size {cfg.batch_size} is smaller than the {size} ranks")
+        if cfg.batch_size < self.size:
+            raise UsageError(f"--batch-size {cfg.batch_size} is smaller than the {self.size} ranks")
         self.model = build_model(cfg, self.ds)
         self.opt = build_optimizer(cfg, self.model)
         self.loss = nn.SoftmaxCrossEntropy()
+        self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
+                               progress=cfg.comm_progress, sync_bn=cfg.sync_bn)
+        self.dp.broadcast_parameters(root=0)
         self.sampler = data.UniformSampler(len(self.ds.x_train), cfg.batch_size, cfg.seed)
         per_epoch = self.sampler.steps_per_epoch()
         self.total_steps = per_epoch * cfg.epochs
@@ -119,14 +126,29 @@ class Trainer:
         return xp.asarray(x, dtype=self.model.dtype), xp.asarray(self.ds.y_train[ids])
 
     def train_step(self, ids, global_batch: int):
-        x, y = self._batch(ids)
-        ctx = nn.BatchContext(ids, self.step, self.cfg.seed)
+        """One global step; returns (global mean loss, global number correct, lr)."""
+        local = data.rank_slice(ids, self.rank, self.size)
+        x, y = self._batch(local)
+        ctx = nn.BatchContext(local, self.step, self.cfg.seed)
         lr = self.schedule(self.step)
-        loss, correct = local_train_step(self.model, x, y, self.loss, self.opt, lr, ctx,
-                                         normalizer=global_batch)
-        if not math.isfinite(loss):
-            raise TrainingFailure(f"loss became {loss} at step {self.step}")
-        return loss, correct, lr
+        loss, correct = self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
+                                           global_batch=global_batch, context=ctx)
+        totals = np.array([loss, correct], dtype=np.float64)
+        self.comm.allreduce(totals)          # every rank sees the same numbers, NaN included
+        if not math.isfinite(totals[0]):
+            raise TrainingFailure(f"loss became {totals[0]} at step {self.step}")
+        return float(totals[0]), int(totals[1]), lr
+
+    def evaluate(self) -> dict:
+        """Each rank evaluates its share of the test split; the sums are reduced."""
+        self.dp.flush()
+        n = len(self.ds.x_test)
+        part = data.rank_slice(np.arange(n), self.rank, self.size)
+        sums = np.array(evaluate_sums(self.model, self.ds.x_test[part], self.ds.y_test[part],
+                                      self.cfg.eval_batch_size), dtype=np.float64)
+        self.comm.allreduce(sums)
+        return {"loss": sums[0] / max(sums[2], 1), "accuracy": sums[1] / max(sums[2], 1),
+                "samples": int(sums[2])}
 
     # --- the loop --------------------------------------------------------
     def run(self) -> dict:
@@ -161,7 +183,7 @@ class Trainer:
                 train_line = {"epoch": epoch + 1, "step": self.step, "loss": loss_sum / seen,
                               "accuracy": correct_sum / seen, "lr": lr,
                               "samples_per_s": seen / elapsed, "time_s": elapsed}
-                test = evaluate(self.model, self.ds.x_test, self.ds.y_test, cfg.eval_batch_size)
+                test = self.evaluate()
                 test_line = {"epoch": epoch + 1, "step": self.step, "split": "test", **test}
                 metrics.write(train_line)
                 metrics.write(test_line)
@@ -176,6 +198,7 @@ class Trainer:
         finally:
             progress.close()
             metrics.close()
+            self.dp.close()
         if cfg.save_weights and self.is_root:
             save_weights(self.model, cfg.save_weights)
         say(f"test accuracy: {result.get('test_accuracy', float('nan')):.4f}", flush=True)

@@ -1,0 +1,56 @@
+"""The communicator interface. Names mirror MPI; every implementation has these signatures.
+
+    c.rank, c.size, c.local_rank, c.local_size
+    c.allreduce(buf)            in-place sum over ranks of a contiguous array (blocking)
+    c.iallreduce(buf) -> h      the same, non-blocking; h.wait() completes, h.test() polls
+    c.allgather(arr) -> out     (size, *arr.shape), rank r's array at out[r]
+    c.bcast(buf, root=0)        in place
+    c.barrier()
+    c.allreduce_obj(x), c.bcast_obj(x, root)   small Python objects (pickled; not the hot path)
+    c.dup() -> Communicator     a separate channel, e.g. for a communication thread
+
+Collectives on one communicator must be issued in the same order on every rank.
+"""
+from __future__ import annotations
+
+
+class Handle:
+    """A pending non-blocking operation."""
+
+    def wait(self) -> None:
+        raise NotImplementedError
+
+    def test(self) -> bool:
+        raise NotImplementedError
+
+
+class Communicator:
+    rank = 0
+    size = 1
+    local_rank = 0
+    local_size = 1
+    name = "base"
+
+    def allreduce(self, buf) -> None:
+        raise NotImplementedError
+
+    def iallreduce(self, buf) -> Handle:
+        raise NotImplementedError
+
+    def allgather(self, arr):
+        raise NotImplementedError
+
+    def bcast(self, buf, root: int = 0) -> None:
+        raise NotImplementedError
+
+    def barrier(self) -> None:
+        raise NotImplementedError
+
+    def allreduce_obj(self, obj):
+        raise NotImplementedError
+
+    def bcast_obj(self, obj, root: int = 0):
+        raise NotImplementedError
+
+    def dup(self) -> "Communicator":
+        raise NotImplementedError

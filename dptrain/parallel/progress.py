@@ -1,0 +1,78 @@
+"""Two ways to make a bucket's Allreduce progress while backprop computes.
+
+- ``thread``: one communication thread issuing blocking Allreduce per bucket on its own
+  duplicated communicator (the design of Lee et al.'s code, MPI_THREAD_MULTIPLE);
+- ``poll``: MPI_Iallreduce, progressed by testing between layers.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+
+from ..comm.base import Handle
+
+
+class _Done(Handle):
+    def __init__(self):
+        self._event = threading.Event()
+        self.error = None
+
+    def wait(self) -> None:
+        self._event.wait()
+        if self.error is not None:
+            raise self.error
+
+    def test(self) -> bool:
+        return self._event.is_set()
+
+
+class CommThread:
+    """Reduces submitted buffers in submission order (so every rank's order matches)."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="dptrain-comm", daemon=True)
+        self._thread.start()
+
+    def submit(self, buf) -> Handle:
+        done = _Done()
+        self._queue.put((buf, done))
+        return done
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            buf, done = item
+            try:
+                self.comm.allreduce(buf)
+            except BaseException as exc:      # reported to the waiting main thread
+                done.error = exc
+            done._event.set()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+
+class Poller:
+    """MPI_Iallreduce per bucket; ``poll()`` tests the in-flight requests to drive progress."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self._inflight: list[Handle] = []
+
+    def submit(self, buf) -> Handle:
+        h = self.comm.iallreduce(buf)
+        self._inflight.append(h)
+        return h
+
+    def poll(self) -> None:
+        self._inflight = [h for h in self._inflight if not h.test()]
+
+    def close(self) -> None:
+        for h in self._inflight:
+            h.wait()
+        self._inflight = []

@@ -1,0 +1,90 @@
+"""Data parallelism under mpiexec (-n 2 and -n 4): the guarantees of DESIGN.md.
+
+Each test runs the P-rank training and, in the same process, the one-process reference
+(a LocalCommunicator), then compares parameters. Run with:
+    mpiexec -n 2 python -m pytest --with-mpi tests/mpi
+"""
+import numpy as np
+import pytest
+
+from dptrain import backend, comm as comms
+from dptrain.comm.local import LocalCommunicator
+from dptrain.train import TrainConfig, Trainer
+
+
+def world():
+    return comms.create("mpi")
+
+
+def train(comm, **overrides):
+    cfg = dict(model="mlp", dataset="synthetic:1x8x8:300", dtype="float64", max_steps=10,
+               batch_size=32, optimizer="momentum", lr=0.05, quiet=True, threads=1)
+    cfg.update(overrides)
+    trainer = Trainer(TrainConfig(**cfg), comm=comm)
+    trainer.run()
+    backend.set_dtype("float32")
+    return trainer.model.state_dict()
+
+
+def assert_same(a, b, rtol=1e-9):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("batch", [32, 30])          # 30: not divisible by 4 ranks
+def test_mlp_rank_count_invariance(batch):
+    assert_same(train(world(), batch_size=batch), train(LocalCommunicator(), batch_size=batch))
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("batch", [24, 22])
+def test_thesis_cnn_sync_bn_dropout_rank_count_invariance(batch):
+    kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=batch)
+    assert_same(train(world(), **kw), train(LocalCommunicator(), **kw))
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sync,progress", [("blocking", "thread"), ("overlap", "thread"),
+                                           ("overlap", "poll")])
+def test_schedules_give_the_same_parameters(sync, progress):
+    # small buckets: several reductions in flight at once
+    kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=24,
+              bucket_mb=0.05, optimizer="adam", lr=1e-3)
+    reference = train(LocalCommunicator(), **kw)
+    assert_same(train(world(), sync=sync, comm_progress=progress, **kw), reference)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_communicator_operations():
+    c = world()
+    buf = np.full(5, float(c.rank))
+    c.allreduce(buf)
+    np.testing.assert_array_equal(buf, c.size * (c.size - 1) / 2)     # sum of ranks
+    buf = np.full(3, c.rank + 1.0, dtype=np.float32)
+    c.iallreduce(buf).wait()
+    np.testing.assert_array_equal(buf, c.size * (c.size + 1) / 2)
+    gathered = c.allgather(np.array([c.rank, 10 * c.rank]))
+    np.testing.assert_array_equal(gathered[:, 1], 10 * np.arange(c.size))
+    b = np.arange(4.0) if c.rank == 0 else np.zeros(4)
+    c.bcast(b, root=0)
+    np.testing.assert_array_equal(b, np.arange(4.0))
+    assert c.allreduce_obj(1) == c.size and c.bcast_obj({"r": c.rank}) == {"r": 0}
+    assert 0 <= c.local_rank < c.local_size <= c.size
+    d = c.dup()
+    x = np.ones(2)
+    d.allreduce(x)
+    assert x[0] == c.size
+    c.barrier()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_parameters_broadcast_from_rank_zero():
+    from dptrain import models, parallel
+    c = world()
+    model = models.get("mlp", seed=100 + c.rank)          # deliberately different replicas
+    parallel.DataParallel(model, c, schedule="blocking").broadcast_parameters()
+    for name, p in model.named_params():
+        gathered = c.allgather(p)
+        assert all(np.array_equal(gathered[0], g) for g in gathered), name
