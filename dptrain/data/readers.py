@@ -104,14 +104,19 @@ def read_cifar10(directory: Path):
             x_test, y_test)
 
 
-def read_npz(path: Path):
+def load_npz(path) -> dict:
+    """Every array of an .npz file (no pickles), or a DataError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except Exception as exc:
+    except Exception as exc:       # zipfile, pickle and format errors alike
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__})") from None
+
+
+def read_npz(path: Path):
+    arrays = load_npz(path)
     for key in ("x", "y"):
         if key not in arrays:
             raise DataError(f"{path}: missing array {key!r} (has {sorted(arrays) or 'none'})")

@@ -41,12 +41,9 @@ def save_weights(model, path: str) -> None:
 
 def load_weights(model, path: str) -> None:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            state = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such weights file") from None
-    except Exception as exc:
-        raise UsageError(f"{path}: not a readable weights .npz ({type(exc).__name__})") from None
+        state = data.readers.load_npz(path)
+    except data.DataError as exc:
+        raise UsageError(f"weights {exc}") from None
     try:
         model.load_state_dict(state)
     except ValueError as exc:
