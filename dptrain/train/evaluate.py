@@ -1,8 +1,6 @@
 """Evaluation: loss and accuracy of a model over a whole split, in inference mode."""
 from __future__ import annotations
 
-import numpy as np
-
 from .. import backend
 from ..nn import SoftmaxCrossEntropy
 
@@ -25,9 +23,3 @@ def evaluate(model, x, y, batch_size: int = 1000) -> dict:
     total, correct, n = evaluate_sums(model, x, y, batch_size)
     return {"loss": total / max(n, 1), "accuracy": correct / max(n, 1), "samples": n}
 
-
-def predict(model, x, batch_size: int = 1000) -> np.ndarray:
-    out = [backend.to_numpy(model.forward(backend.xp.asarray(x[i:i + batch_size], dtype=model.dtype),
-                                          train=False).argmax(axis=1))
-           for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)

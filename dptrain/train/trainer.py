@@ -114,7 +114,6 @@ class Trainer:
         except ValueError as exc:
             raise UsageError(f"--lr-schedule: {exc}") from None
         self.step = 0
-        self.history: list[dict] = []
 
     # --- one batch -------------------------------------------------------
     def _batch(self, ids):
@@ -184,7 +183,6 @@ class Trainer:
                 test_line = {"epoch": epoch + 1, "step": self.step, "split": "test", **test}
                 metrics.write(train_line)
                 metrics.write(test_line)
-                self.history += [train_line, test_line]
                 say(f"epoch {epoch + 1:>3}  step {self.step:>6}  loss {train_line['loss']:.4f}  "
                     f"acc {train_line['accuracy']:.4f}  test_loss {test['loss']:.4f}  "
                     f"test_acc {test['accuracy']:.4f}  lr {lr:.3g}  "
