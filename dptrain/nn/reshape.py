@@ -12,7 +12,7 @@ class Flatten(Layer):
 
     def forward(self, x, train):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))   # -1 fails on an empty batch
 
     def backward(self, dy):
         return dy.reshape(self._shape)

@@ -35,6 +35,7 @@ class DataParallel:
         self._deferred: dict[int, float] = {}       # layer index -> lr of its pending update
         self._opt = None
         self._engine = None
+        self._sync_bn = sync_bn
         if schedule == "overlap" and comm.size > 1:
             self._engine = CommThread(comm.dup()) if progress == "thread" else Poller(comm)
         if sync_bn:
@@ -60,7 +61,10 @@ class DataParallel:
         self._opt = opt
         norm = global_batch if global_batch is not None else len(x) * self.comm.size
         before = self._apply_deferred if self._deferred else None
-        if len(x) == 0:
+        # A rank with no samples (a last partial batch smaller than the rank count) still takes
+        # part in every reduction; with --sync-bn it runs the empty batch through the model so
+        # that it joins the batch-norm reductions too.
+        if len(x) == 0 and not self._sync_bn:
             value, correct = 0.0, 0
             if before:
                 for i in range(len(self.model.layers)):

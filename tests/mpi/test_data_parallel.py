@@ -46,6 +46,19 @@ def test_thesis_cnn_sync_bn_dropout_rank_count_invariance(batch):
 
 
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sync", ["blocking", "overlap"])
+@pytest.mark.parametrize("model,dataset,sync_bn", [
+    ("mlp", "synthetic:1x8x8:151", False),          # empty ranks skip the model
+    ("mlp", "synthetic:1x8x8:151", True),           # empty ranks run the empty batch through it
+    ("thesis-cnn", "synthetic:1x28x28:151", True)])
+def test_last_batch_smaller_than_rank_count(model, dataset, sync_bn, sync):
+    """121 training samples, batch 24: each epoch's last batch holds one sample, so every rank
+    but one has an empty slice and must still join every reduction (batch norm's included)."""
+    kw = dict(model=model, dataset=dataset, sync_bn=sync_bn, batch_size=24, max_steps=8)
+    assert_same(train(world(), sync=sync, **kw), train(LocalCommunicator(), **kw))
+
+
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("sync,progress", [("blocking", "thread"), ("overlap", "thread"),
                                            ("overlap", "poll")])
 def test_schedules_give_the_same_parameters(sync, progress):
