@@ -44,6 +44,9 @@ def _add_train_flags(p):
     a("--bucket-mb", type=float, default=S, help="gradient bucket size cap (default 4)")
     a("--comm-progress", default=S, help="overlap progress: thread (default) or poll")
     a("--sync-bn", action="store_true", default=S, help="batch-norm statistics over the global batch")
+    a("--accumulate", type=int, default=S,
+      help="split each batch into N micro-batches; only the last communicates")
+    a("--grad-dtype", default=S, help="float32 (default) or float16 (compressed Allreduce)")
     a("--seed", type=int, default=S)
     a("--device", default=S, help="cpu (default), gpu, auto")
     a("--dtype", default=S, help="float32 (default) or float64")

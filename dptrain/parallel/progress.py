@@ -3,11 +3,15 @@
 - ``thread``: one communication thread issuing blocking Allreduce per bucket on its own
   duplicated communicator (the design of Lee et al.'s code, MPI_THREAD_MULTIPLE);
 - ``poll``: MPI_Iallreduce, progressed by testing between layers.
+
+Both return handles with ``wait()``, ``test()`` and ``done_at`` (perf_counter time the
+reduction was seen complete), which the overlap statistics use.
 """
 from __future__ import annotations
 
 import queue
 import threading
+import time
 
 from ..comm.base import Handle
 
@@ -16,6 +20,7 @@ class _Done(Handle):
     def __init__(self):
         self._event = threading.Event()
         self.error = None
+        self.done_at = None
 
     def wait(self) -> None:
         self._event.wait()
@@ -40,6 +45,9 @@ class CommThread:
         self._queue.put((buf, done))
         return done
 
+    def poll(self) -> None:
+        """Nothing to do: the thread makes progress by itself."""
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()
@@ -50,6 +58,7 @@ class CommThread:
                 self.comm.allreduce(buf)
             except BaseException as exc:      # reported to the waiting main thread
                 done.error = exc
+            done.done_at = time.perf_counter()
             done._event.set()
 
     def close(self) -> None:
@@ -57,15 +66,31 @@ class CommThread:
         self._thread.join(timeout=5)
 
 
+class _Polled(Handle):
+    def __init__(self, request):
+        self._request = request
+        self.done_at = None
+
+    def test(self) -> bool:
+        if self.done_at is None and self._request.test():
+            self.done_at = time.perf_counter()
+        return self.done_at is not None
+
+    def wait(self) -> None:
+        if self.done_at is None:
+            self._request.wait()
+            self.done_at = time.perf_counter()
+
+
 class Poller:
     """MPI_Iallreduce per bucket; ``poll()`` tests the in-flight requests to drive progress."""
 
     def __init__(self, comm):
         self.comm = comm
-        self._inflight: list[Handle] = []
+        self._inflight: list[_Polled] = []
 
     def submit(self, buf) -> Handle:
-        h = self.comm.iallreduce(buf)
+        h = _Polled(self.comm.iallreduce(buf))
         self._inflight.append(h)
         return h
 

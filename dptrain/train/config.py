@@ -32,6 +32,8 @@ class TrainConfig:
     bucket_mb: float = 4.0
     comm_progress: str = "thread"        # thread | poll: how overlapped reductions progress
     sync_bn: bool = False
+    accumulate: int = 1                  # micro-batches per update (the batch is split)
+    grad_dtype: str = "float32"          # float16: compressed gradient Allreduce
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -57,8 +59,12 @@ class TrainConfig:
         positive("warmup_steps", self.warmup_steps, strict=False)
         positive("log_every", self.log_every, strict=False)
         positive("bucket_mb", self.bucket_mb)
+        positive("accumulate", self.accumulate)
+        if self.accumulate > self.batch_size:
+            raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
-                   "sync": ("blocking", "overlap"), "comm_progress": ("thread", "poll")}
+                   "sync": ("blocking", "overlap"), "comm_progress": ("thread", "poll"),
+                   "grad_dtype": ("float32", "float16")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 shown = ", ".join(a for a in allowed if a)

@@ -100,7 +100,8 @@ class Trainer:
         self.opt = build_optimizer(cfg, self.model)
         self.loss = nn.SoftmaxCrossEntropy()
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
-                               progress=cfg.comm_progress, sync_bn=cfg.sync_bn)
+                               progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
+                               grad_dtype=cfg.grad_dtype)
         self.dp.broadcast_parameters(root=0)
         self.sampler = data.UniformSampler(len(self.ds.x_train), cfg.batch_size, cfg.seed)
         per_epoch = self.sampler.steps_per_epoch()
@@ -122,14 +123,22 @@ class Trainer:
         return xp.asarray(x, dtype=self.model.dtype), xp.asarray(self.ds.y_train[ids])
 
     def train_step(self, ids, global_batch: int):
-        """One global step; returns (global mean loss, global number correct, lr)."""
-        local = data.rank_slice(ids, self.rank, self.size)
-        x, y = self._batch(local)
-        ctx = nn.BatchContext(local, self.step, self.cfg.seed)
+        """One global step; returns (global mean loss, global number correct, lr).
+
+        With --accumulate N the global batch is cut into N global micro-batches, each
+        split over the ranks; every one is normalised by the whole batch, so their sum
+        is the same mean gradient.
+        """
         lr = self.schedule(self.step)
-        loss, correct = self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
-                                           global_batch=global_batch, context=ctx)
-        totals = np.array([loss, correct], dtype=np.float64)
+        micro_batches = [m for m in np.array_split(ids, self.cfg.accumulate) if len(m)]
+        totals = np.zeros(2, dtype=np.float64)
+        for j, micro in enumerate(micro_batches):
+            local = data.rank_slice(micro, self.rank, self.size)
+            x, y = self._batch(local)
+            ctx = nn.BatchContext(local, self.step, self.cfg.seed)
+            totals += self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
+                                         global_batch=global_batch, context=ctx,
+                                         communicate=j == len(micro_batches) - 1)
         self.comm.allreduce(totals)          # every rank sees the same numbers, NaN included
         if not math.isfinite(totals[0]):
             raise TrainingFailure(f"loss became {totals[0]} at step {self.step}")

@@ -101,3 +101,25 @@ def test_parameters_broadcast_from_rank_zero():
     for name, p in model.named_params():
         gathered = c.allgather(p)
         assert all(np.array_equal(gathered[0], g) for g in gathered), name
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sync", ["blocking", "overlap"])
+def test_accumulation_equals_one_large_batch(sync):
+    """--accumulate 2 of a 64-sample batch (2 x 32) gives the parameters of one batch of 64."""
+    kw = dict(batch_size=64, sync=sync, dataset="synthetic:1x8x8:400", optimizer="adam", lr=1e-3)
+    assert_same(train(world(), accumulate=2, **kw), train(LocalCommunicator(), **kw))
+    assert_same(train(world(), accumulate=3, **kw), train(world(), **kw))
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sync", ["blocking", "overlap"])
+def test_float16_gradients_within_tolerance(sync):
+    """Compressed Allreduce: 10 SGD steps stay within float16 rounding of the float32 run."""
+    kw = dict(dtype="float32", sync=sync, optimizer="sgd", lr=0.05)
+    exact, compressed = train(world(), **kw), train(world(), grad_dtype="float16", **kw)
+    for k in exact:
+        scale = np.abs(exact[k]).max()
+        # each step's gradient is rounded to 11 significant bits; 10 steps of lr 0.05
+        assert np.abs(compressed[k] - exact[k]).max() <= 2e-3 * scale + 1e-4, k
+    assert any(not np.array_equal(compressed[k], exact[k]) for k in exact)   # it did round
