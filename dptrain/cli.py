@@ -158,18 +158,32 @@ COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary,
 
 
 def main(argv=None) -> int:
+    """Usage errors and training failures are agreed on by every rank (the trainer reduces
+    them), so rank 0 alone reports them and every rank exits with the same code. Anything
+    else may have hit one rank only: it is reported by that rank and ends the whole job."""
+    from .comm.mpi import abort_world, launch_rank
+    report = launch_rank() == 0
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"dptrain: error: {exc}", file=sys.stderr)
+        if report:
+            print(f"dptrain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingFailure as exc:
-        print(f"dptrain: training failed: {exc}", file=sys.stderr)
+        if report:
+            print(f"dptrain: training failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("dptrain: interrupted", file=sys.stderr)
+        abort_world(130)
         return 130
+    except Exception:
+        import traceback
+        print(f"dptrain: rank {launch_rank()} failed:", file=sys.stderr)
+        traceback.print_exc()
+        abort_world(EXIT_FAILURE)
+        raise
 
 
 if __name__ == "__main__":

@@ -76,10 +76,31 @@ def setup_backend(cfg: TrainConfig, local_rank: int = 0, local_size: int = 1) ->
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, comm=None):
-        self.cfg = cfg.validate()
+        self.cfg = cfg
         self.comm = comm if comm is not None else comms.default()
         self.rank, self.size = self.comm.rank, self.comm.size
         self.is_root = self.rank == 0
+        # Everything that can fail on bad input happens before the first collective, and the
+        # ranks agree on the outcome: one rank's unreadable file stops every rank with exit 2
+        # instead of leaving the others waiting in a broadcast.
+        error = None
+        try:
+            self._setup_local()
+        except UsageError as exc:
+            error = str(exc)
+        errors = self.comm.allreduce_obj([(self.rank, error)] if error else [])
+        if errors:
+            rank, message = min(errors)
+            raise UsageError(message if rank == 0 else f"rank {rank}: {message}")
+        self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
+                               progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
+                               grad_dtype=cfg.grad_dtype)
+        self.dp.broadcast_parameters(root=0)
+        self.step = 0
+
+    def _setup_local(self) -> None:
+        """Configuration, data, model, optimiser and schedule: no communication here."""
+        cfg = self.cfg.validate()
         if cfg.threads is None and self.comm.local_size > 1:
             # one BLAS thread per core share: ranks on a node must not oversubscribe it
             cfg.threads = max(1, (os.cpu_count() or 1) // self.comm.local_size)
@@ -99,10 +120,6 @@ class Trainer:
         self.model = build_model(cfg, self.ds)
         self.opt = build_optimizer(cfg, self.model)
         self.loss = nn.SoftmaxCrossEntropy()
-        self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
-                               progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
-                               grad_dtype=cfg.grad_dtype)
-        self.dp.broadcast_parameters(root=0)
         self.sampler = data.UniformSampler(len(self.ds.x_train), cfg.batch_size, cfg.seed)
         per_epoch = self.sampler.steps_per_epoch()
         self.total_steps = per_epoch * cfg.epochs
@@ -114,7 +131,6 @@ class Trainer:
                                            warmup_steps=cfg.warmup_steps)
         except ValueError as exc:
             raise UsageError(f"--lr-schedule: {exc}") from None
-        self.step = 0
 
     # --- one batch -------------------------------------------------------
     def _batch(self, ids):
@@ -157,6 +173,11 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------
     def run(self) -> dict:
+        # a diverging run is reported once, as exit 3 with its step, not as numpy warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._run()
+
+    def _run(self) -> dict:
         cfg = self.cfg
         metrics = MetricsWriter(cfg.metrics_out, enabled=self.is_root)
         progress = Progress(self.is_root and not cfg.quiet)

@@ -1,0 +1,53 @@
+"""`dptrain train` started by mpiexec: agreed errors are reported once, and a demo-sized run works."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="no mpiexec beside the Python")
+
+
+def mpirun(n, *args, timeout=300):
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "dptrain.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bad_flag_on_two_ranks_one_line_exit_2():
+    res = mpirun(2, "train", "--batch-size", "0")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert lines == ["dptrain: error: --batch-size must be positive, got 0"], res.stderr
+
+
+def test_missing_data_on_two_ranks_one_line_exit_2(tmp_path):
+    res = mpirun(2, "train", "--dataset", f"mnist:{tmp_path / 'none'}")
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "none: no such directory" in lines[0], res.stderr
+
+
+def test_batch_smaller_than_ranks():
+    res = mpirun(2, "train", "--batch-size", "1", "--dataset", "synthetic")
+    assert res.returncode == 2 and "smaller than the 2 ranks" in res.stderr
+
+
+def test_diverging_run_on_two_ranks_exits_3_once():
+    res = mpirun(2, "train", "--model", "mlp", "--dataset", "synthetic:1x8x8:200", "--optimizer",
+                 "sgd", "--lr", "1e30", "--quiet")
+    assert res.returncode == 3
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dptrain: training failed: loss became"), res.stderr
+
+
+def test_two_rank_training_rank_zero_writes(tmp_path):
+    metrics = tmp_path / "m.jsonl"
+    res = mpirun(2, "train", "--model", "mlp", "--dataset", "synthetic:1x8x8:400", "--epochs", 2,
+                 "--batch-size", 30, "--metrics-out", metrics)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("test accuracy:") == 1            # rank 0 alone prints
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert len(lines) == 4                                     # one writer: no duplicates
+    assert lines[-1]["split"] == "test" and lines[-1]["samples"] == 80
