@@ -51,3 +51,16 @@ def test_two_rank_training_rank_zero_writes(tmp_path):
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert len(lines) == 4                                     # one writer: no duplicates
     assert lines[-1]["split"] == "test" and lines[-1]["samples"] == 80
+
+
+def test_scaling_bench_smoke():
+    res = subprocess.run([sys.executable, "-m", "dptrain.cli", "bench", "--ranks", "1,2", "--model",
+                          "mlp", "--steps", "3", "--warmup", "1", "--rounds", "1", "--no-torch",
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["rows"]
+    assert [(r["ranks"], r["sync"]) for r in rows] == [
+        (1, "single"), (2, "independent"), (2, "blocking"), (2, "overlap"), (2, "overlap")]
+    two = [r for r in rows if r["sync"] in ("blocking", "overlap")]
+    assert all(r["bytes_per_step"] == 4 * 269_322 and r["efficiency"] > 0 for r in two)
+    assert rows[1]["bytes_per_step"] == 0

@@ -28,6 +28,14 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--rounds", type=int, default=3, help="alternating dptrain/PyTorch rounds")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument("--ranks", help="data-parallel weak scaling over these rank counts, e.g. 1,2 "
+                   "(batch per rank = --batch-size); compares --schedules")
+    p.add_argument("--schedules", default="independent,blocking,overlap:thread,overlap:poll",
+                   help="with --ranks: schedules to compare, SYNC[:PROGRESS], comma separated; "
+                   "'independent' runs the ranks without exchanging gradients (the machine's ceiling)")
+    p.add_argument("--bucket-mb", type=float, default=4.0)
+    p.add_argument("--no-bind", dest="bind", action="store_false",
+                   help="with --ranks: do not bind ranks to cores")
 
 
 def _torch_round(args) -> dict | None:
@@ -43,6 +51,9 @@ def _torch_round(args) -> dict | None:
 
 
 def run_bench(args) -> int:
+    if args.ranks:
+        from .scaling import run_scaling_bench
+        return run_scaling_bench(args)
     from .. import models
     if args.model not in models.names():
         raise UsageError(f"unknown model {args.model!r} (choose {', '.join(models.names())})")

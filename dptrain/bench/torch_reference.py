@@ -3,11 +3,13 @@
 Run as a separate process (``python -m dptrain.bench.torch_reference``) so that
 importing torch does not inflate dptrain's measured memory. It mirrors
 ../shared/bench/torch_cnn.py: random float32 data, Adadelta(lr=1.0, rho=0.9),
-median of zero_grad + forward + cross-entropy + backward + step. PyTorch is a
+median of zero_grad + forward + cross-entropy + backward + step; ``--ddp N`` runs
+DistributedDataParallel over gloo with N processes (batch per process). PyTorch is a
 baseline here only; dptrain never imports it for training.
 """
 import argparse
 import json
+import os
 import resource
 import statistics
 import time
@@ -32,22 +34,19 @@ def build(name):
     raise SystemExit(f"no PyTorch reference for {name}")
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="thesis-cnn")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--warmup", type=int, default=5)
-    a = p.parse_args()
+def time_steps(a, rank=0, world=1):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = build(a.model).train()
+    if world > 1:
+        model = tnn.parallel.DistributedDataParallel(model)   # gloo Allreduce inside backward
     opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.9)
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(1 + rank)
     xs = [torch.rand(a.batch, 1, 28, 28, generator=g) for _ in range(8)]
     ys = [torch.randint(0, 10, (a.batch,), generator=g) for _ in range(8)]
     times = []
+    if world > 1:
+        torch.distributed.barrier()
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -56,9 +55,46 @@ def main():
         opt.step()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
-    print(json.dumps({"median_step_s": statistics.median(times), "min_step_s": min(times),
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "torch": torch.__version__}))
+    return {"median_step_s": statistics.median(times), "min_step_s": min(times),
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "torch": torch.__version__, "world_size": world}
+
+
+def ddp_worker(rank, world, a):
+    import torch.distributed as dist
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(a.port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        res = time_steps(a, rank, world)
+        medians = [torch.zeros(1, dtype=torch.float64) for _ in range(world)]
+        dist.all_gather(medians, torch.tensor([res["median_step_s"]], dtype=torch.float64))
+        res["median_step_s"] = max(float(m) for m in medians)     # the job runs at the slowest
+        if rank == 0:
+            print(json.dumps(res), flush=True)
+    finally:
+        # without this, gloo's threads can race at exit (SIGABRT after the results printed)
+        import gc
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="thesis-cnn")
+    p.add_argument("--batch", type=int, default=64, help="per process")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--ddp", type=int, default=1, help="DistributedDataParallel over N processes")
+    p.add_argument("--port", type=int, default=29533)
+    a = p.parse_args()
+    if a.ddp > 1:
+        import torch.multiprocessing as mp
+        mp.spawn(ddp_worker, args=(a.ddp, a), nprocs=a.ddp, join=True)
+    else:
+        print(json.dumps(time_steps(a)))
 
 
 if __name__ == "__main__":

@@ -148,7 +148,8 @@ class DataParallel:
             b.buffer += self._acc[b.index]
         if b.wire is not b.buffer:
             b.wire[...] = b.buffer
-        self.stats.bytes += int(b.wire.nbytes)
+        if self.comm.size > 1:
+            self.stats.bytes += int(b.wire.nbytes)
 
     def _unpack(self, b) -> None:
         if b.wire is not b.buffer:

@@ -1,0 +1,65 @@
+"""One data-parallel benchmark run, started by ``dptrain bench --ranks`` under mpiexec.
+
+Every rank trains the same model on random data (batch per rank fixed: weak scaling);
+rank 0 prints one JSON line: the slowest rank's median step time and the overlap
+statistics of DataParallel (communication time, the part waited for, bytes per step).
+"""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from .. import backend, comm as comms, models, nn, optim
+from ..parallel import DataParallel
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="thesis-cnn")
+    p.add_argument("--batch-per-rank", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--sync", default="overlap")
+    p.add_argument("--progress", default="thread")
+    p.add_argument("--bucket-mb", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=5)
+    a = p.parse_args()
+    backend.set_threads(a.threads)
+    world = comms.default()
+    # "independent": the same ranks, no gradient exchange: what the machine allows P
+    # processes at once, the ceiling that communication is measured against
+    comm = comms.create("local") if a.sync == "independent" else world
+    model = models.get(a.model, seed=0)
+    opt = optim.get("adadelta", model, lr=1.0)
+    loss = nn.SoftmaxCrossEntropy()
+    sync = "blocking" if a.sync == "independent" else a.sync
+    dp = DataParallel(model, comm, schedule=sync, bucket_mb=a.bucket_mb, progress=a.progress)
+    dp.broadcast_parameters()
+    rng = np.random.default_rng(1 + world.rank)
+    shape = (a.batch_per_rank,) + model.input_shape
+    xs = [rng.random(shape, dtype=np.float32) for _ in range(4)]
+    ys = [rng.integers(0, 10, a.batch_per_rank) for _ in range(4)]
+    world.barrier()
+    times = []
+    last = time.perf_counter()
+    for i in range(a.warmup + a.steps):
+        if i == a.warmup:
+            dp.stats.__init__()                  # count the timed steps only
+        dp.train_step(xs[i % 4], ys[i % 4], loss, opt, global_batch=a.batch_per_rank * world.size)
+        now = time.perf_counter()                # step to step: deferred work lands in the next
+        if i >= a.warmup:
+            times.append(now - last)
+        last = now
+    dp.close()
+    medians = world.allgather(np.array([statistics.median(times)]))[:, 0]
+    stats = dp.stats.as_dict()
+    if world.rank == 0:
+        print(json.dumps({"ranks": world.size, "sync": a.sync, "progress": a.progress,
+                          "step_s": float(medians.max()), "rank_step_s": medians.tolist(),
+                          **stats}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

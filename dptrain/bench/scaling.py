@@ -1,0 +1,132 @@
+"""``dptrain bench --ranks 1,2``: weak-scaling efficiency and schedules, side by side.
+
+Each configuration is a separate ``mpiexec -n P`` run of bench/dp_worker.py; rounds
+alternate through all configurations so that machine drift hits them alike, and the
+report takes medians over rounds. Efficiency = T(1 rank) / T(P ranks) at a fixed batch
+per rank; hidden = 1 - (time waited for communication) / (communication time).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+from ..errors import UsageError
+
+
+def _mpiexec() -> str:
+    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = local if os.path.exists(local) else shutil.which("mpiexec")
+    if not found:
+        raise UsageError("dptrain bench --ranks needs mpiexec (pip install mpich)")
+    return found
+
+
+def _parse(args):
+    try:
+        ranks = sorted({int(r) for r in args.ranks.split(",")})
+    except ValueError:
+        raise UsageError(f"--ranks {args.ranks!r}: expected a comma list of rank counts") from None
+    if not ranks or ranks[0] < 1:
+        raise UsageError(f"--ranks {args.ranks!r}: rank counts must be positive")
+    schedules = []
+    for item in args.schedules.split(","):
+        sync, _, progress = item.strip().partition(":")
+        if sync not in ("blocking", "overlap", "independent") or progress not in ("", "thread", "poll"):
+            raise UsageError(f"--schedules: {item!r} is not blocking, overlap[:thread|poll] "
+                             "or independent")
+        schedules.append((sync, progress or "thread"))
+    return ranks, schedules
+
+
+def _run(mpiexec, n, sync, progress, args) -> dict:
+    # bind ranks to cores as launch/mpirun.sh does, when they fit (hydra's syntax)
+    bind = ["-bind-to", "core"] if n * args.threads <= (os.cpu_count() or 1) and args.bind else []
+    cmd = [mpiexec, *bind, "-n", str(n), sys.executable, "-m", "dptrain.bench.dp_worker",
+           "--model", args.model, "--batch-per-rank", str(args.batch_size),
+           "--threads", str(args.threads), "--sync", sync, "--progress", progress,
+           "--bucket-mb", str(args.bucket_mb), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _torch(n, args) -> dict | None:
+    """PyTorch on the same setting: one process, or DistributedDataParallel over gloo."""
+    cmd = [sys.executable, "-m", "dptrain.bench.torch_reference", "--model", args.model,
+           "--batch", str(args.batch_size), "--threads", str(args.threads),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--ddp", str(n)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        print(f"dptrain bench: PyTorch reference failed: {out.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
+
+
+def run_scaling_bench(args) -> int:
+    from .command import TORCH_MODELS
+    ranks, schedules = _parse(args)
+    mpiexec = _mpiexec()
+    configs = [(1, "blocking", "thread")] if 1 in ranks else []
+    configs += [(n, s, p) for n in ranks if n > 1 for s, p in schedules]
+    with_torch = (not args.no_torch and args.model in TORCH_MODELS
+                  and importlib.util.find_spec("torch") is not None)
+    results = {c: [] for c in configs}
+    torch_runs = {n: [] for n in ranks} if with_torch else {}
+    for _ in range(args.rounds):
+        for c in configs:
+            results[c].append(_run(mpiexec, *c, args))
+        for n in torch_runs:
+            res = _torch(n, args)
+            if res:
+                torch_runs[n].append(res["median_step_s"])
+    base = statistics.median(r["step_s"] for r in results[configs[0]]) if 1 in ranks else None
+    rows = []
+    for (n, sync, progress), runs in results.items():
+        step = statistics.median(r["step_s"] for r in runs)
+        row = {"ranks": n, "sync": sync if n > 1 else "single", "progress": progress if n > 1 else "",
+               "step_ms": step * 1e3, "images_per_s": n * args.batch_size / step,
+               "comm_ms": statistics.median(r["comm_s"] / max(r["steps"], 1) for r in runs) * 1e3,
+               "exposed_ms": statistics.median(r["exposed_s"] / max(r["steps"], 1) for r in runs) * 1e3,
+               "hidden_fraction": statistics.median(r["hidden_fraction"] for r in runs),
+               "bytes_per_step": runs[-1]["bytes_per_step"]}
+        if base:
+            row["efficiency"] = base / step
+        rows.append(row)
+    torch_rows = []
+    torch_base = statistics.median(torch_runs[1]) if torch_runs.get(1) else None
+    for n, times in torch_runs.items():
+        if times:
+            step = statistics.median(times)
+            row = {"ranks": n, "step_ms": step * 1e3, "images_per_s": n * args.batch_size / step}
+            if torch_base:
+                row["efficiency"] = torch_base / step
+            torch_rows.append(row)
+    report = {"model": args.model, "batch_per_rank": args.batch_size, "threads": args.threads,
+              "rounds": args.rounds, "steps": args.steps, "rows": rows, "torch": torch_rows}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"dptrain bench: {args.model}, weak scaling, batch {args.batch_size} per rank, "
+          f"{args.threads} thread(s) per rank, {args.rounds} rounds x {args.steps} steps (medians)")
+    print(f"  {'ranks':>5} {'schedule':<16} {'step ms':>8} {'img/s':>7} {'effic.':>6} "
+          f"{'comm ms':>8} {'exposed':>8} {'hidden':>6} {'MB/step':>8}")
+    for r in rows:
+        sched = r["sync"] + (f":{r['progress']}" if r["sync"] == "overlap" else "")
+        eff = f"{r['efficiency']:.3f}" if "efficiency" in r else "-"
+        print(f"  {r['ranks']:>5} {sched:<16} {r['step_ms']:>8.2f} {r['images_per_s']:>7.0f} {eff:>6} "
+              f"{r['comm_ms']:>8.2f} {r['exposed_ms']:>8.2f} {r['hidden_fraction']:>6.2f} "
+              f"{r['bytes_per_step'] / 2**20:>8.2f}")
+    for r in torch_rows:
+        name = "PyTorch" if r["ranks"] == 1 else "PyTorch DDP gloo"
+        eff = f"{r['efficiency']:.3f}" if "efficiency" in r else "-"
+        print(f"  {r['ranks']:>5} {name:<16} {r['step_ms']:>8.2f} {r['images_per_s']:>7.0f} {eff:>6}")
+    return 0
