@@ -31,6 +31,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q torch==2.13.0 || echo "PyTorch not installable: benchmarking dptrain alone"
 	$(BIN)/dptrain bench --model thesis-cnn --batch-size 64 --threads 1
+	$(BIN)/dptrain bench --model thesis-cnn --batch-size 64 --threads 1 --ranks 1,2
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
