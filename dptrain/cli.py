@@ -51,6 +51,16 @@ def _add_train_flags(p):
     a("--device", default=S, help="cpu (default), gpu, auto")
     a("--dtype", default=S, help="float32 (default) or float64")
     a("--threads", type=int, default=S, help="BLAS threads per process")
+    a("--checkpoint-dir", default=S, help="write checkpoints here (rank 0, atomically)")
+    a("--checkpoint-every", default=S, help="N steps, or Ne epochs (default 1e); 0: at the end only")
+    a("--keep-checkpoints", type=int, default=S, help="how many to keep (default 3)")
+    a("--resume", action="store_true", default=S, help="continue from the newest valid checkpoint")
+    a("--comm-timeout", type=float, default=S,
+      help="seconds a collective may take before the job is ended (default 300)")
+    a("--check-replicas", type=int, default=S,
+      help="every N steps compare a hash of the parameters across ranks")
+    a("--skip-nonfinite", type=int, default=S,
+      help="skip up to K steps whose loss is NaN/inf instead of failing")
     a("--eval-batch-size", type=int, default=S)
     a("--log-every", type=int, default=S, help="also log every N steps")
     a("--metrics-out", metavar="FILE.jsonl", default=S)
@@ -98,15 +108,21 @@ def train_config(args) -> TrainConfig:
 
 
 def _cmd_train(args) -> int:
+    from .train.preemption import StopRequested
     from .train.trainer import Trainer
-    Trainer(train_config(args)).run()
+    trainer = Trainer(train_config(args))
+    try:
+        trainer.run()
+    except StopRequested as stop:
+        if trainer.is_root:
+            print(f"dptrain: {stop}", file=sys.stderr)
     return 0
 
 
 def _cmd_eval(args) -> int:
     from . import data
     from .train.evaluate import evaluate
-    from .train.trainer import build_model, load_weights
+    from .train.setup import build_model, load_weights
     try:
         ds = data.load(args.dataset)
     except data.DataError as exc:

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from ..comm import build_buckets
+from ..errors import TrainingFailure
 from ..nn import BatchNorm
 from .progress import CommThread, Poller
 
@@ -54,7 +55,8 @@ class OverlapStats:
 
 class DataParallel:
     def __init__(self, model, comm, schedule: str = "overlap", bucket_mb: float = 4.0,
-                 progress: str = "thread", sync_bn: bool = False, grad_dtype: str | None = None):
+                 progress: str = "thread", sync_bn: bool = False, grad_dtype: str | None = None,
+                 watchdog=None, settle_each_step: bool = False):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r} (choose {', '.join(SCHEDULES)})")
         if progress not in PROGRESS_MODES:
@@ -67,7 +69,15 @@ class DataParallel:
         for b in self.buckets:          # what goes on the wire: the buffer, or a float16 copy
             b.wire = b.buffer if grad_dtype != "float16" else b.buffer.astype(np.float16)
         self.stats = OverlapStats()
-        self._deferred: dict[int, float] = {}       # layer index -> lr of its pending update
+        self._deferred: dict[int, float] = {}       # overlap: layer index -> lr of its update
+        self._pending_lr = None                     # blocking: lr of the step not yet applied
+        self.step = 0                               # communicated steps, for messages
+        self.watchdog = watchdog
+        # With settle_each_step, overlap waits for every reduction at the end of the step, so
+        # that a non-finite gradient is known before any of the step's updates (needed to
+        # skip a step; costs the overlap with the next forward pass).
+        self.settle_each_step = settle_each_step
+        self.nonfinite: str | None = None           # why the last step's gradients are unusable
         self._acc = None                            # per-bucket accumulated micro-batch grads
         self._opt = None
         self._sync_bn = sync_bn
@@ -79,15 +89,21 @@ class DataParallel:
                 if isinstance(layer, BatchNorm):
                     layer.sync = self._sum_over_ranks
 
+    def _guard(self, what: str):
+        from contextlib import nullcontext
+        return self.watchdog.guard(what) if self.watchdog is not None else nullcontext()
+
     def _sum_over_ranks(self, a):
         out = np.array(a, copy=True)
-        self.comm.allreduce(out)
+        with self._guard(f"batch-norm allreduce at step {self.step}"):
+            self.comm.allreduce(out)
         return out
 
     def broadcast_parameters(self, root: int = 0) -> None:
         """Every replica starts from rank ``root``'s parameters and buffers."""
-        for _, arr in list(self.model.named_params()) + list(self.model.named_buffers()):
-            self.comm.bcast(arr, root=root)
+        with self._guard("broadcast of the initial parameters"):
+            for _, arr in list(self.model.named_params()) + list(self.model.named_buffers()):
+                self.comm.bcast(arr, root=root)
 
     # --- one step ------------------------------------------------------------
     def train_step(self, x, y, loss, opt, lr: float | None = None, global_batch: int | None = None,
@@ -95,6 +111,8 @@ class DataParallel:
         """Returns (this rank's share of the global mean loss, number correct locally)."""
         lr = opt.lr if lr is None else lr
         self._opt = opt
+        if self._pending_lr is not None:            # blocking: the previous step's update
+            self._apply_pending_step()
         norm = global_batch if global_batch is not None else len(x) * self.comm.size
         before = self._apply_deferred if self._deferred else None
         overlapped = self._engine is not None and communicate
@@ -130,6 +148,8 @@ class DataParallel:
                     acc += b.buffer
             return
         self.stats.steps += 1
+        self.step += 1
+        self.nonfinite = None
         if self._engine is None:                    # blocking, or a single rank
             t0 = time.perf_counter()
             for b in self.buckets:
@@ -138,9 +158,36 @@ class DataParallel:
             self.stats.comm_s += spent
             self.stats.exposed_s += spent
             self._acc = None
-            self._opt.step(lr)
+            # Applied at the start of the next step (or flush): the same update, but the
+            # caller can still discard() it once it knows the step's global loss.
+            self._pending_lr = lr
             return
         self._deferred = {i: lr for b in self.buckets for i in b.layers}
+        if self.settle_each_step:
+            for b in self.buckets:
+                self._complete(b)
+                self._check_finite(b)
+
+    def _apply_pending_step(self) -> None:
+        lr, self._pending_lr = self._pending_lr, None
+        self._opt.step(lr)
+
+    def _check_finite(self, b) -> None:
+        """A reduced gradient is the same on every rank, so every rank decides alike.
+
+        Where the step's updates are still all pending (blocking, or overlap settled at the
+        end of the step) the finding is recorded in ``nonfinite`` for the caller to skip or
+        fail; once updates have started (overlap, in the next forward) it is a failure.
+        """
+        if self.nonfinite is not None:
+            return
+        norm2 = float(b.buffer @ b.buffer)
+        if np.isfinite(norm2):
+            return
+        self.nonfinite = (f"non-finite gradient in bucket {b.index} (layers {b.layers}) "
+                          f"at step {self.step - 1}")
+        if self._engine is not None and not self.settle_each_step:
+            raise TrainingFailure(self.nonfinite)
 
     def _prepare(self, b) -> None:
         """Fold in accumulated micro-batches and fill the float16 wire copy."""
@@ -157,8 +204,10 @@ class DataParallel:
 
     def _reduce_blocking(self, b) -> None:
         self._prepare(b)
-        self.comm.allreduce(b.wire)
+        with self._guard(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) at step {self.step - 1}"):
+            self.comm.allreduce(b.wire)
         self._unpack(b)
+        self._check_finite(b)
 
     def _grad_ready(self, i: int) -> None:
         b = self.bucket_of.get(i)
@@ -168,6 +217,9 @@ class DataParallel:
         if not b.pending:
             self._prepare(b)
             b.posted_at = time.perf_counter()
+            if self.watchdog is not None:
+                b.watch = self.watchdog.arm(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) "
+                                            f"at step {self.step}")
             b.handle = self._engine.submit(b.wire)
             b.reset()
             if b.index == len(self.buckets) - 1:
@@ -181,20 +233,39 @@ class DataParallel:
             return
         b = self.bucket_of[i]
         if b.handle is not None:
-            t0 = time.perf_counter()
-            b.handle.wait()
-            self.stats.exposed_s += time.perf_counter() - t0
-            self.stats.comm_s += b.handle.done_at - b.posted_at
-            b.handle = None
-            self._unpack(b)
+            self._complete(b)
+            self._check_finite(b)
         self._opt.update(i, lr)
+
+    def _complete(self, b) -> None:
+        t0 = time.perf_counter()
+        b.handle.wait()
+        self.stats.exposed_s += time.perf_counter() - t0
+        self.stats.comm_s += b.handle.done_at - b.posted_at
+        b.handle = None
+        if self.watchdog is not None:
+            self.watchdog.disarm(b.watch)
+        self._unpack(b)
 
     def flush(self) -> None:
         """Complete every pending reduction and deferred update."""
+        if self._pending_lr is not None:
+            self._apply_pending_step()
         for i in sorted(self._deferred):
             self._apply_deferred(i)
 
-    def close(self) -> None:
-        self.flush()
+    def discard(self) -> None:
+        """Drop the last step's update (its reductions still complete): --skip-nonfinite."""
+        self.nonfinite = None
+        self._pending_lr = None
+        self._deferred = {}
+        for b in self.buckets:
+            if b.handle is not None:
+                self._complete(b)
+
+    def close(self, flush: bool = True) -> None:
+        """Finish pending work (unless the run failed) and stop the communication thread."""
+        if flush:
+            self.flush()
         if self._engine is not None:
             self._engine.close()

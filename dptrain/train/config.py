@@ -12,6 +12,17 @@ from dataclasses import dataclass, fields
 from ..errors import UsageError
 
 
+def parse_interval(text) -> tuple[int, str]:
+    """'500' / '500steps' -> (500, 'step'); '2e' / '2epochs' -> (2, 'epoch')."""
+    t = str(text).strip().lower()
+    for suffix, unit in (("epochs", "epoch"), ("epoch", "epoch"), ("e", "epoch"),
+                         ("steps", "step"), ("step", "step"), ("", "step")):
+        count = t[:len(t) - len(suffix)] if suffix else t
+        if t.endswith(suffix) and count.isdigit():
+            return int(count), unit
+    raise UsageError(f"--checkpoint-every {text!r}: expected N (steps) or Ne (epochs)")
+
+
 @dataclass
 class TrainConfig:
     model: str = "thesis-cnn"
@@ -42,6 +53,13 @@ class TrainConfig:
     log_every: int = 0                   # steps between training metric lines (0: per epoch)
     metrics_out: str | None = None
     save_weights: str | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: str = "1e"         # N steps, or Ne / Nepochs; 0 = only at the end
+    keep_checkpoints: int = 3
+    resume: bool = False
+    comm_timeout: float = 300.0          # seconds before a stuck collective ends the job
+    check_replicas: int = 0              # compare parameter hashes every N steps (0: never)
+    skip_nonfinite: int = 0              # steps with a NaN/inf loss to skip before failing
     quiet: bool = False
 
     def validate(self) -> "TrainConfig":
@@ -60,6 +78,13 @@ class TrainConfig:
         positive("log_every", self.log_every, strict=False)
         positive("bucket_mb", self.bucket_mb)
         positive("accumulate", self.accumulate)
+        positive("comm_timeout", self.comm_timeout)
+        positive("keep_checkpoints", self.keep_checkpoints)
+        positive("check_replicas", self.check_replicas, strict=False)
+        positive("skip_nonfinite", self.skip_nonfinite, strict=False)
+        parse_interval(self.checkpoint_every)
+        if self.resume and not self.checkpoint_dir:
+            raise UsageError("--resume needs --checkpoint-dir (where to look for checkpoints)")
         if self.accumulate > self.batch_size:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
@@ -103,6 +128,8 @@ def coerce(name: str, value, where: str):
     kind = str(TrainConfig.__dataclass_fields__[name].type).split(" |")[0]
     if value is None:
         return None
+    if name == "checkpoint_every" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)                   # checkpoint_every = 500 in a TOML file
     ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
           "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
           "bool": lambda v: isinstance(v, bool),

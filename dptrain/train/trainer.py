@@ -1,77 +1,31 @@
 """The training loop: data, model, optimiser and schedule wired from a TrainConfig.
 
-Rank 0 alone prints, writes metrics and saves weights; every rank runs the
-same loop over the same global batches and takes its own slice of each.
+Rank 0 alone prints, writes metrics and checkpoints; every rank runs the same loop over
+the same global batches and takes its own slice of each. The position in training is
+(epoch, step within the epoch), which is what a checkpoint stores and a resume restores.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import os
+import sys
 import time
 
 import numpy as np
 
-from .. import backend, comm as comms, data, models, nn, optim
-from ..backend import DeviceError
+from .. import backend, comm as comms, data, nn, optim
+from ..comm.watchdog import Watchdog
 from ..data import augment
 from ..errors import TrainingFailure, UsageError
-from .config import TrainConfig
+from ..parallel import DataParallel
+from . import checkpoint, faults
+from .config import TrainConfig, parse_interval
 from .evaluate import evaluate_sums
 from .metrics import MetricsWriter, Progress
-from ..parallel import DataParallel
-
-
-def check_writable(path: str | None, what: str) -> None:
-    """Refuse up front an output file whose directory is missing or read-only."""
-    if not path:
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UsageError(f"{what} {path}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise UsageError(f"{what} {path}: directory {directory} is not writable")
-
-
-def save_weights(model, path: str) -> None:
-    """'<layer-index>.<param>' arrays (buffers too) in an .npz, written atomically."""
-    tmp = f"{path}.tmp.{os.getpid()}.npz"
-    np.savez(tmp, **model.state_dict())
-    os.replace(tmp, path)
-
-
-def load_weights(model, path: str) -> None:
-    try:
-        state = data.readers.load_npz(path)
-    except data.DataError as exc:
-        raise UsageError(f"weights {exc}") from None
-    try:
-        model.load_state_dict(state)
-    except ValueError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-
-
-def build_model(cfg: TrainConfig, ds: data.Dataset):
-    try:
-        return models.get(cfg.model, ds.input_shape, ds.num_classes, seed=cfg.seed)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def build_optimizer(cfg: TrainConfig, model):
-    try:
-        return optim.get(cfg.optimizer, model, lr=cfg.lr, momentum=cfg.momentum,
-                         weight_decay=cfg.weight_decay or None)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"--optimizer {cfg.optimizer}: {exc}") from None
-
-
-def setup_backend(cfg: TrainConfig, local_rank: int = 0, local_size: int = 1) -> None:
-    backend.set_dtype(cfg.dtype)
-    backend.set_threads(cfg.threads)
-    try:
-        backend.use_device(cfg.device, local_rank, local_size)
-    except DeviceError as exc:
-        raise UsageError(str(exc)) from None
+from .preemption import PreemptionGuard, StopRequested
+from .setup import build_model, build_optimizer, check_writable, save_weights, setup_backend
 
 
 class Trainer:
@@ -80,6 +34,10 @@ class Trainer:
         self.comm = comm if comm is not None else comms.default()
         self.rank, self.size = self.comm.rank, self.comm.size
         self.is_root = self.rank == 0
+        self.step = self.epoch = self.pos = 0       # global step; epoch; step within it
+        self.skipped = 0
+        self.resumed_from = None
+        self._saved_step = None
         # Everything that can fail on bad input happens before the first collective, and the
         # ranks agree on the outcome: one rank's unreadable file stops every rank with exit 2
         # instead of leaving the others waiting in a broadcast.
@@ -92,20 +50,25 @@ class Trainer:
         if errors:
             rank, message = min(errors)
             raise UsageError(message if rank == 0 else f"rank {rank}: {message}")
+        self.watchdog = Watchdog(cfg.comm_timeout, self.rank) if self.size > 1 else None
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
-                               grad_dtype=cfg.grad_dtype)
+                               grad_dtype=cfg.grad_dtype, watchdog=self.watchdog,
+                               settle_each_step=cfg.skip_nonfinite > 0)
+        self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
-        self.step = 0
+        self.fault = faults.from_env()
 
     def _setup_local(self) -> None:
-        """Configuration, data, model, optimiser and schedule: no communication here."""
+        """Configuration, data, model, optimiser, schedule, resume: no communication here."""
         cfg = self.cfg.validate()
         if cfg.threads is None and self.comm.local_size > 1:
             # one BLAS thread per core share: ranks on a node must not oversubscribe it
             cfg.threads = max(1, (os.cpu_count() or 1) // self.comm.local_size)
         check_writable(cfg.metrics_out, "--metrics-out")
         check_writable(cfg.save_weights, "--save-weights")
+        if cfg.checkpoint_dir:
+            self._check_checkpoint_dir(cfg.checkpoint_dir)
         try:
             self.augmentations = augment.parse(cfg.augment)
         except ValueError as exc:
@@ -121,8 +84,8 @@ class Trainer:
         self.opt = build_optimizer(cfg, self.model)
         self.loss = nn.SoftmaxCrossEntropy()
         self.sampler = data.UniformSampler(len(self.ds.x_train), cfg.batch_size, cfg.seed)
-        per_epoch = self.sampler.steps_per_epoch()
-        self.total_steps = per_epoch * cfg.epochs
+        self.steps_per_epoch = self.sampler.steps_per_epoch()
+        self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         try:
@@ -131,34 +94,109 @@ class Trainer:
                                            warmup_steps=cfg.warmup_steps)
         except ValueError as exc:
             raise UsageError(f"--lr-schedule: {exc}") from None
+        if cfg.resume:
+            self._resume()
 
-    # --- one batch -------------------------------------------------------
+    def _check_checkpoint_dir(self, directory: str) -> None:
+        path = os.path.abspath(directory)
+        parent = path if os.path.isdir(path) else os.path.dirname(path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError(f"--checkpoint-dir {directory}: exists and is not a directory")
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            raise UsageError(f"--checkpoint-dir {directory}: {parent} is missing or not writable")
+
+    # --- checkpoints -----------------------------------------------------
+    def _resume(self) -> None:
+        warn = (lambda m: print(m, file=sys.stderr)) if self.is_root else (lambda m: None)
+        found = checkpoint.list_checkpoints(self.cfg.checkpoint_dir)
+        ckpt = checkpoint.latest(self.cfg.checkpoint_dir, warn=warn)
+        if ckpt is None:
+            if found:
+                raise UsageError(f"--resume: no usable checkpoint in {self.cfg.checkpoint_dir} "
+                                 f"(all {len(found)} corrupt)")
+            raise UsageError(f"--resume: no checkpoint in {self.cfg.checkpoint_dir}")
+        try:
+            checkpoint.check_compatible(ckpt, dataclasses.asdict(self.cfg))
+            checkpoint.restore(ckpt, self.model, self.opt)
+        except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
+            raise UsageError(str(exc)) from None
+        meta = ckpt["meta"]
+        self.step, self.epoch, self.pos = meta["step"], meta["epoch"], meta["pos"]
+        self.sampler.load_state_dict(meta["sampler"])
+        self.resumed_from = ckpt["path"]
+
+    def save_checkpoint(self) -> None:
+        """After flush(), so the parameters are those of the step just finished."""
+        if self._saved_step == self.step:
+            return
+        self._saved_step = self.step
+        self.dp.flush()
+        if self.is_root:
+            meta = {"epoch": self.epoch, "pos": self.pos, "model": self.cfg.model,
+                    "config": dataclasses.asdict(self.cfg), "sampler": self.sampler.state_dict(),
+                    "rng": {"seed": self.cfg.seed, "step": self.step}}
+            checkpoint.save(self.cfg.checkpoint_dir, self.step, self.model, self.opt, meta,
+                            keep=self.cfg.keep_checkpoints)
+        # no rank runs ahead of a checkpoint: once any rank returns, it is on disk
+        with self._guard(f"barrier after the checkpoint of step {self.step}"):
+            self.comm.barrier()
+
+    # --- one step --------------------------------------------------------
     def _batch(self, ids):
         xp = backend.xp
         x = augment.apply(self.ds.x_train[ids], ids, self.augmentations, self.cfg.seed, self.step)
         return xp.asarray(x, dtype=self.model.dtype), xp.asarray(self.ds.y_train[ids])
 
-    def train_step(self, ids, global_batch: int):
-        """One global step; returns (global mean loss, global number correct, lr).
+    def train_step(self, ids, global_batch: int, stop_flag: int = 0):
+        """One global step; returns (global mean loss, global number correct, lr, stop).
 
         With --accumulate N the global batch is cut into N global micro-batches, each
         split over the ranks; every one is normalised by the whole batch, so their sum
         is the same mean gradient.
         """
+        faults.maybe_inject(self.fault, self.rank, self.step, self.model)
         lr = self.schedule(self.step)
         micro_batches = [m for m in np.array_split(ids, self.cfg.accumulate) if len(m)]
-        totals = np.zeros(2, dtype=np.float64)
+        totals = np.zeros(3, dtype=np.float64)
         for j, micro in enumerate(micro_batches):
             local = data.rank_slice(micro, self.rank, self.size)
             x, y = self._batch(local)
             ctx = nn.BatchContext(local, self.step, self.cfg.seed)
-            totals += self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
-                                         global_batch=global_batch, context=ctx,
-                                         communicate=j == len(micro_batches) - 1)
-        self.comm.allreduce(totals)          # every rank sees the same numbers, NaN included
-        if not math.isfinite(totals[0]):
-            raise TrainingFailure(f"loss became {totals[0]} at step {self.step}")
-        return float(totals[0]), int(totals[1]), lr
+            totals[:2] += self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
+                                             global_batch=global_batch, context=ctx,
+                                             communicate=j == len(micro_batches) - 1)
+        totals[2] = stop_flag
+        with self._guard(f"allreduce of the step metrics at step {self.step}"):
+            self.comm.allreduce(totals)      # every rank sees the same numbers, NaN included
+        problem = (f"loss became {totals[0]} at step {self.step}"
+                   if not math.isfinite(totals[0]) else self.dp.nonfinite)
+        if problem:
+            if self.skipped >= self.cfg.skip_nonfinite:
+                raise TrainingFailure(problem)
+            self.dp.discard()
+            self.skipped += 1
+            if self.is_root:
+                print(f"dptrain: warning: {problem}: update skipped "
+                      f"({self.skipped} of {self.cfg.skip_nonfinite})", file=sys.stderr)
+        return float(totals[0]), int(totals[1]), lr, totals[2] > 0
+
+    def _guard(self, what: str):
+        from contextlib import nullcontext
+        return self.watchdog.guard(what) if self.watchdog is not None else nullcontext()
+
+    def check_replicas(self) -> None:
+        """Every rank must hold the same parameters; a hash of them is compared."""
+        self.dp.flush()
+        h = hashlib.blake2b(digest_size=8)
+        for _, p in self.model.named_params():
+            h.update(backend.to_numpy(p).tobytes())
+        digest = np.frombuffer(h.digest(), dtype=np.uint64)
+        with self._guard(f"allgather of parameter hashes at step {self.step}"):
+            all_digests = self.comm.allgather(digest)[:, 0]
+        if not np.all(all_digests == all_digests[0]):
+            bad = [r for r, d in enumerate(all_digests) if d != all_digests[0]]
+            raise TrainingFailure(f"replicas diverged at step {self.step}: ranks {bad} differ "
+                                  "from rank 0 (--check-replicas)")
 
     def evaluate(self) -> dict:
         """Each rank evaluates its share of the test split; the sums are reduced."""
@@ -167,70 +205,96 @@ class Trainer:
         part = data.rank_slice(np.arange(n), self.rank, self.size)
         sums = np.array(evaluate_sums(self.model, self.ds.x_test[part], self.ds.y_test[part],
                                       self.cfg.eval_batch_size), dtype=np.float64)
-        self.comm.allreduce(sums)
+        with self._guard(f"allreduce of the evaluation at step {self.step}"):
+            self.comm.allreduce(sums)
         return {"loss": sums[0] / max(sums[2], 1), "accuracy": sums[1] / max(sums[2], 1),
                 "samples": int(sums[2])}
 
     # --- the loop --------------------------------------------------------
     def run(self) -> dict:
         # a diverging run is reported once, as exit 3 with its step, not as numpy warnings
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._run()
+        ok = False
+        try:
+            with np.errstate(over="ignore", invalid="ignore"), PreemptionGuard() as guard:
+                result = self._run(guard)
+            ok = True
+            return result
+        finally:
+            self.dp.close(flush=ok)
+            if self.watchdog is not None:
+                self.watchdog.close()
 
-    def _run(self) -> dict:
+    def _run(self, guard) -> dict:
         cfg = self.cfg
+        every, unit = parse_interval(cfg.checkpoint_every)
         metrics = MetricsWriter(cfg.metrics_out, enabled=self.is_root)
         progress = Progress(self.is_root and not cfg.quiet)
         say = print if self.is_root and not cfg.quiet else (lambda *a, **k: None)
         say(f"dptrain: {cfg.model} ({self.model.num_params():,} params) on {self.ds.name} "
             f"({len(self.ds.x_train)} train / {len(self.ds.x_test)} test), batch {cfg.batch_size}, "
-            f"{cfg.optimizer}, {self.size} rank(s), {backend.device_name}", flush=True)
-        epoch, result = 0, {}
+            f"{cfg.optimizer}, {self.size} rank(s), {backend.device_name}"
+            + (f", resumed from {self.resumed_from.name} at step {self.step}"
+               if self.resumed_from else ""), flush=True)
+        result = {}
         try:
             while self.step < self.total_steps:
-                batches = self.sampler.epoch(epoch)
-                remaining = self.total_steps - self.step
-                batches = batches[:remaining]
-                progress.start(len(batches), f"epoch {epoch + 1}/{cfg.epochs}")
+                batches = self.sampler.epoch(self.epoch)[self.pos:]
+                batches = batches[:self.total_steps - self.step]
+                progress.start(len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}")
                 t0, seen, loss_sum, correct_sum = time.perf_counter(), 0, 0.0, 0
                 for ids in batches:
-                    loss, correct, lr = self.train_step(ids, len(ids))
+                    loss, correct, lr, stop = self.train_step(ids, len(ids), guard.signum)
                     self.step += 1
+                    self.pos += 1
+                    if self.pos == self.steps_per_epoch:
+                        self.epoch, self.pos = self.epoch + 1, 0
                     seen += len(ids)
                     loss_sum += loss * len(ids)
                     correct_sum += correct
                     progress.update(loss)
                     if cfg.log_every and self.step % cfg.log_every == 0:
-                        metrics.write({"epoch": epoch, "step": self.step, "loss": loss,
+                        metrics.write({"epoch": self.epoch, "step": self.step, "loss": loss,
                                        "accuracy": correct / len(ids), "lr": lr,
                                        "time_s": time.perf_counter() - t0})
+                    if cfg.check_replicas and self.step % cfg.check_replicas == 0:
+                        self.check_replicas()
+                    if stop:
+                        if cfg.checkpoint_dir:
+                            self.save_checkpoint()
+                        raise StopRequested(f"stopped by a signal after step {self.step}"
+                                            + ("; checkpoint written" if cfg.checkpoint_dir
+                                               else " (no --checkpoint-dir: nothing saved)"))
+                    if cfg.checkpoint_dir and unit == "step" and every and self.step % every == 0:
+                        self.save_checkpoint()
                 progress.close()
-                elapsed = time.perf_counter() - t0
-                train_line = {"epoch": epoch + 1, "step": self.step, "loss": loss_sum / seen,
-                              "accuracy": correct_sum / seen, "lr": lr,
-                              "samples_per_s": seen / elapsed, "time_s": elapsed}
-                test = self.evaluate()
-                test_line = {"epoch": epoch + 1, "step": self.step, "split": "test", **test}
-                metrics.write(train_line)
-                metrics.write(test_line)
-                say(f"epoch {epoch + 1:>3}  step {self.step:>6}  loss {train_line['loss']:.4f}  "
-                    f"acc {train_line['accuracy']:.4f}  test_loss {test['loss']:.4f}  "
-                    f"test_acc {test['accuracy']:.4f}  lr {lr:.3g}  "
-                    f"{train_line['samples_per_s']:.0f} img/s  {elapsed:.1f} s", flush=True)
-                result = {"epochs": epoch + 1, "steps": self.step, "test_loss": test["loss"],
-                          "test_accuracy": test["accuracy"], "train_loss": train_line["loss"]}
-                epoch += 1
+                result = self._end_of_epoch(metrics, say, t0, seen, loss_sum, correct_sum, lr)
+                if (cfg.checkpoint_dir and unit == "epoch" and every and self.pos == 0
+                        and self.epoch % every == 0):
+                    self.save_checkpoint()
         finally:
             progress.close()
             metrics.close()
-            self.dp.close()
+        if cfg.checkpoint_dir and self.step == self.total_steps:
+            self.save_checkpoint()                       # the end of training
         if cfg.save_weights and self.is_root:
+            self.dp.flush()
             save_weights(self.model, cfg.save_weights)
         say(f"test accuracy: {result.get('test_accuracy', float('nan')):.4f}", flush=True)
         return result
 
-
-def main_train(cfg: TrainConfig) -> dict:
-    return Trainer(cfg).run()
-
-
+    def _end_of_epoch(self, metrics, say, t0, seen, loss_sum, correct_sum, lr) -> dict:
+        """Evaluate, write the epoch's two metrics lines and print one line."""
+        elapsed = time.perf_counter() - t0
+        epoch = self.epoch if self.pos == 0 else self.epoch + 1     # the epoch just trained
+        train_line = {"epoch": epoch, "step": self.step, "loss": loss_sum / max(seen, 1),
+                      "accuracy": correct_sum / max(seen, 1), "lr": lr,
+                      "samples_per_s": seen / elapsed, "time_s": elapsed}
+        test = self.evaluate()
+        metrics.write(train_line)
+        metrics.write({"epoch": epoch, "step": self.step, "split": "test", **test})
+        say(f"epoch {epoch:>3}  step {self.step:>6}  loss {train_line['loss']:.4f}  "
+            f"acc {train_line['accuracy']:.4f}  test_loss {test['loss']:.4f}  "
+            f"test_acc {test['accuracy']:.4f}  lr {lr:.3g}  "
+            f"{train_line['samples_per_s']:.0f} img/s  {elapsed:.1f} s", flush=True)
+        return {"epochs": epoch, "steps": self.step, "test_loss": test["loss"],
+                "test_accuracy": test["accuracy"], "train_loss": train_line["loss"]}

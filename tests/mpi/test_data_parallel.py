@@ -123,3 +123,19 @@ def test_float16_gradients_within_tolerance(sync):
         # each step's gradient is rounded to 11 significant bits; 10 steps of lr 0.05
         assert np.abs(compressed[k] - exact[k]).max() <= 2e-3 * scale + 1e-4, k
     assert any(not np.array_equal(compressed[k], exact[k]) for k in exact)   # it did round
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sync,progress", [("blocking", "thread"), ("overlap", "thread"),
+                                           ("overlap", "poll")])
+def test_resume_after_an_epoch_is_bitwise_identical(sync, progress, tmp_path_factory):
+    c = world()
+    # every rank must read the same directory: rank 0 chooses it
+    d = c.bcast_obj(str(tmp_path_factory.mktemp("ck")) if c.rank == 0 else None)
+    kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=24,
+              optimizer="adam", lr=1e-3, sync=sync, comm_progress=progress, max_steps=None)
+    straight = train(c, epochs=3, **kw)
+    train(c, epochs=1, checkpoint_dir=d, **kw)
+    resumed = train(c, epochs=3, checkpoint_dir=d, resume=True, **kw)
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)

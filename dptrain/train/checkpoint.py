@@ -1,0 +1,136 @@
+"""Checkpoints: everything needed to continue training bit for bit, written atomically.
+
+One ``.npz`` per checkpoint, ``ckpt-<step>.npz`` in the checkpoint directory:
+``model/<layer>.<name>`` (parameters and buffers), ``optim/<param>/<slot>`` (optimiser
+state arrays) and ``meta``, a JSON document with the format version, the step, the
+epoch and the position in it, the configuration, the optimiser's scalars, the sampler
+state and the RNG state. dptrain's randomness is counter-based, keyed by (seed, step,
+sample index), so the seed and the step *are* the RNG state.
+
+Writing goes to a temporary file that is fsync'ed and renamed, then the directory is
+fsync'ed: a crash leaves either the previous checkpoints or the new one, never half of
+one. The zip container's CRCs catch a checkpoint damaged later; ``latest()`` skips it
+with a warning and takes the one before.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^ckpt-(\d+)\.npz$")
+
+# Configuration keys that change the trajectory: a resume must not change them.
+TRAJECTORY_KEYS = ("model", "dataset", "batch_size", "optimizer", "lr", "momentum",
+                   "weight_decay", "lr_schedule", "warmup_steps", "lr_step_size", "lr_gamma",
+                   "augment", "seed", "dtype", "sync_bn", "accumulate", "grad_dtype")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (corrupt, another format, another run)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(directory, step: int, model, opt, meta: dict, keep: int = 3) -> Path:
+    """Write ckpt-<step>.npz atomically and keep the newest ``keep`` checkpoints."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    scalars = {}
+    for key, slots in opt_state["state"].items():
+        for slot, value in slots.items():
+            if slot == "t":
+                scalars[key] = int(value)
+            else:
+                arrays[f"optim/{key}/{slot}"] = value
+    doc = dict(meta, version=FORMAT_VERSION, step=int(step),
+               optimizer={"name": opt_state["name"], "lr": opt_state["lr"],
+                          "weight_decay": opt_state["weight_decay"], "hyper": opt_state["hyper"],
+                          "t": scalars})
+    arrays["meta"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
+    final = directory / f"ckpt-{step:09d}.npz"
+    tmp = directory / f".ckpt-{step:09d}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(directory)
+    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def list_checkpoints(directory) -> list[Path]:
+    """Checkpoint files, oldest first (temporary files of unfinished writes are ignored)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def read(path) -> dict:
+    """{'meta': dict, 'model': {...}, 'optim': {...}}; CheckpointError if unusable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}           # reading every member checks its CRC
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except Exception as exc:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {exc})") from None
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {meta.get('version')!r}, "
+                              f"this dptrain reads {FORMAT_VERSION}")
+    model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    optim = {}
+    for k, v in arrays.items():
+        if k.startswith("optim/"):
+            key, slot = k[len("optim/"):].rsplit("/", 1)
+            optim.setdefault(key, {})[slot] = v
+    return {"path": Path(path), "meta": meta, "model": model, "optim": optim}
+
+
+def latest(directory, warn=print) -> dict | None:
+    """The newest readable checkpoint, skipping (with a warning) corrupt ones; None if none."""
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            return read(path)
+        except CheckpointError as exc:
+            warn(f"dptrain: warning: skipping {exc}")
+    return None
+
+
+def check_compatible(ckpt: dict, config: dict) -> None:
+    """Refuse a checkpoint from a run whose model or configuration differs."""
+    saved = ckpt["meta"].get("config", {})
+    diffs = [f"{k}={saved.get(k)!r} (now {config.get(k)!r})"
+             for k in TRAJECTORY_KEYS if saved.get(k) != config.get(k)]
+    if diffs:
+        raise CheckpointError(f"{ckpt['path']}: checkpoint does not match this run: "
+                              + ", ".join(diffs))
+
+
+def restore(ckpt: dict, model, opt) -> None:
+    """Load parameters, buffers and optimiser state in place."""
+    model.load_state_dict(ckpt["model"])
+    o = ckpt["meta"]["optimizer"]
+    state = {key: dict(slots, t=o["t"][key]) for key, slots in ckpt["optim"].items()}
+    for key, t in o["t"].items():                 # slot-less optimisers (plain SGD) keep t only
+        state.setdefault(key, {"t": t})
+    opt.load_state_dict({"name": o["name"], "lr": o["lr"], "weight_decay": o["weight_decay"],
+                         "hyper": o["hyper"], "state": state})

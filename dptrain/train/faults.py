@@ -1,0 +1,39 @@
+"""Fault injection for the reliability tests: DPTRAIN_FAULT="KIND:RANK:STEP".
+
+KIND is ``raise`` (an exception on that rank before that step), ``stall`` (that rank
+sleeps there, so the others wait in a collective until the watchdog fires) or ``perturb``
+(that rank's replica silently drifts, for --check-replicas). Unset in normal use; the
+trainer reads it once at start-up.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+KINDS = ("raise", "stall", "perturb")
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def from_env() -> tuple | None:
+    spec = os.environ.get("DPTRAIN_FAULT")
+    if not spec:
+        return None
+    kind, rank, step = spec.split(":")
+    if kind not in KINDS:
+        raise ValueError(f"DPTRAIN_FAULT: unknown kind {kind!r}")
+    return kind, int(rank), int(step)
+
+
+def maybe_inject(fault, rank: int, step: int, model=None) -> None:
+    if fault is None or fault[1] != rank or fault[2] != step:
+        return
+    if fault[0] == "raise":
+        raise InjectedFault(f"injected failure on rank {rank} at step {step}")
+    if fault[0] == "perturb":
+        _, first = next(model.named_params())
+        first.reshape(-1)[0] += 1e-3
+        return
+    time.sleep(3600)

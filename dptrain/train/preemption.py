@@ -1,0 +1,39 @@
+"""SIGTERM / SIGINT (a scheduler's time limit, Ctrl-C): finish the step, checkpoint, exit 0.
+
+The handler only records the signal; the trainer reduces the flag with the step's metrics,
+so every rank stops after the same step even if only some of them were signalled. A second
+signal while stopping is not delayed again: it raises KeyboardInterrupt at once.
+"""
+from __future__ import annotations
+
+import signal
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequested(Exception):
+    """Raised by the trainer once every rank agreed to stop after a signal."""
+
+
+class PreemptionGuard:
+    def __init__(self):
+        self.signum = 0
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        for sig in SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:            # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False

@@ -1,0 +1,67 @@
+"""Building blocks of a run: output checks, weights files, model, optimiser, backend.
+
+All raise UsageError (exit 2) naming the culprit.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import backend, data, models, optim
+from ..backend import DeviceError
+from ..errors import UsageError
+from .config import TrainConfig
+
+
+def check_writable(path: str | None, what: str) -> None:
+    """Refuse up front an output file whose directory is missing or read-only."""
+    if not path:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"{what} {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f"{what} {path}: directory {directory} is not writable")
+
+
+def save_weights(model, path: str) -> None:
+    """'<layer-index>.<param>' arrays (buffers too) in an .npz, written atomically."""
+    tmp = f"{path}.tmp.{os.getpid()}.npz"
+    np.savez(tmp, **model.state_dict())
+    os.replace(tmp, path)
+
+
+def load_weights(model, path: str) -> None:
+    try:
+        state = data.readers.load_npz(path)
+    except data.DataError as exc:
+        raise UsageError(f"weights {exc}") from None
+    try:
+        model.load_state_dict(state)
+    except ValueError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+def build_model(cfg: TrainConfig, ds: data.Dataset):
+    try:
+        return models.get(cfg.model, ds.input_shape, ds.num_classes, seed=cfg.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def build_optimizer(cfg: TrainConfig, model):
+    try:
+        return optim.get(cfg.optimizer, model, lr=cfg.lr, momentum=cfg.momentum,
+                         weight_decay=cfg.weight_decay or None)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--optimizer {cfg.optimizer}: {exc}") from None
+
+
+def setup_backend(cfg: TrainConfig, local_rank: int = 0, local_size: int = 1) -> None:
+    backend.set_dtype(cfg.dtype)
+    backend.set_threads(cfg.threads)
+    try:
+        backend.use_device(cfg.device, local_rank, local_size)
+    except DeviceError as exc:
+        raise UsageError(str(exc)) from None

@@ -1,0 +1,112 @@
+"""Failures under mpiexec end the whole job: no rank is left hanging, work is not lost.
+
+Faults are injected with DPTRAIN_FAULT=KIND:RANK:STEP (dptrain/train/faults.py) or by
+signalling the rank processes from outside, as a scheduler or an OOM killer would.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dptrain.train import checkpoint
+
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="no mpiexec beside the Python")
+RUN = ["train", "--model", "thesis-cnn", "--dataset", "synthetic:1x28x28:3000", "--quiet"]
+LONG_RUN = RUN + ["--epochs", 100]
+
+
+def start(args, fault=None, n=2):
+    env = dict(os.environ, **({"DPTRAIN_FAULT": fault} if fault else {}))
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "dptrain.cli", *map(str, args)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+
+
+def finish(proc, timeout):
+    """(returncode, stderr, seconds); kills the job if it outlives ``timeout``."""
+    t0 = time.time()
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"the job was still running after {timeout} s: it hung")
+    return proc.returncode, err, time.time() - t0
+
+
+def rank_pids(marker: str) -> list[int]:
+    """Python processes (ranks, not mpiexec) whose command line holds ``marker``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            args = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in b" ".join(args) and b"python" in Path(args[0].decode()).name.encode():
+            pids.append(int(d.name))
+    return pids
+
+
+def wait_for_checkpoints(d: Path, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not checkpoint.list_checkpoints(d):
+        time.sleep(0.2)
+    assert checkpoint.list_checkpoints(d), "training never reached its first checkpoint"
+
+
+def test_sigkill_of_one_rank_ends_the_job_within_30s(tmp_path):
+    d = tmp_path / "ck"
+    proc = start(LONG_RUN + ["--checkpoint-dir", d, "--checkpoint-every", 5])
+    wait_for_checkpoints(d)                                   # mid-training, mid-epoch
+    pids = rank_pids(str(d))
+    assert len(pids) == 2, pids
+    os.kill(pids[1], signal.SIGKILL)
+    code, err, took = finish(proc, timeout=30)
+    assert code != 0 and took < 30
+    checkpoint.read(checkpoint.list_checkpoints(d)[-1])       # the last checkpoint is intact
+
+
+def test_exception_on_one_rank_aborts_with_exit_3():
+    code, err, _ = finish(start(LONG_RUN, fault="raise:1:3"), timeout=60)
+    assert code == 3, err
+    assert "rank 1 failed" in err and "injected failure on rank 1 at step 3" in err
+
+
+def test_stalled_collective_is_ended_by_the_watchdog():
+    code, err, took = finish(start(LONG_RUN + ["--comm-timeout", 3], fault="stall:1:4"), timeout=60)
+    assert code == 3, err
+    assert "did not complete within 3 s (--comm-timeout)" in err, err
+    assert "rank 0:" in err and "at step 4" in err and ("allreduce" in err or "batch-norm" in err)
+
+
+def test_replica_divergence_is_caught():
+    code, err, _ = finish(start(LONG_RUN + ["--check-replicas", 1], fault="perturb:1:2"), timeout=60)
+    assert code == 3, err
+    assert err.strip().splitlines() == ["dptrain: training failed: replicas diverged at step 3: "
+                                        "ranks [1] differ from rank 0 (--check-replicas)"]
+
+
+def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path):
+    d = tmp_path / "ck"
+    proc = start(LONG_RUN + ["--checkpoint-dir", d, "--checkpoint-every", 1000])
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGTERM)                       # as Slurm does: every process
+    code, err, took = finish(proc, timeout=60)
+    assert code == 0, err
+    assert "stopped by a signal after step" in err and "checkpoint written" in err
+    step = int(err.split("after step ")[1].split(";")[0])
+    last = checkpoint.list_checkpoints(d)[-1]
+    assert checkpoint.read(last)["meta"]["step"] == step
+    args = RUN + ["--epochs", 100, "--max-steps", step + 2, "--checkpoint-dir", d,
+                  "--checkpoint-every", 1000, "--resume"]
+    res = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "dptrain.cli", *map(str, args)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert checkpoint.read(checkpoint.list_checkpoints(d)[-1])["meta"]["step"] == step + 2
