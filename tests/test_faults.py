@@ -95,8 +95,8 @@ def test_replica_divergence_is_caught():
 
 def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path):
     d = tmp_path / "ck"
-    proc = start(LONG_RUN + ["--checkpoint-dir", d, "--checkpoint-every", 1000])
-    time.sleep(3)
+    proc = start(LONG_RUN + ["--checkpoint-dir", d, "--checkpoint-every", 7])
+    wait_for_checkpoints(d)                                   # training is under way
     os.killpg(proc.pid, signal.SIGTERM)                       # as Slurm does: every process
     code, err, took = finish(proc, timeout=60)
     assert code == 0, err
@@ -105,7 +105,7 @@ def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path):
     last = checkpoint.list_checkpoints(d)[-1]
     assert checkpoint.read(last)["meta"]["step"] == step
     args = RUN + ["--epochs", 100, "--max-steps", step + 2, "--checkpoint-dir", d,
-                  "--checkpoint-every", 1000, "--resume"]
+                  "--checkpoint-every", 7, "--resume"]
     res = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "dptrain.cli", *map(str, args)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
