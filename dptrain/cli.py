@@ -40,6 +40,7 @@ def _add_train_flags(p):
     a("--lr-step-size", type=int, default=S)
     a("--lr-gamma", type=float, default=S)
     a("--augment", default=S, help="comma list of crop, flip, shift; or none")
+    a("--sampler", default=S, help="how global batches are drawn: uniform (default)")
     a("--sync", default=S, help="gradient synchronisation: blocking, overlap (default)")
     a("--bucket-mb", type=float, default=S, help="gradient bucket size cap (default 4)")
     a("--comm-progress", default=S, help="overlap progress: thread (default) or poll")

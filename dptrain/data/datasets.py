@@ -138,11 +138,12 @@ def _assemble(name, x, y, xt, yt, num_classes) -> Dataset:
     y = _as_labels(y, len(x), f"{name} training labels", num_classes)
     yt = _as_labels(yt, len(xt), f"{name} test labels", num_classes)
     if num_classes is None:
-        num_classes = int(max(y.max(), yt.max() if len(yt) else 0)) + 1
+        num_classes = int(y.max()) + 1          # classes are what training can learn
         if num_classes < 2:
             raise DataError(f"{name}: labels must cover at least two classes")
         if len(yt) and yt.max() >= num_classes:
-            raise DataError(f"{name} test labels: label {int(yt.max())} never seen in training")
+            raise DataError(f"{name} test labels: label {int(yt.max())} out of range "
+                            f"[0, {num_classes}) of the training labels")
     mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
     std = x.std(axis=(0, 2, 3), dtype=np.float64)
     std[std < 1e-8] = 1.0

@@ -27,7 +27,7 @@ _NAME = re.compile(r"^ckpt-(\d+)\.npz$")
 # Configuration keys that change the trajectory: a resume must not change them.
 TRAJECTORY_KEYS = ("model", "dataset", "batch_size", "optimizer", "lr", "momentum",
                    "weight_decay", "lr_schedule", "warmup_steps", "lr_step_size", "lr_gamma",
-                   "augment", "seed", "dtype", "sync_bn", "accumulate", "grad_dtype")
+                   "augment", "sampler", "seed", "dtype", "sync_bn", "accumulate", "grad_dtype")
 
 
 class CheckpointError(ValueError):

@@ -39,6 +39,7 @@ class TrainConfig:
     lr_step_size: int = 1000
     lr_gamma: float = 0.1
     augment: str = "none"
+    sampler: str = "uniform"             # how global batches are drawn (data/sampling.py)
     sync: str = "overlap"                # blocking | overlap (parallel/)
     bucket_mb: float = 4.0
     comm_progress: str = "thread"        # thread | poll: how overlapped reductions progress
@@ -89,7 +90,7 @@ class TrainConfig:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
                    "sync": ("blocking", "overlap"), "comm_progress": ("thread", "poll"),
-                   "grad_dtype": ("float32", "float16")}
+                   "grad_dtype": ("float32", "float16"), "sampler": ("uniform",)}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 shown = ", ".join(a for a in allowed if a)
