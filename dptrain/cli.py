@@ -40,7 +40,16 @@ def _add_train_flags(p):
     a("--lr-step-size", type=int, default=S)
     a("--lr-gamma", type=float, default=S)
     a("--augment", default=S, help="comma list of crop, flip, shift; or none")
-    a("--sampler", default=S, help="how global batches are drawn: uniform (default)")
+    a("--sampler", default=S, help="how global batches are drawn: uniform (default), obs, as")
+    a("--sampler-min-prob", type=float, default=S,
+      help="floor: mix sampling distributions with uniform (default 0.1; 0 = as published)")
+    a("--obs-pressure", type=float, default=S, help="OBS selection pressure s (default 100)")
+    a("--obs-recompute-every", type=int, default=S,
+      help="OBS: recompute every sample's loss every N epochs (default 2; 0 never)")
+    a("--as-beta", type=int, default=S, help="AS: samples between re-estimates of P (default 10)")
+    a("--as-delta-p", type=float, default=S, help="AS: smoothing of P (default 0.9)")
+    a("--as-delta-q", type=float, default=S, help="AS: smoothing of Q (default 0.1)")
+    a("--as-weighting", default=S, help="AS: importance (default, unbiased) or none")
     a("--sync", default=S, help="gradient synchronisation: blocking, overlap (default)")
     a("--bucket-mb", type=float, default=S, help="gradient bucket size cap (default 4)")
     a("--comm-progress", default=S, help="overlap progress: thread (default) or poll")

@@ -32,23 +32,3 @@ def rank_slice(batch: np.ndarray, rank: int, size: int) -> np.ndarray:
     base, extra = divmod(n, size)
     start = rank * base + min(rank, extra)
     return batch[start:start + base + (1 if rank < extra else 0)]
-
-
-class UniformSampler:
-    """Uniform sampling without replacement, reshuffled every epoch."""
-    name = "uniform"
-
-    def __init__(self, n: int, batch_size: int, seed: int = 0, drop_last: bool = False):
-        self.n, self.batch_size, self.seed, self.drop_last = n, batch_size, seed, drop_last
-
-    def steps_per_epoch(self) -> int:
-        return steps_per_epoch(self.n, self.batch_size, self.drop_last)
-
-    def epoch(self, epoch: int):
-        return global_batches(self.n, self.batch_size, self.seed, epoch, self.drop_last)
-
-    def state_dict(self) -> dict:
-        return {"name": self.name}
-
-    def load_state_dict(self, d: dict) -> None:
-        pass

@@ -107,8 +107,11 @@ class DataParallel:
 
     # --- one step ------------------------------------------------------------
     def train_step(self, x, y, loss, opt, lr: float | None = None, global_batch: int | None = None,
-                   context=None, communicate: bool = True):
-        """Returns (this rank's share of the global mean loss, number correct locally)."""
+                   context=None, communicate: bool = True, weights=None):
+        """Returns (this rank's share of the global mean loss, number correct locally).
+
+        ``weights`` (one per local sample) scale each sample's loss, e.g. importance weights.
+        """
         lr = opt.lr if lr is None else lr
         self._opt = opt
         if self._pending_lr is not None:            # blocking: the previous step's update
@@ -132,7 +135,7 @@ class DataParallel:
             self._backprop_done(lr, communicate)
             return 0.0, 0
         logits = self.model.forward(x, train=True, context=context, before_layer=before)
-        value = float(loss.forward(logits, y, normalizer=norm))
+        value = float(loss.forward(logits, y, weights=weights, normalizer=norm))
         value += self.model.regularization_loss() / self.comm.size
         correct = int((logits.argmax(axis=1) == y).sum())
         self.model.backward(loss.backward(), on_grad_ready=self._grad_ready if overlapped else None)

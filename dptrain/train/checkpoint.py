@@ -27,7 +27,9 @@ _NAME = re.compile(r"^ckpt-(\d+)\.npz$")
 # Configuration keys that change the trajectory: a resume must not change them.
 TRAJECTORY_KEYS = ("model", "dataset", "batch_size", "optimizer", "lr", "momentum",
                    "weight_decay", "lr_schedule", "warmup_steps", "lr_step_size", "lr_gamma",
-                   "augment", "sampler", "seed", "dtype", "sync_bn", "accumulate", "grad_dtype")
+                   "augment", "sampler", "sampler_min_prob", "obs_pressure", "obs_recompute_every",
+                   "as_beta", "as_delta_p", "as_delta_q", "as_weighting", "seed", "dtype",
+                   "sync_bn", "accumulate", "grad_dtype")
 
 
 class CheckpointError(ValueError):
@@ -62,6 +64,10 @@ def save(directory, step: int, model, opt, meta: dict, keep: int = 3) -> Path:
                optimizer={"name": opt_state["name"], "lr": opt_state["lr"],
                           "weight_decay": opt_state["weight_decay"], "hyper": opt_state["hyper"],
                           "t": scalars})
+    # array-valued sampler state (loss tables, distributions) goes beside the parameters
+    sampler = doc.get("sampler", {})
+    for key in [k for k, v in sampler.items() if isinstance(v, np.ndarray)]:
+        arrays[f"sampler/{key}"] = sampler.pop(key)
     arrays["meta"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
     final = directory / f"ckpt-{step:09d}.npz"
     tmp = directory / f".ckpt-{step:09d}.{os.getpid()}.tmp"
@@ -97,6 +103,8 @@ def read(path) -> dict:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('version')!r}, "
                               f"this dptrain reads {FORMAT_VERSION}")
     model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    meta.setdefault("sampler", {}).update(
+        {k[len("sampler/"):]: v for k, v in arrays.items() if k.startswith("sampler/")})
     optim = {}
     for k, v in arrays.items():
         if k.startswith("optim/"):

@@ -39,7 +39,14 @@ class TrainConfig:
     lr_step_size: int = 1000
     lr_gamma: float = 0.1
     augment: str = "none"
-    sampler: str = "uniform"             # how global batches are drawn (data/sampling.py)
+    sampler: str = "uniform"             # uniform | obs | as (data/samplers.py)
+    sampler_min_prob: float = 0.1        # floor: every probability >= this x its uniform value
+    obs_pressure: float = 100.0
+    obs_recompute_every: int = 2         # epochs between recomputing every sample's loss
+    as_beta: int = 10
+    as_delta_p: float = 0.9
+    as_delta_q: float = 0.1
+    as_weighting: str = "importance"     # importance | none (the thesis as published)
     sync: str = "overlap"                # blocking | overlap (parallel/)
     bucket_mb: float = 4.0
     comm_progress: str = "thread"        # thread | poll: how overlapped reductions progress
@@ -80,6 +87,16 @@ class TrainConfig:
         positive("bucket_mb", self.bucket_mb)
         positive("accumulate", self.accumulate)
         positive("comm_timeout", self.comm_timeout)
+        positive("obs_recompute_every", self.obs_recompute_every, strict=False)
+        positive("as_beta", self.as_beta)
+        if not 0 <= self.sampler_min_prob < 1:
+            raise UsageError(f"--sampler-min-prob must be in [0, 1), got {self.sampler_min_prob}")
+        if self.obs_pressure < 1:
+            raise UsageError(f"--obs-pressure must be >= 1, got {self.obs_pressure}")
+        for name in ("as_delta_p", "as_delta_q"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], "
+                                 f"got {getattr(self, name)}")
         positive("keep_checkpoints", self.keep_checkpoints)
         positive("check_replicas", self.check_replicas, strict=False)
         positive("skip_nonfinite", self.skip_nonfinite, strict=False)
@@ -90,7 +107,8 @@ class TrainConfig:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
                    "sync": ("blocking", "overlap"), "comm_progress": ("thread", "poll"),
-                   "grad_dtype": ("float32", "float16"), "sampler": ("uniform",)}
+                   "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
+                   "as_weighting": ("importance", "none")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 shown = ", ".join(a for a in allowed if a)

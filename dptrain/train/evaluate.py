@@ -1,6 +1,8 @@
 """Evaluation: loss and accuracy of a model over a whole split, in inference mode."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from ..nn import SoftmaxCrossEntropy
 
@@ -23,3 +25,30 @@ def evaluate(model, x, y, batch_size: int = 1000) -> dict:
     total, correct, n = evaluate_sums(model, x, y, batch_size)
     return {"loss": total / max(n, 1), "accuracy": correct / max(n, 1), "samples": n}
 
+
+
+def per_sample_stats(model, x, y, batch_size: int = 1000):
+    """Per sample: loss, gradient bound ||softmax - onehot||^2 (seed 003, eq. 80-87) and
+    whether the prediction is right, in inference mode. Host arrays."""
+    xp = backend.xp
+    loss = SoftmaxCrossEntropy()
+    losses, bounds, right = [], [], []
+    for start in range(0, len(x), batch_size):
+        xb = xp.asarray(x[start:start + batch_size], dtype=model.dtype)
+        yb = xp.asarray(y[start:start + batch_size])
+        logits = model.forward(xb, train=False)
+        loss.forward(logits, yb)
+        losses.append(backend.to_numpy(loss.sample_losses))
+        bounds.append(backend.to_numpy(gradient_bound(loss.probs, yb)))
+        right.append(backend.to_numpy(logits.argmax(axis=1) == yb))
+    if not losses:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate(losses), np.concatenate(bounds), np.concatenate(right)
+
+
+def gradient_bound(probs, labels):
+    """||softmax - onehot||^2 = sum p^2 - 2 p_y + 1 per sample: the norm of the loss gradient
+    with respect to the last layer's pre-activations, an upper bound of the full gradient's."""
+    xp = backend.get_array_module(probs)
+    p_y = probs[xp.arange(len(labels)), labels]
+    return (probs * probs).sum(axis=1) - 2 * p_y + 1

@@ -22,7 +22,8 @@ from ..errors import TrainingFailure, UsageError
 from ..parallel import DataParallel
 from . import checkpoint, faults
 from .config import TrainConfig, parse_interval
-from .evaluate import evaluate_sums
+from ..comm.gather import allgather_concat
+from .evaluate import evaluate_sums, gradient_bound, per_sample_stats
 from .metrics import MetricsWriter, Progress
 from .preemption import PreemptionGuard, StopRequested
 from .setup import build_model, build_optimizer, check_writable, save_weights, setup_backend
@@ -83,7 +84,14 @@ class Trainer:
         self.model = build_model(cfg, self.ds)
         self.opt = build_optimizer(cfg, self.model)
         self.loss = nn.SoftmaxCrossEntropy()
-        self.sampler = data.UniformSampler(len(self.ds.x_train), cfg.batch_size, cfg.seed)
+        try:
+            self.sampler = data.samplers.create(
+                cfg.sampler, len(self.ds.x_train), cfg.batch_size, self.ds.y_train, cfg.seed,
+                min_prob=cfg.sampler_min_prob, pressure=cfg.obs_pressure,
+                recompute_every=cfg.obs_recompute_every, beta=cfg.as_beta,
+                delta_p=cfg.as_delta_p, delta_q=cfg.as_delta_q, weighting=cfg.as_weighting)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self.steps_per_epoch = self.sampler.steps_per_epoch()
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:
@@ -147,24 +155,33 @@ class Trainer:
         x = augment.apply(self.ds.x_train[ids], ids, self.augmentations, self.cfg.seed, self.step)
         return xp.asarray(x, dtype=self.model.dtype), xp.asarray(self.ds.y_train[ids])
 
-    def train_step(self, ids, global_batch: int, stop_flag: int = 0):
+    def train_step(self, ids, global_batch: int, stop_flag: int = 0, weights=None):
         """One global step; returns (global mean loss, global number correct, lr, stop).
 
         With --accumulate N the global batch is cut into N global micro-batches, each
         split over the ranks; every one is normalised by the whole batch, so their sum
-        is the same mean gradient.
+        is the same mean gradient. ``weights`` are per-sample loss weights (importance
+        sampling). Adaptive samplers then observe the batch's per-sample losses and
+        gradient bounds, gathered from every rank.
         """
         faults.maybe_inject(self.fault, self.rank, self.step, self.model)
         lr = self.schedule(self.step)
-        micro_batches = [m for m in np.array_split(ids, self.cfg.accumulate) if len(m)]
+        micro_batches = [m for m in np.array_split(np.arange(len(ids)), self.cfg.accumulate) if len(m)]
         totals = np.zeros(3, dtype=np.float64)
+        observed = []
         for j, micro in enumerate(micro_batches):
-            local = data.rank_slice(micro, self.rank, self.size)
+            at = data.rank_slice(micro, self.rank, self.size)        # positions in the batch
+            local = ids[at]
             x, y = self._batch(local)
+            w = None if weights is None else backend.xp.asarray(weights[at], dtype=self.model.dtype)
             ctx = nn.BatchContext(local, self.step, self.cfg.seed)
             totals[:2] += self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
                                              global_batch=global_batch, context=ctx,
-                                             communicate=j == len(micro_batches) - 1)
+                                             communicate=j == len(micro_batches) - 1, weights=w)
+            if self.sampler.adaptive:
+                observed.append((micro, self._local_sample_stats(y, len(local))))
+        if observed:
+            self._observe(ids, observed)
         totals[2] = stop_flag
         with self._guard(f"allreduce of the step metrics at step {self.step}"):
             self.comm.allreduce(totals)      # every rank sees the same numbers, NaN included
@@ -179,6 +196,21 @@ class Trainer:
                 print(f"dptrain: warning: {problem}: update skipped "
                       f"({self.skipped} of {self.cfg.skip_nonfinite})", file=sys.stderr)
         return float(totals[0]), int(totals[1]), lr, totals[2] > 0
+
+    def _local_sample_stats(self, y, n: int):
+        if n == 0:
+            return np.zeros(0), np.zeros(0)
+        return (backend.to_numpy(self.loss.sample_losses),
+                backend.to_numpy(gradient_bound(self.loss.probs, y)))
+
+    def _observe(self, ids, observed) -> None:
+        """Give the sampler the whole global batch's per-sample losses and bounds."""
+        for micro, (losses, bounds) in observed:
+            sizes = [len(data.rank_slice(micro, r, self.size)) for r in range(self.size)]
+            with self._guard(f"allgather of sample losses at step {self.step}"):
+                all_losses = allgather_concat(self.comm, losses, sizes)
+                all_bounds = allgather_concat(self.comm, bounds, sizes)
+            self.sampler.observe(ids[micro], all_losses, all_bounds)
 
     def _guard(self, what: str):
         from contextlib import nullcontext
@@ -210,6 +242,25 @@ class Trainer:
         return {"loss": sums[0] / max(sums[2], 1), "accuracy": sums[1] / max(sums[2], 1),
                 "samples": int(sums[2])}
 
+    def evaluate_training_set(self, refresh: bool) -> dict:
+        """Loss and accuracy over the whole training set (inference mode), so samplers are
+        compared on the same quantity; adaptive samplers may take the per-sample losses."""
+        n = len(self.ds.x_train)
+        part = data.rank_slice(np.arange(n), self.rank, self.size)
+        losses, bounds, right = per_sample_stats(self.model, self.ds.x_train[part],
+                                                 self.ds.y_train[part], self.cfg.eval_batch_size)
+        sums = np.array([losses.sum(), right.sum(), len(losses)], dtype=np.float64)
+        with self._guard(f"allreduce of the training-set evaluation at step {self.step}"):
+            self.comm.allreduce(sums)
+        if refresh and self.sampler.adaptive and self.sampler.needs_refresh(self.epoch):
+            sizes = [len(data.rank_slice(np.arange(n), r, self.size)) for r in range(self.size)]
+            with self._guard(f"allgather of training-set losses at step {self.step}"):
+                all_losses = allgather_concat(self.comm, losses, sizes)
+                all_bounds = allgather_concat(self.comm, bounds, sizes)
+            self.sampler.refresh(all_losses, all_bounds)
+        return {"loss": sums[0] / max(sums[2], 1), "accuracy": sums[1] / max(sums[2], 1),
+                "samples": int(sums[2])}
+
     # --- the loop --------------------------------------------------------
     def run(self) -> dict:
         # a diverging run is reported once, as exit 3 with its step, not as numpy warnings
@@ -238,12 +289,12 @@ class Trainer:
         result = {}
         try:
             while self.step < self.total_steps:
-                batches = self.sampler.epoch(self.epoch)[self.pos:]
-                batches = batches[:self.total_steps - self.step]
-                progress.start(len(batches), f"epoch {self.epoch + 1}/{cfg.epochs}")
+                n_batches = min(self.steps_per_epoch - self.pos, self.total_steps - self.step)
+                progress.start(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}")
                 t0, seen, loss_sum, correct_sum = time.perf_counter(), 0, 0.0, 0
-                for ids in batches:
-                    loss, correct, lr, stop = self.train_step(ids, len(ids), guard.signum)
+                for _ in range(n_batches):
+                    ids, weights = self.sampler.batch(self.epoch, self.pos)
+                    loss, correct, lr, stop = self.train_step(ids, len(ids), guard.signum, weights)
                     self.step += 1
                     self.pos += 1
                     if self.pos == self.steps_per_epoch:
@@ -290,8 +341,10 @@ class Trainer:
                       "accuracy": correct_sum / max(seen, 1), "lr": lr,
                       "samples_per_s": seen / elapsed, "time_s": elapsed}
         test = self.evaluate()
+        train_split = self.evaluate_training_set(refresh=self.pos == 0)
         metrics.write(train_line)
         metrics.write({"epoch": epoch, "step": self.step, "split": "test", **test})
+        metrics.write({"epoch": epoch, "step": self.step, "split": "train", **train_split})
         say(f"epoch {epoch:>3}  step {self.step:>6}  loss {train_line['loss']:.4f}  "
             f"acc {train_line['accuracy']:.4f}  test_loss {test['loss']:.4f}  "
             f"test_acc {test['accuracy']:.4f}  lr {lr:.3g}  "

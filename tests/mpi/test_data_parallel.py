@@ -139,3 +139,12 @@ def test_resume_after_an_epoch_is_bitwise_identical(sync, progress, tmp_path_fac
     resumed = train(c, epochs=3, checkpoint_dir=d, resume=True, **kw)
     for k in straight:
         np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sampler,extra", [("obs", {"obs_recompute_every": 1}), ("as", {}),
+                                           ("as", {"as_weighting": "none", "as_beta": 1})])
+def test_adaptive_samplers_rank_count_invariance(sampler, extra):
+    kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:150", sync_bn=True, batch_size=24,
+              sampler=sampler, epochs=2, max_steps=None, **extra)
+    assert_same(train(world(), **kw), train(LocalCommunicator(), **kw))

@@ -125,3 +125,15 @@ def test_skipped_steps_leave_parameters_untouched(sync):
     assert t.skipped == t.step - 2 > 0
     for k in two_steps:
         np.testing.assert_array_equal(skipped[k], two_steps[k], err_msg=k)
+
+
+@pytest.mark.parametrize("sampler", ["obs", "as"])
+def test_resume_with_an_adaptive_sampler_is_bitwise_identical(tmp_path, sampler):
+    kw = dict(sampler=sampler, obs_recompute_every=1)
+    straight, _ = run(epochs=3, **kw)
+    d = str(tmp_path / "ck")
+    run(epochs=3, max_steps=6, checkpoint_dir=d, checkpoint_every="3", **kw)   # mid-epoch 2
+    resumed, t = run(epochs=3, checkpoint_dir=d, resume=True, **kw)
+    assert t.resumed_from.name == "ckpt-000000006.npz"
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
