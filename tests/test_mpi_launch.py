@@ -49,8 +49,9 @@ def test_two_rank_training_rank_zero_writes(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("test accuracy:") == 1            # rank 0 alone prints
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert len(lines) == 4                                     # one writer: no duplicates
-    assert lines[-1]["split"] == "test" and lines[-1]["samples"] == 80
+    assert len(lines) == 6                 # one writer, no duplicates: 3 lines per epoch
+    assert lines[-2]["split"] == "test" and lines[-2]["samples"] == 80
+    assert lines[-1]["split"] == "train" and lines[-1]["samples"] == 320
 
 
 def test_scaling_bench_smoke():

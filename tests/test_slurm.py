@@ -36,4 +36,4 @@ def test_slurm_sbatch_two_task_training(slurm, tmp_path):
     assert state == "COMPLETED", out
     assert "2 tasks x 1 threads" in out and "2 rank(s)" in out and "test accuracy:" in out
     assert out.count("test accuracy:") == 1
-    assert len(metrics.read_text().splitlines()) == 4
+    assert len(metrics.read_text().splitlines()) == 6          # train, test, train-split lines x 2
