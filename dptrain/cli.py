@@ -65,6 +65,8 @@ def _add_train_flags(p):
     a("--checkpoint-every", default=S, help="N steps, or Ne epochs (default 1e); 0: at the end only")
     a("--keep-checkpoints", type=int, default=S, help="how many to keep (default 3)")
     a("--resume", action="store_true", default=S, help="continue from the newest valid checkpoint")
+    a("--net-emulate", default=S, metavar="bw=10Gbit,lat=20us",
+      help="hold every collective until an alpha-beta network model says it would end")
     a("--comm-timeout", type=float, default=S,
       help="seconds a collective may take before the job is ended (default 300)")
     a("--check-replicas", type=int, default=S,

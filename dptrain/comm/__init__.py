@@ -3,7 +3,9 @@
     name   devices   when to use it
     ----   -------   --------------------------------------------------------------
     mpi    CPU       any run under mpiexec/srun; a single process works too (size 1)
-    local  CPU       one process, no MPI at all (what `dptrain train` uses without a launcher)
+    local     CPU    one process, no MPI at all (what `dptrain train` uses without a launcher)
+    emulated  any    a real communicator (``inner``) whose operations are held until an
+                     alpha-beta network model says they end: `--net-emulate bw=10Gbit,lat=20us`
 
 ``create("mpi")`` wraps MPI.COMM_WORLD; ``create("mpi", mpi_comm=c)`` any communicator.
 """
@@ -18,7 +20,13 @@ def create(name: str = "mpi", **kwargs) -> Communicator:
     if name == "local":
         from .local import LocalCommunicator
         return LocalCommunicator()
-    raise ValueError(f"unknown communicator {name!r} (choose mpi or local)")
+    if name == "emulated":
+        from .emulated import AlphaBeta, EmulatedCommunicator, parse_spec
+        spec = parse_spec(kwargs.pop("spec")) if "spec" in kwargs else {
+            "bandwidth_bps": kwargs.pop("bandwidth_bps"), "latency_s": kwargs.pop("latency_s", 0.0)}
+        inner = kwargs.pop("inner", None) or default()
+        return EmulatedCommunicator(inner, AlphaBeta(spec["latency_s"], spec["bandwidth_bps"]), **kwargs)
+    raise ValueError(f"unknown communicator {name!r} (choose mpi, local or emulated)")
 
 
 def default() -> Communicator:

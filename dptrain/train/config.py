@@ -65,6 +65,7 @@ class TrainConfig:
     checkpoint_every: str = "1e"         # N steps, or Ne / Nepochs; 0 = only at the end
     keep_checkpoints: int = 3
     resume: bool = False
+    net_emulate: str | None = None       # "bw=10Gbit,lat=20us": alpha-beta network emulation
     comm_timeout: float = 300.0          # seconds before a stuck collective ends the job
     check_replicas: int = 0              # compare parameter hashes every N steps (0: never)
     skip_nonfinite: int = 0              # steps with a NaN/inf loss to skip before failing
@@ -101,6 +102,12 @@ class TrainConfig:
         positive("check_replicas", self.check_replicas, strict=False)
         positive("skip_nonfinite", self.skip_nonfinite, strict=False)
         parse_interval(self.checkpoint_every)
+        if self.net_emulate:
+            from ..comm.emulated import parse_spec
+            try:
+                parse_spec(self.net_emulate)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         if self.resume and not self.checkpoint_dir:
             raise UsageError("--resume needs --checkpoint-dir (where to look for checkpoints)")
         if self.accumulate > self.batch_size:

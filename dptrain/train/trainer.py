@@ -33,6 +33,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, comm=None):
         self.cfg = cfg
         self.comm = comm if comm is not None else comms.default()
+        if cfg.net_emulate and self.comm.size > 1:
+            try:
+                self.comm = comms.create("emulated", inner=self.comm, spec=cfg.net_emulate)
+            except ValueError:
+                pass                      # reported by validate() below, on every rank alike
         self.rank, self.size = self.comm.rank, self.comm.size
         self.is_root = self.rank == 0
         self.step = self.epoch = self.pos = 0       # global step; epoch; step within it
