@@ -65,6 +65,9 @@ def _add_train_flags(p):
     a("--checkpoint-every", default=S, help="N steps, or Ne epochs (default 1e); 0: at the end only")
     a("--keep-checkpoints", type=int, default=S, help="how many to keep (default 3)")
     a("--resume", action="store_true", default=S, help="continue from the newest valid checkpoint")
+    a("--trace", metavar="FILE.json", default=S,
+      help="Chrome trace of every rank's layers, updates and bucket reductions")
+    a("--trace-steps", type=int, default=S, help="steps to trace, from step 1 (default 10)")
     a("--net-emulate", default=S, metavar="bw=10Gbit,lat=20us",
       help="hold every collective until an alpha-beta network model says it would end")
     a("--comm-timeout", type=float, default=S,
@@ -103,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.command import add_bench_arguments
     add_bench_arguments(sub.add_parser("bench", help="training-step benchmark against PyTorch"))
 
-    pl = sub.add_parser("plot", help="plot a metrics JSONL file to PNG")
-    pl.add_argument("metrics", metavar="FILE.jsonl")
+    pl = sub.add_parser("plot", help="plot a metrics JSONL file, or a --trace timeline, to PNG")
+    pl.add_argument("metrics", metavar="FILE.jsonl", nargs="?")
+    pl.add_argument("--trace", metavar="FILE.json", help="draw this timeline (a lane per rank)")
     pl.add_argument("-o", "--output", required=True, metavar="FILE.png")
     return p
 
@@ -175,8 +179,15 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from .plot import plot_metrics
-    plot_metrics(args.metrics, args.output)
+    from .plot import plot_metrics, plot_trace
+    if args.trace and args.metrics:
+        raise UsageError("dptrain plot: give a metrics file or --trace, not both")
+    if args.trace:
+        plot_trace(args.trace, args.output)
+    elif args.metrics:
+        plot_metrics(args.metrics, args.output)
+    else:
+        raise UsageError("dptrain plot: give a metrics FILE.jsonl or --trace FILE.json")
     print(f"wrote {args.output}")
     return 0
 

@@ -46,3 +46,52 @@ def plot_metrics(path: str, out: str) -> None:
         raise UsageError(f"{out}: cannot write ({exc.strerror})") from None
     finally:
         plt.close(fig)
+
+
+COLORS = {"forward": "#4c72b0", "backward": "#dd8452", "update": "#55a868", "wait": "#c44e52",
+          "comm": "#8172b3", "step": "#cccccc"}
+
+
+def plot_trace(path: str, out: str) -> None:
+    """A lane per rank and kind of work: compute (forward, backward, update, waiting) and
+    communication (each bucket's reduction from post to completion)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+    except ImportError:
+        raise UsageError("dptrain plot needs matplotlib: pip install 'dptrain[plots]'") from None
+    from .parallel.trace import load
+    try:
+        events = [e for e in load(path) if e.get("ph") == "X"]
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such trace file") from None
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{path}: not a dptrain trace (Chrome trace-event JSON)") from None
+    if not events:
+        raise UsageError(f"{path}: the trace holds no events")
+    ranks = sorted({e["pid"] for e in events})
+    lanes = [(r, tid) for r in ranks for tid in (0, 1)]
+    fig, ax = plt.subplots(figsize=(14, 1.0 + 0.7 * len(lanes)))
+    for y, (rank, tid) in enumerate(lanes):
+        for cat, color in COLORS.items():
+            spans = [(e["ts"] / 1e3, e["dur"] / 1e3) for e in events
+                     if e["pid"] == rank and e.get("tid") == tid and e.get("cat") == cat]
+            if spans:
+                ax.broken_barh(spans, (y - 0.35, 0.7), facecolors=color, edgecolor="none")
+    ax.set_yticks(range(len(lanes)))
+    ax.set_yticklabels([f"rank {r} {'compute' if t == 0 else 'comm'}" for r, t in lanes])
+    ax.invert_yaxis()
+    ax.set_xlabel("time (ms)")
+    ax.set_title(f"dptrain timeline: {path}")
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in COLORS.items() if k != "step"],
+              loc="upper right", ncol=5, fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write ({exc.strerror})") from None
+    finally:
+        plt.close(fig)

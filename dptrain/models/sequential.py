@@ -11,6 +11,8 @@ Parameters are named "<layer-index>.<param>" and ordered identically on every ra
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .. import backend
@@ -24,6 +26,7 @@ class Sequential:
         self.input_shape = tuple(input_shape)
         self.name = name
         self.dtype = backend.dtype
+        self.tracer = None                    # parallel.trace.Tracer, when --trace is on
         rng = np.random.default_rng(seed)
         shape = self.input_shape
         self.shapes = []                      # per-sample output shape of each layer
@@ -44,18 +47,28 @@ class Sequential:
 
     # --- computation -----------------------------------------------------
     def forward(self, x, train: bool = False, context=None, before_layer=None):
+        tracer = self.tracer if train and self.tracer is not None and self.tracer.active else None
         for i, layer in enumerate(self.layers):
             if before_layer is not None:
                 before_layer(i)
             layer.context = context
-            x = layer.forward(x, train)
+            if tracer is None:
+                x = layer.forward(x, train)
+            else:
+                t0 = time.perf_counter()
+                x = layer.forward(x, train)
+                tracer.span(f"forward {i} {layer!r}", "forward", t0, time.perf_counter(), layer=i)
         return x
 
     def backward(self, dlogits, on_grad_ready=None):
+        tracer = self.tracer if self.tracer is not None and self.tracer.active else None
         dy = dlogits
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
+            t0 = time.perf_counter()
             dy = layer.backward(dy)
+            if tracer is not None:
+                tracer.span(f"backward {i} {layer!r}", "backward", t0, time.perf_counter(), layer=i)
             if on_grad_ready is not None and layer.params:
                 on_grad_ready(i)
             if dy is None:           # nothing below this layer has parameters

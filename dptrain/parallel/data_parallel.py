@@ -73,6 +73,7 @@ class DataParallel:
         self._pending_lr = None                     # blocking: lr of the step not yet applied
         self.step = 0                               # communicated steps, for messages
         self.watchdog = watchdog
+        self.tracer = None                          # parallel.trace.Tracer, when tracing
         # With settle_each_step, overlap waits for every reduction at the end of the step, so
         # that a non-finite gradient is known before any of the step's updates (needed to
         # skip a step; costs the overlap with the next forward pass).
@@ -173,7 +174,14 @@ class DataParallel:
 
     def _apply_pending_step(self) -> None:
         lr, self._pending_lr = self._pending_lr, None
-        self._opt.step(lr)
+        if self.tracer is None:
+            self._opt.step(lr)
+            return
+        for i, layer in enumerate(self.model.layers):      # per layer, for the timeline
+            if layer.params:
+                t0 = time.perf_counter()
+                self._opt.update(i, lr)
+                self.tracer.span(f"update {i}", "update", t0, time.perf_counter(), layer=i)
 
     def _check_finite(self, b) -> None:
         """A reduced gradient is the same on every rank, so every rank decides alike.
@@ -207,8 +215,15 @@ class DataParallel:
 
     def _reduce_blocking(self, b) -> None:
         self._prepare(b)
+        t0 = time.perf_counter()
         with self._guard(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) at step {self.step - 1}"):
             self.comm.allreduce(b.wire)
+        if self.tracer is not None:
+            t1 = time.perf_counter()
+            self.tracer.span(f"allreduce bucket {b.index}", "comm", t0, t1, lane=1,
+                             bucket=b.index, bytes=int(b.wire.nbytes), layers=b.layers,
+                             posted_us=(t0 - self.tracer.t0) * 1e6, completed_us=(t1 - self.tracer.t0) * 1e6)
+            self.tracer.span(f"wait bucket {b.index}", "wait", t0, t1, bucket=b.index)
         self._unpack(b)
         self._check_finite(b)
 
@@ -220,6 +235,7 @@ class DataParallel:
         if not b.pending:
             self._prepare(b)
             b.posted_at = time.perf_counter()
+            b.posted_step = self.tracer.step if self.tracer is not None else None
             if self.watchdog is not None:
                 b.watch = self.watchdog.arm(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) "
                                             f"at step {self.step}")
@@ -238,13 +254,23 @@ class DataParallel:
         if b.handle is not None:
             self._complete(b)
             self._check_finite(b)
+        t0 = time.perf_counter()
         self._opt.update(i, lr)
+        if self.tracer is not None:
+            self.tracer.span(f"update {i}", "update", t0, time.perf_counter(), layer=i)
 
     def _complete(self, b) -> None:
         t0 = time.perf_counter()
         b.handle.wait()
-        self.stats.exposed_s += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.stats.exposed_s += t1 - t0
         self.stats.comm_s += b.handle.done_at - b.posted_at
+        if self.tracer is not None:
+            tr = self.tracer
+            tr.span(f"allreduce bucket {b.index}", "comm", b.posted_at, b.handle.done_at, lane=1,
+                    step=b.posted_step, bucket=b.index, bytes=int(b.wire.nbytes), layers=b.layers,
+                    posted_us=(b.posted_at - tr.t0) * 1e6, completed_us=(b.handle.done_at - tr.t0) * 1e6)
+            tr.span(f"wait bucket {b.index}", "wait", t0, t1, bucket=b.index)
         b.handle = None
         if self.watchdog is not None:
             self.watchdog.disarm(b.watch)

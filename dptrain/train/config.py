@@ -65,6 +65,8 @@ class TrainConfig:
     checkpoint_every: str = "1e"         # N steps, or Ne / Nepochs; 0 = only at the end
     keep_checkpoints: int = 3
     resume: bool = False
+    trace: str | None = None             # Chrome trace JSON of steps 1..trace_steps
+    trace_steps: int = 10
     net_emulate: str | None = None       # "bw=10Gbit,lat=20us": alpha-beta network emulation
     comm_timeout: float = 300.0          # seconds before a stuck collective ends the job
     check_replicas: int = 0              # compare parameter hashes every N steps (0: never)
@@ -90,6 +92,7 @@ class TrainConfig:
         positive("comm_timeout", self.comm_timeout)
         positive("obs_recompute_every", self.obs_recompute_every, strict=False)
         positive("as_beta", self.as_beta)
+        positive("trace_steps", self.trace_steps)
         if not 0 <= self.sampler_min_prob < 1:
             raise UsageError(f"--sampler-min-prob must be in [0, 1), got {self.sampler_min_prob}")
         if self.obs_pressure < 1:

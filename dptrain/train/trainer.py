@@ -20,6 +20,7 @@ from ..comm.watchdog import Watchdog
 from ..data import augment
 from ..errors import TrainingFailure, UsageError
 from ..parallel import DataParallel
+from ..parallel.trace import Tracer
 from . import checkpoint, faults
 from .config import TrainConfig, parse_interval
 from ..comm.gather import allgather_concat
@@ -63,6 +64,10 @@ class Trainer:
                                settle_each_step=cfg.skip_nonfinite > 0)
         self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
+        self.tracer = None
+        if cfg.trace:
+            self.tracer = Tracer(self.rank, first_step=self.step + 1, steps=cfg.trace_steps)
+            self.model.tracer = self.dp.tracer = self.tracer
         self.fault = faults.from_env()
 
     def _setup_local(self) -> None:
@@ -73,6 +78,7 @@ class Trainer:
             cfg.threads = max(1, (os.cpu_count() or 1) // self.comm.local_size)
         check_writable(cfg.metrics_out, "--metrics-out")
         check_writable(cfg.save_weights, "--save-weights")
+        check_writable(cfg.trace, "--trace")
         if cfg.checkpoint_dir:
             self._check_checkpoint_dir(cfg.checkpoint_dir)
         try:
@@ -170,6 +176,9 @@ class Trainer:
         gradient bounds, gathered from every rank.
         """
         faults.maybe_inject(self.fault, self.rank, self.step, self.model)
+        if self.tracer is not None:
+            self.tracer.step = self.step
+        t_step = time.perf_counter()
         lr = self.schedule(self.step)
         micro_batches = [m for m in np.array_split(np.arange(len(ids)), self.cfg.accumulate) if len(m)]
         totals = np.zeros(3, dtype=np.float64)
@@ -187,6 +196,8 @@ class Trainer:
                 observed.append((micro, self._local_sample_stats(y, len(local))))
         if observed:
             self._observe(ids, observed)
+        if self.tracer is not None:
+            self.tracer.span(f"step {self.step}", "step", t_step, time.perf_counter(), lane=2)
         totals[2] = stop_flag
         with self._guard(f"allreduce of the step metrics at step {self.step}"):
             self.comm.allreduce(totals)      # every rank sees the same numbers, NaN included
@@ -292,6 +303,10 @@ class Trainer:
             + (f", resumed from {self.resumed_from.name} at step {self.step}"
                if self.resumed_from else ""), flush=True)
         result = {}
+        if self.tracer is not None:
+            with self._guard("barrier before tracing"):
+                self.comm.barrier()
+            self.tracer.start_clock()
         try:
             while self.step < self.total_steps:
                 n_batches = min(self.steps_per_epoch - self.pos, self.total_steps - self.step)
@@ -335,6 +350,10 @@ class Trainer:
         if cfg.save_weights and self.is_root:
             self.dp.flush()
             save_weights(self.model, cfg.save_weights)
+        if self.tracer is not None:
+            self.dp.flush()
+            with self._guard("gathering the trace"):
+                self.tracer.write_merged(self.comm, cfg.trace)
         say(f"test accuracy: {result.get('test_accuracy', float('nan')):.4f}", flush=True)
         return result
 
