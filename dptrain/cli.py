@@ -50,7 +50,9 @@ def _add_train_flags(p):
     a("--as-delta-p", type=float, default=S, help="AS: smoothing of P (default 0.9)")
     a("--as-delta-q", type=float, default=S, help="AS: smoothing of Q (default 0.1)")
     a("--as-weighting", default=S, help="AS: importance (default, unbiased) or none")
-    a("--sync", default=S, help="gradient synchronisation: blocking, overlap (default)")
+    a("--sync", default=S, help="gradient synchronisation: blocking, overlap (default), overlap-fc")
+    a("--fc-replicate", default=S,
+      help="overlap-fc: which FC layers all-gather instead of all-reducing: auto (default), all, none")
     a("--bucket-mb", type=float, default=S, help="gradient bucket size cap (default 4)")
     a("--comm-progress", default=S, help="overlap progress: thread (default) or poll")
     a("--sync-bn", action="store_true", default=S, help="batch-norm statistics over the global batch")

@@ -4,6 +4,7 @@
     c.allreduce(buf)            in-place sum over ranks of a contiguous array (blocking)
     c.iallreduce(buf) -> h      the same, non-blocking; h.wait() completes, h.test() polls
     c.allgather(arr) -> out     (size, *arr.shape), rank r's array at out[r]
+    c.iallgather(arr, out) -> h the same into ``out``, non-blocking
     c.bcast(buf, root=0)        in place
     c.barrier()
     c.allreduce_obj(x), c.bcast_obj(x, root)   small Python objects (pickled; not the hot path)
@@ -38,6 +39,9 @@ class Communicator:
         raise NotImplementedError
 
     def allgather(self, arr):
+        raise NotImplementedError
+
+    def iallgather(self, arr, out) -> Handle:
         raise NotImplementedError
 
     def bcast(self, buf, root: int = 0) -> None:

@@ -32,12 +32,13 @@ class Bucket:
         return f"Bucket({self.index}, layers {self.layers}, {self.nbytes} bytes)"
 
 
-def build_buckets(model, bucket_mb: float) -> list[Bucket]:
+def build_buckets(model, bucket_mb: float, exclude=()) -> list[Bucket]:
+    """Buckets over every parametrised layer except ``exclude`` (FC-replicated layers)."""
     cap = max(int(bucket_mb * 2**20), 1)
     groups, current, size = [], [], 0
     for i in range(len(model.layers) - 1, -1, -1):
         layer = model.layers[i]
-        if not layer.params:
+        if not layer.params or i in exclude:
             continue
         current.append(i)
         size += sum(int(g.nbytes) for g in layer.grads.values())

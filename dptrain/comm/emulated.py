@@ -112,6 +112,11 @@ class EmulatedCommunicator(Communicator):
         return self._timed(self.model.allgather(self.size, arr.nbytes * self.size),
                            self.inner.allgather, arr)
 
+    def iallgather(self, arr, out) -> Handle:
+        start = self.clock()
+        return _Held(self.inner.iallgather(arr, out), start + self.model.allgather(self.size, out.nbytes),
+                     self)
+
     def bcast(self, buf, root: int = 0) -> None:
         self._timed(self.model.bcast(self.size, buf.nbytes), self.inner.bcast, buf, root)
 

@@ -56,6 +56,9 @@ class MPICommunicator(Communicator):
         self.comm.Allgather(arr, out)
         return out
 
+    def iallgather(self, arr, out) -> Handle:
+        return _Request(self.comm.Iallgather(np.ascontiguousarray(arr), out))
+
     def bcast(self, buf, root: int = 0) -> None:
         if self.size > 1:
             self.comm.Bcast(buf, root=root)

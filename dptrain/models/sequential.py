@@ -4,7 +4,8 @@
     model.backward(dlogits, on_grad_ready=None)
 
 ``before_layer(i)`` runs just before layer i computes in the forward pass (the
-overlap schedule applies deferred updates there); ``on_grad_ready(i)`` runs the
+overlap schedule applies deferred updates there), ``after_layer(i)`` just after it (FC
+replication posts the gather of the layer's input there); ``on_grad_ready(i)`` runs the
 moment layer i's gradients are final in backprop (reverse order), so their
 Allreduce can start while earlier layers are still being differentiated.
 Parameters are named "<layer-index>.<param>" and ordered identically on every rank.
@@ -46,7 +47,7 @@ class Sequential:
         return self.shapes[-1] if self.shapes else self.input_shape
 
     # --- computation -----------------------------------------------------
-    def forward(self, x, train: bool = False, context=None, before_layer=None):
+    def forward(self, x, train: bool = False, context=None, before_layer=None, after_layer=None):
         tracer = self.tracer if train and self.tracer is not None and self.tracer.active else None
         for i, layer in enumerate(self.layers):
             if before_layer is not None:
@@ -58,6 +59,8 @@ class Sequential:
                 t0 = time.perf_counter()
                 x = layer.forward(x, train)
                 tracer.span(f"forward {i} {layer!r}", "forward", t0, time.perf_counter(), layer=i)
+            if after_layer is not None:
+                after_layer(i)
         return x
 
     def backward(self, dlogits, on_grad_ready=None):

@@ -7,6 +7,10 @@ from .layer import Layer
 
 
 class Dense(Layer):
+    # False under FC replication (parallel/fc_replication.py): dW and db are computed from
+    # the gathered global batch instead, so the local ones would be wasted work.
+    compute_param_grads = True
+
     def __init__(self, n_in: int, n_out: int, init: str = "he", bias: bool = True,
                  regularizer=None):
         super().__init__()
@@ -37,10 +41,13 @@ class Dense(Layer):
 
     def backward(self, dy):
         xp = get_array_module(dy)
-        xp.matmul(self._x.T, dy, out=self.grads["W"])
-        if self.bias:
-            dy.sum(axis=0, out=self.grads["b"])
-        self._add_regularization_grad()
+        if self.compute_param_grads:
+            xp.matmul(self._x.T, dy, out=self.grads["W"])
+            if self.bias:
+                dy.sum(axis=0, out=self.grads["b"])
+            self._add_regularization_grad()
+        else:
+            self._dy = dy
         if not self.needs_input_grad:
             return None
         return dy @ self.params["W"].T

@@ -6,6 +6,9 @@ the pre-division that keeps a float16 reduction from overflowing: every rank sen
 share of the mean, never a sum of P means.)
 
 - ``blocking`` (Algorithm 2): backprop the whole model, Allreduce every bucket, update.
+- ``overlap-fc`` (Algorithm 3): ``overlap``, and the fully connected layers chosen by
+  ``fc_replicate`` all-gather their inputs and output errors instead of all-reducing their
+  weight gradients (fc_replication.py).
 - ``overlap`` (Lee et al.): a bucket's Allreduce starts the moment its last layer's gradients
   are final (``on_grad_ready``) and runs while backprop continues below it; each layer's
   update is deferred to just before that layer runs in the next forward pass, so the
@@ -25,9 +28,10 @@ import numpy as np
 from ..comm import build_buckets
 from ..errors import TrainingFailure
 from ..nn import BatchNorm
+from .fc_replication import FCReplication, choose_layers
 from .progress import CommThread, Poller
 
-SCHEDULES = ("blocking", "overlap")
+SCHEDULES = ("blocking", "overlap", "overlap-fc")
 PROGRESS_MODES = ("thread", "poll")
 GRAD_DTYPES = (None, "float32", "float16")
 
@@ -39,7 +43,7 @@ class OverlapStats:
         self.steps = 0
         self.comm_s = 0.0        # sum over buckets of post -> completion
         self.exposed_s = 0.0     # time the main thread spent blocked on communication
-        self.bytes = 0           # payload reduced by this rank
+        self.bytes = 0           # bytes this rank sends (ring algorithms' count)
 
     @property
     def hidden_fraction(self) -> float:
@@ -56,7 +60,8 @@ class OverlapStats:
 class DataParallel:
     def __init__(self, model, comm, schedule: str = "overlap", bucket_mb: float = 4.0,
                  progress: str = "thread", sync_bn: bool = False, grad_dtype: str | None = None,
-                 watchdog=None, settle_each_step: bool = False):
+                 watchdog=None, settle_each_step: bool = False, fc_replicate: str = "auto",
+                 global_batch: int | None = None):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r} (choose {', '.join(SCHEDULES)})")
         if progress not in PROGRESS_MODES:
@@ -64,7 +69,13 @@ class DataParallel:
         if grad_dtype not in GRAD_DTYPES:
             raise ValueError(f"unknown gradient dtype {grad_dtype!r} (choose float32 or float16)")
         self.model, self.comm, self.schedule, self.progress = model, comm, schedule, progress
-        self.buckets = build_buckets(model, bucket_mb)
+        overlapped = schedule in ("overlap", "overlap-fc") and comm.size > 1
+        fc_layers = []
+        if schedule == "overlap-fc" and overlapped:
+            if global_batch is None:
+                raise ValueError("overlap-fc needs the global batch size (to size its gathers)")
+            fc_layers = choose_layers(model, fc_replicate, global_batch)
+        self.buckets = build_buckets(model, bucket_mb, exclude=set(fc_layers))
         self.bucket_of = {i: b for b in self.buckets for i in b.layers}
         for b in self.buckets:          # what goes on the wire: the buffer, or a float16 copy
             b.wire = b.buffer if grad_dtype != "float16" else b.buffer.astype(np.float16)
@@ -83,8 +94,10 @@ class DataParallel:
         self._opt = None
         self._sync_bn = sync_bn
         self._engine = None
-        if schedule == "overlap" and comm.size > 1:
+        if overlapped:
             self._engine = CommThread(comm.dup()) if progress == "thread" else Poller(comm)
+        self.fc = FCReplication(model, comm, self._engine, fc_layers, global_batch or 0, self.stats) \
+            if fc_layers else None
         if sync_bn:
             for layer in model.layers:
                 if isinstance(layer, BatchNorm):
@@ -129,13 +142,21 @@ class DataParallel:
                     before(i)
             for _, g in self.model.named_grads():
                 g[...] = 0
-            if overlapped:                          # post every bucket in the usual order
-                for b in self.buckets:
-                    for i in b.layers:
-                        self._grad_ready(i)
+            if overlapped:                          # post everything in the usual order
+                if self.fc is not None:
+                    for i in self.fc.layers:
+                        self.fc.post_empty(i, "x")
+                for i in range(len(self.model.layers) - 1, -1, -1):
+                    if self.model.layers[i].params:
+                        if self.fc is not None and i in self.fc:
+                            self.fc.post_empty(i, "dy")
+                        else:
+                            self._grad_ready(i)
             self._backprop_done(lr, communicate)
             return 0.0, 0
-        logits = self.model.forward(x, train=True, context=context, before_layer=before)
+        after = self.fc.after_forward if self.fc is not None and overlapped else None
+        logits = self.model.forward(x, train=True, context=context, before_layer=before,
+                                    after_layer=after)
         value = float(loss.forward(logits, y, weights=weights, normalizer=norm))
         value += self.model.regularization_loss() / self.comm.size
         correct = int((logits.argmax(axis=1) == y).sum())
@@ -167,10 +188,15 @@ class DataParallel:
             self._pending_lr = lr
             return
         self._deferred = {i: lr for b in self.buckets for i in b.layers}
+        if self.fc is not None:
+            self._deferred.update({i: lr for i in self.fc.layers})
         if self.settle_each_step:
             for b in self.buckets:
                 self._complete(b)
                 self._check_finite(b)
+            for i in self.fc.layers if self.fc is not None else ():
+                self.fc.complete(i)
+                self._check_finite_layer(i)
 
     def _apply_pending_step(self) -> None:
         lr, self._pending_lr = self._pending_lr, None
@@ -182,6 +208,17 @@ class DataParallel:
                 t0 = time.perf_counter()
                 self._opt.update(i, lr)
                 self.tracer.span(f"update {i}", "update", t0, time.perf_counter(), layer=i)
+
+    def _check_finite_layer(self, i: int) -> None:
+        """The same check for an FC-replicated layer's own gradients."""
+        if self.nonfinite is not None:
+            return
+        for name, g in self.model.layers[i].grads.items():
+            if not np.isfinite(float((g * g).sum())):
+                self.nonfinite = f"non-finite gradient {i}.{name} at step {self.step - 1}"
+                if not self.settle_each_step:
+                    raise TrainingFailure(self.nonfinite)
+                return
 
     def _check_finite(self, b) -> None:
         """A reduced gradient is the same on every rank, so every rank decides alike.
@@ -206,8 +243,8 @@ class DataParallel:
             b.buffer += self._acc[b.index]
         if b.wire is not b.buffer:
             b.wire[...] = b.buffer
-        if self.comm.size > 1:
-            self.stats.bytes += int(b.wire.nbytes)
+        if self.comm.size > 1:                     # a ring Allreduce sends 2 (P-1)/P n bytes
+            self.stats.bytes += int(2 * (self.comm.size - 1) * b.wire.nbytes // self.comm.size)
 
     def _unpack(self, b) -> None:
         if b.wire is not b.buffer:
@@ -228,6 +265,10 @@ class DataParallel:
         self._check_finite(b)
 
     def _grad_ready(self, i: int) -> None:
+        if self.fc is not None and i in self.fc:
+            self.fc.after_backward(i)
+            self._engine.poll()
+            return
         b = self.bucket_of.get(i)
         if b is None:
             return
@@ -250,10 +291,14 @@ class DataParallel:
         lr = self._deferred.pop(i, None)
         if lr is None:
             return
-        b = self.bucket_of[i]
-        if b.handle is not None:
-            self._complete(b)
-            self._check_finite(b)
+        if self.fc is not None and i in self.fc:
+            self.stats.exposed_s += self.fc.complete(i)
+            self._check_finite_layer(i)
+        else:
+            b = self.bucket_of[i]
+            if b.handle is not None:
+                self._complete(b)
+                self._check_finite(b)
         t0 = time.perf_counter()
         self._opt.update(i, lr)
         if self.tracer is not None:
@@ -287,6 +332,10 @@ class DataParallel:
         """Drop the last step's update (its reductions still complete): --skip-nonfinite."""
         self.nonfinite = None
         self._pending_lr = None
+        if self.fc is not None:
+            for i in self.fc.layers:
+                if i in self._deferred:
+                    self.fc.complete(i)
         self._deferred = {}
         for b in self.buckets:
             if b.handle is not None:

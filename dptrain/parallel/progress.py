@@ -42,7 +42,16 @@ class CommThread:
 
     def submit(self, buf) -> Handle:
         done = _Done()
-        self._queue.put((buf, done))
+        self._queue.put((lambda: self.comm.allreduce(buf), done))
+        return done
+
+    def submit_gather(self, send, recv) -> Handle:
+        """Allgather ``send`` from every rank into ``recv`` (P, *send.shape), in order."""
+        done = _Done()
+
+        def gather():
+            recv[...] = self.comm.allgather(send)
+        self._queue.put((gather, done))
         return done
 
     def poll(self) -> None:
@@ -53,9 +62,9 @@ class CommThread:
             item = self._queue.get()
             if item is None:
                 return
-            buf, done = item
+            operation, done = item
             try:
-                self.comm.allreduce(buf)
+                operation()
             except BaseException as exc:      # reported to the waiting main thread
                 done.error = exc
             done.done_at = time.perf_counter()
@@ -91,6 +100,11 @@ class Poller:
 
     def submit(self, buf) -> Handle:
         h = _Polled(self.comm.iallreduce(buf))
+        self._inflight.append(h)
+        return h
+
+    def submit_gather(self, send, recv) -> Handle:
+        h = _Polled(self.comm.iallgather(send, recv))
         self._inflight.append(h)
         return h
 

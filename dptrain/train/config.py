@@ -47,7 +47,8 @@ class TrainConfig:
     as_delta_p: float = 0.9
     as_delta_q: float = 0.1
     as_weighting: str = "importance"     # importance | none (the thesis as published)
-    sync: str = "overlap"                # blocking | overlap (parallel/)
+    sync: str = "overlap"                # blocking | overlap | overlap-fc (parallel/)
+    fc_replicate: str = "auto"           # overlap-fc: auto | all | none
     bucket_mb: float = 4.0
     comm_progress: str = "thread"        # thread | poll: how overlapped reductions progress
     sync_bn: bool = False
@@ -113,10 +114,14 @@ class TrainConfig:
                 raise UsageError(str(exc)) from None
         if self.resume and not self.checkpoint_dir:
             raise UsageError("--resume needs --checkpoint-dir (where to look for checkpoints)")
+        if self.sync == "overlap-fc" and self.accumulate > 1:
+            raise UsageError("--sync overlap-fc does not combine with --accumulate (the gathered "
+                             "activations are per micro-batch); use overlap")
         if self.accumulate > self.batch_size:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
-                   "sync": ("blocking", "overlap"), "comm_progress": ("thread", "poll"),
+                   "sync": ("blocking", "overlap", "overlap-fc"), "comm_progress": ("thread", "poll"),
+                   "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
                    "as_weighting": ("importance", "none")}
         for key, allowed in choices.items():

@@ -61,7 +61,8 @@ class Trainer:
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
                                grad_dtype=cfg.grad_dtype, watchdog=self.watchdog,
-                               settle_each_step=cfg.skip_nonfinite > 0)
+                               settle_each_step=cfg.skip_nonfinite > 0,
+                               fc_replicate=cfg.fc_replicate, global_batch=cfg.batch_size)
         self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
         self.tracer = None

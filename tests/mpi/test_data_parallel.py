@@ -148,3 +148,48 @@ def test_adaptive_samplers_rank_count_invariance(sampler, extra):
     kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:150", sync_bn=True, batch_size=24,
               sampler=sampler, epochs=2, max_steps=None, **extra)
     assert_same(train(world(), **kw), train(LocalCommunicator(), **kw))
+
+
+def _wide_mlp(seed=0):
+    from dptrain import models, nn
+    layers = [nn.Flatten(), nn.Dense(64, 512), nn.ReLU(), nn.Dense(512, 512), nn.ReLU(),
+              nn.Dense(512, 10, init="glorot")]
+    return models.Sequential(layers, (1, 8, 8), seed=seed)
+
+
+def _run_dp(comm, schedule, fc_replicate="auto", progress="thread", steps=10, batch=16):
+    from dptrain import data, nn, optim, parallel
+    from dptrain.nn import BatchContext
+    backend.set_dtype("float64")
+    model = _wide_mlp()
+    opt = optim.get("adam", model, lr=1e-3)
+    loss = nn.SoftmaxCrossEntropy()
+    dp = parallel.DataParallel(model, comm, schedule=schedule, bucket_mb=0.1, progress=progress,
+                               fc_replicate=fc_replicate, global_batch=batch)
+    rng = np.random.default_rng(7)
+    x_all, y_all = rng.standard_normal((batch * steps, 1, 8, 8)), rng.integers(0, 10, batch * steps)
+    for step in range(steps):
+        ids = np.arange(step * batch, (step + 1) * batch)
+        local = data.rank_slice(ids, comm.rank, comm.size)
+        dp.train_step(x_all[local], y_all[local], loss, opt, global_batch=batch,
+                      context=BatchContext(local, step))
+    dp.close()
+    backend.set_dtype("float32")
+    return model.state_dict(), dp
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("progress", ["thread", "poll"])
+@pytest.mark.parametrize("batch", [16, 15])
+def test_overlap_fc_equals_blocking_on_a_wide_mlp(progress, batch):
+    blocking, _ = _run_dp(world(), "blocking", batch=batch)
+    fc, dp = _run_dp(world(), "overlap-fc", progress=progress, batch=batch)
+    assert dp.fc is not None and dp.fc.layers == [1, 3]        # 16 x (64 + 512) < 64 x 512, ...
+    assert_same(fc, blocking)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_overlap_fc_on_thesis_cnn_equals_blocking():
+    kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=24)
+    assert_same(train(world(), sync="overlap-fc", fc_replicate="all", **kw),
+                train(world(), sync="blocking", **kw))
