@@ -65,3 +65,19 @@ def test_scaling_bench_smoke():
     two = [r for r in rows if r["sync"] in ("blocking", "overlap")]
     assert all(r["bytes_per_step"] == 4 * 269_322 and r["efficiency"] > 0 for r in two)
     assert rows[1]["bytes_per_step"] == 0
+
+
+def test_predict_smoke():
+    res = subprocess.run([sys.executable, "-m", "dptrain.cli", "bench", "--predict", "--model", "mlp",
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["rows"]
+    assert {r["ranks"] for r in rows} == {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
+    one = [r for r in rows if r["ranks"] == 1 and r["schedule"] == "blocking"][0]
+    assert one["speedup"] == 1 and one["comm_ms"] == 0
+    lee = subprocess.run([sys.executable, "-m", "dptrain.cli", "bench", "--predict", "--lee", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert lee.returncode == 0, lee.stderr
+    cases = json.loads(lee.stdout)["cases"]
+    assert [c["reported_speedup_128"] for c in cases] == [62.97, 77.97]
+    assert all(1 < c["predicted_speedup_128"]["overlap"] <= 128 for c in cases)

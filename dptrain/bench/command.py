@@ -34,6 +34,15 @@ def add_bench_arguments(p) -> None:
                    help="with --ranks: schedules to compare, SYNC[:PROGRESS], comma separated; "
                    "'independent' runs the ranks without exchanging gradients (the machine's ceiling)")
     p.add_argument("--bucket-mb", type=float, default=4.0)
+    p.add_argument("--predict", action="store_true",
+                   help="predict step time and speedup for P = 1..1024 (alpha-beta model)")
+    p.add_argument("--lee", action="store_true",
+                   help="with --predict: Lee et al.'s VGG-A case (FLOP-based, strong scaling)")
+    p.add_argument("--net", help="with --predict: the network, as --net-emulate (default "
+                   "bw=10Gbit,lat=5us; with --lee bw=64Gbit,lat=2us, an Aries-class interconnect)")
+    p.add_argument("--node-gflops", type=float,
+                   help="with --predict: a node's sustained GFLOP/s, for FC-replicated gradients "
+                   "(default 100) and, with --lee, for every layer (default 1000)")
     p.add_argument("--no-bind", dest="bind", action="store_false",
                    help="with --ranks: do not bind ranks to cores")
 
@@ -51,6 +60,9 @@ def _torch_round(args) -> dict | None:
 
 
 def run_bench(args) -> int:
+    if args.predict:
+        from .predict import run_predict
+        return run_predict(args)
     if args.ranks:
         from .scaling import run_scaling_bench
         return run_scaling_bench(args)

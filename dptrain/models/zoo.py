@@ -10,7 +10,7 @@ from ..nn.kernels import out_size
 from .sequential import Sequential
 
 DEFAULT_INPUT = {"mlp": (1, 28, 28), "thesis-cnn": (1, 28, 28), "lenet5": (1, 28, 28),
-                 "vgg-cifar": (3, 32, 32), "mlp-wide": (1, 28, 28)}
+                 "vgg-cifar": (3, 32, 32), "mlp-wide": (1, 28, 28), "vgg-a": (3, 224, 224)}
 
 
 def mlp(input_shape, num_classes, hidden=(256, 256)):
@@ -72,8 +72,25 @@ def vgg_cifar(input_shape, num_classes, widths=(32, 64, 128)):
     return layers
 
 
+def vgg_a(input_shape, num_classes):
+    """VGG-A (VGG-11, Simonyan & Zisserman 2014) for 224x224x3 ImageNet: Lee et al.'s model.
+    133 M parameters; dptrain uses it for scaling predictions more than for training."""
+    c, h, w = input_shape
+    layers = []
+    for width, convs in ((64, 1), (128, 1), (256, 2), (512, 2), (512, 2)):
+        for _ in range(convs):
+            layers += [nn.Conv2D(c, width, 3, padding=1), nn.ReLU()]
+            c = width
+        layers.append(nn.MaxPool2D(2))
+        h, w = h // 2, w // 2
+    layers += [nn.Flatten(), nn.Dense(c * h * w, 4096), nn.ReLU(), nn.Dropout(0.5),
+               nn.Dense(4096, 4096), nn.ReLU(), nn.Dropout(0.5),
+               nn.Dense(4096, num_classes, init="glorot")]
+    return layers
+
+
 BUILDERS = {"mlp": mlp, "thesis-cnn": thesis_cnn, "lenet5": lenet5, "vgg-cifar": vgg_cifar,
-            "mlp-wide": mlp_wide}
+            "mlp-wide": mlp_wide, "vgg-a": vgg_a}
 
 
 def names() -> list[str]:
