@@ -34,6 +34,11 @@ def add_bench_arguments(p) -> None:
                    help="with --ranks: schedules to compare, SYNC[:PROGRESS], comma separated; "
                    "'independent' runs the ranks without exchanging gradients (the machine's ceiling)")
     p.add_argument("--bucket-mb", type=float, default=4.0)
+    p.add_argument("--net-emulate", action="append", metavar="bw=..,lat=..",
+                   help="with --ranks: emulate this network (repeat the flag to compare several); "
+                   "switches to the overlap report")
+    p.add_argument("--models", help="with --ranks and --net-emulate: comma list of models "
+                   "(default --model)")
     p.add_argument("--predict", action="store_true",
                    help="predict step time and speedup for P = 1..1024 (alpha-beta model)")
     p.add_argument("--lee", action="store_true",
@@ -63,6 +68,10 @@ def run_bench(args) -> int:
     if args.predict:
         from .predict import run_predict
         return run_predict(args)
+    if args.ranks and args.net_emulate:
+        from .scaling import run_overlap_bench
+        args.models = args.models or args.model
+        return run_overlap_bench(args)
     if args.ranks:
         from .scaling import run_scaling_bench
         return run_scaling_bench(args)

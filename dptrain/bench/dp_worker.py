@@ -25,9 +25,13 @@ def main():
     p.add_argument("--bucket-mb", type=float, default=4.0)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--net-emulate", help="alpha-beta network emulation, e.g. bw=100Mbit")
+    p.add_argument("--fc-replicate", default="auto")
     a = p.parse_args()
     backend.set_threads(a.threads)
     world = comms.default()
+    if a.net_emulate and world.size > 1:
+        world = comms.create("emulated", inner=world, spec=a.net_emulate)
     # "independent": the same ranks, no gradient exchange: what the machine allows P
     # processes at once, the ceiling that communication is measured against
     comm = comms.create("local") if a.sync == "independent" else world
@@ -35,7 +39,8 @@ def main():
     opt = optim.get("adadelta", model, lr=1.0)
     loss = nn.SoftmaxCrossEntropy()
     sync = "blocking" if a.sync == "independent" else a.sync
-    dp = DataParallel(model, comm, schedule=sync, bucket_mb=a.bucket_mb, progress=a.progress)
+    dp = DataParallel(model, comm, schedule=sync, bucket_mb=a.bucket_mb, progress=a.progress,
+                      fc_replicate=a.fc_replicate, global_batch=a.batch_per_rank * world.size)
     dp.broadcast_parameters()
     rng = np.random.default_rng(1 + world.rank)
     shape = (a.batch_per_rank,) + model.input_shape

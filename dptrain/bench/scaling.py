@@ -36,20 +36,22 @@ def _parse(args):
     schedules = []
     for item in args.schedules.split(","):
         sync, _, progress = item.strip().partition(":")
-        if sync not in ("blocking", "overlap", "independent") or progress not in ("", "thread", "poll"):
-            raise UsageError(f"--schedules: {item!r} is not blocking, overlap[:thread|poll] "
-                             "or independent")
+        if sync not in ("blocking", "overlap", "overlap-fc", "independent") \
+                or progress not in ("", "thread", "poll"):
+            raise UsageError(f"--schedules: {item!r} is not blocking, overlap[:thread|poll], "
+                             "overlap-fc[:thread|poll] or independent")
         schedules.append((sync, progress or "thread"))
     return ranks, schedules
 
 
-def _run(mpiexec, n, sync, progress, args) -> dict:
+def _run(mpiexec, n, sync, progress, args, model=None, net=None) -> dict:
     # bind ranks to cores as launch/mpirun.sh does, when they fit (hydra's syntax)
     bind = ["-bind-to", "core"] if n * args.threads <= (os.cpu_count() or 1) and args.bind else []
     cmd = [mpiexec, *bind, "-n", str(n), sys.executable, "-m", "dptrain.bench.dp_worker",
-           "--model", args.model, "--batch-per-rank", str(args.batch_size),
+           "--model", model or args.model, "--batch-per-rank", str(args.batch_size),
            "--threads", str(args.threads), "--sync", sync, "--progress", progress,
-           "--bucket-mb", str(args.bucket_mb), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+           "--bucket-mb", str(args.bucket_mb), "--steps", str(args.steps), "--warmup", str(args.warmup),
+           *(["--net-emulate", net] if net else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if out.returncode != 0:
@@ -129,4 +131,80 @@ def run_scaling_bench(args) -> int:
         name = "PyTorch" if r["ranks"] == 1 else "PyTorch DDP gloo"
         eff = f"{r['efficiency']:.3f}" if "efficiency" in r else "-"
         print(f"  {r['ranks']:>5} {name:<16} {r['step_ms']:>8.2f} {r['images_per_s']:>7.0f} {eff:>6}")
+    return 0
+
+
+def run_overlap_bench(args) -> int:
+    """Models x emulated networks x schedules on P ranks: how much communication is hidden.
+
+    compute = the 'independent' step (same ranks, no exchange); exposed = step - compute;
+    hidden = 1 - exposed / (blocking's exposed). Two bounds from per-layer times measured
+    here and the network model (parallel/predict.py): 'sim.' simulates the schedule with one
+    first-in-first-out channel, as dptrain runs it; 'dep.' is what the layer dependencies
+    allow in any order (each bucket hides at most the compute between its gradients being
+    final and its first layer being needed in the next forward pass).
+    """
+    from ..comm.emulated import AlphaBeta, parse_spec
+    from ..parallel.predict import auto_fc_layers, dependency_bound, simulate
+    from .predict import measure_layer_times
+    from .. import backend, models as zoo
+    ranks, schedules = _parse(args)
+    p = max(ranks)
+    schedules = [("independent", "thread")] + [s for s in schedules if s[0] != "independent"]
+    mpiexec = _mpiexec()
+    nets = args.net_emulate or [None]
+    results = {}
+    for _ in range(args.rounds):
+        for model in args.models.split(","):
+            for net in nets:
+                for sync, progress in schedules:
+                    key = (model, net, sync, progress)
+                    results.setdefault(key, []).append(_run(mpiexec, p, sync, progress, args, model, net))
+    backend.set_threads(args.threads)
+    rows = []
+    for model in args.models.split(","):
+        times = measure_layer_times(zoo.get(model), args.batch_size, steps=3)
+        gb = args.batch_size * p
+        for net in nets:
+            spec = parse_spec(net) if net else None
+            ab = AlphaBeta(spec["latency_s"], spec["bandwidth_bps"]) if spec else None
+            step = {k[2:]: statistics.median(r["step_s"] for r in v) for k, v in results.items()
+                    if k[:2] == (model, net)}
+            compute = step[("independent", "thread")]
+            blocking_exposed = step.get(("blocking", "thread"), compute) - compute
+            sim = {s: simulate(times, p, ab, s, int(args.bucket_mb * 2**20), auto_fc_layers(times, gb), gb)
+                   for s in ("blocking", "overlap", "overlap-fc")} if ab else {}
+            for (sync, progress), t in step.items():
+                runs = results[(model, net, sync, progress)]
+                exposed = t - compute
+                row = {"model": model, "net": net or "shared memory", "ranks": p, "sync": sync,
+                       "progress": progress if sync.startswith("overlap") else "",
+                       "step_ms": t * 1e3, "images_per_s": p * args.batch_size / t,
+                       "compute_ms": compute * 1e3, "exposed_ms": exposed * 1e3,
+                       "comm_ms": statistics.median(r["comm_s"] / max(r["steps"], 1) for r in runs) * 1e3,
+                       "bytes_per_step": runs[-1]["bytes_per_step"]}
+                if sync not in ("independent", "blocking") and blocking_exposed > 0:
+                    row["hidden_fraction"] = 1 - exposed / blocking_exposed
+                    if sim and sync in sim:
+                        b, o = sim["blocking"], sim[sync]
+                        row["bound_hidden_fraction"] = 1 - o["exposed_s"] / b["exposed_s"]
+                    if ab and sync == "overlap":
+                        row["dependency_bound"] = dependency_bound(times, p, ab, int(args.bucket_mb * 2**20))
+                rows.append(row)
+    report = {"batch_per_rank": args.batch_size, "threads": args.threads, "rounds": args.rounds,
+              "steps": args.steps, "rows": rows}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"dptrain bench: overlap on {p} ranks, batch {args.batch_size} per rank, {args.threads} "
+          f"thread(s), {args.rounds} rounds x {args.steps} steps (medians); compute = independent step")
+    print(f"  {'model':<11} {'network':<14} {'schedule':<16} {'step ms':>8} {'img/s':>7} {'exposed':>8} "
+          f"{'hidden':>7} {'sim.':>6} {'dep.':>6} {'MB sent':>8}")
+    for r in rows:
+        sched = r["sync"] + (f":{r['progress']}" if r["progress"] else "")
+        hidden = f"{r['hidden_fraction']:.2f}" if "hidden_fraction" in r else "-"
+        bound = f"{r['bound_hidden_fraction']:.2f}" if "bound_hidden_fraction" in r else "-"
+        dep = f"{r['dependency_bound']:.2f}" if "dependency_bound" in r else "-"
+        print(f"  {r['model']:<11} {r['net']:<14} {sched:<16} {r['step_ms']:>8.1f} {r['images_per_s']:>7.0f} "
+              f"{r['exposed_ms']:>8.1f} {hidden:>7} {bound:>6} {dep:>6} {r['bytes_per_step'] / 2**20:>8.3f}")
     return 0

@@ -106,6 +106,31 @@ def simulate(times: LayerTimes, p: int, net: AlphaBeta, schedule: str, bucket_by
             "exposed_s": max(step - compute, 0.0)}
 
 
+def dependency_bound(times: LayerTimes, p: int, net: AlphaBeta, bucket_bytes: int = 4 << 20) -> float:
+    """The fraction of communication the layer dependencies allow to hide, whatever the order
+    on the wire: bucket b can only overlap the compute between its gradients being final
+    (in backprop) and its first layer being needed (in the next forward pass)."""
+    n = len(times.fwd)
+    groups = buckets_of(times, bucket_bytes)
+    bwd_end = sum(times.bwd)
+    # time from the start of backward until layer i's backward ends
+    done, t = {}, 0.0
+    for i in range(n - 1, -1, -1):
+        t += times.bwd[i]
+        done[i] = t
+    fwd_start, t = {}, bwd_end
+    for i in range(n):
+        fwd_start[i] = t
+        t += times.fwd[i] + times.upd[i]
+    total = hidden = 0.0
+    for g in groups:
+        cost = net.allreduce(p, sum(times.param_bytes[i] for i in g))
+        window = fwd_start[min(g)] - done[min(g)]          # ready when its last layer (min) is
+        total += cost
+        hidden += min(cost, max(window, 0.0))
+    return hidden / total if total else 0.0
+
+
 def auto_fc_layers(times: LayerTimes, global_batch: int) -> list[int]:
     """--fc-replicate auto: layers where global_batch x (n_in + n_out) < n_in x n_out."""
     return [i for i, (a, b) in times.fc_shape.items() if global_batch * (a + b) < a * b]

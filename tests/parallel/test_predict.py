@@ -67,3 +67,13 @@ def test_weak_and_strong_scaling_speedups():
     strong = scaling_table(t, AlphaBeta(0.0, 1e12), [1, 2, 4], ["blocking"], global_batch=4)
     assert [r["per_rank_batch"] for r in strong] == [4, 2, 1]
     assert [round(r["speedup"], 6) for r in strong] == [1, 2, 4]
+
+
+def test_dependency_bound():
+    from dptrain.parallel.predict import dependency_bound
+    # layer 1's bucket is ready after 1 s of backward and needed after 1 s more of backward
+    # plus layer 0's forward (1 s): 2 s window for 0.5 s of communication -> hidden;
+    # layer 0's bucket is ready at the end of backward and needed at once -> nothing hidden
+    t = two_layers(2, 0.5)
+    assert dependency_bound(t, 2, NET, bucket_bytes=1) == pytest.approx(0.5 / 2.5)
+    assert dependency_bound(t, 2, NET, bucket_bytes=10**9) == 0.0      # one bucket: no overlap
