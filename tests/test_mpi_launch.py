@@ -81,3 +81,17 @@ def test_predict_smoke():
     cases = json.loads(lee.stdout)["cases"]
     assert [c["reported_speedup_128"] for c in cases] == [62.97, 77.97]
     assert all(1 < c["predicted_speedup_128"]["overlap"] <= 128 for c in cases)
+
+
+def test_overlap_bench_smoke():
+    res = subprocess.run([sys.executable, "-m", "dptrain.cli", "bench", "--ranks", "2", "--model", "mlp",
+                          "--net-emulate", "bw=1Gbit", "--schedules", "blocking,overlap,overlap-fc",
+                          "--steps", "3", "--warmup", "1", "--rounds", "1", "--bucket-mb", "0.1",
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["rows"]
+    assert [r["sync"] for r in rows] == ["independent", "blocking", "overlap", "overlap-fc"]
+    assert all(r["net"] == "bw=1Gbit" for r in rows)
+    overlap = rows[2]
+    assert "hidden_fraction" in overlap and 0 <= overlap["dependency_bound"] <= 1
+    assert rows[3]["bytes_per_step"] < rows[1]["bytes_per_step"]        # mlp: FC layers gathered

@@ -193,3 +193,37 @@ def test_overlap_fc_on_thesis_cnn_equals_blocking():
     kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=24)
     assert_same(train(world(), sync="overlap-fc", fc_replicate="all", **kw),
                 train(world(), sync="blocking", **kw))
+
+
+@pytest.mark.mpi(min_size=2)
+def test_overlap_fc_cuts_bytes_by_the_analytic_factor():
+    """mlp-wide, global batch 64: bytes sent per step, blocking vs overlap-fc, as predicted."""
+    from dptrain import models, nn, optim, parallel
+    from dptrain.parallel.fc_replication import choose_layers
+    c = world()
+    p, gb = c.size, 64
+    sent = {}
+    for schedule in ("blocking", "overlap-fc"):
+        model = models.get("mlp-wide")
+        dp = parallel.DataParallel(model, c, schedule=schedule, global_batch=gb)
+        opt, loss = optim.get("sgd", model), nn.SoftmaxCrossEntropy()
+        rng = np.random.default_rng(c.rank)
+        n_local = len(np.array_split(np.arange(gb), p)[c.rank])
+        for _ in range(3):
+            dp.train_step(rng.random((n_local, 1, 28, 28), dtype=np.float32),
+                          rng.integers(0, 10, n_local), loss, opt, global_batch=gb)
+        dp.close()
+        sent[schedule] = dp.stats.bytes / dp.stats.steps
+    model = models.get("mlp-wide")
+    fc = choose_layers(model, "auto", gb)
+    assert fc == [1, 3]
+    rows = -(-gb // p)
+    params = {i: sum(v.size for v in layer.params.values()) for i, layer in enumerate(model.layers)}
+    allreduce = lambda n: 2 * (p - 1) / p * 4 * n                     # noqa: E731
+    expected_blocking = allreduce(sum(params.values()))
+    expected_fc = allreduce(sum(n for i, n in params.items() if i not in fc)) + sum(
+        (p - 1) * rows * (model.layers[i].n_in + model.layers[i].n_out) * 4 for i in fc)
+    assert sent["blocking"] == pytest.approx(expected_blocking, rel=1e-6)
+    assert sent["overlap-fc"] == pytest.approx(expected_fc, rel=1e-6)
+    factor = sent["blocking"] / sent["overlap-fc"]
+    assert factor == pytest.approx(expected_blocking / expected_fc, rel=0.05)
