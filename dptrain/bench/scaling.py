@@ -37,7 +37,7 @@ def _parse(args):
     for item in args.schedules.split(","):
         sync, _, progress = item.strip().partition(":")
         if sync not in ("blocking", "overlap", "overlap-fc", "independent") \
-                or progress not in ("", "thread", "poll"):
+                or progress not in ("", "thread", "poll", "priority"):
             raise UsageError(f"--schedules: {item!r} is not blocking, overlap[:thread|poll], "
                              "overlap-fc[:thread|poll] or independent")
         schedules.append((sync, progress or "thread"))

@@ -68,6 +68,24 @@ class AlphaBeta:
         return 0.0 if p <= 1 else 2 * (p - 1) * self.alpha
 
 
+class Link:
+    """The one network link of a rank: operations that overlap in time queue on it, so two
+    concurrent reductions take as long as two consecutive ones (shared by dup()'ed
+    communicators, which use the same wire)."""
+
+    def __init__(self):
+        import threading
+        self.free_at = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, start: float, cost: float) -> float:
+        """The completion time of an operation of ``cost`` seconds started at ``start``."""
+        with self._lock:
+            begin = max(start, self.free_at)
+            self.free_at = begin + cost
+            return self.free_at
+
+
 class _Held(Handle):
     def __init__(self, inner: Handle, release_at: float, comm):
         self._inner, self._release_at, self._comm = inner, release_at, comm
@@ -84,8 +102,9 @@ class EmulatedCommunicator(Communicator):
     name = "emulated"
 
     def __init__(self, inner: Communicator, model: AlphaBeta, clock=time.perf_counter,
-                 sleep=time.sleep):
+                 sleep=time.sleep, link: Link | None = None):
         self.inner, self.model = inner, model
+        self.link = link or Link()
         self.clock, self.sleep = clock, sleep
         self.rank, self.size = inner.rank, inner.size
         self.local_rank, self.local_size = inner.local_rank, inner.local_size
@@ -96,26 +115,25 @@ class EmulatedCommunicator(Communicator):
             self.sleep(remaining)
 
     def _timed(self, cost: float, op, *args):
-        start = self.clock()
+        release = self.link.reserve(self.clock(), cost)
         result = op(*args)
-        self.hold_until(start + cost)
+        self.hold_until(release)
         return result
 
     def allreduce(self, buf) -> None:
         self._timed(self.model.allreduce(self.size, buf.nbytes), self.inner.allreduce, buf)
 
     def iallreduce(self, buf) -> Handle:
-        start = self.clock()
-        return _Held(self.inner.iallreduce(buf), start + self.model.allreduce(self.size, buf.nbytes), self)
+        release = self.link.reserve(self.clock(), self.model.allreduce(self.size, buf.nbytes))
+        return _Held(self.inner.iallreduce(buf), release, self)
 
     def allgather(self, arr):
         return self._timed(self.model.allgather(self.size, arr.nbytes * self.size),
                            self.inner.allgather, arr)
 
     def iallgather(self, arr, out) -> Handle:
-        start = self.clock()
-        return _Held(self.inner.iallgather(arr, out), start + self.model.allgather(self.size, out.nbytes),
-                     self)
+        release = self.link.reserve(self.clock(), self.model.allgather(self.size, out.nbytes))
+        return _Held(self.inner.iallgather(arr, out), release, self)
 
     def bcast(self, buf, root: int = 0) -> None:
         self._timed(self.model.bcast(self.size, buf.nbytes), self.inner.bcast, buf, root)
@@ -130,4 +148,4 @@ class EmulatedCommunicator(Communicator):
         return self.inner.bcast_obj(obj, root)
 
     def dup(self) -> "EmulatedCommunicator":
-        return EmulatedCommunicator(self.inner.dup(), self.model, self.clock, self.sleep)
+        return EmulatedCommunicator(self.inner.dup(), self.model, self.clock, self.sleep, self.link)

@@ -29,10 +29,10 @@ from ..comm import build_buckets
 from ..errors import TrainingFailure
 from ..nn import BatchNorm
 from .fc_replication import FCReplication, choose_layers
-from .progress import CommThread, Poller
+from .progress import CommThread, Poller, PriorityCommThread
 
 SCHEDULES = ("blocking", "overlap", "overlap-fc")
-PROGRESS_MODES = ("thread", "poll")
+PROGRESS_MODES = ("thread", "poll", "priority")
 GRAD_DTYPES = (None, "float32", "float16")
 
 
@@ -65,7 +65,7 @@ class DataParallel:
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r} (choose {', '.join(SCHEDULES)})")
         if progress not in PROGRESS_MODES:
-            raise ValueError(f"unknown progress mode {progress!r} (choose thread or poll)")
+            raise ValueError(f"unknown progress mode {progress!r} (choose {', '.join(PROGRESS_MODES)})")
         if grad_dtype not in GRAD_DTYPES:
             raise ValueError(f"unknown gradient dtype {grad_dtype!r} (choose float32 or float16)")
         self.model, self.comm, self.schedule, self.progress = model, comm, schedule, progress
@@ -95,7 +95,8 @@ class DataParallel:
         self._sync_bn = sync_bn
         self._engine = None
         if overlapped:
-            self._engine = CommThread(comm.dup()) if progress == "thread" else Poller(comm)
+            self._engine = {"thread": lambda: CommThread(comm.dup()), "poll": lambda: Poller(comm),
+                            "priority": lambda: PriorityCommThread(comm.dup())}[progress]()
         self.fc = FCReplication(model, comm, self._engine, fc_layers, global_batch or 0, self.stats) \
             if fc_layers else None
         if sync_bn:
@@ -280,7 +281,7 @@ class DataParallel:
             if self.watchdog is not None:
                 b.watch = self.watchdog.arm(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) "
                                             f"at step {self.step}")
-            b.handle = self._engine.submit(b.wire)
+            b.handle = self._engine.submit(b.wire, priority=min(b.layers))
             b.reset()
             if b.index == len(self.buckets) - 1:
                 self._acc = None                    # every bucket has taken its share

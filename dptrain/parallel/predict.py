@@ -109,7 +109,8 @@ def simulate(times: LayerTimes, p: int, net: AlphaBeta, schedule: str, bucket_by
 def dependency_bound(times: LayerTimes, p: int, net: AlphaBeta, bucket_bytes: int = 4 << 20) -> float:
     """The fraction of communication the layer dependencies allow to hide, whatever the order
     on the wire: bucket b can only overlap the compute between its gradients being final
-    (in backprop) and its first layer being needed (in the next forward pass)."""
+    (in backprop) and its first layer being needed (in the next forward pass), and one link
+    can hide no more than the union of those windows."""
     n = len(times.fwd)
     groups = buckets_of(times, bucket_bytes)
     bwd_end = sum(times.bwd)
@@ -123,11 +124,20 @@ def dependency_bound(times: LayerTimes, p: int, net: AlphaBeta, bucket_bytes: in
         fwd_start[i] = t
         t += times.fwd[i] + times.upd[i]
     total = hidden = 0.0
+    windows = []
     for g in groups:
         cost = net.allreduce(p, sum(times.param_bytes[i] for i in g))
-        window = fwd_start[min(g)] - done[min(g)]          # ready when its last layer (min) is
+        window = (done[min(g)], fwd_start[min(g)])         # ready when its last layer (min) is
         total += cost
-        hidden += min(cost, max(window, 0.0))
+        hidden += min(cost, max(window[1] - window[0], 0.0))
+        windows.append(window)
+    # one link sends one thing at a time: no more than the union of the windows is hideable
+    union, end = 0.0, -float("inf")
+    for a, b in sorted(windows):
+        if b > max(a, end):
+            union += b - max(a, end)
+            end = b
+    hidden = min(hidden, union)
     return hidden / total if total else 0.0
 
 

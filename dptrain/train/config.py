@@ -120,7 +120,7 @@ class TrainConfig:
         if self.accumulate > self.batch_size:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
-                   "sync": ("blocking", "overlap", "overlap-fc"), "comm_progress": ("thread", "poll"),
+                   "sync": ("blocking", "overlap", "overlap-fc"), "comm_progress": ("thread", "poll", "priority"),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
                    "as_weighting": ("importance", "none")}

@@ -60,7 +60,8 @@ def test_last_batch_smaller_than_rank_count(model, dataset, sync_bn, sync):
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("sync,progress", [("blocking", "thread"), ("overlap", "thread"),
-                                           ("overlap", "poll")])
+                                           ("overlap", "poll"), ("overlap", "priority"),
+                                           ("overlap-fc", "priority")])
 def test_schedules_give_the_same_parameters(sync, progress):
     # small buckets: several reductions in flight at once
     kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=24,

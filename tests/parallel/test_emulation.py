@@ -32,6 +32,9 @@ class FourRanks(LocalCommunicator):
         self.clock.now += self.work_s
         return np.stack([arr] * 4)
 
+    def dup(self):
+        return FourRanks(self.clock, self.work_s)
+
 
 def test_spec_parsing():
     assert parse_spec("bw=10Gbit,lat=20us") == pytest.approx({"bandwidth_bps": 1e10, "latency_s": 2e-5})
@@ -81,3 +84,17 @@ def test_nonblocking_handle_completes_at_the_model_time():
     assert clock.now - start == pytest.approx(model.allreduce(4, 4000))
     assert clock.slept[-1] == pytest.approx(0.002)
     assert h.test()
+
+
+def test_concurrent_operations_share_the_link():
+    clock = FakeClock()
+    model = AlphaBeta(0.0, 8e6)                                 # 1 MB/s
+    comm = EmulatedCommunicator(FourRanks(clock), model, clock=clock, sleep=clock.sleep)
+    other = comm.dup()                                          # e.g. a communication thread's
+    a = comm.iallreduce(np.zeros(1000, dtype=np.float32))       # 6 ms
+    b = other.iallreduce(np.zeros(1000, dtype=np.float32))      # queued behind a: ends at 12 ms
+    start = clock.now
+    b.wait()
+    assert clock.now - start == pytest.approx(0.012)
+    a.wait()                                                    # already over
+    assert clock.now - start == pytest.approx(0.012)

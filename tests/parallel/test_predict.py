@@ -77,3 +77,14 @@ def test_dependency_bound():
     t = two_layers(2, 0.5)
     assert dependency_bound(t, 2, NET, bucket_bytes=1) == pytest.approx(0.5 / 2.5)
     assert dependency_bound(t, 2, NET, bucket_bytes=10**9) == 0.0      # one bucket: no overlap
+
+
+def test_dependency_bound_counts_overlapping_windows_once():
+    from dptrain.parallel.predict import dependency_bound
+    # three layers, each its own bucket of 10 s: windows [1, 4] (layer 2), [2, 4] ... overlap
+    t = LayerTimes(fwd=[1.0, 1.0, 1.0], bwd=[1.0, 1.0, 1.0], upd=[0.0] * 3,
+                   param_bytes=[80, 80, 80], batch=1)
+    # ready (from the start of backward): layer 2 at 1, layer 1 at 2, layer 0 at 3;
+    # needed: layer 0 at 3, layer 1 at 4, layer 2 at 5 -> windows [1,5], [2,4], [3,3]
+    # per bucket min(10, w) = 4 + 2 + 0 = 6, but one link: the union [1, 5] = 4
+    assert dependency_bound(t, 2, NET, bucket_bytes=1) == pytest.approx(4 / 30)
