@@ -54,7 +54,9 @@ def _add_train_flags(p):
     a("--fc-replicate", default=S,
       help="overlap-fc: which FC layers all-gather instead of all-reducing: auto (default), all, none")
     a("--bucket-mb", type=float, default=S, help="gradient bucket size cap (default 4)")
-    a("--comm-progress", default=S, help="overlap progress: thread (default), poll, or priority (chunks, most needed first)")
+    a("--comm-progress", default=S, help="how overlapped communication progresses: auto (default: poll for overlap, thread "
+      "for overlap-fc, the faster of each in docs/performance.md), poll (Iallreduce tested between "
+      "layers), thread (a communication thread), priority (chunks, most needed first)")
     a("--sync-bn", action="store_true", default=S, help="batch-norm statistics over the global batch")
     a("--accumulate", type=int, default=S,
       help="split each batch into N micro-batches; only the last communicates")

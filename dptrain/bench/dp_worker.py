@@ -21,7 +21,7 @@ def main():
     p.add_argument("--batch-per-rank", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--sync", default="overlap")
-    p.add_argument("--progress", default="thread")
+    p.add_argument("--progress", default="auto")
     p.add_argument("--bucket-mb", type=float, default=4.0)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)

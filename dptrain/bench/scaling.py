@@ -37,10 +37,10 @@ def _parse(args):
     for item in args.schedules.split(","):
         sync, _, progress = item.strip().partition(":")
         if sync not in ("blocking", "overlap", "overlap-fc", "independent") \
-                or progress not in ("", "thread", "poll", "priority"):
+                or progress not in ("", "auto", "thread", "poll", "priority"):
             raise UsageError(f"--schedules: {item!r} is not blocking, overlap[:thread|poll], "
                              "overlap-fc[:thread|poll] or independent")
-        schedules.append((sync, progress or "thread"))
+        schedules.append((sync, progress or "auto"))
     return ranks, schedules
 
 
@@ -171,7 +171,8 @@ def run_overlap_bench(args) -> int:
             step = {k[2:]: statistics.median(r["step_s"] for r in v) for k, v in results.items()
                     if k[:2] == (model, net)}
             compute = step[("independent", "thread")]
-            blocking_exposed = step.get(("blocking", "thread"), compute) - compute
+            blocking_exposed = next((t for (sync, _), t in step.items() if sync == "blocking"),
+                                    compute) - compute
             sim = {s: simulate(times, p, ab, s, int(args.bucket_mb * 2**20), auto_fc_layers(times, gb), gb)
                    for s in ("blocking", "overlap", "overlap-fc")} if ab else {}
             for (sync, progress), t in step.items():

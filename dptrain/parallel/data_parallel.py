@@ -32,7 +32,7 @@ from .fc_replication import FCReplication, choose_layers
 from .progress import CommThread, Poller, PriorityCommThread
 
 SCHEDULES = ("blocking", "overlap", "overlap-fc")
-PROGRESS_MODES = ("thread", "poll", "priority")
+PROGRESS_MODES = ("auto", "thread", "poll", "priority")
 GRAD_DTYPES = (None, "float32", "float16")
 
 
@@ -59,7 +59,7 @@ class OverlapStats:
 
 class DataParallel:
     def __init__(self, model, comm, schedule: str = "overlap", bucket_mb: float = 4.0,
-                 progress: str = "thread", sync_bn: bool = False, grad_dtype: str | None = None,
+                 progress: str = "auto", sync_bn: bool = False, grad_dtype: str | None = None,
                  watchdog=None, settle_each_step: bool = False, fc_replicate: str = "auto",
                  global_batch: int | None = None):
         if schedule not in SCHEDULES:
@@ -68,6 +68,10 @@ class DataParallel:
             raise ValueError(f"unknown progress mode {progress!r} (choose {', '.join(PROGRESS_MODES)})")
         if grad_dtype not in GRAD_DTYPES:
             raise ValueError(f"unknown gradient dtype {grad_dtype!r} (choose float32 or float16)")
+        if progress == "auto":
+            # measured (docs/performance.md): polling hides more of the bucket reductions,
+            # a thread keeps the large FC gathers moving
+            progress = "thread" if schedule == "overlap-fc" else "poll"
         self.model, self.comm, self.schedule, self.progress = model, comm, schedule, progress
         overlapped = schedule in ("overlap", "overlap-fc") and comm.size > 1
         fc_layers = []

@@ -50,7 +50,7 @@ class TrainConfig:
     sync: str = "overlap"                # blocking | overlap | overlap-fc (parallel/)
     fc_replicate: str = "auto"           # overlap-fc: auto | all | none
     bucket_mb: float = 4.0
-    comm_progress: str = "thread"        # thread | poll: how overlapped reductions progress
+    comm_progress: str = "auto"          # auto | poll | thread | priority (parallel/progress.py)
     sync_bn: bool = False
     accumulate: int = 1                  # micro-batches per update (the batch is split)
     grad_dtype: str = "float32"          # float16: compressed gradient Allreduce
@@ -120,7 +120,7 @@ class TrainConfig:
         if self.accumulate > self.batch_size:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
-                   "sync": ("blocking", "overlap", "overlap-fc"), "comm_progress": ("thread", "poll", "priority"),
+                   "sync": ("blocking", "overlap", "overlap-fc"), "comm_progress": ("auto", "thread", "poll", "priority"),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
                    "as_weighting": ("importance", "none")}

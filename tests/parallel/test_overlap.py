@@ -113,9 +113,9 @@ def test_overlap_posts_during_backprop_and_waits_in_next_forward():
                       progress="thread")
     original = dp._engine.submit
 
-    def logged_submit(buf):
+    def logged_submit(buf, **kw):
         log.append(("post", len(log)))
-        return original(buf)
+        return original(buf, **kw)
 
     dp._engine.submit = logged_submit
     run(model, dp, batches(n=2))
