@@ -6,6 +6,17 @@ import json
 from .errors import UsageError
 
 
+def _save(fig, out: str) -> None:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot write ({exc.strerror})") from None
+    finally:
+        plt.close(fig)
+
+
 def read_metrics(path: str) -> list[dict]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -39,13 +50,7 @@ def plot_metrics(path: str, out: str) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot write ({exc.strerror})") from None
-    finally:
-        plt.close(fig)
+    _save(fig, out)
 
 
 COLORS = {"forward": "#4c72b0", "backward": "#dd8452", "update": "#55a868", "wait": "#c44e52",
@@ -88,10 +93,4 @@ def plot_trace(path: str, out: str) -> None:
     ax.legend(handles=[Patch(color=c, label=k) for k, c in COLORS.items() if k != "step"],
               loc="upper right", ncol=5, fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot write ({exc.strerror})") from None
-    finally:
-        plt.close(fig)
+    _save(fig, out)
