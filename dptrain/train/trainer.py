@@ -27,6 +27,7 @@ from ..comm.gather import allgather_concat
 from .evaluate import evaluate_sums, gradient_bound, per_sample_stats
 from .metrics import MetricsWriter, Progress
 from .preemption import PreemptionGuard, StopRequested
+from .step_metrics import StepMetrics
 from .setup import build_model, build_optimizer, check_writable, save_weights, setup_backend
 
 
@@ -65,6 +66,9 @@ class Trainer:
                                fc_replicate=cfg.fc_replicate, global_batch=cfg.batch_size)
         self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
+        # deferred (one step late) unless --skip-nonfinite must decide before the next updates
+        self.step_metrics = StepMetrics(self.comm, self._guard,
+                                        deferred=self.size > 1 and cfg.skip_nonfinite == 0)
         self.tracer = None
         if cfg.trace:
             self.tracer = Tracer(self.rank, first_step=self.step + 1, steps=cfg.trace_steps)
@@ -168,7 +172,8 @@ class Trainer:
         return xp.asarray(x, dtype=self.model.dtype), xp.asarray(self.ds.y_train[ids])
 
     def train_step(self, ids, global_batch: int, stop_flag: int = 0, weights=None):
-        """One global step; returns (global mean loss, global number correct, lr, stop).
+        """One global step; returns the StepResults (global loss, correct, lr, stop) that are
+        complete: this step's, or with deferred metrics the previous step's (step_metrics.py).
 
         With --accumulate N the global batch is cut into N global micro-batches, each
         split over the ranks; every one is normalised by the whole batch, so their sum
@@ -199,20 +204,26 @@ class Trainer:
             self._observe(ids, observed)
         if self.tracer is not None:
             self.tracer.span(f"step {self.step}", "step", t_step, time.perf_counter(), lane=2)
-        totals[2] = stop_flag
-        with self._guard(f"allreduce of the step metrics at step {self.step}"):
-            self.comm.allreduce(totals)      # every rank sees the same numbers, NaN included
-        problem = (f"loss became {totals[0]} at step {self.step}"
-                   if not math.isfinite(totals[0]) else self.dp.nonfinite)
-        if problem:
-            if self.skipped >= self.cfg.skip_nonfinite:
-                raise TrainingFailure(problem)
-            self.dp.discard()
-            self.skipped += 1
-            if self.is_root:
-                print(f"dptrain: warning: {problem}: update skipped "
-                      f"({self.skipped} of {self.cfg.skip_nonfinite})", file=sys.stderr)
-        return float(totals[0]), int(totals[1]), lr, totals[2] > 0
+        if self.step_metrics.deferred and self.dp.nonfinite:
+            raise TrainingFailure(self.dp.nonfinite)    # reduced gradients: every rank agrees
+        results = self.step_metrics.post(self.step, lr, global_batch, totals[0], totals[1], stop_flag)
+        for r in results:
+            self.check_step(r)
+        return results
+
+    def check_step(self, r) -> None:
+        """A NaN/inf loss (or gradient) fails the run, or is skipped with --skip-nonfinite."""
+        problem = (f"loss became {r.loss} at step {r.step}" if not math.isfinite(r.loss)
+                   else self.dp.nonfinite)
+        if not problem:
+            return
+        if self.skipped >= self.cfg.skip_nonfinite:
+            raise TrainingFailure(problem)
+        self.dp.discard()
+        self.skipped += 1
+        if self.is_root:
+            print(f"dptrain: warning: {problem}: update skipped "
+                  f"({self.skipped} of {self.cfg.skip_nonfinite})", file=sys.stderr)
 
     def _local_sample_stats(self, y, n: int):
         if n == 0:
@@ -287,6 +298,11 @@ class Trainer:
                 result = self._run(guard)
             ok = True
             return result
+        except (TrainingFailure, StopRequested):
+            # failures every rank agreed on: complete the reduction still in flight, so MPI
+            # finalises cleanly (the others end the job with MPI_Abort anyway)
+            self.step_metrics.drain()
+            raise
         finally:
             self.dp.close(flush=ok)
             if self.watchdog is not None:
@@ -312,34 +328,46 @@ class Trainer:
             while self.step < self.total_steps:
                 n_batches = min(self.steps_per_epoch - self.pos, self.total_steps - self.step)
                 progress.start(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}")
-                t0, seen, loss_sum, correct_sum = time.perf_counter(), 0, 0.0, 0
+                t0 = time.perf_counter()
+                acc = {"seen": 0, "loss": 0.0, "correct": 0, "lr": self.schedule(self.step)}
+
+                def account(results):
+                    """Fold completed step results into the epoch's numbers; stop if asked."""
+                    for r in results:
+                        acc["seen"] += r.samples
+                        acc["loss"] += r.loss * r.samples
+                        acc["correct"] += r.correct
+                        acc["lr"] = r.lr
+                        progress.update(r.loss)
+                        if cfg.log_every and (r.step + 1) % cfg.log_every == 0:
+                            metrics.write({"epoch": self.epoch, "step": r.step + 1, "loss": r.loss,
+                                           "accuracy": r.correct / r.samples, "lr": r.lr,
+                                           "time_s": time.perf_counter() - t0})
+                        if r.stop:
+                            if cfg.checkpoint_dir:
+                                self.save_checkpoint()
+                            raise StopRequested(f"stopped by a signal after step {self.step}"
+                                                + ("; checkpoint written" if cfg.checkpoint_dir
+                                                   else " (no --checkpoint-dir: nothing saved)"))
+
                 for _ in range(n_batches):
                     ids, weights = self.sampler.batch(self.epoch, self.pos)
-                    loss, correct, lr, stop = self.train_step(ids, len(ids), guard.signum, weights)
+                    results = self.train_step(ids, len(ids), guard.signum, weights)
                     self.step += 1
                     self.pos += 1
                     if self.pos == self.steps_per_epoch:
                         self.epoch, self.pos = self.epoch + 1, 0
-                    seen += len(ids)
-                    loss_sum += loss * len(ids)
-                    correct_sum += correct
-                    progress.update(loss)
-                    if cfg.log_every and self.step % cfg.log_every == 0:
-                        metrics.write({"epoch": self.epoch, "step": self.step, "loss": loss,
-                                       "accuracy": correct / len(ids), "lr": lr,
-                                       "time_s": time.perf_counter() - t0})
+                    account(results)
                     if cfg.check_replicas and self.step % cfg.check_replicas == 0:
                         self.check_replicas()
-                    if stop:
-                        if cfg.checkpoint_dir:
-                            self.save_checkpoint()
-                        raise StopRequested(f"stopped by a signal after step {self.step}"
-                                            + ("; checkpoint written" if cfg.checkpoint_dir
-                                               else " (no --checkpoint-dir: nothing saved)"))
                     if cfg.checkpoint_dir and unit == "step" and every and self.step % every == 0:
                         self.save_checkpoint()
+                for r in self.step_metrics.drain():       # the epoch's last step
+                    self.check_step(r)
+                    account([r])
                 progress.close()
-                result = self._end_of_epoch(metrics, say, t0, seen, loss_sum, correct_sum, lr)
+                result = self._end_of_epoch(metrics, say, t0, acc["seen"], acc["loss"],
+                                            acc["correct"], acc["lr"])
                 if (cfg.checkpoint_dir and unit == "epoch" and every and self.pos == 0
                         and self.epoch % every == 0):
                     self.save_checkpoint()
