@@ -76,6 +76,17 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
+def pinned_empty(n: int, dtype):
+    """A 1-D host array for staging device data: page-locked when CuPy is in use, so that
+    copies to and from the GPU run at full speed and can be asynchronous."""
+    if xp is np:
+        return np.empty(n, dtype=dtype)
+    import cupy
+    itemsize = np.dtype(dtype).itemsize
+    mem = cupy.cuda.alloc_pinned_memory(max(n * itemsize, 1))
+    return np.frombuffer(mem, dtype=dtype, count=n)
+
+
 def set_threads(n: int | None) -> None:
     """Limit BLAS/OpenMP threads in this process (one rank = one core by default under MPI)."""
     if not n:

@@ -63,6 +63,8 @@ def _add_train_flags(p):
     a("--grad-dtype", default=S, help="float32 (default) or float16 (compressed Allreduce)")
     a("--seed", type=int, default=S)
     a("--device", default=S, help="cpu (default), gpu, auto")
+    a("--allow-gpu-sharing", action="store_true", default=S,
+      help="let more ranks than GPUs share a node's GPUs")
     a("--dtype", default=S, help="float32 (default) or float64")
     a("--threads", type=int, default=S, help="BLAS threads per process")
     a("--checkpoint-dir", default=S, help="write checkpoints here (rank 0, atomically)")

@@ -113,7 +113,7 @@ class DataParallel:
         return self.watchdog.guard(what) if self.watchdog is not None else nullcontext()
 
     def _sum_over_ranks(self, a):
-        out = np.array(a, copy=True)
+        out = a.copy()                      # host or device array, whichever the layer uses
         with self._guard(f"batch-norm allreduce at step {self.step}"):
             self.comm.allreduce(out)
         return out

@@ -56,6 +56,7 @@ class TrainConfig:
     grad_dtype: str = "float32"          # float16: compressed gradient Allreduce
     seed: int = 0
     device: str = "cpu"
+    allow_gpu_sharing: bool = False      # more ranks than GPUs on a node
     dtype: str = "float32"
     threads: int | None = None
     eval_batch_size: int = 1000

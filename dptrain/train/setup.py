@@ -62,6 +62,6 @@ def setup_backend(cfg: TrainConfig, local_rank: int = 0, local_size: int = 1) ->
     backend.set_dtype(cfg.dtype)
     backend.set_threads(cfg.threads)
     try:
-        backend.use_device(cfg.device, local_rank, local_size)
+        backend.use_device(cfg.device, local_rank, local_size, cfg.allow_gpu_sharing)
     except DeviceError as exc:
         raise UsageError(str(exc)) from None

@@ -228,3 +228,24 @@ def test_overlap_fc_cuts_bytes_by_the_analytic_factor():
     assert sent["overlap-fc"] == pytest.approx(expected_fc, rel=1e-6)
     factor = sent["blocking"] / sent["overlap-fc"]
     assert factor == pytest.approx(expected_blocking / expected_fc, rel=0.05)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_host_staged_communicator_matches_mpi_on_host_arrays():
+    """The staging layer passes host arrays straight to MPI (device arrays need a GPU)."""
+    from dptrain import comm as comms
+    c = comms.create("staged", inner=world())
+    buf = np.full(4, float(c.rank + 1))
+    c.allreduce(buf)
+    np.testing.assert_array_equal(buf, c.size * (c.size + 1) / 2)
+    h = c.iallreduce(buf)
+    h.wait()
+    np.testing.assert_array_equal(buf, c.size * c.size * (c.size + 1) / 2)
+    out = np.zeros((c.size, 2))
+    c.iallgather(np.array([c.rank, 1.0]), out).wait()
+    np.testing.assert_array_equal(out[:, 0], np.arange(c.size))
+    b = np.arange(3.0) if c.rank == 0 else np.zeros(3)
+    c.bcast(b)
+    np.testing.assert_array_equal(b, np.arange(3.0))
+    kw = dict(model="mlp", dataset="synthetic:1x8x8:300")
+    assert_same(train(comms.create("staged", inner=world()), **kw), train(LocalCommunicator(), **kw))
