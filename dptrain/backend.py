@@ -61,6 +61,12 @@ def use_device(kind: str, local_rank: int = 0, local_size: int = 1,
     return device_name
 
 
+def cupy_module():
+    """cupy itself (for the NCCL bindings and CUDA streams), imported here only."""
+    import cupy
+    return cupy
+
+
 def get_array_module(a):
     """numpy or cupy, whichever owns ``a``."""
     if type(a).__module__.startswith("cupy"):

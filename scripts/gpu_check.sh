@@ -17,6 +17,9 @@ make -s .venv/.installed-stamp >/dev/null || exit 1
     echo; echo "## GPU tests"
     .venv/bin/python -m pytest -q -m gpu tests/gpu 2>&1
     status=$?
+    echo; echo "## GPU communicators on 2 ranks"
+    .venv/bin/mpiexec -n 2 .venv/bin/python -m pytest -q --with-mpi -m gpu tests/gpu/test_gpu_comm.py 2>&1 \
+        || status=1
     echo; echo "## 2-epoch training on the GPU"
     .venv/bin/dptrain train --device gpu --model thesis-cnn --epochs 2 --quiet --metrics-out /tmp/gpu_check.jsonl 2>&1
     tail -1 /tmp/gpu_check.jsonl 2>/dev/null

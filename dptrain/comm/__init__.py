@@ -4,6 +4,8 @@
     ----   -------   --------------------------------------------------------------
     mpi    CPU       any run under mpiexec/srun; a single process works too (size 1)
     local     CPU    one process, no MPI at all (what `dptrain train` uses without a launcher)
+    nccl      GPU    NCCL on a dedicated CUDA stream for device buffers, MPI (``inner``) for the
+                     rest; the first choice on GPUs (not yet run on a GPU)
     staged    GPU    an MPI communicator (``inner``) fed through pinned host buffers: the
                      fallback when the MPI cannot read device memory and NCCL is missing
     emulated  any    a real communicator (``inner``) whose operations are held until an
@@ -22,6 +24,9 @@ def create(name: str = "mpi", **kwargs) -> Communicator:
     if name == "local":
         from .local import LocalCommunicator
         return LocalCommunicator()
+    if name == "nccl":
+        from .nccl import NCCLCommunicator
+        return NCCLCommunicator(kwargs.pop("inner", None) or default())
     if name == "staged":
         from .staged import HostStagedCommunicator
         return HostStagedCommunicator(kwargs.pop("inner", None) or default())
@@ -31,7 +36,7 @@ def create(name: str = "mpi", **kwargs) -> Communicator:
             "bandwidth_bps": kwargs.pop("bandwidth_bps"), "latency_s": kwargs.pop("latency_s", 0.0)}
         inner = kwargs.pop("inner", None) or default()
         return EmulatedCommunicator(inner, AlphaBeta(spec["latency_s"], spec["bandwidth_bps"]), **kwargs)
-    raise ValueError(f"unknown communicator {name!r} (choose mpi, local, staged or emulated)")
+    raise ValueError(f"unknown communicator {name!r} (choose mpi, local, nccl, staged or emulated)")
 
 
 def default() -> Communicator:

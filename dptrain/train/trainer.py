@@ -59,9 +59,10 @@ class Trainer:
             rank, message = min(errors)
             raise UsageError(message if rank == 0 else f"rank {rank}: {message}")
         if backend.device_name.startswith("gpu") and self.size > 1:
-            # gradients live in device memory: stage them through pinned host buffers for an
-            # MPI that cannot read it (NCCL and CUDA-aware MPI are issue 7's)
-            self.comm = comms.create("staged", inner=self.comm)
+            # gradients live in device memory: NCCL when CuPy has it, else staging through
+            # pinned host buffers for an MPI that cannot read device memory
+            from ..comm.nccl import available as nccl_available
+            self.comm = comms.create("nccl" if nccl_available() else "staged", inner=self.comm)
         self.watchdog = Watchdog(cfg.comm_timeout, self.rank) if self.size > 1 else None
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
