@@ -52,3 +52,22 @@ def gradient_bound(probs, labels):
     xp = backend.get_array_module(probs)
     p_y = probs[xp.arange(len(labels)), labels]
     return (probs * probs).sum(axis=1) - 2 * p_y + 1
+
+
+def evaluate_shares(model, comm, x, y, batch_size: int, guard):
+    """Evaluate a split over the ranks: each takes a contiguous share, the sums are reduced.
+
+    Returns (metrics, this rank's per-sample losses, its gradient bounds, every rank's share
+    size); the per-sample arrays are for samplers that want the whole split's losses.
+    """
+    from ..data import rank_slice
+    n = len(x)
+    sizes = [len(rank_slice(np.arange(n), r, comm.size)) for r in range(comm.size)]
+    part = rank_slice(np.arange(n), comm.rank, comm.size)
+    losses, bounds, right = per_sample_stats(model, x[part], y[part], batch_size)
+    sums = np.array([losses.sum(), right.sum(), len(losses)], dtype=np.float64)
+    with guard():
+        comm.allreduce(sums)
+    metrics = {"loss": sums[0] / max(sums[2], 1), "accuracy": sums[1] / max(sums[2], 1),
+               "samples": int(sums[2])}
+    return metrics, losses, bounds, sizes

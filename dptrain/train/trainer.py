@@ -24,7 +24,7 @@ from ..parallel.trace import Tracer
 from . import checkpoint, faults
 from .config import TrainConfig, parse_interval
 from ..comm.gather import allgather_concat
-from .evaluate import evaluate_sums, gradient_bound, per_sample_stats
+from .evaluate import evaluate_shares, gradient_bound
 from .metrics import MetricsWriter, Progress
 from .preemption import PreemptionGuard, StopRequested
 from .step_metrics import StepMetrics
@@ -264,35 +264,25 @@ class Trainer:
                                   "from rank 0 (--check-replicas)")
 
     def evaluate(self) -> dict:
-        """Each rank evaluates its share of the test split; the sums are reduced."""
+        """Loss and accuracy over the test split, shared out over the ranks."""
         self.dp.flush()
-        n = len(self.ds.x_test)
-        part = data.rank_slice(np.arange(n), self.rank, self.size)
-        sums = np.array(evaluate_sums(self.model, self.ds.x_test[part], self.ds.y_test[part],
-                                      self.cfg.eval_batch_size), dtype=np.float64)
-        with self._guard(f"allreduce of the evaluation at step {self.step}"):
-            self.comm.allreduce(sums)
-        return {"loss": sums[0] / max(sums[2], 1), "accuracy": sums[1] / max(sums[2], 1),
-                "samples": int(sums[2])}
+        metrics, *_ = evaluate_shares(
+            self.model, self.comm, self.ds.x_test, self.ds.y_test, self.cfg.eval_batch_size,
+            lambda: self._guard(f"allreduce of the evaluation at step {self.step}"))
+        return metrics
 
     def evaluate_training_set(self, refresh: bool) -> dict:
         """Loss and accuracy over the whole training set (inference mode), so samplers are
         compared on the same quantity; adaptive samplers may take the per-sample losses."""
-        n = len(self.ds.x_train)
-        part = data.rank_slice(np.arange(n), self.rank, self.size)
-        losses, bounds, right = per_sample_stats(self.model, self.ds.x_train[part],
-                                                 self.ds.y_train[part], self.cfg.eval_batch_size)
-        sums = np.array([losses.sum(), right.sum(), len(losses)], dtype=np.float64)
-        with self._guard(f"allreduce of the training-set evaluation at step {self.step}"):
-            self.comm.allreduce(sums)
+        metrics, losses, bounds, sizes = evaluate_shares(
+            self.model, self.comm, self.ds.x_train, self.ds.y_train, self.cfg.eval_batch_size,
+            lambda: self._guard(f"allreduce of the training-set evaluation at step {self.step}"))
         if refresh and self.sampler.adaptive and self.sampler.needs_refresh(self.epoch):
-            sizes = [len(data.rank_slice(np.arange(n), r, self.size)) for r in range(self.size)]
             with self._guard(f"allgather of training-set losses at step {self.step}"):
                 all_losses = allgather_concat(self.comm, losses, sizes)
                 all_bounds = allgather_concat(self.comm, bounds, sizes)
             self.sampler.refresh(all_losses, all_bounds)
-        return {"loss": sums[0] / max(sums[2], 1), "accuracy": sums[1] / max(sums[2], 1),
-                "samples": int(sums[2])}
+        return metrics
 
     # --- the loop --------------------------------------------------------
     def run(self) -> dict:
