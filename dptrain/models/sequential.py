@@ -78,7 +78,7 @@ class Sequential:
                 break
         return dy
 
-    def regularization_loss(self) -> float:
+    def regularization_loss(self):
         return sum(layer.regularization_loss() for layer in self.layers)
 
     # --- parameters ------------------------------------------------------

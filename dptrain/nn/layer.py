@@ -62,7 +62,8 @@ class Layer:
         self.params[name] = xp.asarray(value, dtype=backend.dtype)
         self.grads[name] = xp.zeros_like(self.params[name])
 
-    def regularization_loss(self) -> float:
+    def regularization_loss(self):
+        """The penalty as a 0-d array on the layer's device (0.0 without a regularizer)."""
         if self.regularizer is None or "W" not in self.params:
             return 0.0
         return self.regularizer.loss(self.params["W"])

@@ -13,8 +13,9 @@ class L2:
     def __init__(self, strength: float):
         self.strength = float(strength)
 
-    def loss(self, w) -> float:
-        return 0.5 * self.strength * float((w * w).sum())
+    def loss(self, w):
+        # a 0-d array where w lives (no host copy inside a training step)
+        return 0.5 * self.strength * (w * w).sum()
 
     def add_grad(self, w, g) -> None:
         g += self.strength * w
@@ -24,8 +25,8 @@ class L1:
     def __init__(self, strength: float):
         self.strength = float(strength)
 
-    def loss(self, w) -> float:
-        return self.strength * float(get_array_module(w).abs(w).sum())
+    def loss(self, w):
+        return self.strength * get_array_module(w).abs(w).sum()
 
     def add_grad(self, w, g) -> None:
         g += self.strength * get_array_module(w).sign(w)

@@ -26,9 +26,9 @@ import time
 import numpy as np
 
 from ..comm import build_buckets
-from ..errors import TrainingFailure
 from ..nn import BatchNorm
 from .fc_replication import FCReplication, choose_layers
+from .nonfinite import NonfiniteWatch
 from .progress import CommThread, Poller, PriorityCommThread
 
 SCHEDULES = ("blocking", "overlap", "overlap-fc")
@@ -93,7 +93,9 @@ class DataParallel:
         # that a non-finite gradient is known before any of the step's updates (needed to
         # skip a step; costs the overlap with the next forward pass).
         self.settle_each_step = settle_each_step
-        self.nonfinite: str | None = None           # why the last step's gradients are unusable
+        # Reduced gradients are checked for NaN/inf where they live; the verdict is read at
+        # once with settle_each_step, else one step later (no host round trip per bucket).
+        self.watch = NonfiniteWatch(synchronous=settle_each_step)
         self._acc = None                            # per-bucket accumulated micro-batch grads
         self._opt = None
         self._sync_bn = sync_bn
@@ -107,6 +109,11 @@ class DataParallel:
             for layer in model.layers:
                 if isinstance(layer, BatchNorm):
                     layer.sync = self._sum_over_ranks
+
+    @property
+    def nonfinite(self) -> str | None:
+        """Why the gradients of a step are unusable (with its step), once known."""
+        return self.watch.found
 
     def _guard(self, what: str):
         from contextlib import nullcontext
@@ -127,7 +134,9 @@ class DataParallel:
     # --- one step ------------------------------------------------------------
     def train_step(self, x, y, loss, opt, lr: float | None = None, global_batch: int | None = None,
                    context=None, communicate: bool = True, weights=None):
-        """Returns (this rank's share of the global mean loss, number correct locally).
+        """Returns (this rank's share of the global mean loss, number correct locally), as
+        0-d arrays where the model lives: reading them on the host is the caller's choice
+        (the trainer reads them a step later, so a GPU step never waits for the host).
 
         ``weights`` (one per local sample) scale each sample's loss, e.g. importance weights.
         """
@@ -162,9 +171,9 @@ class DataParallel:
         after = self.fc.after_forward if self.fc is not None and overlapped else None
         logits = self.model.forward(x, train=True, context=context, before_layer=before,
                                     after_layer=after)
-        value = float(loss.forward(logits, y, weights=weights, normalizer=norm))
-        value += self.model.regularization_loss() / self.comm.size
-        correct = int((logits.argmax(axis=1) == y).sum())
+        value = loss.forward(logits, y, weights=weights, normalizer=norm)
+        value = value + self.model.regularization_loss() / self.comm.size
+        correct = (logits.argmax(axis=1) == y).sum()
         self.model.backward(loss.backward(), on_grad_ready=self._grad_ready if overlapped else None)
         self._backprop_done(lr, communicate)
         return value, correct
@@ -179,7 +188,8 @@ class DataParallel:
             return
         self.stats.steps += 1
         self.step += 1
-        self.nonfinite = None
+        if self.watch.synchronous:
+            self.watch.clear()                      # each step is judged on its own
         if self._engine is None:                    # blocking, or a single rank
             t0 = time.perf_counter()
             for b in self.buckets:
@@ -216,31 +226,12 @@ class DataParallel:
 
     def _check_finite_layer(self, i: int) -> None:
         """The same check for an FC-replicated layer's own gradients."""
-        if self.nonfinite is not None:
-            return
-        for name, g in self.model.layers[i].grads.items():
-            if not np.isfinite(float((g * g).sum())):
-                self.nonfinite = f"non-finite gradient {i}.{name} at step {self.step - 1}"
-                if not self.settle_each_step:
-                    raise TrainingFailure(self.nonfinite)
-                return
+        self.watch.record(self.step - 1, f"layer {i}", list(self.model.layers[i].grads.values()))
 
     def _check_finite(self, b) -> None:
-        """A reduced gradient is the same on every rank, so every rank decides alike.
-
-        Where the step's updates are still all pending (blocking, or overlap settled at the
-        end of the step) the finding is recorded in ``nonfinite`` for the caller to skip or
-        fail; once updates have started (overlap, in the next forward) it is a failure.
-        """
-        if self.nonfinite is not None:
-            return
-        norm2 = float(b.buffer @ b.buffer)
-        if np.isfinite(norm2):
-            return
-        self.nonfinite = (f"non-finite gradient in bucket {b.index} (layers {b.layers}) "
-                          f"at step {self.step - 1}")
-        if self._engine is not None and not self.settle_each_step:
-            raise TrainingFailure(self.nonfinite)
+        """A reduced gradient is the same on every rank, so every rank decides alike: the
+        caller skips or fails the step (trainer.check_step), now or one step later."""
+        self.watch.record(self.step - 1, f"bucket {b.index} (layers {b.layers})", [b.buffer])
 
     def _prepare(self, b) -> None:
         """Fold in accumulated micro-batches and fill the float16 wire copy."""
@@ -335,7 +326,7 @@ class DataParallel:
 
     def discard(self) -> None:
         """Drop the last step's update (its reductions still complete): --skip-nonfinite."""
-        self.nonfinite = None
+        self.watch.clear()
         self._pending_lr = None
         if self.fc is not None:
             for i in self.fc.layers:

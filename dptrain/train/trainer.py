@@ -154,12 +154,25 @@ class Trainer:
         self.sampler.load_state_dict(meta["sampler"])
         self.resumed_from = ckpt["path"]
 
-    def save_checkpoint(self) -> None:
-        """After flush(), so the parameters are those of the step just finished."""
-        if self._saved_step == self.step:
-            return
-        self._saved_step = self.step
+    def settle(self) -> list:
+        """Complete every pending update, reduction and check, so that what is saved next is
+        known to be finite; returns the step results this completed (for the epoch's sums)."""
         self.dp.flush()
+        problem = self.dp.watch.check() if self.step_metrics.deferred else None
+        results = self.step_metrics.drain()
+        for r in results:
+            self.check_step(r)
+        if problem:
+            raise TrainingFailure(problem)
+        return results
+
+    def save_checkpoint(self) -> list:
+        """Settled first, so the parameters are those of the step just finished and a
+        diverged step is never saved. Returns the step results settling completed."""
+        if self._saved_step == self.step:
+            return []
+        self._saved_step = self.step
+        results = self.settle()
         if self.is_root:
             meta = {"epoch": self.epoch, "pos": self.pos, "model": self.cfg.model,
                     "config": dataclasses.asdict(self.cfg), "sampler": self.sampler.state_dict(),
@@ -169,6 +182,7 @@ class Trainer:
         # no rank runs ahead of a checkpoint: once any rank returns, it is on disk
         with self._guard(f"barrier after the checkpoint of step {self.step}"):
             self.comm.barrier()
+        return results
 
     # --- one step --------------------------------------------------------
     def _batch(self, ids):
@@ -192,7 +206,7 @@ class Trainer:
         t_step = time.perf_counter()
         lr = self.schedule(self.step)
         micro_batches = [m for m in np.array_split(np.arange(len(ids)), self.cfg.accumulate) if len(m)]
-        totals = np.zeros(3, dtype=np.float64)
+        loss_sum, correct_sum = 0.0, 0          # 0-d device arrays on a GPU: not read here
         observed = []
         for j, micro in enumerate(micro_batches):
             at = data.rank_slice(micro, self.rank, self.size)        # positions in the batch
@@ -200,18 +214,23 @@ class Trainer:
             x, y = self._batch(local)
             w = None if weights is None else backend.xp.asarray(weights[at], dtype=self.model.dtype)
             ctx = nn.BatchContext(local, self.step, self.cfg.seed)
-            totals[:2] += self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
-                                             global_batch=global_batch, context=ctx,
-                                             communicate=j == len(micro_batches) - 1, weights=w)
+            loss, correct = self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
+                                               global_batch=global_batch, context=ctx,
+                                               communicate=j == len(micro_batches) - 1, weights=w)
+            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
             if self.sampler.adaptive:
                 observed.append((micro, self._local_sample_stats(y, len(local))))
         if observed:
             self._observe(ids, observed)
         if self.tracer is not None:
             self.tracer.span(f"step {self.step}", "step", t_step, time.perf_counter(), lane=2)
-        if self.step_metrics.deferred and self.dp.nonfinite:
-            raise TrainingFailure(self.dp.nonfinite)    # reduced gradients: every rank agrees
-        results = self.step_metrics.post(self.step, lr, global_batch, totals[0], totals[1], stop_flag)
+        if self.step_metrics.deferred:
+            # Reduced gradients are equal on every rank, so every rank fails at the same step.
+            # On a GPU only earlier steps' checks are read: they are done, this one is queued.
+            problem = self.dp.watch.check(None if backend.host_reads_are_free() else self.step)
+            if problem:
+                raise TrainingFailure(problem)
+        results = self.step_metrics.post(self.step, lr, global_batch, loss_sum, correct_sum, stop_flag)
         for r in results:
             self.check_step(r)
         return results
@@ -340,7 +359,7 @@ class Trainer:
                                            "time_s": time.perf_counter() - t0})
                         if r.stop:
                             if cfg.checkpoint_dir:
-                                self.save_checkpoint()
+                                self.save_checkpoint()      # stopping: its results go unlogged
                             raise StopRequested(f"stopped by a signal after step {self.step}"
                                                 + ("; checkpoint written" if cfg.checkpoint_dir
                                                    else " (no --checkpoint-dir: nothing saved)"))
@@ -356,10 +375,8 @@ class Trainer:
                     if cfg.check_replicas and self.step % cfg.check_replicas == 0:
                         self.check_replicas()
                     if cfg.checkpoint_dir and unit == "step" and every and self.step % every == 0:
-                        self.save_checkpoint()
-                for r in self.step_metrics.drain():       # the epoch's last step
-                    self.check_step(r)
-                    account([r])
+                        account(self.save_checkpoint())
+                account(self.settle())                    # the epoch's last steps
                 progress.close()
                 result = self._end_of_epoch(metrics, say, t0, acc["seen"], acc["loss"],
                                             acc["correct"], acc["lr"])

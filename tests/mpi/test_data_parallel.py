@@ -249,3 +249,34 @@ def test_host_staged_communicator_matches_mpi_on_host_arrays():
     np.testing.assert_array_equal(b, np.arange(3.0))
     kw = dict(model="mlp", dataset="synthetic:1x8x8:300")
     assert_same(train(comms.create("staged", inner=world()), **kw), train(LocalCommunicator(), **kw))
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sync", ["blocking", "overlap"])
+def test_device_style_late_reads_fail_every_rank_at_one_step_with_a_finite_checkpoint(
+        sync, tmp_path_factory, monkeypatch):
+    """With results read on the host one or two steps late (as on a GPU), a diverging run
+    still ends on every rank at the same step, and no diverged step is ever checkpointed."""
+    from dptrain.errors import TrainingFailure
+    from dptrain.train import checkpoint
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "train"))
+    from test_step_pipeline import LaggingCopy
+    monkeypatch.setattr(backend, "HostCopy", LaggingCopy)
+    monkeypatch.setattr(backend, "host_reads_are_free", lambda: False)
+    c = world()
+    d = c.bcast_obj(str(tmp_path_factory.mktemp("ck")) if c.rank == 0 else None)
+    with pytest.raises(TrainingFailure, match=r"at step (\d+)") as failure:
+        train(c, optimizer="sgd", lr=1e30, epochs=2, max_steps=None, sync=sync,
+              checkpoint_dir=d, checkpoint_every="1")
+    backend.set_dtype("float32")
+    message = str(failure.value)
+    assert len({c.bcast_obj(message, root=r) for r in range(c.size)}) == 1, message
+    failed_at = int(__import__("re").search(r"at step (\d+)", message).group(1))
+    c.barrier()
+    saved = checkpoint.list_checkpoints(d)
+    assert saved, message
+    ck = checkpoint.read(saved[-1])
+    assert ck["meta"]["step"] <= failed_at
+    assert all(np.isfinite(v).all() for v in ck["model"].values())
+    print(f"[{sync}] {message}; last checkpoint at step {ck['meta']['step']}")

@@ -1,0 +1,79 @@
+"""The host-read pipeline that keeps a GPU step free of host round trips, exercised on the
+CPU with copies that behave like device copies (not ready until read)."""
+import numpy as np
+import pytest
+
+from dptrain import backend
+from dptrain.comm.local import LocalCommunicator
+from dptrain.parallel.nonfinite import NonfiniteWatch
+from dptrain.train.step_metrics import StepMetrics
+from contextlib import nullcontext
+
+
+class LaggingCopy(backend.HostCopy):
+    """A device-like copy: never ready before it is read."""
+    reads = 0
+
+    @property
+    def ready(self) -> bool:
+        return False
+
+    def value(self):
+        LaggingCopy.reads += 1
+        return super().value()
+
+
+def test_host_values_lag_one_step():
+    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), deferred=True)
+    got = [m.post(s, 0.1, 8, float(s), s, 0) for s in range(3)]
+    assert [[r.step for r in g] for g in got] == [[], [0], [1]]
+    assert [(r.step, r.loss, r.correct) for r in m.drain()] == [(2, 2.0, 2)]
+
+
+def test_device_values_lag_two_steps_and_are_read_after_the_next_step_is_queued(monkeypatch):
+    monkeypatch.setattr(backend, "HostCopy", LaggingCopy)
+    LaggingCopy.reads = 0
+    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), deferred=True)
+    got = []
+    for s in range(4):
+        got.append(m.post(s, 0.1, 8, np.float64(s), np.int64(2 * s), int(s == 3)))
+        assert LaggingCopy.reads == max(s, 0)      # step s is read only once s + 1 is posted
+    assert [[r.step for r in g] for g in got] == [[], [], [0], [1]]
+    rest = m.drain()
+    assert [(r.step, r.correct, r.stop) for r in rest] == [(2, 4, False), (3, 6, True)]
+    assert m.drain() == []
+
+
+def test_synchronous_metrics_complete_at_once():
+    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), deferred=False)
+    assert [r.loss for r in m.post(0, 0.1, 8, np.float64(1.5), 3, 0)] == [1.5]
+
+
+def test_nonfinite_watch_reads_only_older_steps_when_asked():
+    w = NonfiniteWatch(synchronous=False)
+    assert w.record(0, "bucket 0", [np.ones(3)]) is None
+    assert w.record(1, "bucket 1", [np.ones(2), np.array([np.nan])]) is None
+    assert w.check(before_step=1) is None                 # step 1 not read yet
+    assert w.check(before_step=2) == "non-finite gradient in bucket 1 at step 1"
+    w.clear()
+    assert w.found is None and w.check() is None
+
+
+def test_synchronous_watch_answers_at_once():
+    w = NonfiniteWatch(synchronous=True)
+    assert w.record(4, "layer 2", [np.array([1.0, np.inf])]) == "non-finite gradient in layer 2 at step 4"
+    with np.errstate(over="ignore"):
+        assert NonfiniteWatch(True).record(0, "b", [np.array([1e200, 1e200])]) is not None
+
+
+def test_training_step_returns_arrays_not_host_numbers():
+    """DataParallel hands back the loss and the count as arrays (0-d on the model's device),
+    so the trainer decides when to read them."""
+    from dptrain import comm as comms, models, nn, optim
+    from dptrain.parallel import DataParallel
+    model = models.get("mlp", (1, 8, 8), 10, seed=0)
+    dp = DataParallel(model, comms.create("local"), schedule="blocking")
+    x = np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    loss, correct = dp.train_step(x, np.arange(4), nn.SoftmaxCrossEntropy(), optim.get("sgd", model))
+    assert isinstance(loss, (np.ndarray, np.generic)) and isinstance(correct, (np.ndarray, np.generic))
+    assert np.isfinite(loss) and 0 <= correct <= 4
