@@ -59,7 +59,9 @@ class BatchNorm(Layer):
         count = x.size // self.n
         if self.sync is not None:
             stats = self._sum(xp.concatenate([x.sum(axis=axes), xp.asarray([count], x.dtype)]))
-            total = int(round(float(stats[-1])))
+            # the global count stays a 0-d array on the device (no host read in a step);
+            # in the input's dtype, exact up to 2**24 values per channel in float32
+            total = xp.rint(stats[-1])
             mean = stats[:-1] / total
         else:
             total = count
@@ -71,7 +73,7 @@ class BatchNorm(Layer):
         xhat *= inv_std.reshape(view)
         self._xhat, self._inv_std, self._total = xhat, inv_std, total
         m = self.momentum
-        unbiased = var * (total / max(total - 1, 1))
+        unbiased = var * (total / xp.maximum(total - 1, 1))
         self.buffers["running_mean"] *= 1 - m
         self.buffers["running_mean"] += m * mean
         self.buffers["running_var"] *= 1 - m
