@@ -65,6 +65,9 @@ def _add_train_flags(p):
     a("--device", default=S, help="cpu (default), gpu, auto")
     a("--allow-gpu-sharing", action="store_true", default=S,
       help="let more ranks than GPUs share a node's GPUs")
+    a("--comm", default=S, help="how gradients travel: auto (default: NCCL on GPUs when CuPy has it, "
+      "else CUDA-aware MPI when detected, else MPI through pinned host buffers; MPI on CPUs), "
+      "mpi, nccl, cuda-mpi, staged")
     a("--dtype", default=S, help="float32 (default) or float64")
     a("--threads", type=int, default=S, help="BLAS threads per process")
     a("--checkpoint-dir", default=S, help="write checkpoints here (rank 0, atomically)")

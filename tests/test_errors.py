@@ -106,3 +106,9 @@ def test_gpu_requested_where_none_exists():
     if backend.gpu_available():
         pytest.skip("this machine has a GPU")
     assert_usage_error(dptrain("train", "--device", "gpu", *SMALL), "--device gpu", "no usable GPU")
+
+
+@pytest.mark.parametrize("value,named", [("nccl", "needs --device gpu"), ("staged", "needs --device gpu"),
+                                         ("cuda-mpi", "needs --device gpu"), ("gloo", "unknown value")])
+def test_device_transport_on_a_cpu_run(value, named):
+    assert_usage_error(dptrain("train", "--comm", value, *SMALL), "--comm", named)

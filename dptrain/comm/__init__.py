@@ -6,6 +6,8 @@
     local     CPU    one process, no MPI at all (what `dptrain train` uses without a launcher)
     nccl      GPU    NCCL on a dedicated CUDA stream for device buffers, MPI (``inner``) for the
                      rest; the first choice on GPUs (not yet run on a GPU)
+    cuda-mpi  GPU    MPI handed device buffers directly, when the library is CUDA-aware
+                     (detected: cuda_aware.detect()); waits for the producing kernels first
     staged    GPU    an MPI communicator (``inner``) fed through pinned host buffers: the
                      fallback when the MPI cannot read device memory and NCCL is missing
     emulated  any    a real communicator (``inner``) whose operations are held until an
@@ -27,6 +29,9 @@ def create(name: str = "mpi", **kwargs) -> Communicator:
     if name == "nccl":
         from .nccl import NCCLCommunicator
         return NCCLCommunicator(kwargs.pop("inner", None) or default())
+    if name == "cuda-mpi":
+        from .cuda_aware import CudaAwareMPICommunicator
+        return CudaAwareMPICommunicator(**kwargs)
     if name == "staged":
         from .staged import HostStagedCommunicator
         return HostStagedCommunicator(kwargs.pop("inner", None) or default())
@@ -36,7 +41,46 @@ def create(name: str = "mpi", **kwargs) -> Communicator:
             "bandwidth_bps": kwargs.pop("bandwidth_bps"), "latency_s": kwargs.pop("latency_s", 0.0)}
         inner = kwargs.pop("inner", None) or default()
         return EmulatedCommunicator(inner, AlphaBeta(spec["latency_s"], spec["bandwidth_bps"]), **kwargs)
-    raise ValueError(f"unknown communicator {name!r} (choose mpi, local, nccl, staged or emulated)")
+    raise ValueError(f"unknown communicator {name!r} "
+                     "(choose mpi, local, nccl, cuda-mpi, staged or emulated)")
+
+
+def choose(preference: str, device: str, nccl_available=None, cuda_aware=None) -> str:
+    """The transport for gradients on ``device`` ('cpu' or 'gpu:N'): ``preference`` if it
+    can work there, the best available for 'auto'. Raises ValueError saying why not."""
+    on_gpu = device.startswith("gpu")
+    if not on_gpu:
+        if preference in ("auto", "mpi"):
+            return "mpi"
+        raise ValueError(f"--comm {preference} moves device buffers: it needs --device gpu")
+    if preference == "mpi":
+        raise ValueError("--comm mpi cannot read GPU memory: use nccl, cuda-mpi or staged")
+    if nccl_available is None:
+        from .nccl import available as nccl_available
+    if cuda_aware is None:
+        from .cuda_aware import detect as cuda_aware
+    if preference == "nccl" and not nccl_available():
+        raise ValueError("--comm nccl: this CuPy has no NCCL (install cupy with NCCL, "
+                         "or use cuda-mpi or staged)")
+    if preference == "cuda-mpi":
+        ok, how = cuda_aware()
+        if not ok:
+            raise ValueError(f"--comm cuda-mpi: the MPI library is not CUDA-aware ({how}); "
+                             "set DPTRAIN_CUDA_AWARE_MPI=1 if it is")
+    if preference != "auto":
+        return preference
+    if nccl_available():
+        return "nccl"
+    return "cuda-mpi" if cuda_aware()[0] else "staged"
+
+
+def wrap(name: str, mpi_comm: Communicator) -> Communicator:
+    """A multi-rank MPI communicator carried over the transport ``name`` (from choose)."""
+    if name == "mpi":
+        return mpi_comm
+    if name == "cuda-mpi":
+        return create("cuda-mpi", mpi_comm=mpi_comm.comm)
+    return create(name, inner=mpi_comm)
 
 
 def default() -> Communicator:

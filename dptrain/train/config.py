@@ -57,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     allow_gpu_sharing: bool = False      # more ranks than GPUs on a node
+    comm: str = "auto"                   # gradient transport: auto, mpi, nccl, cuda-mpi, staged
     dtype: str = "float32"
     threads: int | None = None
     eval_batch_size: int = 1000
@@ -121,6 +122,7 @@ class TrainConfig:
         if self.accumulate > self.batch_size:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
+                   "comm": ("auto", "mpi", "nccl", "cuda-mpi", "staged"),
                    "sync": ("blocking", "overlap", "overlap-fc"), "comm_progress": ("auto", "thread", "poll", "priority"),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),

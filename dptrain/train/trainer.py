@@ -58,11 +58,8 @@ class Trainer:
         if errors:
             rank, message = min(errors)
             raise UsageError(message if rank == 0 else f"rank {rank}: {message}")
-        if backend.device_name.startswith("gpu") and self.size > 1:
-            # gradients live in device memory: NCCL when CuPy has it, else staging through
-            # pinned host buffers for an MPI that cannot read device memory
-            from ..comm.nccl import available as nccl_available
-            self.comm = comms.create("nccl" if nccl_available() else "staged", inner=self.comm)
+        if self.size > 1 and self.transport != "mpi":      # gradients in device memory
+            self.comm = comms.wrap(self.transport, self.comm)
         self.watchdog = Watchdog(cfg.comm_timeout, self.rank) if self.size > 1 else None
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
@@ -96,6 +93,10 @@ class Trainer:
         except ValueError as exc:
             raise UsageError(f"--augment: {exc}") from None
         setup_backend(cfg, self.comm.local_rank, self.comm.local_size)
+        try:
+            self.transport = comms.choose(cfg.comm, backend.device_name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         try:
             self.ds = data.load(cfg.dataset)
         except data.DataError as exc:
@@ -331,6 +332,7 @@ class Trainer:
         say(f"dptrain: {cfg.model} ({self.model.num_params():,} params) on {self.ds.name} "
             f"({len(self.ds.x_train)} train / {len(self.ds.x_test)} test), batch {cfg.batch_size}, "
             f"{cfg.optimizer}, {self.size} rank(s), {backend.device_name}"
+            + (f" over {self.transport}" if self.size > 1 else "")
             + (f", resumed from {self.resumed_from.name} at step {self.step}"
                if self.resumed_from else ""), flush=True)
         result = {}

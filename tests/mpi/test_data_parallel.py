@@ -252,6 +252,20 @@ def test_host_staged_communicator_matches_mpi_on_host_arrays():
 
 
 @pytest.mark.mpi(min_size=2)
+def test_cuda_aware_communicator_matches_mpi_on_host_arrays():
+    """The CUDA-aware communicator is MPI itself for host arrays (device ones need a GPU)."""
+    c = comms.create("cuda-mpi")
+    buf = np.full(3, float(c.rank))
+    c.iallreduce(buf).wait()
+    np.testing.assert_array_equal(buf, c.size * (c.size - 1) / 2)
+    out = np.zeros((c.size, 1))
+    c.iallgather(np.array([float(c.rank)]), out).wait()
+    np.testing.assert_array_equal(out[:, 0], np.arange(c.size))
+    kw = dict(model="mlp", dataset="synthetic:1x8x8:300", sync="overlap")
+    assert_same(train(comms.create("cuda-mpi"), **kw), train(LocalCommunicator(), **kw))
+
+
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("sync", ["blocking", "overlap"])
 def test_device_style_late_reads_fail_every_rank_at_one_step_with_a_finite_checkpoint(
         sync, tmp_path_factory, monkeypatch):
