@@ -16,14 +16,15 @@ import time
 import numpy as np
 
 from .. import backend, comm as comms, data, nn, optim
+from ..comm.gather import allgather_concat
 from ..comm.watchdog import Watchdog
 from ..data import augment
+from ..data.prefetch import Prefetcher, make_transfer
 from ..errors import TrainingFailure, UsageError
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
 from . import checkpoint, faults
 from .config import TrainConfig, parse_interval
-from ..comm.gather import allgather_concat
 from .evaluate import evaluate_shares, gradient_bound
 from .metrics import MetricsWriter, Progress
 from .preemption import PreemptionGuard, StopRequested
@@ -68,6 +69,7 @@ class Trainer:
                                fc_replicate=cfg.fc_replicate, global_batch=cfg.batch_size)
         self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
+        self.inputs = Prefetcher(self._load_inputs, make_transfer())
         # deferred (one step late) unless --skip-nonfinite must decide before the next updates
         self.step_metrics = StepMetrics(self.comm, self._guard,
                                         deferred=self.size > 1 and cfg.skip_nonfinite == 0)
@@ -186,10 +188,23 @@ class Trainer:
         return results
 
     # --- one step --------------------------------------------------------
-    def _batch(self, ids):
-        xp = backend.xp
-        x = augment.apply(self.ds.x_train[ids], ids, self.augmentations, self.cfg.seed, self.step)
-        return xp.asarray(x, dtype=self.model.dtype), xp.asarray(self.ds.y_train[ids])
+    def _micro_batches(self, ids) -> list:
+        """Positions in the global batch of each global micro-batch (--accumulate)."""
+        return [m for m in np.array_split(np.arange(len(ids)), self.cfg.accumulate) if len(m)]
+
+    def _load_inputs(self, step: int, ids, weights) -> list:
+        """This rank's host arrays of a step, micro-batch after micro-batch: x (augmented,
+        in the model's dtype), labels, and the sample weights when the sampler gives them."""
+        arrays = []
+        for micro in self._micro_batches(ids):
+            at = data.rank_slice(micro, self.rank, self.size)
+            local = ids[at]
+            x = augment.apply(self.ds.x_train[local], local, self.augmentations, self.cfg.seed, step)
+            arrays += [np.asarray(x, dtype=self.model.dtype), np.asarray(self.ds.y_train[local])]
+            if weights is not None:
+                arrays.append(np.asarray(weights[at], dtype=self.model.dtype))
+        return arrays
+
 
     def train_step(self, ids, global_batch: int, stop_flag: int = 0, weights=None):
         """One global step; returns the StepResults (global loss, correct, lr, stop) that are
@@ -206,14 +221,15 @@ class Trainer:
             self.tracer.step = self.step
         t_step = time.perf_counter()
         lr = self.schedule(self.step)
-        micro_batches = [m for m in np.array_split(np.arange(len(ids)), self.cfg.accumulate) if len(m)]
+        micro_batches = self._micro_batches(ids)
+        arrays = iter(self.inputs.take(self.step, ids, weights))
         loss_sum, correct_sum = 0.0, 0          # 0-d device arrays on a GPU: not read here
         observed = []
         for j, micro in enumerate(micro_batches):
             at = data.rank_slice(micro, self.rank, self.size)        # positions in the batch
             local = ids[at]
-            x, y = self._batch(local)
-            w = None if weights is None else backend.xp.asarray(weights[at], dtype=self.model.dtype)
+            x, y = next(arrays), next(arrays)
+            w = None if weights is None else next(arrays)
             ctx = nn.BatchContext(local, self.step, self.cfg.seed)
             loss, correct = self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
                                                global_batch=global_batch, context=ctx,
@@ -366,9 +382,13 @@ class Trainer:
                                                 + ("; checkpoint written" if cfg.checkpoint_dir
                                                    else " (no --checkpoint-dir: nothing saved)"))
 
-                for _ in range(n_batches):
-                    ids, weights = self.sampler.batch(self.epoch, self.pos)
+                upcoming = self.sampler.batch(self.epoch, self.pos)
+                for k in range(n_batches):
+                    ids, weights = upcoming
                     results = self.train_step(ids, len(ids), guard.signum, weights)
+                    if k + 1 < n_batches:       # the next batch loads while this step runs
+                        upcoming = self.sampler.batch(self.epoch, self.pos + 1)
+                        self.inputs.prefetch(self.step + 1, *upcoming)
                     self.step += 1
                     self.pos += 1
                     if self.pos == self.steps_per_epoch:
