@@ -13,6 +13,8 @@ import numpy as np
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 xp = np                 # the array module in use
+# auto: the hand-written CUDA kernels (nn/cuda_kernels.py) on GPUs; generic: array code only
+kernels = os.environ.get("DPTRAIN_KERNELS", "auto")
 dtype = np.float32      # default floating dtype for parameters and activations
 device_name = "cpu"
 
@@ -26,6 +28,13 @@ def set_dtype(name: str) -> None:
     if name not in _DTYPES:
         raise ValueError(f"unknown dtype {name!r} (choose float32 or float64)")
     dtype = _DTYPES[name]
+
+
+def set_kernels(mode: str) -> None:
+    global kernels
+    if mode not in ("auto", "generic"):
+        raise ValueError(f"unknown kernel mode {mode!r} (choose auto or generic)")
+    kernels = mode
 
 
 def gpu_available() -> bool:

@@ -16,3 +16,33 @@ def float64():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def host_launcher(tmp_path_factory):
+    """The CUDA kernels compiled for the CPU (tests/host_cuda.py)."""
+    import host_cuda
+    if not host_cuda.available():
+        pytest.skip("no g++ to compile the CUDA kernels for the CPU")
+    return host_cuda.build(tmp_path_factory.mktemp("cuda_kernels"))
+
+
+@pytest.fixture(params=["generic", "cuda-kernels"])
+def kernel_path(request):
+    """Run a test through the generic array code, then through the CUDA kernels' source
+    (compiled for the CPU), the way a GPU run dispatches the layers."""
+    from dptrain.nn import cuda_kernels
+    if request.param == "generic":
+        yield "generic"
+        return
+    build, used = request.getfixturevalue("host_launcher"), []
+
+    def counting(dtype):
+        launch = build(dtype)
+        return lambda name, *args: (used.append(name), launch(name, *args))
+    cuda_kernels.host_launcher = counting
+    try:
+        yield "cuda-kernels"
+    finally:
+        cuda_kernels.host_launcher = None
+    assert used, "the test never reached a CUDA kernel"

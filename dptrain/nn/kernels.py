@@ -12,6 +12,7 @@ snippets (about 3x faster than im2col straight from NCHW on a CPU).
 from __future__ import annotations
 
 from ..backend import get_array_module
+from . import cuda_kernels
 
 
 def out_size(n: int, k: int, stride: int, pad: int) -> int:
@@ -32,6 +33,9 @@ def pad_hw(x, pad: int, axes=(2, 3), value=0.0):
 
 def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int):
     """x (N, H, W, C) -> columns (N*OH*OW, kh*kw*C), one row per output position."""
+    launch = cuda_kernels.launcher_for(x_nhwc)
+    if launch is not None:                                # one kernel, no padded copy
+        return cuda_kernels.im2col(x_nhwc, kh, kw, stride, pad, launch=launch)
     xp = get_array_module(x_nhwc)
     x = xp.ascontiguousarray(pad_hw(x_nhwc, pad, axes=(1, 2)))
     n, h, w, c = x.shape
@@ -49,6 +53,9 @@ def col2im(blocks, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int):
     that each add below reads one contiguous block and, for stride 1, writes runs of
     OW*C contiguous values.
     """
+    launch = cuda_kernels.launcher_for(blocks)
+    if launch is not None:                                # one gathering kernel
+        return cuda_kernels.col2im(blocks, x_shape_nhwc, kh, kw, stride, pad, launch=launch)
     xp = get_array_module(blocks)
     n, h, w, c = x_shape_nhwc
     oh, ow = out_size(h, kh, stride, pad), out_size(w, kw, stride, pad)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..backend import get_array_module
+from . import cuda_kernels
 from .layer import Layer
 
 
@@ -69,8 +70,15 @@ class BatchNorm(Layer):
         xc = x - mean.reshape(view)
         var = self._sum((xc * xc).sum(axis=axes)) / total     # two passes: exact in float32
         inv_std = 1.0 / xp.sqrt(var + self.eps)
-        xhat = xc
-        xhat *= inv_std.reshape(view)
+        launch = cuda_kernels.launcher_for(x)
+        if launch is not None:                  # normalise, scale and shift in one kernel
+            del xc
+            xhat, y = cuda_kernels.bn_normalize(x, mean, inv_std, self.params["gamma"],
+                                                self.params["beta"], launch=launch)
+        else:
+            xhat = xc
+            xhat *= inv_std.reshape(view)
+            y = None
         self._xhat, self._inv_std, self._total = xhat, inv_std, total
         m = self.momentum
         unbiased = var * (total / xp.maximum(total - 1, 1))
@@ -78,6 +86,8 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] += m * mean
         self.buffers["running_var"] *= 1 - m
         self.buffers["running_var"] += m * unbiased
+        if y is not None:
+            return y
         return xhat * self.params["gamma"].reshape(view) + self.params["beta"].reshape(view)
 
     def backward(self, dy):
@@ -91,6 +101,10 @@ class BatchNorm(Layer):
         sums = xp.concatenate([self.grads["beta"], self.grads["gamma"]])
         sums = self._sum(sums)
         sum_dy, sum_dy_xhat = sums[:self.n], sums[self.n:]
+        launch = cuda_kernels.launcher_for(dy)
+        if launch is not None:                  # the input gradient in one kernel
+            return cuda_kernels.bn_input_grad(dy, xhat, self.params["gamma"] * self._inv_std,
+                                              self._total, sum_dy, sum_dy_xhat, launch=launch)
         k = (self.params["gamma"] * self._inv_std / self._total).reshape(view)
         dx = dy * self._total
         dx -= sum_dy.reshape(view)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
+from . import cuda_kernels
 from .kernels import out_size, pad_hw, window_slices
 from .layer import Layer
 
@@ -44,10 +45,19 @@ class _Pool2D(Layer):
 
 
 class MaxPool2D(_Pool2D):
-    """The gradient goes to the first maximum of each window. Backward finds it again by
-    comparing the input with the output, which is cheaper than storing an arg-max."""
+    """The gradient goes to the first maximum of each window. With array code, backward
+    finds it again by comparing the input with the output, which is cheaper than storing
+    an arg-max; the CUDA kernels store the arg-max (one int32 per output) instead."""
+    _arg = None
 
     def forward(self, x, train):
+        launch = cuda_kernels.launcher_for(x)
+        if launch is not None:
+            y, arg = cuda_kernels.maxpool_forward(x, self.kh, self.kw, self.stride, self.padding,
+                                                  launch=launch)
+            if train:
+                self._arg, self._x_shape = arg, x.shape
+            return y
         _, oh, ow = self.output_shape(x.shape[1:])
         xpad = pad_hw(x, self.padding, value=-np.inf)
         y = None
@@ -59,6 +69,11 @@ class MaxPool2D(_Pool2D):
         return y
 
     def backward(self, dy):
+        if self._arg is not None:
+            arg, self._arg = self._arg, None
+            return cuda_kernels.maxpool_backward(dy, arg, self._x_shape, self.kh, self.kw,
+                                                 self.stride, self.padding,
+                                                 launch=cuda_kernels.launcher_for(dy))
         xp = get_array_module(dy)
         dx = xp.zeros(self._xpad.shape, dtype=dy.dtype)
         taken = xp.zeros(dy.shape, dtype=bool)

@@ -1,4 +1,8 @@
-"""Every layer's backward against central finite differences, float64, relative error < 1e-6."""
+"""Every layer's backward against central finite differences, float64, relative error < 1e-6.
+
+Layers with CUDA kernels are checked twice (``kernel_path``): through the generic array code
+and through the kernels' source compiled for the CPU.
+"""
 import numpy as np
 import pytest
 
@@ -22,7 +26,7 @@ def built(layer, rng):
 
 
 @pytest.mark.parametrize("c_in,c_out,k,stride,pad,nhw", CONV_CASES)
-def test_conv2d(float64, rng, c_in, c_out, k, stride, pad, nhw):
+def test_conv2d(float64, rng, kernel_path, c_in, c_out, k, stride, pad, nhw):
     n, h, w = nhw
     layer = built(nn.Conv2D(c_in, c_out, k, stride=stride, padding=pad), rng)
     check_layer(layer, rng.standard_normal((n, c_in, h, w)), rng)
@@ -33,11 +37,12 @@ def test_dense(float64, rng, n_in, n_out, batch):
     check_layer(built(nn.Dense(n_in, n_out), rng), rng.standard_normal((batch, n_in)), rng)
 
 
-@pytest.mark.parametrize("cls", [nn.MaxPool2D, nn.AvgPool2D])
+@pytest.mark.parametrize("cls,kernel_path", [(nn.MaxPool2D, "generic"), (nn.MaxPool2D, "cuda-kernels"),
+                                             (nn.AvgPool2D, "generic")], indirect=["kernel_path"])
 @pytest.mark.parametrize("k,stride,pad,shape", [
     (2, None, 0, (2, 3, 6, 6)), (3, 2, 0, (2, 2, 7, 9)), (3, 1, 1, (1, 2, 5, 4)),
     (2, 2, 1, (3, 1, 5, 5)), ((2, 3), 2, 0, (2, 2, 6, 7))])
-def test_pooling(float64, rng, cls, k, stride, pad, shape):
+def test_pooling(float64, rng, kernel_path, cls, k, stride, pad, shape):
     check_layer(cls(k, stride=stride, padding=pad), rng.standard_normal(shape), rng)
 
 
@@ -50,7 +55,7 @@ def test_flatten(float64, rng):
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (3, 5), (3, 2, 4, 5), (1, 3, 2, 2)])
-def test_batchnorm_train(float64, rng, shape):
+def test_batchnorm_train(float64, rng, kernel_path, shape):
     layer = built(nn.BatchNorm(shape[1]), rng)
     layer.params["gamma"][...] = rng.uniform(0.5, 1.5, shape[1])
     layer.params["beta"][...] = rng.standard_normal(shape[1])
