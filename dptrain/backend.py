@@ -84,6 +84,12 @@ def get_array_module(a):
     return np
 
 
+def synchronize() -> None:
+    """Wait for the device's queued work (timing only; a no-op on the CPU)."""
+    if xp is not np:
+        xp.cuda.get_current_stream().synchronize()
+
+
 def to_numpy(a) -> np.ndarray:
     """Copy to host when needed (checkpoints, metrics, tests)."""
     if type(a).__module__.startswith("cupy"):

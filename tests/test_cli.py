@@ -1,4 +1,5 @@
 """The dptrain command end to end: training accuracy, eval, summary, bench, plot, and bad input."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -73,6 +74,32 @@ def test_bench_smoke():
     assert res.returncode == 0, res.stderr
     rep = json.loads(res.stdout)
     assert rep["dptrain_step_ms"] > 0 and 0 < rep["fraction_of_peak"] < 1.5 and rep["peak_rss_mb"] > 0
+
+
+def test_batch_size_sweep_with_pytorch_side_by_side():
+    """The sweep the GPU report uses, here on the CPU: every model x batch x kernel mode, with
+    PyTorch's time and TFLOP/s from the same run when torch is installed."""
+    res = dptrain("bench", "--model", "thesis-cnn,mlp", "--batch-sizes", "4,8", "--steps", 2,
+                  "--warmup", 1, "--rounds", 1, "--kernels", "auto,generic", "--json")
+    assert res.returncode == 0, res.stderr
+    rep = json.loads(res.stdout)
+    assert {(r["model"], r["batch"], r["kernels"]) for r in rep["rows"]} == {
+        (m, b, k) for m in ("thesis-cnn", "mlp") for b in (4, 8) for k in ("auto", "generic")}
+    for r in rep["rows"]:
+        assert r["dptrain_step_ms"] > 0 and r["dptrain_tflops"] > 0
+        if importlib.util.find_spec("torch"):
+            assert r["torch_step_ms"] > 0 and r["dptrain_over_torch"] > 0
+    assert rep["device"].startswith("CPU")
+
+
+@pytest.mark.parametrize("args,named", [(("--device", "gpu"), "--device gpu"),
+                                        (("--batch-sizes", "64,x"), "--batch-sizes"),
+                                        (("--batch-sizes", "8", "--kernels", "fast"), "--kernels")])
+def test_bench_sweep_bad_input(args, named):
+    from dptrain import backend
+    if backend.gpu_available() and "gpu" in args:
+        pytest.skip("this machine has a GPU")
+    assert_usage_error(dptrain("bench", "--no-torch", *args), named)
 
 
 def test_non_finite_loss_exits_3():

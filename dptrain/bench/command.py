@@ -50,6 +50,12 @@ def add_bench_arguments(p) -> None:
                    "(default 100) and, with --lee, for every layer (default 1000)")
     p.add_argument("--no-bind", dest="bind", action="store_false",
                    help="with --ranks: do not bind ranks to cores")
+    p.add_argument("--batch-sizes", help="a sweep over batch sizes, e.g. 64,256,1024, with "
+                   "achieved TFLOP/s; --model may then list several models")
+    p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu (default) or gpu "
+                   "(PyTorch then runs on the same GPU with cuDNN)")
+    p.add_argument("--kernels", default="auto", help="with --batch-sizes: auto (CUDA kernels on "
+                   "GPUs), generic, or both as auto,generic to compare them")
 
 
 def _torch_round(args) -> dict | None:
@@ -75,6 +81,10 @@ def run_bench(args) -> int:
     if args.ranks:
         from .scaling import run_scaling_bench
         return run_scaling_bench(args)
+    if args.batch_sizes or args.device != "cpu":
+        from .sweep import run_sweep
+        args.batch_sizes = args.batch_sizes or str(args.batch_size)
+        return run_sweep(args)
     from .. import models
     if args.model not in models.names():
         raise UsageError(f"unknown model {args.model!r} (choose {', '.join(models.names())})")

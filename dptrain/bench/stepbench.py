@@ -30,7 +30,8 @@ def sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
 
 def time_training_step(model_name: str, batch: int, steps: int, warmup: int,
                        optimizer: str = "adadelta", seed: int = 0) -> dict:
-    """Median wall time of forward + loss + backward + update on random data (as torch_cnn.py)."""
+    """Median wall time of forward + loss + backward + update on random data (as torch_cnn.py),
+    on the device in use (backend.use_device)."""
     model = models.get(model_name, seed=seed)
     opt = optim.get(optimizer, model)
     loss = nn.SoftmaxCrossEntropy()
@@ -44,10 +45,10 @@ def time_training_step(model_name: str, batch: int, steps: int, warmup: int,
         x, y = xs[i % 8], ys[i % 8]
         t0 = time.perf_counter()
         logits = model.forward(x, train=True)
-        value = loss.forward(logits, y)
+        loss.forward(logits, y)
         model.backward(loss.backward())
         opt.step()
-        float(value)            # a device sync on GPUs; free on CPUs
+        backend.synchronize()   # the step's kernels are done (GPU); nothing to wait for on a CPU
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     summary = model.summary(batch_size=batch)

@@ -4,8 +4,10 @@ Run as a separate process (``python -m dptrain.bench.torch_reference``) so that
 importing torch does not inflate dptrain's measured memory. It mirrors
 ../shared/bench/torch_cnn.py: random float32 data, Adadelta(lr=1.0, rho=0.9),
 median of zero_grad + forward + cross-entropy + backward + step; ``--ddp N`` runs
-DistributedDataParallel over gloo with N processes (batch per process). PyTorch is a
-baseline here only; dptrain never imports it for training.
+DistributedDataParallel over gloo with N processes (batch per process). ``--device cuda``
+times the step on the GPU with cuDNN (autotuned: cudnn.benchmark), synchronising after each
+step; ``--batches`` times several batch sizes in one process. PyTorch is a baseline here
+only; dptrain never imports it for training.
 """
 import argparse
 import json
@@ -25,6 +27,15 @@ def build(name):
             tnn.Conv2d(1, 32, 5), tnn.BatchNorm2d(32), tnn.ReLU(), tnn.MaxPool2d(2),
             tnn.Conv2d(32, 32, 5), tnn.BatchNorm2d(32), tnn.ReLU(), tnn.MaxPool2d(2),
             tnn.Flatten(), tnn.Linear(512, 256), tnn.ReLU(), tnn.Dropout(0.5), tnn.Linear(256, 10))
+    if name == "vgg-cifar":                 # dptrain/models/zoo.py vgg_cifar, for 3x32x32
+        layers, c = [], 3
+        for width in (32, 64, 128):
+            for _ in range(2):
+                layers += [tnn.Conv2d(c, width, 3, padding=1), tnn.BatchNorm2d(width), tnn.ReLU()]
+                c = width
+            layers.append(tnn.MaxPool2d(2))
+        return tnn.Sequential(*layers, tnn.Flatten(), tnn.Linear(128 * 4 * 4, 256), tnn.ReLU(),
+                              tnn.Dropout(0.5), tnn.Linear(256, 10))
     if name == "mlp":
         return tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 256), tnn.ReLU(),
                               tnn.Linear(256, 256), tnn.ReLU(), tnn.Linear(256, 10))
@@ -34,30 +45,43 @@ def build(name):
     raise SystemExit(f"no PyTorch reference for {name}")
 
 
-def time_steps(a, rank=0, world=1):
+INPUT_SHAPES = {"vgg-cifar": (3, 32, 32)}
+
+
+def time_steps(a, rank=0, world=1, batch=None):
+    batch = batch or a.batch
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = build(a.model).train()
+    device = torch.device(a.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True     # cuDNN picks its fastest algorithms
+    model = build(a.model).train().to(device)
     if world > 1:
         model = tnn.parallel.DistributedDataParallel(model)   # gloo Allreduce inside backward
     opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.9)
     g = torch.Generator().manual_seed(1 + rank)
-    xs = [torch.rand(a.batch, 1, 28, 28, generator=g) for _ in range(8)]
-    ys = [torch.randint(0, 10, (a.batch,), generator=g) for _ in range(8)]
+    shape = INPUT_SHAPES.get(a.model, (1, 28, 28))
+    xs = [torch.rand(batch, *shape, generator=g).to(device) for _ in range(8)]
+    ys = [torch.randint(0, 10, (batch,), generator=g).to(device) for _ in range(8)]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
     if world > 1:
         torch.distributed.barrier()
+    sync()
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(xs[i % 8]), ys[i % 8])
         loss.backward()
         opt.step()
+        sync()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     return {"median_step_s": statistics.median(times), "min_step_s": min(times),
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "torch": torch.__version__, "world_size": world}
+            "torch": torch.__version__, "world_size": world, "batch": batch,
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None}
 
 
 def ddp_worker(rank, world, a):
@@ -89,8 +113,13 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--ddp", type=int, default=1, help="DistributedDataParallel over N processes")
     p.add_argument("--port", type=int, default=29533)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batches", help="comma list of batch sizes, one JSON line each")
     a = p.parse_args()
-    if a.ddp > 1:
+    if a.batches:
+        for b in a.batches.split(","):
+            print(json.dumps(time_steps(a, batch=int(b))), flush=True)
+    elif a.ddp > 1:
         import torch.multiprocessing as mp
         mp.spawn(ddp_worker, args=(a.ddp, a), nprocs=a.ddp, join=True)
     else:

@@ -1,0 +1,126 @@
+"""``dptrain bench --batch-sizes 64,256,1024 [--device gpu]``: step time and achieved TFLOP/s
+over models and batch sizes, next to PyTorch on the same device in the same run.
+
+On a GPU PyTorch runs with cuDNN (autotuned), the comparison the source thesis ends with;
+dptrain uses CuPy, cuBLAS GEMMs and its own kernels (``--kernels auto,generic`` also times the
+generic array code, to see what the kernels buy). Rounds alternate dptrain and PyTorch, and
+the report gives medians over rounds. The issue's target is dptrain / PyTorch <= 1.5 at
+batch 256 on an H100/H200.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+from .. import backend
+from ..errors import UsageError
+from .stepbench import time_training_step
+
+TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar")
+TARGET_BATCH, TARGET_RATIO = 256, 1.5
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise UsageError(f"{flag} {text}: expected a comma list of positive integers") from None
+    if not values or min(values) <= 0:
+        raise UsageError(f"{flag} {text}: expected a comma list of positive integers")
+    return values
+
+
+def _torch_round(model: str, batches: list[int], args, device: str) -> dict[int, dict]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    cmd = [sys.executable, "-m", "dptrain.bench.torch_reference", "--model", model,
+           "--batches", ",".join(map(str, batches)), "--threads", str(args.threads),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        print(f"dptrain bench: PyTorch reference failed: {out.stderr.strip()[-300:]}", file=sys.stderr)
+        return {}
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return {r["batch"]: r for r in rows}
+
+
+def run_sweep(args) -> int:
+    from .. import models
+    names = args.model.split(",")
+    for name in names:
+        if name not in models.names():
+            raise UsageError(f"unknown model {name!r} (choose {', '.join(models.names())})")
+    batches = _int_list(args.batch_sizes, "--batch-sizes")
+    modes = args.kernels.split(",")
+    for mode in modes:
+        if mode not in ("auto", "generic"):
+            raise UsageError(f"--kernels: unknown mode {mode!r} (choose auto, generic)")
+    try:
+        device = backend.use_device(args.device)
+    except (ValueError, backend.DeviceError) as exc:
+        raise UsageError(f"--device {args.device}: {exc}") from None
+    backend.set_threads(args.threads)
+    torch_device = "cuda" if device.startswith("gpu") else "cpu"
+    with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    ours: dict = {}            # (model, batch, kernels) -> [median step s per round]
+    theirs: dict = {}          # (model, batch) -> [median step s per round]
+    flops: dict = {}
+    torch_info = None
+    for _ in range(args.rounds):
+        for name in names:
+            for mode in modes:
+                backend.set_kernels(mode)
+                for b in batches:
+                    res = time_training_step(name, b, args.steps, args.warmup)
+                    ours.setdefault((name, b, mode), []).append(res["median_step_s"])
+                    flops[name] = res["training_flops_per_image"]
+            backend.set_kernels("auto")
+            if with_torch and name in TORCH_MODELS:
+                for b, r in _torch_round(name, batches, args, torch_device).items():
+                    theirs.setdefault((name, b), []).append(r["median_step_s"])
+                    torch_info = r
+    rows = []
+    for (name, b, mode), times in ours.items():
+        step = statistics.median(times)
+        row = {"model": name, "batch": b, "kernels": mode, "dptrain_step_ms": step * 1e3,
+               "dptrain_tflops": flops[name] * b / step / 1e12,
+               "training_gflop_per_step": flops[name] * b / 1e9}
+        if (name, b) in theirs:
+            t = statistics.median(theirs[(name, b)])
+            row.update({"torch_step_ms": t * 1e3, "torch_tflops": flops[name] * b / t / 1e12,
+                        "dptrain_over_torch": step / t})
+        rows.append(row)
+    report = {"device": _device_description(device), "rounds": args.rounds,
+              "steps_per_round": args.steps, "rows": rows,
+              "torch": None if torch_info is None else
+              {"version": torch_info["torch"], "device": torch_info["device"], "cudnn": torch_info["cudnn"]}}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"dptrain bench: {report['device']}, {args.rounds} rounds x {args.steps} steps (medians)"
+          + (f"; PyTorch {torch_info['torch']}" + (f" + cuDNN {torch_info['cudnn']}" if torch_info["cudnn"] else "")
+             if torch_info else ""))
+    print(f"  {'model':<11} {'batch':>5} {'kernels':<8} {'dptrain ms':>10} {'TFLOP/s':>8} "
+          f"{'PyTorch ms':>10} {'TFLOP/s':>8} {'ratio':>6}")
+    for r in rows:
+        theirs_ms = f"{r['torch_step_ms']:10.2f} {r['torch_tflops']:8.3f} {r['dptrain_over_torch']:6.2f}" \
+            if "torch_step_ms" in r else f"{'-':>10} {'-':>8} {'-':>6}"
+        mark = ""
+        if r["batch"] == TARGET_BATCH and "dptrain_over_torch" in r and torch_device == "cuda":
+            mark = "  (target <= 1.5: " + ("met)" if r["dptrain_over_torch"] <= TARGET_RATIO else "missed)")
+        print(f"  {r['model']:<11} {r['batch']:>5} {r['kernels']:<8} {r['dptrain_step_ms']:10.2f} "
+              f"{r['dptrain_tflops']:8.3f} {theirs_ms}{mark}")
+    return 0
+
+
+def _device_description(device: str) -> str:
+    if not device.startswith("gpu"):
+        import platform
+        return f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores"
+    cupy = backend.cupy_module()
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return f"{name} ({props['totalGlobalMem'] / 2**30:.0f} GiB), CuPy {cupy.__version__}"
