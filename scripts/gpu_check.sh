@@ -1,47 +1,63 @@
 #!/usr/bin/env bash
-# Verify dptrain on a machine with an NVIDIA GPU: the GPU tests, then a GPU training run and
-# step benchmark, written to a report (default gpu_report.txt).
+# Verify dptrain on a machine with an NVIDIA GPU, in one command: the GPU tests, the GPU
+# transports on two ranks, GPU training runs, and the benchmark against PyTorch + cuDNN on
+# the same GPU (thesis-cnn and vgg-cifar at batch 64, 256 and 1024, with TFLOP/s).
 #
-#   scripts/gpu_check.sh [REPORT]
+#   scripts/gpu_check.sh [OUTDIR]          (default gpu_check/)
 #
-# Installs the gpu extra (cupy-cuda12x) into .venv first. Exits non-zero if a test fails.
+# Writes OUTDIR/report.md (everything, for docs/performance.md) and OUTDIR/bench.json.
+# Installs the gpu extra (CuPy, NCCL) and a CUDA build of PyTorch into .venv first; on a
+# machine without network set WHEELS=DIR to install from wheels there. NO_TORCH=1 skips
+# PyTorch; QUICK=1 runs fewer benchmark steps. Exits non-zero if any test or run fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-report=${1:-gpu_report.txt}
+out=${1:-gpu_check}
+mkdir -p "$out"
+report="$out/report.md"
+py=.venv/bin/python
+pip_install() {
+    if [ -n "${WHEELS:-}" ]; then $py -m pip install -q --no-index --find-links "$WHEELS" "$@"
+    else $py -m pip install -q "$@"; fi
+}
 make -s .venv/.installed-stamp >/dev/null || exit 1
-.venv/bin/python -m pip install -q -e '.[gpu]' || { echo "cannot install cupy" >&2; exit 1; }
+pip_install -e '.[gpu]' || { echo "gpu_check: cannot install CuPy (the gpu extra)" >&2; exit 1; }
+if [ -z "${NO_TORCH:-}" ]; then
+    # the venv may hold a CPU build of torch (make bench): replace it with a CUDA one
+    $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null \
+        || pip_install --upgrade --force-reinstall torch \
+        || echo "gpu_check: no CUDA PyTorch; the benchmark runs without the reference" >&2
+fi
+steps=20; rounds=3
+[ -n "${QUICK:-}" ] && { steps=8; rounds=1; }
+status=0
+run() {   # run a titled section; a failure marks the whole check failed
+    local title=$1; shift
+    printf '\n## %s\n\n```\n$ %s\n' "$title" "$*"
+    "$@" 2>&1 || { echo "FAILED (exit $?)"; status=1; }
+    printf '```\n'
+}
 {
-    echo "# dptrain GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "# dptrain GPU check, $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/dev/null)"
+    echo '```'
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
-    .venv/bin/python -c "import cupy; print('cupy', cupy.__version__, 'devices', cupy.cuda.runtime.getDeviceCount())"
-    echo; echo "## GPU tests"
-    .venv/bin/python -m pytest -q -m gpu tests/gpu 2>&1
-    status=$?
-    echo; echo "## GPU communicators on 2 ranks"
-    .venv/bin/mpiexec -n 2 .venv/bin/python -m pytest -q --with-mpi -m gpu tests/gpu/test_gpu_comm.py 2>&1 \
-        || status=1
-    echo; echo "## 2-epoch training on the GPU"
-    .venv/bin/dptrain train --device gpu --model thesis-cnn --epochs 2 --quiet --metrics-out /tmp/gpu_check.jsonl 2>&1
-    tail -1 /tmp/gpu_check.jsonl 2>/dev/null
-    echo; echo "## step benchmark on the GPU (thesis-cnn, batch 64 and 256)"
-    for b in 64 256; do
-        .venv/bin/python - "$b" <<'PY' 2>&1
-import sys, time, numpy as np
-from dptrain import backend, models, nn, optim
-backend.use_device("gpu")
-b = int(sys.argv[1])
-model = models.get("thesis-cnn"); opt = optim.get("adadelta", model, lr=1.0); loss = nn.SoftmaxCrossEntropy()
-x = backend.xp.asarray(np.random.default_rng(0).random((b, 1, 28, 28), dtype=np.float32))
-y = backend.xp.asarray(np.random.default_rng(1).integers(0, 10, b))
-times = []
-for i in range(30):
-    t0 = time.perf_counter()
-    loss.forward(model.forward(x, True), y); model.backward(loss.backward()); opt.step()
-    backend.xp.cuda.Stream.null.synchronize()
-    if i >= 5: times.append(time.perf_counter() - t0)
-print(f"thesis-cnn batch {b}: median step {1e3 * float(np.median(times)):.2f} ms")
-PY
-    done
+    $py -c "import cupy; print('CuPy', cupy.__version__, '| CUDA runtime', cupy.cuda.runtime.runtimeGetVersion(), '| devices', cupy.cuda.runtime.getDeviceCount())" 2>&1
+    $py -c "from dptrain.comm import nccl, cuda_aware; print('NCCL:', nccl.available(), '| CUDA-aware MPI:', *cuda_aware.detect())" 2>&1
+    $py -c "import torch; print('PyTorch', torch.__version__, '| cuDNN', torch.backends.cudnn.version(), '| CUDA', torch.cuda.is_available())" 2>&1
+    echo '```'
+    run "GPU tests (every layer NumPy vs CuPy, kernels and generic; 10 steps CPU vs GPU)" \
+        $py -m pytest -q -p no:cacheprovider -m gpu tests/gpu
+    run "GPU transports on 2 ranks sharing the GPU(s), every schedule" \
+        timeout 900 .venv/bin/mpiexec -n 2 $py -m pytest -q -p no:cacheprovider --with-mpi -m gpu tests/gpu/test_gpu_comm.py
+    run "The CUDA kernels' source, compiled for the CPU (the CI check)" \
+        $py -m pytest -q -p no:cacheprovider tests/nn/test_cuda_kernels.py
+    run "2-epoch training, 1 rank on the GPU" \
+        .venv/bin/dptrain train --device gpu --model thesis-cnn --dataset mnist5k --epochs 2
+    run "2-epoch training, 2 ranks sharing the GPU (transport chosen by --comm auto)" \
+        .venv/bin/mpiexec -n 2 .venv/bin/dptrain train --device gpu --allow-gpu-sharing --model thesis-cnn --dataset mnist5k --epochs 2
+    run "Step time against PyTorch + cuDNN on this GPU (target: ratio <= 1.5 at batch 256)" \
+        .venv/bin/dptrain bench --device gpu --model thesis-cnn,vgg-cifar --batch-sizes 64,256,1024 \
+            --kernels auto,generic --rounds $rounds --steps $steps --warmup 5 --json-out "$out/bench.json"
+    echo; echo "status: $([ $status = 0 ] && echo PASSED || echo FAILED)"
     exit $status
 } | tee "$report"
 exit "${PIPESTATUS[0]}"

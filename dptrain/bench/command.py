@@ -54,6 +54,7 @@ def add_bench_arguments(p) -> None:
                    "achieved TFLOP/s; --model may then list several models")
     p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu (default) or gpu "
                    "(PyTorch then runs on the same GPU with cuDNN)")
+    p.add_argument("--json-out", help="with --batch-sizes: also write the report as JSON here")
     p.add_argument("--kernels", default="auto", help="with --batch-sizes: auto (CUDA kernels on "
                    "GPUs), generic, or both as auto,generic to compare them")
 

@@ -54,6 +54,9 @@ def run_sweep(args) -> int:
         if name not in models.names():
             raise UsageError(f"unknown model {name!r} (choose {', '.join(models.names())})")
     batches = _int_list(args.batch_sizes, "--batch-sizes")
+    if args.json_out:
+        from ..train.setup import check_writable
+        check_writable(args.json_out, "--json-out")
     modes = args.kernels.split(",")
     for mode in modes:
         if mode not in ("auto", "generic"):
@@ -97,6 +100,9 @@ def run_sweep(args) -> int:
               "steps_per_round": args.steps, "rows": rows,
               "torch": None if torch_info is None else
               {"version": torch_info["torch"], "device": torch_info["device"], "cudnn": torch_info["cudnn"]}}
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(report, f, indent=1)
     if args.json:
         print(json.dumps(report))
         return 0

@@ -16,8 +16,8 @@ from .base import Communicator, Handle
 
 
 class _Event(Handle):
-    def __init__(self, event):
-        self._event = event
+    def __init__(self, event, consumer):
+        self._event, self._consumer = event, consumer     # the stream that reads the result
         self.done_at = None
 
     def test(self) -> bool:
@@ -28,8 +28,7 @@ class _Event(Handle):
     def wait(self) -> None:
         """The computing stream waits for the reduction on the device; the host does not.
         ``done_at`` is then when the host learnt of it, an upper bound for the statistics."""
-        cupy = backend.cupy_module()
-        cupy.cuda.get_current_stream().wait_event(self._event)
+        self._consumer.wait_event(self._event)
         if self.done_at is None:
             self.done_at = time.perf_counter()
 
@@ -45,6 +44,10 @@ class NCCLCommunicator(Communicator):
         self.local_rank, self.local_size = mpi.local_rank, mpi.local_size
         uid = mpi.bcast_obj(self.nccl.get_unique_id() if mpi.rank == 0 else None, root=0)
         self.comm = self.nccl.NcclCommunicator(self.size, uid, self.rank)
+        # Captured here, on the training thread: CuPy's current device and stream are
+        # per thread, and a communication thread must order itself after *this* stream.
+        self.device = cupy.cuda.Device()
+        self.compute_stream = cupy.cuda.get_current_stream()
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self._types = {"float16": self.nccl.NCCL_FLOAT16, "float32": self.nccl.NCCL_FLOAT32,
                        "float64": self.nccl.NCCL_FLOAT64, "int64": self.nccl.NCCL_INT64,
@@ -57,15 +60,16 @@ class NCCLCommunicator(Communicator):
     def _after_compute(self):
         """Order the communication stream after everything queued on the computing stream."""
         cupy = backend.cupy_module()
+        self.device.use()                       # a no-op on the training thread
         ready = cupy.cuda.Event(disable_timing=True)
-        ready.record(cupy.cuda.get_current_stream())
+        ready.record(self.compute_stream)
         self.stream.wait_event(ready)
 
-    def _finished(self) -> Handle:
+    def _finished(self, consumer=None) -> Handle:
         cupy = backend.cupy_module()
         done = cupy.cuda.Event(disable_timing=True)
         done.record(self.stream)
-        return _Event(done)
+        return _Event(done, consumer or self.compute_stream)
 
     def iallreduce(self, buf) -> Handle:
         if not self._on_device(buf):
@@ -73,7 +77,7 @@ class NCCLCommunicator(Communicator):
         self._after_compute()
         self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._types[buf.dtype.name],
                             self.nccl.NCCL_SUM, self.stream.ptr)
-        return self._finished()
+        return self._finished(self.compute_stream)
 
     def allreduce(self, buf) -> None:
         self.iallreduce(buf).wait()

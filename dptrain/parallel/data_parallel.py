@@ -70,8 +70,8 @@ class DataParallel:
             raise ValueError(f"unknown gradient dtype {grad_dtype!r} (choose float32 or float16)")
         if progress == "auto":
             # measured (docs/performance.md): polling hides more of the bucket reductions,
-            # a thread keeps the large FC gathers moving
-            progress = "thread" if schedule == "overlap-fc" else "poll"
+            # a thread keeps the large FC gathers moving; NCCL progresses on its own stream
+            progress = "thread" if schedule == "overlap-fc" and comm.name != "nccl" else "poll"
         self.model, self.comm, self.schedule, self.progress = model, comm, schedule, progress
         overlapped = schedule in ("overlap", "overlap-fc") and comm.size > 1
         fc_layers = []

@@ -44,9 +44,17 @@ def run_layer(make, shape, device, dtype, seed=0):
         backend.set_dtype("float32")
 
 
+@pytest.fixture(params=["auto", "generic"])
+def kernels(request):
+    """CuPy through the CUDA kernels (the default) and through the generic array code."""
+    backend.set_kernels(request.param)
+    yield request.param
+    backend.set_kernels("auto")
+
+
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-5)])
 @pytest.mark.parametrize("make,shape", LAYERS)
-def test_layer_numpy_vs_cupy(make, shape, dtype, rtol):
+def test_layer_numpy_vs_cupy(make, shape, dtype, rtol, kernels):
     cpu, gpu = run_layer(make, shape, "cpu", dtype), run_layer(make, shape, "gpu", dtype)
     atol = 1e-12 if dtype == "float64" else 1e-5
     np.testing.assert_allclose(gpu[0], cpu[0], rtol=rtol, atol=atol)
@@ -75,7 +83,39 @@ def train_steps(device, steps=10):
         backend.set_dtype("float32")
 
 
-def test_ten_training_steps_cpu_vs_gpu():
+def test_ten_training_steps_cpu_vs_gpu(kernels):
     cpu, gpu = train_steps("cpu"), train_steps("gpu")
     for k in cpu:
         np.testing.assert_allclose(gpu[k], cpu[k], rtol=1e-8, atol=1e-10, err_msg=k)
+
+
+def test_trainer_on_the_gpu_prefetches_and_matches_the_cpu():
+    """The whole trainer: inputs through pinned buffers and the copy stream (every step but
+    an epoch's first prefetched), results read late; parameters as on the CPU."""
+    from dptrain.train import TrainConfig, Trainer
+    runs = {}
+    for device in ("cpu", "gpu"):
+        cfg = TrainConfig(model="thesis-cnn", dataset="synthetic:1x28x28:200", dtype="float64",
+                          max_steps=12, epochs=2, batch_size=16, device=device, quiet=True,
+                          augment="flip")
+        t = Trainer(cfg)
+        t.run()
+        backend.use_device("cpu")
+        backend.set_dtype("float32")
+        runs[device] = t
+    gpu = runs["gpu"]
+    assert gpu.inputs.misses == 0 and gpu.inputs.hits >= 12 - 2
+    for (k, a), (_, b) in zip(runs["cpu"].model.named_params(), gpu.model.named_params()):
+        np.testing.assert_allclose(backend.to_numpy(b), a, rtol=1e-8, atol=1e-10, err_msg=k)
+
+
+def test_host_copy_reads_device_values_after_their_event():
+    backend.use_device("gpu")
+    try:
+        a = backend.xp.arange(5, dtype=backend.xp.float64) * 2
+        copy = backend.HostCopy(a.sum())
+        assert float(copy.value()) == 20.0 and copy.ready
+        stacked = backend.stack_scalars([a.sum(), 3])
+        assert type(stacked).__module__.startswith("cupy")
+    finally:
+        backend.use_device("cpu")
