@@ -248,7 +248,9 @@ def test_host_staged_communicator_matches_mpi_on_host_arrays():
     c.bcast(b)
     np.testing.assert_array_equal(b, np.arange(3.0))
     kw = dict(model="mlp", dataset="synthetic:1x8x8:300")
-    assert_same(train(comms.create("staged", inner=world()), **kw), train(LocalCommunicator(), **kw))
+    for sync in ("blocking", "overlap", "overlap-fc"):
+        assert_same(train(comms.create("staged", inner=world()), sync=sync, **kw),
+                    train(LocalCommunicator(), **kw))
 
 
 @pytest.mark.mpi(min_size=2)
@@ -261,8 +263,9 @@ def test_cuda_aware_communicator_matches_mpi_on_host_arrays():
     out = np.zeros((c.size, 1))
     c.iallgather(np.array([float(c.rank)]), out).wait()
     np.testing.assert_array_equal(out[:, 0], np.arange(c.size))
-    kw = dict(model="mlp", dataset="synthetic:1x8x8:300", sync="overlap")
-    assert_same(train(comms.create("cuda-mpi"), **kw), train(LocalCommunicator(), **kw))
+    kw = dict(model="mlp", dataset="synthetic:1x8x8:300")
+    for sync in ("blocking", "overlap", "overlap-fc"):
+        assert_same(train(comms.create("cuda-mpi"), sync=sync, **kw), train(LocalCommunicator(), **kw))
 
 
 @pytest.mark.mpi(min_size=2)
