@@ -11,14 +11,14 @@ def evaluate_sums(model, x, y, batch_size: int = 1000):
     """(sum of losses, number correct, count) over x, y; sums so ranks can add them up."""
     xp = backend.xp
     loss = SoftmaxCrossEntropy()
-    total_loss, correct = 0.0, 0
+    total_loss, correct = 0.0, 0            # device scalars, read once at the end
     for start in range(0, len(x), batch_size):
         xb = xp.asarray(x[start:start + batch_size], dtype=model.dtype)
         yb = xp.asarray(y[start:start + batch_size])
         logits = model.forward(xb, train=False)
-        total_loss += float(loss.forward(logits, yb, normalizer=1.0))
-        correct += int((logits.argmax(axis=1) == yb).sum())
-    return total_loss, correct, len(x)
+        total_loss = total_loss + loss.forward(logits, yb, normalizer=1.0)
+        correct = correct + (logits.argmax(axis=1) == yb).sum()
+    return float(total_loss), int(correct), len(x)
 
 
 def evaluate(model, x, y, batch_size: int = 1000) -> dict:
@@ -29,7 +29,8 @@ def evaluate(model, x, y, batch_size: int = 1000) -> dict:
 
 def per_sample_stats(model, x, y, batch_size: int = 1000):
     """Per sample: loss, gradient bound ||softmax - onehot||^2 (seed 003, eq. 80-87) and
-    whether the prediction is right, in inference mode. Host arrays."""
+    whether the prediction is right, in inference mode. Host arrays, copied from the device
+    once for the whole split."""
     xp = backend.xp
     loss = SoftmaxCrossEntropy()
     losses, bounds, right = [], [], []
@@ -38,12 +39,12 @@ def per_sample_stats(model, x, y, batch_size: int = 1000):
         yb = xp.asarray(y[start:start + batch_size])
         logits = model.forward(xb, train=False)
         loss.forward(logits, yb)
-        losses.append(backend.to_numpy(loss.sample_losses))
-        bounds.append(backend.to_numpy(gradient_bound(loss.probs, yb)))
-        right.append(backend.to_numpy(logits.argmax(axis=1) == yb))
+        losses.append(loss.sample_losses)
+        bounds.append(gradient_bound(loss.probs, yb))
+        right.append(logits.argmax(axis=1) == yb)
     if not losses:
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
-    return np.concatenate(losses), np.concatenate(bounds), np.concatenate(right)
+    return tuple(backend.to_numpy(xp.concatenate(parts)) for parts in (losses, bounds, right))
 
 
 def gradient_bound(probs, labels):

@@ -1,13 +1,13 @@
 """The host-read pipeline that keeps a GPU step free of host round trips, exercised on the
 CPU with copies that behave like device copies (not ready until read)."""
+from contextlib import nullcontext
+
 import numpy as np
-import pytest
 
 from dptrain import backend
 from dptrain.comm.local import LocalCommunicator
 from dptrain.parallel.nonfinite import NonfiniteWatch
 from dptrain.train.step_metrics import StepMetrics
-from contextlib import nullcontext
 
 
 class LaggingCopy(backend.HostCopy):
