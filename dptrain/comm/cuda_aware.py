@@ -59,11 +59,22 @@ class CudaAwareMPICommunicator(MPICommunicator):
     interface); host arrays behave as with the plain MPI communicator."""
     name = "cuda-mpi"
 
+    def __init__(self, mpi_comm=None):
+        super().__init__(mpi_comm)
+        self._device = self._stream = None
+        if not backend.host_reads_are_free():
+            # captured on the training thread: a communication thread has its own current
+            # device and stream in CuPy, and must wait for the training stream's kernels
+            cupy = backend.cupy_module()
+            self._device, self._stream = cupy.cuda.Device(), cupy.cuda.get_current_stream()
+
     def _ready(self, *arrays) -> None:
         if any(backend.get_array_module(a).__name__ == "cupy" for a in arrays):
             cupy = backend.cupy_module()
+            if self._device is not None:
+                self._device.use()
             done = cupy.cuda.Event(disable_timing=True)
-            done.record(cupy.cuda.get_current_stream())
+            done.record(self._stream or cupy.cuda.get_current_stream())
             done.synchronize()
 
     def allreduce(self, buf) -> None:
