@@ -15,6 +15,7 @@ SHIM = """
 struct Dim { unsigned x; };
 static const Dim threadIdx = {0}, blockIdx = {0}, blockDim = {1}, gridDim = {1};
 #define __global__
+#define __device__
 #define __restrict__ __restrict
 """
 

@@ -22,6 +22,16 @@ SOURCE = r"""
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
 
+/* The output position (along one axis) whose window puts kernel offset k on input
+   coordinate x, or -1 when no window does: the gathers below invert the windows with it. */
+__device__ inline int window_at(int x, int k, int stride, int pad, int out)
+{
+    int t = x + pad - k;
+    if (t < 0 || t % stride) return -1;
+    t /= stride;
+    return t < out ? t : -1;
+}
+
 /* x is read through element strides, so a transposed view (NCHW seen as NHWC) needs no copy */
 extern "C" __global__ void im2col_nhwc(const T* __restrict__ x, T* __restrict__ cols,
         long long n_out, int H, int W, int C, int OH, int OW, int KH, int KW, int stride, int pad,
@@ -49,16 +59,11 @@ extern "C" __global__ void col2im_nhwc(const T* __restrict__ blocks, T* __restri
         int h = r % H; long long n = r / H;
         T acc = 0;
         for (int i = 0; i < KH; ++i) {
-            int hh = h + pad - i;
-            if (hh < 0 || hh % stride) continue;
-            int oh = hh / stride;
-            if (oh >= OH) continue;
-            for (int j = 0; j < KW; ++j) {
-                int ww = w + pad - j;
-                if (ww < 0 || ww % stride) continue;
-                int ow = ww / stride;
-                if (ow >= OW) continue;
-                acc += blocks[((((long long)(i * KW + j) * N + n) * OH + oh) * OW + ow) * C + c];
+            int oh = window_at(h, i, stride, pad, OH);
+            for (int j = 0; oh >= 0 && j < KW; ++j) {
+                int ow = window_at(w, j, stride, pad, OW);
+                if (ow >= 0)
+                    acc += blocks[((((long long)(i * KW + j) * N + n) * OH + oh) * OW + ow) * C + c];
             }
         }
         out[idx] = acc;
@@ -101,17 +106,12 @@ extern "C" __global__ void maxpool_backward(const T* __restrict__ dy, const int*
         int h = r % H; long long nc = r / H;
         T acc = 0;
         for (int i = 0; i < KH; ++i) {
-            int hh = h + pad - i;
-            if (hh < 0 || hh % stride) continue;
-            int oh = hh / stride;
-            if (oh >= OH) continue;
-            for (int j = 0; j < KW; ++j) {
-                int ww = w + pad - j;
-                if (ww < 0 || ww % stride) continue;
-                int ow = ww / stride;
-                if (ow >= OW) continue;
+            int oh = window_at(h, i, stride, pad, OH);
+            for (int j = 0; oh >= 0 && j < KW; ++j) {
+                int ow = window_at(w, j, stride, pad, OW);
                 long long o = (nc * OH + oh) * OW + ow;
-                if (arg[o] == i * KW + j) acc += dy[o];
+                if (ow >= 0 && arg[o] == i * KW + j)
+                    acc += dy[o];
             }
         }
         dx[idx] = acc;
