@@ -36,6 +36,17 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used (corrupt, another format, another run)."""
 
 
+def check_directory(directory: str) -> None:
+    """Refuse up front (exit 2) a --checkpoint-dir that could not be written."""
+    from ..errors import UsageError
+    path = os.path.abspath(directory)
+    parent = path if os.path.isdir(path) else os.path.dirname(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--checkpoint-dir {directory}: exists and is not a directory")
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise UsageError(f"--checkpoint-dir {directory}: {parent} is missing or not writable")
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

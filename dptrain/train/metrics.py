@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 
 class MetricsWriter:
@@ -24,6 +25,34 @@ class MetricsWriter:
         if self._f is not None:
             self._f.close()
             self._f = None
+
+
+class EpochLog:
+    """One epoch's numbers, folded from the step results as they complete (one or two steps
+    late, step_metrics.py): the progress bar, the per-step lines of --log-every, and the
+    epoch's training line."""
+
+    def __init__(self, metrics: MetricsWriter, progress, log_every: int, epoch: int, lr: float):
+        self.metrics, self.progress, self.log_every, self.epoch = metrics, progress, log_every, epoch
+        self.t0 = time.perf_counter()
+        self.seen, self.loss_sum, self.correct, self.lr = 0, 0.0, 0, lr
+
+    def add(self, r) -> None:
+        self.seen += r.samples
+        self.loss_sum += r.loss * r.samples
+        self.correct += r.correct
+        self.lr = r.lr
+        self.progress.update(r.loss)
+        if self.log_every and (r.step + 1) % self.log_every == 0:
+            self.metrics.write({"epoch": self.epoch, "step": r.step + 1, "loss": r.loss,
+                                "accuracy": r.correct / r.samples, "lr": r.lr,
+                                "time_s": time.perf_counter() - self.t0})
+
+    def training_line(self, epoch: int, step: int) -> dict:
+        elapsed = time.perf_counter() - self.t0
+        return {"epoch": epoch, "step": step, "loss": self.loss_sum / max(self.seen, 1),
+                "accuracy": self.correct / max(self.seen, 1), "lr": self.lr,
+                "samples_per_s": self.seen / elapsed, "time_s": elapsed}
 
 
 class Progress:

@@ -26,7 +26,7 @@ from ..parallel.trace import Tracer
 from . import checkpoint, faults
 from .config import TrainConfig, parse_interval
 from .evaluate import evaluate_shares, gradient_bound
-from .metrics import MetricsWriter, Progress
+from .metrics import EpochLog, MetricsWriter, Progress
 from .preemption import PreemptionGuard, StopRequested
 from .step_metrics import StepMetrics
 from .setup import build_model, build_optimizer, check_writable, save_weights, setup_backend
@@ -89,7 +89,7 @@ class Trainer:
         check_writable(cfg.save_weights, "--save-weights")
         check_writable(cfg.trace, "--trace")
         if cfg.checkpoint_dir:
-            self._check_checkpoint_dir(cfg.checkpoint_dir)
+            checkpoint.check_directory(cfg.checkpoint_dir)
         try:
             self.augmentations = augment.parse(cfg.augment)
         except ValueError as exc:
@@ -128,14 +128,6 @@ class Trainer:
             raise UsageError(f"--lr-schedule: {exc}") from None
         if cfg.resume:
             self._resume()
-
-    def _check_checkpoint_dir(self, directory: str) -> None:
-        path = os.path.abspath(directory)
-        parent = path if os.path.isdir(path) else os.path.dirname(path)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise UsageError(f"--checkpoint-dir {directory}: exists and is not a directory")
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-            raise UsageError(f"--checkpoint-dir {directory}: {parent} is missing or not writable")
 
     # --- checkpoints -----------------------------------------------------
     def _resume(self) -> None:
@@ -360,21 +352,12 @@ class Trainer:
             while self.step < self.total_steps:
                 n_batches = min(self.steps_per_epoch - self.pos, self.total_steps - self.step)
                 progress.start(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}")
-                t0 = time.perf_counter()
-                acc = {"seen": 0, "loss": 0.0, "correct": 0, "lr": self.schedule(self.step)}
+                log = EpochLog(metrics, progress, cfg.log_every, self.epoch, self.schedule(self.step))
 
                 def account(results):
                     """Fold completed step results into the epoch's numbers; stop if asked."""
                     for r in results:
-                        acc["seen"] += r.samples
-                        acc["loss"] += r.loss * r.samples
-                        acc["correct"] += r.correct
-                        acc["lr"] = r.lr
-                        progress.update(r.loss)
-                        if cfg.log_every and (r.step + 1) % cfg.log_every == 0:
-                            metrics.write({"epoch": self.epoch, "step": r.step + 1, "loss": r.loss,
-                                           "accuracy": r.correct / r.samples, "lr": r.lr,
-                                           "time_s": time.perf_counter() - t0})
+                        log.add(r)
                         if r.stop:
                             if cfg.checkpoint_dir:
                                 self.save_checkpoint()      # stopping: its results go unlogged
@@ -400,8 +383,7 @@ class Trainer:
                         account(self.save_checkpoint())
                 account(self.settle())                    # the epoch's last steps
                 progress.close()
-                result = self._end_of_epoch(metrics, say, t0, acc["seen"], acc["loss"],
-                                            acc["correct"], acc["lr"])
+                result = self._end_of_epoch(metrics, say, log)
                 if (cfg.checkpoint_dir and unit == "epoch" and every and self.pos == 0
                         and self.epoch % every == 0):
                     self.save_checkpoint()
@@ -420,13 +402,10 @@ class Trainer:
         say(f"test accuracy: {result.get('test_accuracy', float('nan')):.4f}", flush=True)
         return result
 
-    def _end_of_epoch(self, metrics, say, t0, seen, loss_sum, correct_sum, lr) -> dict:
-        """Evaluate, write the epoch's two metrics lines and print one line."""
-        elapsed = time.perf_counter() - t0
+    def _end_of_epoch(self, metrics, say, log) -> dict:
+        """Evaluate, write the epoch's three metrics lines and print one line."""
         epoch = self.epoch if self.pos == 0 else self.epoch + 1     # the epoch just trained
-        train_line = {"epoch": epoch, "step": self.step, "loss": loss_sum / max(seen, 1),
-                      "accuracy": correct_sum / max(seen, 1), "lr": lr,
-                      "samples_per_s": seen / elapsed, "time_s": elapsed}
+        train_line = log.training_line(epoch, self.step)
         test = self.evaluate()
         train_split = self.evaluate_training_set(refresh=self.pos == 0)
         metrics.write(train_line)
@@ -434,7 +413,7 @@ class Trainer:
         metrics.write({"epoch": epoch, "step": self.step, "split": "train", **train_split})
         say(f"epoch {epoch:>3}  step {self.step:>6}  loss {train_line['loss']:.4f}  "
             f"acc {train_line['accuracy']:.4f}  test_loss {test['loss']:.4f}  "
-            f"test_acc {test['accuracy']:.4f}  lr {lr:.3g}  "
-            f"{train_line['samples_per_s']:.0f} img/s  {elapsed:.1f} s", flush=True)
+            f"test_acc {test['accuracy']:.4f}  lr {train_line['lr']:.3g}  "
+            f"{train_line['samples_per_s']:.0f} img/s  {train_line['time_s']:.1f} s", flush=True)
         return {"epochs": epoch, "steps": self.step, "test_loss": test["loss"],
                 "test_accuracy": test["accuracy"], "train_loss": train_line["loss"]}
