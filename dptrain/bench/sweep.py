@@ -64,7 +64,9 @@ def run_sweep(args) -> int:
     try:
         device = backend.use_device(args.device)
     except (ValueError, backend.DeviceError) as exc:
-        raise UsageError(f"--device {args.device}: {exc}") from None
+        message = str(exc)
+        raise UsageError(message if message.startswith("--device")
+                         else f"--device {args.device}: {message}") from None
     backend.set_threads(args.threads)
     torch_device = "cuda" if device.startswith("gpu") else "cpu"
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
