@@ -70,9 +70,11 @@ class Trainer:
         self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
         self.inputs = Prefetcher(self._load_inputs, make_transfer())
-        # deferred (one step late) unless --skip-nonfinite must decide before the next updates
+        # Deferred (one step late) unless --skip-nonfinite must decide before the next updates;
+        # one process on a CPU has nothing to defer (reading its numbers costs nothing).
         self.step_metrics = StepMetrics(self.comm, self._guard,
-                                        deferred=self.size > 1 and cfg.skip_nonfinite == 0)
+                                        deferred=cfg.skip_nonfinite == 0 and (
+                                            self.size > 1 or not backend.host_reads_are_free()))
         self.tracer = None
         if cfg.trace:
             self.tracer = Tracer(self.rank, first_step=self.step + 1, steps=cfg.trace_steps)
@@ -153,7 +155,7 @@ class Trainer:
         """Complete every pending update, reduction and check, so that what is saved next is
         known to be finite; returns the step results this completed (for the epoch's sums)."""
         self.dp.flush()
-        problem = self.dp.watch.check() if self.step_metrics.deferred else None
+        problem = None if self.dp.watch.synchronous else self.dp.watch.check()
         results = self.step_metrics.drain()
         for r in results:
             self.check_step(r)
@@ -233,7 +235,7 @@ class Trainer:
             self._observe(ids, observed)
         if self.tracer is not None:
             self.tracer.span(f"step {self.step}", "step", t_step, time.perf_counter(), lane=2)
-        if self.step_metrics.deferred:
+        if not self.dp.watch.synchronous:
             # Reduced gradients are equal on every rank, so every rank fails at the same step.
             # On a GPU only earlier steps' checks are read: they are done, this one is queued.
             problem = self.dp.watch.check(None if backend.host_reads_are_free() else self.step)

@@ -3,6 +3,7 @@ CPU with copies that behave like device copies (not ready until read)."""
 from contextlib import nullcontext
 
 import numpy as np
+import pytest
 
 from dptrain import backend
 from dptrain.comm.local import LocalCommunicator
@@ -77,3 +78,32 @@ def test_training_step_returns_arrays_not_host_numbers():
     loss, correct = dp.train_step(x, np.arange(4), nn.SoftmaxCrossEntropy(), optim.get("sgd", model))
     assert isinstance(loss, (np.ndarray, np.generic)) and isinstance(correct, (np.ndarray, np.generic))
     assert np.isfinite(loss) and 0 <= correct <= 4
+
+
+@pytest.mark.parametrize("sync", ["blocking", "overlap"])
+@pytest.mark.parametrize("device_like", [False, True])
+def test_a_non_finite_gradient_with_a_finite_loss_fails_its_step(monkeypatch, sync, device_like):
+    """One process: the gradient check alone (the loss stays finite) ends the run at the
+    poisoned step, on the CPU at once and with device-like late reads too; no check is left
+    pending after a normal run."""
+    from dptrain.errors import TrainingFailure
+    from dptrain.train import TrainConfig, Trainer
+    if device_like:
+        monkeypatch.setattr(backend, "HostCopy", LaggingCopy)
+        monkeypatch.setattr(backend, "host_reads_are_free", lambda: False)
+    cfg = dict(model="mlp", dataset="synthetic:1x8x8:200", max_steps=8, batch_size=16, quiet=True,
+               sync=sync, threads=1)
+    clean = Trainer(TrainConfig(**cfg))
+    clean.run()
+    assert clean.dp.watch._pending == []
+    t = Trainer(TrainConfig(**cfg))
+    backward = t.model.backward
+
+    def poisoned(dy, **kw):
+        out = backward(dy, **kw)
+        if t.step == 5:
+            next(iter(t.model.layers[-1].grads.values())).reshape(-1)[0] = np.inf
+        return out
+    monkeypatch.setattr(t.model, "backward", poisoned)
+    with pytest.raises(TrainingFailure, match=r"non-finite gradient in bucket \d+ .* at step 5"):
+        t.run()
