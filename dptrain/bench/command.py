@@ -16,7 +16,7 @@ from .. import backend
 from ..errors import UsageError
 from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 
-TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide")
+TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar")     # torch_reference.build
 
 
 def add_bench_arguments(p) -> None:
@@ -59,16 +59,18 @@ def add_bench_arguments(p) -> None:
                    "GPUs), generic, or both as auto,generic to compare them")
 
 
-def _torch_round(args) -> dict | None:
+def run_torch_reference(args, model: str, batches: list[int], device: str = "cpu") -> list[dict]:
+    """PyTorch's step times for ``batches`` (torch_reference.py, in a process of its own so
+    that torch does not weigh on dptrain's memory); [] with a message if it fails."""
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    cmd = [sys.executable, "-m", "dptrain.bench.torch_reference", "--model", args.model,
-           "--batch", str(args.batch_size), "--threads", str(args.threads),
-           "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    cmd = [sys.executable, "-m", "dptrain.bench.torch_reference", "--model", model,
+           "--batches", ",".join(map(str, batches)), "--threads", str(args.threads),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         print(f"dptrain bench: PyTorch reference failed: {out.stderr.strip()[-300:]}", file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return []
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
 def run_bench(args) -> int:
@@ -100,8 +102,7 @@ def run_bench(args) -> int:
         res = time_training_step(args.model, args.batch_size, args.steps, args.warmup)
         ours.append(res["median_step_s"])
         if with_torch:
-            torch_info = _torch_round(args) or torch_info
-            if torch_info:
+            for torch_info in run_torch_reference(args, args.model, [args.batch_size]):
                 theirs.append(torch_info["median_step_s"])
     rss = peak_rss_mb()                       # before the GEMM roof allocates its matrices
     peak = sgemm_gflops()

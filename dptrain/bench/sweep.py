@@ -13,14 +13,12 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
-import sys
 
 from .. import backend
 from ..errors import UsageError
+from .command import TORCH_MODELS, run_torch_reference
 from .stepbench import time_training_step
 
-TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar")
 TARGET_BATCH, TARGET_RATIO = 256, 1.5
 
 
@@ -32,19 +30,6 @@ def _int_list(text: str, flag: str) -> list[int]:
     if not values or min(values) <= 0:
         raise UsageError(f"{flag} {text}: expected a comma list of positive integers")
     return values
-
-
-def _torch_round(model: str, batches: list[int], args, device: str) -> dict[int, dict]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    cmd = [sys.executable, "-m", "dptrain.bench.torch_reference", "--model", model,
-           "--batches", ",".join(map(str, batches)), "--threads", str(args.threads),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        print(f"dptrain bench: PyTorch reference failed: {out.stderr.strip()[-300:]}", file=sys.stderr)
-        return {}
-    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    return {r["batch"]: r for r in rows}
 
 
 def run_sweep(args) -> int:
@@ -84,8 +69,8 @@ def run_sweep(args) -> int:
                     flops[name] = res["training_flops_per_image"]
             backend.set_kernels("auto")
             if with_torch and name in TORCH_MODELS:
-                for b, r in _torch_round(name, batches, args, torch_device).items():
-                    theirs.setdefault((name, b), []).append(r["median_step_s"])
+                for r in run_torch_reference(args, name, batches, torch_device):
+                    theirs.setdefault((name, r["batch"]), []).append(r["median_step_s"])
                     torch_info = r
     rows = []
     for (name, b, mode), times in ours.items():

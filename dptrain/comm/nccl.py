@@ -65,11 +65,12 @@ class NCCLCommunicator(Communicator):
         ready.record(self.compute_stream)
         self.stream.wait_event(ready)
 
-    def _finished(self, consumer=None) -> Handle:
+    def _finished(self) -> Handle:
+        """A handle on what is queued on the communication stream, read by the training stream."""
         cupy = backend.cupy_module()
         done = cupy.cuda.Event(disable_timing=True)
         done.record(self.stream)
-        return _Event(done, consumer or self.compute_stream)
+        return _Event(done, self.compute_stream)
 
     def iallreduce(self, buf) -> Handle:
         if not self._on_device(buf):
@@ -77,7 +78,7 @@ class NCCLCommunicator(Communicator):
         self._after_compute()
         self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._types[buf.dtype.name],
                             self.nccl.NCCL_SUM, self.stream.ptr)
-        return self._finished(self.compute_stream)
+        return self._finished()
 
     def allreduce(self, buf) -> None:
         self.iallreduce(buf).wait()
