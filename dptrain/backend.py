@@ -13,7 +13,8 @@ import numpy as np
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 xp = np                 # the array module in use
-# auto: the hand-written CUDA kernels (nn/cuda_kernels.py) on GPUs; generic: array code only
+# Which hand-written CUDA kernels (nn/cuda_kernels.py) GPUs use: auto (all), generic (none:
+# array code only), or a comma list of families (im2col,col2im,maxpool,batchnorm)
 kernels = os.environ.get("DPTRAIN_KERNELS", "auto")
 dtype = np.float32      # default floating dtype for parameters and activations
 device_name = "cpu"
@@ -32,9 +33,16 @@ def set_dtype(name: str) -> None:
 
 def set_kernels(mode: str) -> None:
     global kernels
-    if mode not in ("auto", "generic"):
-        raise ValueError(f"unknown kernel mode {mode!r} (choose auto or generic)")
+    from .nn.cuda_kernels import FAMILIES
+    unknown = [f for f in mode.split(",") if f not in FAMILIES] if mode not in ("auto", "generic") else []
+    if unknown or not mode:
+        raise ValueError(f"unknown kernel choice {mode!r} (choose auto, generic or a comma list "
+                         f"of {', '.join(FAMILIES)})")
     kernels = mode
+
+
+def kernels_enabled(family: str) -> bool:
+    return kernels == "auto" or (kernels != "generic" and family in kernels.split(","))
 
 
 def gpu_available() -> bool:

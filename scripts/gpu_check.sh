@@ -5,7 +5,8 @@
 #
 #   scripts/gpu_check.sh [OUTDIR]          (default gpu_check/)
 #
-# Writes OUTDIR/report.md (everything, for docs/performance.md) and OUTDIR/bench.json.
+# Writes OUTDIR/report.md (everything, for docs/performance.md), OUTDIR/bench.json and
+# OUTDIR/kernel_ops.json.
 #
 # Python environment, one of:
 #   (default)                  .venv from `make`, plus the gpu extra (CuPy, NCCL) and a CUDA
@@ -88,6 +89,9 @@ skip() { printf '\n## %s\n\nnot run: %s\n' "$1" "$2"; }
     else
         skip "GPU transports and 2-rank training" "needs mpiexec and pytest-mpi (carry mpich and pytest-mpi wheels in WHEELS)"
     fi
+    run "Each CUDA kernel family against the generic CuPy code (batch 256)" \
+        "${dptrain[@]}" bench --kernel-ops --device gpu --model thesis-cnn,vgg-cifar --batch-size 256 \
+            --steps $steps --json-out "$out/kernel_ops.json"
     run "Step time against PyTorch + cuDNN on this GPU (target: ratio <= 1.5 at batch 256)" \
         "${dptrain[@]}" bench --device gpu --model thesis-cnn,vgg-cifar --batch-sizes 64,256,1024 \
             --kernels auto,generic --rounds $rounds --steps $steps --warmup 5 "${torch_flag[@]}" \

@@ -54,9 +54,14 @@ def add_bench_arguments(p) -> None:
                    "achieved TFLOP/s; --model may then list several models")
     p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu (default) or gpu "
                    "(PyTorch then runs on the same GPU with cuDNN)")
-    p.add_argument("--json-out", help="with --batch-sizes: also write the report as JSON here")
-    p.add_argument("--kernels", default="auto", help="with --batch-sizes: auto (CUDA kernels on "
-                   "GPUs), generic, or both as auto,generic to compare them")
+    p.add_argument("--json-out", help="with --batch-sizes or --kernel-ops: also write the report "
+                   "as JSON here")
+    p.add_argument("--kernel-ops", action="store_true", help="with --device gpu: each CUDA kernel "
+                   "family against the generic CuPy code, on --model's layer shapes at --batch-size "
+                   "(median of --steps)")
+    p.add_argument("--kernels", default="auto", help="with --batch-sizes: which CUDA kernels GPUs "
+                   "use: auto (all), generic (none), or families joined by + (im2col+col2im); "
+                   "several choices, comma separated, are compared: auto,generic")
 
 
 def run_torch_reference(args, model: str, batches: list[int], device: str = "cpu") -> list[dict]:
@@ -84,6 +89,9 @@ def run_bench(args) -> int:
     if args.ranks:
         from .scaling import run_scaling_bench
         return run_scaling_bench(args)
+    if args.kernel_ops:
+        from .kernel_ops import run_kernel_ops
+        return run_kernel_ops(args)
     if args.batch_sizes or args.device != "cpu":
         from .sweep import run_sweep
         args.batch_sizes = args.batch_sizes or str(args.batch_size)

@@ -42,10 +42,14 @@ def run_sweep(args) -> int:
     if args.json_out:
         from ..train.setup import check_writable
         check_writable(args.json_out, "--json-out")
-    modes = args.kernels.split(",")
+    modes = args.kernels.split(",")             # each: auto, generic or families joined by +
+    chosen = backend.kernels
     for mode in modes:
-        if mode not in ("auto", "generic"):
-            raise UsageError(f"--kernels: unknown mode {mode!r} (choose auto, generic)")
+        try:
+            backend.set_kernels(mode.replace("+", ","))
+        except ValueError as exc:
+            raise UsageError(f"--kernels: {exc}") from None
+    backend.set_kernels(chosen)
     try:
         device = backend.use_device(args.device)
     except (ValueError, backend.DeviceError) as exc:
@@ -62,12 +66,12 @@ def run_sweep(args) -> int:
     for _ in range(args.rounds):
         for name in names:
             for mode in modes:
-                backend.set_kernels(mode)
+                backend.set_kernels(mode.replace("+", ","))
                 for b in batches:
                     res = time_training_step(name, b, args.steps, args.warmup)
                     ours.setdefault((name, b, mode), []).append(res["median_step_s"])
                     flops[name] = res["training_flops_per_image"]
-            backend.set_kernels("auto")
+            backend.set_kernels(chosen)
             if with_torch and name in TORCH_MODELS:
                 for r in run_torch_reference(args, name, batches, torch_device):
                     theirs.setdefault((name, r["batch"]), []).append(r["median_step_s"])

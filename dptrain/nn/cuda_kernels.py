@@ -187,12 +187,16 @@ def _launcher(a, launch):
 # so that whole models can be trained through the layers' kernel dispatch without a GPU.
 host_launcher = None
 
+# Each family is switched on or off as a whole (backend.kernels), so that a kernel that
+# does not beat the generic array code on a GPU can be left out (`dptrain bench --kernel-ops`).
+FAMILIES = ("im2col", "col2im", "maxpool", "batchnorm")
 
-def launcher_for(a):
-    """How to run the kernels on ``a``'s device, or None for the generic array code:
-    CuPy arrays take the kernels unless DPTRAIN_KERNELS=generic (backend.kernels)."""
+
+def launcher_for(a, family: str):
+    """How to run ``family``'s kernels on ``a``'s device, or None for the generic array
+    code: CuPy arrays take the kernels of the families backend.kernels enables."""
     from .. import backend
-    if backend.kernels == "generic":
+    if not backend.kernels_enabled(family):
         return None
     if type(a).__module__.startswith("cupy"):
         return cupy_launcher(a.dtype)

@@ -33,7 +33,7 @@ def pad_hw(x, pad: int, axes=(2, 3), value=0.0):
 
 def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int):
     """x (N, H, W, C) -> columns (N*OH*OW, kh*kw*C), one row per output position."""
-    launch = cuda_kernels.launcher_for(x_nhwc)
+    launch = cuda_kernels.launcher_for(x_nhwc, "im2col")
     if launch is not None:                                # one kernel, no padded copy
         return cuda_kernels.im2col(x_nhwc, kh, kw, stride, pad, launch=launch)
     xp = get_array_module(x_nhwc)
@@ -53,7 +53,7 @@ def col2im(blocks, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int):
     that each add below reads one contiguous block and, for stride 1, writes runs of
     OW*C contiguous values.
     """
-    launch = cuda_kernels.launcher_for(blocks)
+    launch = cuda_kernels.launcher_for(blocks, "col2im")
     if launch is not None:                                # one gathering kernel
         return cuda_kernels.col2im(blocks, x_shape_nhwc, kh, kw, stride, pad, launch=launch)
     xp = get_array_module(blocks)

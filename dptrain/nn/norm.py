@@ -70,7 +70,7 @@ class BatchNorm(Layer):
         xc = x - mean.reshape(view)
         var = self._sum((xc * xc).sum(axis=axes)) / total     # two passes: exact in float32
         inv_std = 1.0 / xp.sqrt(var + self.eps)
-        launch = cuda_kernels.launcher_for(x)
+        launch = cuda_kernels.launcher_for(x, "batchnorm")
         if launch is not None:                  # normalise, scale and shift in one kernel
             del xc
             xhat, y = cuda_kernels.bn_normalize(x, mean, inv_std, self.params["gamma"],
@@ -101,7 +101,7 @@ class BatchNorm(Layer):
         sums = xp.concatenate([self.grads["beta"], self.grads["gamma"]])
         sums = self._sum(sums)
         sum_dy, sum_dy_xhat = sums[:self.n], sums[self.n:]
-        launch = cuda_kernels.launcher_for(dy)
+        launch = cuda_kernels.launcher_for(dy, "batchnorm")
         if launch is not None:                  # the input gradient in one kernel
             return cuda_kernels.bn_input_grad(dy, xhat, self.params["gamma"] * self._inv_std,
                                               self._total, sum_dy, sum_dy_xhat, launch=launch)

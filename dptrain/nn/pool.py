@@ -51,7 +51,7 @@ class MaxPool2D(_Pool2D):
     _arg = None
 
     def forward(self, x, train):
-        launch = cuda_kernels.launcher_for(x)
+        launch = cuda_kernels.launcher_for(x, "maxpool")
         if launch is not None:
             y, arg = cuda_kernels.maxpool_forward(x, self.kh, self.kw, self.stride, self.padding,
                                                   launch=launch)
@@ -73,7 +73,7 @@ class MaxPool2D(_Pool2D):
             arg, self._arg = self._arg, None
             return cuda_kernels.maxpool_backward(dy, arg, self._x_shape, self.kh, self.kw,
                                                  self.stride, self.padding,
-                                                 launch=cuda_kernels.launcher_for(dy))
+                                                 launch=cuda_kernels.launcher_for(dy, "maxpool"))
         xp = get_array_module(dy)
         dx = xp.zeros(self._xpad.shape, dtype=dy.dtype)
         taken = xp.zeros(dy.shape, dtype=bool)

@@ -131,3 +131,17 @@ def test_training_through_the_kernels_matches_the_generic_path(kernel_path, mode
     backend.set_dtype("float32")
     for (k, a), (_, b) in zip(generic.model.named_params(), through.model.named_params()):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("kernel_path", ["cuda-kernels"], indirect=True)
+def test_kernel_ops_comparison_covers_every_family(kernel_path):
+    """The per-family comparison behind `dptrain bench --kernel-ops`, run here with the
+    kernels compiled for the CPU (its times mean nothing off a GPU; its coverage does)."""
+    from dptrain.bench.kernel_ops import compare_kernel_ops
+    report = compare_kernel_ops(["thesis-cnn", "vgg-cifar"], batch=2, reps=1)
+    assert set(report["families"]) == set(ck.FAMILIES)
+    convs = [r for r in report["rows"] if r["family"] == "im2col"]
+    assert len(convs) == 2 + 6                  # every conv has its own shape: thesis-cnn 2, vgg-cifar 6
+    for r in report["rows"]:
+        assert r["generic_ms"] > 0 and r["kernel_ms"] > 0
+    assert backend.kernels == "auto"

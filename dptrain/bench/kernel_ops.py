@@ -1,0 +1,117 @@
+"""``dptrain bench --kernel-ops --device gpu``: each CUDA kernel family against the generic
+CuPy code it replaces, on the layer shapes of real models, so that a family is kept only
+where it is faster (issue 7; switch families with DPTRAIN_KERNELS, backend.kernels).
+
+    im2col     Conv2D's column building            kernels.im2col
+    col2im     Conv2D's input gradient scatter     kernels.col2im
+    maxpool    MaxPool2D forward + backward
+    batchnorm  BatchNorm forward + backward (training)
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from .. import backend, models, nn
+from ..nn import kernels
+
+
+@contextmanager
+def kernel_choice(mode: str):
+    before = backend.kernels
+    backend.set_kernels(mode)
+    try:
+        yield
+    finally:
+        backend.set_kernels(before)
+
+
+def _cases(model_name: str, batch: int):
+    """(family, description, operation) for each distinct layer shape of the model."""
+    xp, rng = backend.xp, np.random.default_rng(0)
+    model = models.get(model_name)
+
+    def rand(*shape):
+        return xp.asarray(rng.standard_normal(shape), dtype=model.dtype)
+    seen = set()
+    shape = model.input_shape
+    for layer in model.layers:
+        c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
+        out = layer.output_shape(shape)
+        key = (type(layer).__name__, shape, out)
+        if key not in seen:
+            seen.add(key)
+            where = f"{model_name} {layer!r} on {'x'.join(map(str, shape))}"
+            if isinstance(layer, nn.Conv2D):
+                x, geometry = rand(batch, c, h, w), (layer.kh, layer.kw, layer.stride, layer.padding)
+                oh, ow = out[1], out[2]
+                blocks = rand(layer.kh * layer.kw, batch * oh * ow, c)
+                yield "im2col", where, lambda x=x, g=geometry: kernels.im2col(x.transpose(0, 2, 3, 1), *g)
+                yield "col2im", where, lambda b=blocks, s=(batch, h, w, c), g=geometry: kernels.col2im(b, s, *g)
+            elif isinstance(layer, (nn.MaxPool2D, nn.BatchNorm)):
+                x, dy = rand(batch, *shape), rand(batch, *out)
+                family = "maxpool" if isinstance(layer, nn.MaxPool2D) else "batchnorm"
+                yield family, where, lambda l=layer, x=x, dy=dy: (l.forward(x, True), l.backward(dy))
+        shape = out
+
+
+def _time(op, reps: int) -> float:
+    op()                                    # compile, allocate
+    backend.synchronize()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        op()
+        backend.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def compare_kernel_ops(model_names, batch: int, reps: int = 20) -> dict:
+    """Median times of every case with the generic code and with its kernels; per family the
+    totals over all cases and the verdict (keep the kernels when they are faster)."""
+    rows = []
+    for name in model_names:
+        for family, where, op in _cases(name, batch):
+            with kernel_choice("generic"):
+                generic = _time(op, reps)
+            with kernel_choice(family):
+                kernel = _time(op, reps)
+            rows.append({"family": family, "case": where, "generic_ms": generic * 1e3,
+                         "kernel_ms": kernel * 1e3, "speedup": generic / kernel})
+    families = {}
+    for family in sorted({r["family"] for r in rows}):
+        g = sum(r["generic_ms"] for r in rows if r["family"] == family)
+        k = sum(r["kernel_ms"] for r in rows if r["family"] == family)
+        families[family] = {"generic_ms": g, "kernel_ms": k, "speedup": g / k, "keep": k < g}
+    return {"batch": batch, "rows": rows, "families": families}
+
+
+def run_kernel_ops(args) -> int:
+    from ..errors import UsageError
+    if not args.device.startswith("gpu"):
+        raise UsageError("--kernel-ops compares the CUDA kernels with CuPy's generic code: "
+                         "it needs --device gpu")
+    try:
+        backend.use_device(args.device)
+    except backend.DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    report = compare_kernel_ops(args.model.split(","), args.batch_size, reps=args.steps)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"dptrain bench --kernel-ops: batch {args.batch_size}, median of {args.steps}")
+    for r in report["rows"]:
+        print(f"  {r['family']:<10} {r['case']:<60} generic {r['generic_ms']:8.3f} ms  "
+              f"kernel {r['kernel_ms']:8.3f} ms  x{r['speedup']:.2f}")
+    for family, f in report["families"].items():
+        print(f"  {family:<10} total: generic {f['generic_ms']:.3f} ms, kernels {f['kernel_ms']:.3f} ms "
+              f"-> {'keep the kernels' if f['keep'] else 'generic is faster: leave this family out'}")
+    return 0
