@@ -64,6 +64,30 @@ def add_bench_arguments(p) -> None:
                    "several choices, comma separated, are compared: auto,generic")
 
 
+def select_device(args) -> str:
+    """Use --device for a benchmark; a missing GPU (or a bad --json-out) is bad input."""
+    if getattr(args, "json_out", None):
+        from ..train.setup import check_writable
+        check_writable(args.json_out, "--json-out")
+    try:
+        return backend.use_device(args.device)
+    except (ValueError, backend.DeviceError) as exc:
+        message = str(exc)
+        raise UsageError(message if message.startswith("--device")
+                         else f"--device {args.device}: {message}") from None
+
+
+def emit_json(report: dict, args) -> bool:
+    """Write the report to --json-out, print it with --json; True when it was printed (no
+    table wanted)."""
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.json:
+        print(json.dumps(report))
+    return args.json
+
+
 def run_torch_reference(args, model: str, batches: list[int], device: str = "cpu") -> list[dict]:
     """PyTorch's step times for ``batches`` (torch_reference.py, in a process of its own so
     that torch does not weigh on dptrain's memory); [] with a message if it fails."""

@@ -9,7 +9,6 @@ where it is faster (issue 7; switch families with DPTRAIN_KERNELS, backend.kerne
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from contextlib import contextmanager
@@ -96,16 +95,10 @@ def run_kernel_ops(args) -> int:
     if not args.device.startswith("gpu"):
         raise UsageError("--kernel-ops compares the CUDA kernels with CuPy's generic code: "
                          "it needs --device gpu")
-    try:
-        backend.use_device(args.device)
-    except backend.DeviceError as exc:
-        raise UsageError(str(exc)) from None
+    from .command import emit_json, select_device
+    select_device(args)
     report = compare_kernel_ops(args.model.split(","), args.batch_size, reps=args.steps)
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(report, f, indent=1)
-    if args.json:
-        print(json.dumps(report))
+    if emit_json(report, args):
         return 0
     print(f"dptrain bench --kernel-ops: batch {args.batch_size}, median of {args.steps}")
     for r in report["rows"]:

@@ -10,13 +10,12 @@ batch 256 on an H100/H200.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import statistics
 
 from .. import backend
 from ..errors import UsageError
-from .command import TORCH_MODELS, run_torch_reference
+from .command import TORCH_MODELS, emit_json, run_torch_reference, select_device
 from .stepbench import time_training_step
 
 TARGET_BATCH, TARGET_RATIO = 256, 1.5
@@ -39,9 +38,6 @@ def run_sweep(args) -> int:
         if name not in models.names():
             raise UsageError(f"unknown model {name!r} (choose {', '.join(models.names())})")
     batches = _int_list(args.batch_sizes, "--batch-sizes")
-    if args.json_out:
-        from ..train.setup import check_writable
-        check_writable(args.json_out, "--json-out")
     modes = args.kernels.split(",")             # each: auto, generic or families joined by +
     chosen = backend.kernels
     for mode in modes:
@@ -50,12 +46,7 @@ def run_sweep(args) -> int:
         except ValueError as exc:
             raise UsageError(f"--kernels: {exc}") from None
     backend.set_kernels(chosen)
-    try:
-        device = backend.use_device(args.device)
-    except (ValueError, backend.DeviceError) as exc:
-        message = str(exc)
-        raise UsageError(message if message.startswith("--device")
-                         else f"--device {args.device}: {message}") from None
+    device = select_device(args)
     backend.set_threads(args.threads)
     torch_device = "cuda" if device.startswith("gpu") else "cpu"
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
@@ -91,11 +82,7 @@ def run_sweep(args) -> int:
               "steps_per_round": args.steps, "rows": rows,
               "torch": None if torch_info is None else
               {"version": torch_info["torch"], "device": torch_info["device"], "cudnn": torch_info["cudnn"]}}
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(report, f, indent=1)
-    if args.json:
-        print(json.dumps(report))
+    if emit_json(report, args):
         return 0
     print(f"dptrain bench: {report['device']}, {args.rounds} rounds x {args.steps} steps (medians)"
           + (f"; PyTorch {torch_info['torch']}" + (f" + cuDNN {torch_info['cudnn']}" if torch_info["cudnn"] else "")
