@@ -16,7 +16,6 @@ import time
 import numpy as np
 
 from .. import backend, comm as comms, data, nn, optim
-from ..comm.gather import allgather_concat
 from ..comm.watchdog import Watchdog
 from ..data import augment
 from ..data.prefetch import Prefetcher, make_transfer
@@ -25,9 +24,10 @@ from ..parallel import DataParallel
 from ..parallel.trace import Tracer
 from . import checkpoint, faults
 from .config import TrainConfig, parse_interval
-from .evaluate import evaluate_shares, gradient_bound
+from .evaluate import evaluate_shares
 from .metrics import EpochLog, MetricsWriter, Progress
 from .preemption import PreemptionGuard, StopRequested
+from .sampler_feed import SamplerFeed
 from .step_metrics import StepMetrics
 from .setup import build_model, build_optimizer, check_writable, save_weights, setup_backend
 
@@ -70,6 +70,7 @@ class Trainer:
         self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
         self.inputs = Prefetcher(self._load_inputs, make_transfer())
+        self.feed = SamplerFeed(self.sampler, self.comm, self._guard)
         # Deferred (one step late) unless --skip-nonfinite must decide before the next updates;
         # one process on a CPU has nothing to defer (reading its numbers costs nothing).
         self.step_metrics = StepMetrics(self.comm, self._guard,
@@ -230,9 +231,9 @@ class Trainer:
                                                communicate=j == len(micro_batches) - 1, weights=w)
             loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
             if self.sampler.adaptive:
-                observed.append((micro, self._local_sample_stats(y, len(local))))
+                observed.append((micro, SamplerFeed.local_stats(self.loss, y, len(local))))
         if observed:
-            self._observe(ids, observed)
+            self.feed.observe(self.step, ids, observed)
         if self.tracer is not None:
             self.tracer.span(f"step {self.step}", "step", t_step, time.perf_counter(), lane=2)
         if not self.dp.watch.synchronous:
@@ -260,21 +261,6 @@ class Trainer:
             print(f"dptrain: warning: {problem}: update skipped "
                   f"({self.skipped} of {self.cfg.skip_nonfinite})", file=sys.stderr)
 
-    def _local_sample_stats(self, y, n: int):
-        if n == 0:
-            return np.zeros(0), np.zeros(0)
-        return (backend.to_numpy(self.loss.sample_losses),
-                backend.to_numpy(gradient_bound(self.loss.probs, y)))
-
-    def _observe(self, ids, observed) -> None:
-        """Give the sampler the whole global batch's per-sample losses and bounds."""
-        for micro, (losses, bounds) in observed:
-            sizes = [len(data.rank_slice(micro, r, self.size)) for r in range(self.size)]
-            with self._guard(f"allgather of sample losses at step {self.step}"):
-                all_losses = allgather_concat(self.comm, losses, sizes)
-                all_bounds = allgather_concat(self.comm, bounds, sizes)
-            self.sampler.observe(ids[micro], all_losses, all_bounds)
-
     def _guard(self, what: str):
         from contextlib import nullcontext
         return self.watchdog.guard(what) if self.watchdog is not None else nullcontext()
@@ -301,17 +287,14 @@ class Trainer:
             lambda: self._guard(f"allreduce of the evaluation at step {self.step}"))
         return metrics
 
-    def evaluate_training_set(self, refresh: bool) -> dict:
+    def _evaluate_training_set(self, refresh: bool) -> dict:
         """Loss and accuracy over the whole training set (inference mode), so samplers are
         compared on the same quantity; adaptive samplers may take the per-sample losses."""
         metrics, losses, bounds, sizes = evaluate_shares(
             self.model, self.comm, self.ds.x_train, self.ds.y_train, self.cfg.eval_batch_size,
             lambda: self._guard(f"allreduce of the training-set evaluation at step {self.step}"))
-        if refresh and self.sampler.adaptive and self.sampler.needs_refresh(self.epoch):
-            with self._guard(f"allgather of training-set losses at step {self.step}"):
-                all_losses = allgather_concat(self.comm, losses, sizes)
-                all_bounds = allgather_concat(self.comm, bounds, sizes)
-            self.sampler.refresh(all_losses, all_bounds)
+        if refresh:
+            self.feed.refresh(self.step, self.epoch, losses, bounds, sizes)
         return metrics
 
     # --- the loop --------------------------------------------------------
@@ -409,7 +392,7 @@ class Trainer:
         epoch = self.epoch if self.pos == 0 else self.epoch + 1     # the epoch just trained
         train_line = log.training_line(epoch, self.step)
         test = self.evaluate()
-        train_split = self.evaluate_training_set(refresh=self.pos == 0)
+        train_split = self._evaluate_training_set(refresh=self.pos == 0)
         metrics.write(train_line)
         metrics.write({"epoch": epoch, "step": self.step, "split": "test", **test})
         metrics.write({"epoch": epoch, "step": self.step, "split": "train", **train_split})
