@@ -54,8 +54,7 @@ def add_bench_arguments(p) -> None:
                    "achieved TFLOP/s; --model may then list several models")
     p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu (default) or gpu "
                    "(PyTorch then runs on the same GPU with cuDNN)")
-    p.add_argument("--json-out", help="with --batch-sizes or --kernel-ops: also write the report "
-                   "as JSON here")
+    p.add_argument("--json-out", help="also write the report as JSON here")
     p.add_argument("--kernel-ops", action="store_true", help="with --device gpu: each CUDA kernel "
                    "family against the generic CuPy code, on --model's layer shapes at --batch-size "
                    "(median of --steps)")
@@ -65,10 +64,7 @@ def add_bench_arguments(p) -> None:
 
 
 def select_device(args) -> str:
-    """Use --device for a benchmark; a missing GPU (or a bad --json-out) is bad input."""
-    if getattr(args, "json_out", None):
-        from ..train.setup import check_writable
-        check_writable(args.json_out, "--json-out")
+    """Use --device for a benchmark; a missing GPU is bad input."""
     try:
         return backend.use_device(args.device)
     except (ValueError, backend.DeviceError) as exc:
@@ -103,6 +99,8 @@ def run_torch_reference(args, model: str, batches: list[int], device: str = "cpu
 
 
 def run_bench(args) -> int:
+    from ..train.setup import check_writable
+    check_writable(args.json_out, "--json-out")          # before a long run, not after it
     if args.predict:
         from .predict import run_predict
         return run_predict(args)
@@ -153,8 +151,7 @@ def run_bench(args) -> int:
         t = statistics.median(theirs)
         report.update({"torch_step_ms": t * 1e3, "torch_version": torch_info["torch"],
                        "dptrain_over_torch": step / t})
-    if args.json:
-        print(json.dumps(report))
+    if emit_json(report, args):
         return 0
     print(f"dptrain bench: {args.model}, batch {args.batch_size}, {args.threads} thread(s), "
           f"{args.rounds} rounds x {args.steps} steps (medians)")

@@ -131,7 +131,6 @@ def print_prediction(report: dict) -> None:
 
 
 def run_predict(args) -> int:
-    import json
     if args.net is None:
         args.net = "bw=64Gbit,lat=2us" if args.lee else "bw=10Gbit,lat=5us"
     if args.node_gflops is None:
@@ -140,8 +139,7 @@ def run_predict(args) -> int:
         report = predict_lee(args) if args.lee else predict_model(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.json:
-        print(json.dumps(report))
-    else:
+    from .command import emit_json
+    if not emit_json(report, args):
         print_prediction(report)
     return 0

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 from ..errors import UsageError
+from .command import emit_json
 
 
 def _mpiexec() -> str:
@@ -114,8 +115,7 @@ def run_scaling_bench(args) -> int:
             torch_rows.append(row)
     report = {"model": args.model, "batch_per_rank": args.batch_size, "threads": args.threads,
               "rounds": args.rounds, "steps": args.steps, "rows": rows, "torch": torch_rows}
-    if args.json:
-        print(json.dumps(report))
+    if emit_json(report, args):
         return 0
     print(f"dptrain bench: {args.model}, weak scaling, batch {args.batch_size} per rank, "
           f"{args.threads} thread(s) per rank, {args.rounds} rounds x {args.steps} steps (medians)")
@@ -194,8 +194,7 @@ def run_overlap_bench(args) -> int:
                 rows.append(row)
     report = {"batch_per_rank": args.batch_size, "threads": args.threads, "rounds": args.rounds,
               "steps": args.steps, "rows": rows}
-    if args.json:
-        print(json.dumps(report))
+    if emit_json(report, args):
         return 0
     print(f"dptrain bench: overlap on {p} ranks, batch {args.batch_size} per rank, {args.threads} "
           f"thread(s), {args.rounds} rounds x {args.steps} steps (medians); compute = independent step")
