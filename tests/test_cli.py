@@ -184,3 +184,12 @@ def test_eval_with_wrong_weights(tmp_path):
 def test_model_that_does_not_fit_the_images():
     assert_usage_error(dptrain("train", "--model", "thesis-cnn", "--dataset", "synthetic:1x8x8:100"),
                        "thesis-cnn", "(1, 8, 8)")
+
+
+def test_json_out_writes_what_json_prints(tmp_path):
+    out = tmp_path / "predict.json"
+    res = dptrain("bench", "--predict", "--lee", "--json", "--json-out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text()) == json.loads(res.stdout)
+    assert_usage_error(dptrain("bench", "--predict", "--json-out", str(tmp_path / "no" / "p.json")),
+                       "--json-out")
