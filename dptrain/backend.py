@@ -84,6 +84,34 @@ def cupy_module():
     return cupy
 
 
+def cupy_nccl():
+    """CuPy's NCCL bindings (``cupy.cuda.nccl``), which ``import cupy`` does not load: the
+    submodule must be imported by name before it exists as an attribute."""
+    import importlib
+    return importlib.import_module("cupy.cuda.nccl")
+
+
+def device_identity() -> str:
+    """Which physical device this rank computes on, told apart across the job: the host
+    name and the GPU's PCI bus id ('cpu' on the CPU). Two ranks with one identity share a
+    GPU, which NCCL refuses."""
+    if xp is np:
+        return "cpu"
+    import socket
+    import cupy
+    device = cupy.cuda.Device()
+    try:
+        bus = device.pci_bus_id
+    except Exception:                # an older CuPy: the index among the visible devices
+        bus = f"device {device.id}"
+    return f"{socket.gethostname()}:{bus}"
+
+
+def is_device_array(a) -> bool:
+    """Whether ``a`` lives on a GPU (a CuPy array), told without importing CuPy."""
+    return type(a).__module__.startswith("cupy")
+
+
 def get_array_module(a):
     """numpy or cupy, whichever owns ``a``."""
     if type(a).__module__.startswith("cupy"):

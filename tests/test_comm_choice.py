@@ -1,5 +1,5 @@
-"""Which gradient transport --comm gives on which device, and CUDA-aware MPI detection
-(the GPU side needs no GPU here: availability is injected)."""
+"""Which gradient transport --comm gives for which layout of ranks and devices, NCCL and
+CUDA-aware MPI detection (the GPU side needs no GPU here: availability is injected)."""
 import ctypes
 
 import pytest
@@ -8,35 +8,100 @@ from dptrain import comm as comms
 from dptrain.comm import cuda_aware
 
 
-def choose(pref, device, nccl=False, cuda=False):
-    return comms.choose(pref, device, nccl_available=lambda: nccl,
-                        cuda_aware=lambda: (cuda, "injected"))
+from dptrain.comm.choice import RankCaps
 
 
-@pytest.mark.parametrize("nccl,cuda,expected", [(True, True, "nccl"), (True, False, "nccl"),
-                                                (False, True, "cuda-mpi"), (False, False, "staged")])
-def test_auto_prefers_nccl_then_cuda_aware_mpi_then_staging(nccl, cuda, expected):
-    assert choose("auto", "gpu:0", nccl, cuda) == expected
+def gpus(*devices, nccl=True, cuda=False):
+    """One rank per entry of ``devices`` (the identity of its GPU)."""
+    return [RankCaps(f"gpu:{d}", nccl, cuda, "injected") for d in devices]
+
+
+def choose(pref, caps):
+    return comms.choose(pref, caps)[0]
+
+
+# Every combination of: devices per node for the ranks (own / shared), NCCL on every rank or
+# not, CUDA-aware MPI on every rank or not; 2 nodes x 2 ranks.
+OWN, SHARED = ["n0:0", "n0:1", "n1:0", "n1:1"], ["n0:0", "n0:0", "n1:0", "n1:0"]
+
+
+@pytest.mark.parametrize("layout", ["own", "shared"])
+@pytest.mark.parametrize("nccl", [True, False])
+@pytest.mark.parametrize("cuda", [True, False])
+def test_auto_for_every_layout(layout, nccl, cuda):
+    caps = gpus(*(OWN if layout == "own" else SHARED), nccl=nccl, cuda=cuda)
+    name, why = comms.choose("auto", caps)
+    if layout == "own" and nccl:
+        assert name == "nccl"
+    else:
+        assert name == ("cuda-mpi" if cuda else "staged")
+        assert ("sharing a GPU" in why) == (layout == "shared" and nccl)
+        assert ("no NCCL" in why) == (not nccl)
+    assert name == choose("auto", caps)          # the same list gives the same answer
+
+
+@pytest.mark.parametrize("layout", ["own", "shared"])
+@pytest.mark.parametrize("nccl", [True, False])
+@pytest.mark.parametrize("cuda", [True, False])
+def test_explicit_choices_for_every_layout(layout, nccl, cuda):
+    caps = gpus(*(OWN if layout == "own" else SHARED), nccl=nccl, cuda=cuda)
+    assert choose("staged", caps) == "staged"
+    if layout == "own" and nccl:
+        assert choose("nccl", caps) == "nccl"
+    else:
+        with pytest.raises(ValueError, match="no NCCL" if not nccl else
+                           "ranks 0 and 1 share the GPU n0:0, and NCCL refuses"):
+            choose("nccl", caps)
+    if cuda:
+        assert choose("cuda-mpi", caps) == "cuda-mpi"
+    else:
+        with pytest.raises(ValueError, match="ranks 0,1,2,3 is not CUDA-aware"):
+            choose("cuda-mpi", caps)
+    with pytest.raises(ValueError, match="cannot read GPU memory"):
+        choose("mpi", caps)
+
+
+def test_one_rank_without_nccl_rules_nccl_out_for_all():
+    caps = gpus("a:0", "b:0") + [RankCaps("gpu:c:0", nccl=False)]
+    assert comms.choose("auto", caps) == ("staged", "no NCCL on rank 2; the MPI library is not CUDA-aware")
+    with pytest.raises(ValueError, match="the CuPy of rank 2 has no NCCL"):
+        choose("nccl", caps)
 
 
 def test_cpu_runs_use_plain_mpi():
-    assert choose("auto", "cpu", True, True) == "mpi"
-    assert choose("mpi", "cpu") == "mpi"
+    cpus = [RankCaps("cpu")] * 2
+    assert choose("auto", cpus) == "mpi" and choose("mpi", cpus) == "mpi"
     for pref in ("nccl", "cuda-mpi", "staged"):
         with pytest.raises(ValueError, match=f"--comm {pref} moves device buffers"):
-            choose(pref, "cpu")
+            choose(pref, cpus)
 
 
-def test_explicit_choices_on_a_gpu_are_checked():
-    assert choose("staged", "gpu:1") == "staged"
-    assert choose("nccl", "gpu:0", nccl=True) == "nccl"
-    assert choose("cuda-mpi", "gpu:0", cuda=True) == "cuda-mpi"
-    with pytest.raises(ValueError, match="this CuPy has no NCCL"):
-        choose("nccl", "gpu:0")
-    with pytest.raises(ValueError, match="not CUDA-aware"):
-        choose("cuda-mpi", "gpu:0")
-    with pytest.raises(ValueError, match="cannot read GPU memory"):
-        choose("mpi", "gpu:0")
+def test_ranks_on_gpus_and_cpus_are_refused():
+    with pytest.raises(ValueError, match="rank 0 run on a GPU and rank 1 on the CPU"):
+        choose("auto", gpus("a:0") + [RankCaps("cpu")])
+
+
+def test_nccl_available_imports_the_submodule(tmp_path, monkeypatch):
+    """CuPy's real layout: ``import cupy`` does not import ``cupy.cuda.nccl``, so reading it
+    as an attribute fails until the submodule is imported by name."""
+    import sys
+    from dptrain.comm import nccl
+    pkg = tmp_path / "cupy"
+    (pkg / "cuda").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from . import cuda\n")
+    (pkg / "cuda" / "__init__.py").write_text("")
+    (pkg / "cuda" / "nccl.py").write_text("available = True\n")
+    for name in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import cupy
+    assert not hasattr(cupy.cuda, "nccl")           # what made the old check answer False
+    assert nccl.available() is True
+    (pkg / "cuda" / "nccl.py").write_text("raise ImportError('libnccl.so.2 not found')\n")
+    monkeypatch.delitem(sys.modules, "cupy.cuda.nccl")
+    assert nccl.available() is False
+    for name in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]:
+        monkeypatch.delitem(sys.modules, name)
 
 
 class FakeLibrary:

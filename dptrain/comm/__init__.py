@@ -5,7 +5,8 @@
     mpi    CPU       any run under mpiexec/srun; a single process works too (size 1)
     local     CPU    one process, no MPI at all (what `dptrain train` uses without a launcher)
     nccl      GPU    NCCL on a dedicated CUDA stream for device buffers, MPI (``inner``) for the
-                     rest; the first choice on GPUs (not yet run on a GPU)
+                     rest; the first choice with one GPU per rank (choice.py says which
+                     transport each layout gets; multi-GPU NCCL not yet run on GPUs)
     cuda-mpi  GPU    MPI handed device buffers directly, when the library is CUDA-aware
                      (detected: cuda_aware.detect()); waits for the producing kernels first
     staged    GPU    an MPI communicator (``inner``) fed through pinned host buffers: the
@@ -17,6 +18,7 @@
 """
 from .base import Communicator, Handle
 from .buckets import Bucket, build_buckets
+from .choice import RankCaps, choose
 
 
 def create(name: str = "mpi", **kwargs) -> Communicator:
@@ -45,35 +47,6 @@ def create(name: str = "mpi", **kwargs) -> Communicator:
                      "(choose mpi, local, nccl, cuda-mpi, staged or emulated)")
 
 
-def choose(preference: str, device: str, nccl_available=None, cuda_aware=None) -> str:
-    """The transport for gradients on ``device`` ('cpu' or 'gpu:N'): ``preference`` if it
-    can work there, the best available for 'auto'. Raises ValueError saying why not."""
-    on_gpu = device.startswith("gpu")
-    if not on_gpu:
-        if preference in ("auto", "mpi"):
-            return "mpi"
-        raise ValueError(f"--comm {preference} moves device buffers: it needs --device gpu")
-    if preference == "mpi":
-        raise ValueError("--comm mpi cannot read GPU memory: use nccl, cuda-mpi or staged")
-    if nccl_available is None:
-        from .nccl import available as nccl_available
-    if cuda_aware is None:
-        from .cuda_aware import detect as cuda_aware
-    if preference == "nccl" and not nccl_available():
-        raise ValueError("--comm nccl: this CuPy has no NCCL (install cupy with NCCL, "
-                         "or use cuda-mpi or staged)")
-    if preference == "cuda-mpi":
-        ok, how = cuda_aware()
-        if not ok:
-            raise ValueError(f"--comm cuda-mpi: the MPI library is not CUDA-aware ({how}); "
-                             "set DPTRAIN_CUDA_AWARE_MPI=1 if it is")
-    if preference != "auto":
-        return preference
-    if nccl_available():
-        return "nccl"
-    return "cuda-mpi" if cuda_aware()[0] else "staged"
-
-
 def wrap(name: str, mpi_comm: Communicator) -> Communicator:
     """A multi-rank MPI communicator carried over the transport ``name`` (from choose)."""
     if name == "mpi":
@@ -89,4 +62,4 @@ def default() -> Communicator:
     return create("mpi" if launched_under_mpi() else "local")
 
 
-__all__ = ["Communicator", "Handle", "Bucket", "build_buckets", "create"]
+__all__ = ["Communicator", "Handle", "Bucket", "build_buckets", "create", "choose", "RankCaps"]

@@ -1,4 +1,4 @@
-"""NCCL for device buffers, MPI for the rest (not yet run on a GPU: see issue 7).
+"""NCCL for device buffers, MPI for the rest (one rank per GPU; multi-GPU runs not yet verified).
 
 The NCCL unique id is created on rank 0 and broadcast over MPI. Reductions run on a
 dedicated CUDA stream; each is ordered after the kernels that produced the gradients by
@@ -38,7 +38,7 @@ class NCCLCommunicator(Communicator):
 
     def __init__(self, mpi: Communicator):
         cupy = backend.cupy_module()
-        self.nccl = cupy.cuda.nccl
+        self.nccl = backend.cupy_nccl()
         self.mpi = mpi
         self.rank, self.size = mpi.rank, mpi.size
         self.local_rank, self.local_size = mpi.local_rank, mpi.local_size
@@ -120,7 +120,9 @@ class NCCLCommunicator(Communicator):
 
 
 def available() -> bool:
+    """Whether CuPy's NCCL bindings load here. ``cupy.cuda.nccl`` is a submodule that CuPy
+    does not import by itself: reading it as an attribute fails until something imports it."""
     try:
-        return bool(backend.cupy_module().cuda.nccl.available)
-    except Exception:
+        return bool(backend.cupy_nccl().available)
+    except Exception:       # no CuPy, CuPy built without NCCL, or libnccl missing
         return False

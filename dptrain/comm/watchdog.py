@@ -14,6 +14,8 @@ import threading
 import time
 from contextlib import contextmanager
 
+from .order_check import labelled
+
 
 def abort_job(message: str) -> None:
     from .mpi import abort_world
@@ -69,3 +71,15 @@ class Watchdog:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+
+
+@contextmanager
+def guarded(watchdog, what: str):
+    """Name the collectives posted inside (for --check-collectives) and, with a watchdog,
+    end the job if they do not complete within its timeout."""
+    with labelled(what):
+        if watchdog is None:
+            yield
+        else:
+            with watchdog.guard(what):
+                yield

@@ -26,6 +26,8 @@ import time
 import numpy as np
 
 from ..comm import build_buckets
+from ..comm.order_check import labelled
+from ..comm.watchdog import guarded
 from ..nn import BatchNorm
 from .fc_replication import FCReplication, choose_layers
 from .nonfinite import NonfiniteWatch
@@ -116,8 +118,7 @@ class DataParallel:
         return self.watch.found
 
     def _guard(self, what: str):
-        from contextlib import nullcontext
-        return self.watchdog.guard(what) if self.watchdog is not None else nullcontext()
+        return guarded(self.watchdog, what)
 
     def _sum_over_ranks(self, a):
         out = a.copy()                      # host or device array, whichever the layer uses
@@ -273,10 +274,11 @@ class DataParallel:
             self._prepare(b)
             b.posted_at = time.perf_counter()
             b.posted_step = self.tracer.step if self.tracer is not None else None
+            what = f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) at step {self.step}"
             if self.watchdog is not None:
-                b.watch = self.watchdog.arm(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) "
-                                            f"at step {self.step}")
-            b.handle = self._engine.submit(b.wire, priority=min(b.layers))
+                b.watch = self.watchdog.arm(what)
+            with labelled(what):
+                b.handle = self._engine.submit(b.wire, priority=min(b.layers))
             b.reset()
             if b.index == len(self.buckets) - 1:
                 self._acc = None                    # every bucket has taken its share
@@ -337,9 +339,11 @@ class DataParallel:
             if b.handle is not None:
                 self._complete(b)
 
-    def close(self, flush: bool = True) -> None:
-        """Finish pending work (unless the run failed) and stop the communication thread."""
+    def close(self, flush: bool = True, abandon: bool = False) -> None:
+        """Finish pending work (unless the run failed) and stop the communication thread.
+        ``abandon``: the ranks posted different collectives, so what is in flight may never
+        complete: drop it rather than wait (the job is ended anyway)."""
         if flush:
             self.flush()
         if self._engine is not None:
-            self._engine.close()
+            self._engine.close(wait=not abandon)

@@ -17,6 +17,7 @@ import time
 
 
 from ..backend import get_array_module
+from ..comm.order_check import labelled
 from ..nn import Dense
 
 MODES = ("auto", "all", "none")
@@ -63,7 +64,7 @@ class FCReplication:
     def __contains__(self, i) -> bool:
         return i in self._gathers
 
-    def _post(self, send, recv, local, priority: int):
+    def _post(self, send, recv, local, priority: int, what: str):
         n = len(local)
         if n > self.rows:
             raise ValueError(f"a local batch of {n} exceeds the {self.rows} rows sized for FC "
@@ -71,17 +72,20 @@ class FCReplication:
         send[:n] = local
         send[n:] = 0
         self.stats.bytes += int(send.nbytes) * (self.comm.size - 1)     # ring allgather, sent
-        return self.engine.submit_gather(send, recv, priority=priority)
+        with labelled(what):
+            return self.engine.submit_gather(send, recv, priority=priority)
 
     def after_forward(self, i: int) -> None:
         g = self._gathers.get(i)
         if g is not None:
             g.posted_at = time.perf_counter()
-            g.x_handle = self._post(g.x_send, g.x_recv, self.model.layers[i]._x, i)
+            g.x_handle = self._post(g.x_send, g.x_recv, self.model.layers[i]._x, i,
+                                   f"allgather of layer {i}'s inputs")
 
     def after_backward(self, i: int) -> None:
         g = self._gathers[i]
-        g.dy_handle = self._post(g.dy_send, g.dy_recv, self.model.layers[i]._dy, i)
+        g.dy_handle = self._post(g.dy_send, g.dy_recv, self.model.layers[i]._dy, i,
+                                f"allgather of layer {i}'s output errors")
 
     def post_empty(self, i: int, which: str) -> None:
         """A rank without samples still takes part: zero rows."""

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from ..comm.base import Handle
+from ..comm.order_check import current_origin, labelled
 
 
 class _Done(Handle):
@@ -34,6 +35,16 @@ class _Done(Handle):
         return self._event.is_set()
 
 
+def _in_origin(operation):
+    """``operation`` run later (on a communication thread) under the origin named now."""
+    origin = current_origin()
+
+    def run():
+        with labelled(origin):
+            operation()
+    return run
+
+
 class CommThread:
     """Reduces submitted buffers in submission order (so every rank's order matches)."""
 
@@ -45,7 +56,7 @@ class CommThread:
 
     def submit(self, buf, priority: int = 0) -> Handle:
         done = _Done()
-        self._queue.put((lambda: self.comm.allreduce(buf), done))
+        self._queue.put((_in_origin(lambda: self.comm.allreduce(buf)), done))
         return done
 
     def submit_gather(self, send, recv, priority: int = 0) -> Handle:
@@ -54,7 +65,7 @@ class CommThread:
 
         def gather():
             recv[...] = self.comm.allgather(send)
-        self._queue.put((gather, done))
+        self._queue.put((_in_origin(gather), done))
         return done
 
     def poll(self) -> None:
@@ -73,9 +84,9 @@ class CommThread:
             done.done_at = time.perf_counter()
             done._event.set()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         self._queue.put(None)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=5 if wait else 0.5)
 
 
 class _Polled(Handle):
@@ -114,9 +125,12 @@ class Poller:
     def poll(self) -> None:
         self._inflight = [h for h in self._inflight if not h.test()]
 
-    def close(self) -> None:
-        for h in self._inflight:
-            h.wait()
+    def close(self, wait: bool = True) -> None:
+        """Complete what is in flight; after a failure (``wait=False``) drop it instead: a
+        request another rank never matched would never complete, and the job ends anyway."""
+        if wait:
+            for h in self._inflight:
+                h.wait()
         self._inflight = []
 
 
@@ -155,12 +169,13 @@ class PriorityCommThread:
     def submit(self, buf, priority: int = 0) -> Handle:
         step = max(self.chunk_bytes // buf.itemsize, 1)
         views = [buf[i:i + step] for i in range(0, len(buf), step)]
-        return self._enqueue([lambda v=v: self.comm.allreduce(v) for v in views], priority)
+        return self._enqueue([_in_origin(lambda v=v: self.comm.allreduce(v)) for v in views],
+                             priority)
 
     def submit_gather(self, send, recv, priority: int = 0) -> Handle:
         def gather():
             recv[...] = self.comm.allgather(send)
-        return self._enqueue([gather], priority)
+        return self._enqueue([_in_origin(gather)], priority)
 
     def poll(self) -> None:
         """Nothing to do: the thread makes progress by itself."""
@@ -176,7 +191,8 @@ class PriorityCommThread:
             self._counts[:] = 0
             self._counts[self.comm.rank] = posted
             try:
-                self.comm.allreduce(self._counts)       # every rank's posted count
+                with labelled("posted-chunk counts (priority progress)"):
+                    self.comm.allreduce(self._counts)   # every rank's posted count
                 agreed = int(self._counts.min())
                 with self._cv:
                     ready = [item for item in self._pending if item[1] < agreed]
@@ -195,8 +211,8 @@ class PriorityCommThread:
             if error is not None:
                 return
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         with self._cv:
             self._closing = True
             self._cv.notify()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=5 if wait else 0.5)

@@ -73,6 +73,7 @@ class TrainConfig:
     net_emulate: str | None = None       # "bw=10Gbit,lat=20us": alpha-beta network emulation
     comm_timeout: float = 300.0          # seconds before a stuck collective ends the job
     check_replicas: int = 0              # compare parameter hashes every N steps (0: never)
+    check_collectives: str | None = None  # off | strict | N steps; None: DPTRAIN_CHECK_COLLECTIVES
     skip_nonfinite: int = 0              # steps with a NaN/inf loss to skip before failing
     quiet: bool = False
 
@@ -108,6 +109,12 @@ class TrainConfig:
         positive("check_replicas", self.check_replicas, strict=False)
         positive("skip_nonfinite", self.skip_nonfinite, strict=False)
         parse_interval(self.checkpoint_every)
+        if self.check_collectives is not None:
+            from ..comm.order_check import parse_mode
+            try:
+                parse_mode(self.check_collectives)
+            except ValueError as exc:
+                raise UsageError(f"--check-collectives {exc}") from None
         if self.net_emulate:
             from ..comm.emulated import parse_spec
             try:
@@ -165,7 +172,8 @@ def coerce(name: str, value, where: str):
     kind = str(TrainConfig.__dataclass_fields__[name].type).split(" |")[0]
     if value is None:
         return None
-    if name == "checkpoint_every" and isinstance(value, int) and not isinstance(value, bool):
+    if name in ("checkpoint_every", "check_collectives") and isinstance(value, int) \
+            and not isinstance(value, bool):
         value = str(value)                   # checkpoint_every = 500 in a TOML file
     ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
           "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),

@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from .. import backend, comm as comms, data, nn, optim
-from ..comm.watchdog import Watchdog
+from ..comm import order_check
+from ..comm.watchdog import Watchdog, guarded
 from ..data import augment
 from ..data.prefetch import Prefetcher, make_transfer
 from ..errors import TrainingFailure, UsageError
@@ -59,8 +60,7 @@ class Trainer:
         if errors:
             rank, message = min(errors)
             raise UsageError(message if rank == 0 else f"rank {rank}: {message}")
-        if self.size > 1 and self.transport != "mpi":      # gradients in device memory
-            self.comm = comms.wrap(self.transport, self.comm)
+        self._agree_on_transport()
         self.watchdog = Watchdog(cfg.comm_timeout, self.rank) if self.size > 1 else None
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
@@ -71,16 +71,38 @@ class Trainer:
         self.dp.broadcast_parameters(root=0)
         self.inputs = Prefetcher(self._load_inputs, make_transfer())
         self.feed = SamplerFeed(self.sampler, self.comm, self._guard)
-        # Deferred (one step late) unless --skip-nonfinite must decide before the next updates;
-        # one process on a CPU has nothing to defer (reading its numbers costs nothing).
-        self.step_metrics = StepMetrics(self.comm, self._guard,
-                                        deferred=cfg.skip_nonfinite == 0 and (
-                                            self.size > 1 or not backend.host_reads_are_free()))
+        self.step_metrics = StepMetrics(self.comm, self._guard, self._metrics_pipeline())
         self.tracer = None
         if cfg.trace:
             self.tracer = Tracer(self.rank, first_step=self.step + 1, steps=cfg.trace_steps)
             self.model.tracer = self.dp.tracer = self.tracer
         self.fault = faults.from_env()
+
+    def _agree_on_transport(self) -> None:
+        """Every rank describes its device and libraries; all choose from the same list, so
+        the transport, the metrics pipeline and any refusal are the same on every rank."""
+        mine = comms.choice.local_caps(backend.device_name, backend.device_identity())
+        caps = [c for _, c in sorted(self.comm.allreduce_obj([(self.rank, mine)]))]
+        # a device rank reads its results late; decided for all ranks alike (step_metrics.py)
+        self.device_reads = any(c.device_reads for c in caps)
+        try:
+            self.transport, self.transport_why = comms.choose(self.cfg.comm, caps)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if self.size > 1 and self.transport != "mpi":      # gradients in device memory
+            self.comm = comms.wrap(self.transport, order_check.unchecked(self.comm))
+        mode = order_check.mode_from_env() if self.cfg.check_collectives is None \
+            else order_check.parse_mode(self.cfg.check_collectives)
+        self.comm = order_check.checked(self.comm, mode) if self.size > 1 else self.comm
+        self.order_checks_every = mode if isinstance(mode, int) else 0
+
+    def _metrics_pipeline(self) -> str:
+        """Synchronous where --skip-nonfinite must decide before the next updates, or where
+        there is nothing to defer (one process on the CPU); else one step late (host values)
+        or two (device values, copied behind the step's kernels)."""
+        if self.cfg.skip_nonfinite > 0 or (self.size == 1 and not self.device_reads):
+            return "synchronous"
+        return "device" if self.device_reads else "host"
 
     def _setup_local(self) -> None:
         """Configuration, data, model, optimiser, schedule, resume: no communication here."""
@@ -98,10 +120,6 @@ class Trainer:
         except ValueError as exc:
             raise UsageError(f"--augment: {exc}") from None
         setup_backend(cfg, self.comm.local_rank, self.comm.local_size)
-        try:
-            self.transport = comms.choose(cfg.comm, backend.device_name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
         try:
             self.ds = data.load(cfg.dataset)
         except data.DataError as exc:
@@ -239,7 +257,7 @@ class Trainer:
         if not self.dp.watch.synchronous:
             # Reduced gradients are equal on every rank, so every rank fails at the same step.
             # On a GPU only earlier steps' checks are read: they are done, this one is queued.
-            problem = self.dp.watch.check(None if backend.host_reads_are_free() else self.step)
+            problem = self.dp.watch.check(self.step if self.device_reads else None)
             if problem:
                 raise TrainingFailure(problem)
         results = self.step_metrics.post(self.step, lr, global_batch, loss_sum, correct_sum, stop_flag)
@@ -262,8 +280,7 @@ class Trainer:
                   f"({self.skipped} of {self.cfg.skip_nonfinite})", file=sys.stderr)
 
     def _guard(self, what: str):
-        from contextlib import nullcontext
-        return self.watchdog.guard(what) if self.watchdog is not None else nullcontext()
+        return guarded(self.watchdog, what)
 
     def check_replicas(self) -> None:
         """Every rank must hold the same parameters; a hash of them is compared."""
@@ -300,19 +317,22 @@ class Trainer:
     # --- the loop --------------------------------------------------------
     def run(self) -> dict:
         # a diverging run is reported once, as exit 3 with its step, not as numpy warnings
-        ok = False
+        ok = disagreed = False
         try:
             with np.errstate(over="ignore", invalid="ignore"), PreemptionGuard() as guard:
                 result = self._run(guard)
             ok = True
             return result
+        except order_check.CollectiveOrderError:
+            disagreed = True    # the ranks' states differ: nothing more may be posted
+            raise
         except (TrainingFailure, StopRequested):
             # failures every rank agreed on: complete the reduction still in flight, so MPI
             # finalises cleanly (the others end the job with MPI_Abort anyway)
             self.step_metrics.drain()
             raise
         finally:
-            self.dp.close(flush=ok)
+            self.dp.close(flush=ok, abandon=disagreed)
             if self.watchdog is not None:
                 self.watchdog.close()
 
@@ -326,6 +346,7 @@ class Trainer:
             f"({len(self.ds.x_train)} train / {len(self.ds.x_test)} test), batch {cfg.batch_size}, "
             f"{cfg.optimizer}, {self.size} rank(s), {backend.device_name}"
             + (f" over {self.transport}" if self.size > 1 else "")
+            + (f" ({self.transport_why})" if self.size > 1 and self.device_reads else "")
             + (f", resumed from {self.resumed_from.name} at step {self.step}"
                if self.resumed_from else ""), flush=True)
         result = {}
@@ -364,6 +385,8 @@ class Trainer:
                     account(results)
                     if cfg.check_replicas and self.step % cfg.check_replicas == 0:
                         self.check_replicas()
+                    if self.order_checks_every and self.step % self.order_checks_every == 0:
+                        self.comm.verify()
                     if cfg.checkpoint_dir and unit == "step" and every and self.step % every == 0:
                         account(self.save_checkpoint())
                 account(self.settle())                    # the epoch's last steps
@@ -377,6 +400,9 @@ class Trainer:
             metrics.close()
         if cfg.checkpoint_dir and self.step == self.total_steps:
             self.save_checkpoint()                       # the end of training
+        if isinstance(self.comm, order_check.CheckedCommunicator):
+            self.dp.flush()
+            self.comm.verify()
         if cfg.save_weights and self.is_root:
             self.dp.flush()
             save_weights(self.model, cfg.save_weights)

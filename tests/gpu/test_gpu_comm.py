@@ -24,7 +24,7 @@ def _train(transport, sync="blocking"):
                       quiet=True, threads=1, sync=sync, comm="auto" if transport == "local" else transport,
                       bucket_mb=0.05)
     t = Trainer(cfg, comm=comm)
-    assert transport == "local" or type(t.comm).name == transport
+    assert transport == "local" or t.transport == transport
     t.run()
     backend.use_device("cpu")
     backend.set_dtype("float32")

@@ -1,19 +1,22 @@
-"""Data parallelism under mpiexec (-n 2 and -n 4): the guarantees of DESIGN.md.
+"""Data parallelism under mpiexec (-n 2 and -n 4): the guarantees of docs/architecture.md.
 
 Each test runs the P-rank training and, in the same process, the one-process reference
-(a LocalCommunicator), then compares parameters. Run with:
+(a LocalCommunicator), then compares parameters. Tests taking ``timing`` run twice: with host
+results, and with device-like results whose readiness differs per rank (as on GPUs). Run with:
     mpiexec -n 2 python -m pytest --with-mpi tests/mpi
 """
 import numpy as np
 import pytest
 
 from dptrain import backend, comm as comms
+from dptrain.comm import order_check
 from dptrain.comm.local import LocalCommunicator
 from dptrain.train import TrainConfig, Trainer
 
 
 def world():
-    return comms.create("mpi")
+    """COMM_WORLD, order-checked as the suite asks (tests/mpi/conftest.py)."""
+    return order_check.checked(comms.create("mpi"), order_check.mode_from_env())
 
 
 def train(comm, **overrides):
@@ -34,13 +37,13 @@ def assert_same(a, b, rtol=1e-9):
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("batch", [32, 30])          # 30: not divisible by 4 ranks
-def test_mlp_rank_count_invariance(batch):
+def test_mlp_rank_count_invariance(batch, timing):
     assert_same(train(world(), batch_size=batch), train(LocalCommunicator(), batch_size=batch))
 
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("batch", [24, 22])
-def test_thesis_cnn_sync_bn_dropout_rank_count_invariance(batch):
+def test_thesis_cnn_sync_bn_dropout_rank_count_invariance(batch, timing):
     kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=batch)
     assert_same(train(world(), **kw), train(LocalCommunicator(), **kw))
 
@@ -62,7 +65,7 @@ def test_last_batch_smaller_than_rank_count(model, dataset, sync_bn, sync):
 @pytest.mark.parametrize("sync,progress", [("blocking", "thread"), ("overlap", "thread"),
                                            ("overlap", "poll"), ("overlap", "priority"),
                                            ("overlap-fc", "priority")])
-def test_schedules_give_the_same_parameters(sync, progress):
+def test_schedules_give_the_same_parameters(sync, progress, timing):
     # small buckets: several reductions in flight at once
     kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=24,
               bucket_mb=0.05, optimizer="adam", lr=1e-3)
@@ -106,7 +109,7 @@ def test_parameters_broadcast_from_rank_zero():
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("sync", ["blocking", "overlap"])
-def test_accumulation_equals_one_large_batch(sync):
+def test_accumulation_equals_one_large_batch(sync, timing):
     """--accumulate 2 of a 64-sample batch (2 x 32) gives the parameters of one batch of 64."""
     kw = dict(batch_size=64, sync=sync, dataset="synthetic:1x8x8:400", optimizer="adam", lr=1e-3)
     assert_same(train(world(), accumulate=2, **kw), train(LocalCommunicator(), **kw))
@@ -129,7 +132,7 @@ def test_float16_gradients_within_tolerance(sync):
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("sync,progress", [("blocking", "thread"), ("overlap", "thread"),
                                            ("overlap", "poll")])
-def test_resume_after_an_epoch_is_bitwise_identical(sync, progress, tmp_path_factory):
+def test_resume_after_an_epoch_is_bitwise_identical(sync, progress, tmp_path_factory, timing):
     c = world()
     # every rank must read the same directory: rank 0 chooses it
     d = c.bcast_obj(str(tmp_path_factory.mktemp("ck")) if c.rank == 0 else None)
@@ -145,7 +148,7 @@ def test_resume_after_an_epoch_is_bitwise_identical(sync, progress, tmp_path_fac
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("sampler,extra", [("obs", {"obs_recompute_every": 1}), ("as", {}),
                                            ("as", {"as_weighting": "none", "as_beta": 1})])
-def test_adaptive_samplers_rank_count_invariance(sampler, extra):
+def test_adaptive_samplers_rank_count_invariance(sampler, extra, timing):
     kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:150", sync_bn=True, batch_size=24,
               sampler=sampler, epochs=2, max_steps=None, **extra)
     assert_same(train(world(), **kw), train(LocalCommunicator(), **kw))
@@ -190,7 +193,7 @@ def test_overlap_fc_equals_blocking_on_a_wide_mlp(progress, batch):
 
 
 @pytest.mark.mpi(min_size=2)
-def test_overlap_fc_on_thesis_cnn_equals_blocking():
+def test_overlap_fc_on_thesis_cnn_equals_blocking(timing):
     kw = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", sync_bn=True, batch_size=24)
     assert_same(train(world(), sync="overlap-fc", fc_replicate="all", **kw),
                 train(world(), sync="blocking", **kw))

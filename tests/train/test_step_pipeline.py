@@ -25,7 +25,7 @@ class LaggingCopy(backend.HostCopy):
 
 
 def test_host_values_lag_one_step():
-    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), deferred=True)
+    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), pipeline="host")
     got = [m.post(s, 0.1, 8, float(s), s, 0) for s in range(3)]
     assert [[r.step for r in g] for g in got] == [[], [0], [1]]
     assert [(r.step, r.loss, r.correct) for r in m.drain()] == [(2, 2.0, 2)]
@@ -34,7 +34,7 @@ def test_host_values_lag_one_step():
 def test_device_values_lag_two_steps_and_are_read_after_the_next_step_is_queued(monkeypatch):
     monkeypatch.setattr(backend, "HostCopy", LaggingCopy)
     LaggingCopy.reads = 0
-    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), deferred=True)
+    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), pipeline="device")
     got = []
     for s in range(4):
         got.append(m.post(s, 0.1, 8, np.float64(s), np.int64(2 * s), int(s == 3)))
@@ -45,8 +45,49 @@ def test_device_values_lag_two_steps_and_are_read_after_the_next_step_is_queued(
     assert m.drain() == []
 
 
+class RecordingComm(LocalCommunicator):
+    """One process that notes which collective it was asked for, and when."""
+
+    def __init__(self):
+        self.calls = []
+
+    def allreduce(self, buf):
+        self.calls.append(("allreduce", len(buf)))
+
+    def iallreduce(self, buf):
+        self.calls.append(("iallreduce", len(buf)))
+        return super().iallreduce(buf)
+
+
+@pytest.mark.parametrize("pipeline", ["host", "device"])
+def test_the_collectives_posted_do_not_depend_on_readiness(monkeypatch, pipeline):
+    """Whether a copy is ready is local timing (a CUDA event query): the reductions posted
+    at each step must be the same whatever it answers, or ranks pair different collectives."""
+    sequences = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+
+        class RandomlyReady(backend.HostCopy):
+            @property
+            def ready(self):
+                return bool(rng.integers(2))
+        monkeypatch.setattr(backend, "HostCopy", RandomlyReady)
+        comm = RecordingComm()
+        m = StepMetrics(comm, lambda what: nullcontext(), pipeline=pipeline)
+        seq = []
+        for s in range(6):
+            m.post(s, 0.1, 8, np.float64(s), np.int64(s), 0)
+            seq.append(list(comm.calls))
+        m.drain()
+        seq.append(list(comm.calls))
+        sequences.append(seq)
+    assert all(s == sequences[0] for s in sequences)
+    lag = {"host": 0, "device": 1}[pipeline]           # steps whose post posts no reduction
+    assert [len(calls) for calls in sequences[0][:6]] == [max(0, s + 1 - lag) for s in range(6)]
+
+
 def test_synchronous_metrics_complete_at_once():
-    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), deferred=False)
+    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), pipeline="synchronous")
     assert [r.loss for r in m.post(0, 0.1, 8, np.float64(1.5), 3, 0)] == [1.5]
 
 

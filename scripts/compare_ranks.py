@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Train the same run on 1 rank and on P ranks and compare the parameters they end with.
+
+    scripts/compare_ranks.py --ranks 2 [--device gpu] [--rtol 1e-9] -- TRAIN FLAGS...
+
+The flags after ``--`` go to both `dptrain train` runs (give --dtype float64 and, for models
+with BatchNorm, --sync-bn: the rank-count guarantee of docs/architecture.md). The P-rank run
+goes through `mpiexec -n P` (with --allow-gpu-sharing on a GPU, so that one GPU serves every
+rank). Prints the largest relative difference per array and exits 1 when any exceeds --rtol,
+or when either run fails.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def train(ranks: int, device: str, weights: str, flags: list[str]) -> int:
+    cmd = [sys.executable, "-m", "dptrain", "train", "--device", device, "--quiet",
+           "--save-weights", weights, *flags]
+    if device == "gpu" and ranks > 1:
+        cmd.append("--allow-gpu-sharing")
+    if ranks > 1:
+        mpiexec = shutil.which("mpiexec") or os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        cmd = [mpiexec, "-n", str(ranks), *cmd]
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.run(cmd).returncode
+
+
+def compare(one: str, many: str, rtol: float, atol: float) -> bool:
+    a, b = np.load(one), np.load(many)
+    if sorted(a.files) != sorted(b.files):
+        print(f"different arrays: {sorted(set(a.files) ^ set(b.files))}")
+        return False
+    ok = True
+    for k in sorted(a.files, key=lambda name: [int(p) if p.isdigit() else p for p in name.split(".")]):
+        x, y = a[k].astype(np.float64), b[k].astype(np.float64)
+        diff = np.abs(x - y)
+        rel = float((diff / np.maximum(np.abs(x), atol)).max()) if x.size else 0.0
+        bad = not np.allclose(y, x, rtol=rtol, atol=atol)
+        ok &= not bad
+        print(f"{k:>14}  {x.size:>8}  max rel diff {rel:.3e}{'  <-- differs' if bad else ''}")
+    return ok
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    p.add_argument("--rtol", type=float, default=1e-9)
+    p.add_argument("--atol", type=float, default=1e-12)
+    p.add_argument("--outdir", default=None, help="keep both weights files here")
+    p.add_argument("flags", nargs=argparse.REMAINDER, help="-- then the flags of `dptrain train`")
+    args = p.parse_args(argv)
+    flags = args.flags[1:] if args.flags[:1] == ["--"] else args.flags
+    if args.ranks < 2:
+        p.error("--ranks must be at least 2")
+    outdir = args.outdir or tempfile.mkdtemp(prefix="compare_ranks_")
+    os.makedirs(outdir, exist_ok=True)
+    one, many = os.path.join(outdir, "1rank.npz"), os.path.join(outdir, f"{args.ranks}ranks.npz")
+    for ranks, path in ((1, one), (args.ranks, many)):
+        rc = train(ranks, args.device, path, flags)
+        if rc != 0:
+            print(f"compare_ranks: the {ranks}-rank run failed (exit {rc})")
+            return 1
+    ok = compare(one, many, args.rtol, args.atol)
+    print(f"1 rank vs {args.ranks} ranks: {'the same parameters' if ok else 'DIFFERENT parameters'} "
+          f"(rtol {args.rtol:g})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
