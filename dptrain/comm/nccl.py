@@ -15,6 +15,11 @@ from .. import backend
 from .base import Communicator, Handle
 
 
+def _ptr(arr) -> int:
+    """The device address of a CuPy array (what NCCL's calls take)."""
+    return arr.data.ptr
+
+
 class _Event(Handle):
     def __init__(self, event, consumer):
         self._event, self._consumer = event, consumer     # the stream that reads the result
@@ -76,7 +81,7 @@ class NCCLCommunicator(Communicator):
         if not self._on_device(buf):
             return self.mpi.iallreduce(buf)
         self._after_compute()
-        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._types[buf.dtype.name],
+        self.comm.allReduce(_ptr(buf), _ptr(buf), buf.size, self._types[buf.dtype.name],
                             self.nccl.NCCL_SUM, self.stream.ptr)
         return self._finished()
 
@@ -87,7 +92,7 @@ class NCCLCommunicator(Communicator):
         if not self._on_device(arr):
             return self.mpi.iallgather(arr, out)
         self._after_compute()
-        self.comm.allGather(arr.data.ptr, out.data.ptr, arr.size, self._types[arr.dtype.name],
+        self.comm.allGather(_ptr(arr), _ptr(out), arr.size, self._types[arr.dtype.name],
                             self.stream.ptr)
         return self._finished()
 
@@ -103,7 +108,7 @@ class NCCLCommunicator(Communicator):
             self.mpi.bcast(buf, root)
             return
         self._after_compute()
-        self.comm.bcast(buf.data.ptr, buf.size, self._types[buf.dtype.name], root, self.stream.ptr)
+        self.comm.bcast(_ptr(buf), buf.size, self._types[buf.dtype.name], root, self.stream.ptr)
         self._finished().wait()
 
     def barrier(self) -> None:
