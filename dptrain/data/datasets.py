@@ -3,7 +3,7 @@
     mnist5k              5,000 real MNIST digits (default), 4,000 train / 1,000 test
     mnist:DIR            IDX files, raw or .gz
     fashion-mnist:DIR    same file names as MNIST
-    cifar10:DIR          the python batches
+    cifar10:DIR          the python or the binary batches (cifar.py)
     npz:FILE             arrays x, y and optionally x_test, y_test
     synthetic[:CxHxW[:N]] generated, learnable, for benchmarks and tests
 

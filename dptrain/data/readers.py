@@ -1,4 +1,4 @@
-"""File readers: IDX (MNIST, Fashion-MNIST; raw or .gz), CIFAR-10 python batches, npz, mnist5k.
+"""File readers: IDX (MNIST, Fashion-MNIST; raw or .gz), npz, mnist5k; CIFAR-10 in cifar.py.
 
 Every problem with a file raises DataError naming the file and what is wrong,
 which the command line turns into one line and exit code 2.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
-import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: no such file") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:     # a damaged gzip body is a zlib.error
         raise DataError(f"{path}: cannot read ({exc})") from None
 
 
@@ -78,30 +78,9 @@ def read_idx_pair(directory: Path, split: str):
 
 
 def read_cifar10(directory: Path):
-    """The python version: data_batch_1..5 and test_batch, dicts of b'data' (N, 3072) and b'labels'."""
-    if (directory / "cifar-10-batches-py").is_dir():
-        directory = directory / "cifar-10-batches-py"
-
-    def batch(name):
-        path = directory / name
-        try:
-            with open(path, "rb") as f:
-                d = pickle.load(f, encoding="bytes")
-            data = np.asarray(d[b"data"], dtype=np.uint8)
-            labels = np.asarray(d[b"labels"], dtype=np.int64)
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except Exception as exc:   # pickle raises many kinds on a corrupt file
-            raise DataError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__})") from None
-        if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-            raise DataError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} "
-                            f"and {len(labels)}")
-        return data.reshape(-1, 3, 32, 32), labels
-
-    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
-    x_test, y_test = batch("test_batch")
-    return (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]),
-            x_test, y_test)
+    """CIFAR-10, python or binary batches, read without unpickling anything but arrays (cifar.py)."""
+    from . import cifar
+    return cifar.read(directory)
 
 
 def load_npz(path) -> dict:
