@@ -133,9 +133,12 @@ def train_config(args) -> TrainConfig:
 
 
 def _cmd_train(args) -> int:
+    from . import comm as comms
+    from .train import startup
     from .train.preemption import StopRequested
     from .train.trainer import Trainer
-    trainer = Trainer(train_config(args))
+    world = comms.default()
+    trainer = Trainer(startup.agree(world, lambda: train_config(args)), world)
     try:
         trainer.run()
     except StopRequested as stop:
@@ -201,6 +204,19 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _report(exc, prefix: str, code: int, report: bool) -> int:
+    """Agreed errors are printed by rank 0 alone; one only this rank saw (raised after the
+    agreed start-up) is printed here and ends every rank at once with the same code."""
+    from .comm.mpi import abort_world, launch_rank
+    if getattr(exc, "local", False):
+        rank = launch_rank()
+        print(f"{prefix} {f'rank {rank}: ' if rank else ''}{exc}", file=sys.stderr)
+        abort_world(code)
+    elif report:
+        print(f"{prefix} {exc}", file=sys.stderr)
+    return code
+
+
 COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary,
             "bench": _cmd_bench, "plot": _cmd_plot}
 
@@ -215,13 +231,9 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        if report:
-            print(f"dptrain: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _report(exc, "dptrain: error:", EXIT_USAGE, report)
     except TrainingFailure as exc:
-        if report:
-            print(f"dptrain: training failed: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _report(exc, "dptrain: training failed:", EXIT_FAILURE, report)
     except KeyboardInterrupt:
         print("dptrain: interrupted", file=sys.stderr)
         abort_world(130)

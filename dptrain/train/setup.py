@@ -18,18 +18,27 @@ def check_writable(path: str | None, what: str) -> None:
     """Refuse up front an output file whose directory is missing or read-only."""
     if not path:
         return
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path}: is a directory (give a file name)")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"{what} {path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
         raise UsageError(f"{what} {path}: directory {directory} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"{what} {path}: the file exists and is not writable")
 
 
 def save_weights(model, path: str) -> None:
     """'<layer-index>.<param>' arrays (buffers too) in an .npz, written atomically."""
     tmp = f"{path}.tmp.{os.getpid()}.npz"
-    np.savez(tmp, **model.state_dict())
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, **model.state_dict())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)                 # a full disk or a signal leaves no stray file
+        raise
 
 
 def load_weights(model, path: str) -> None:

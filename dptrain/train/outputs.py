@@ -1,0 +1,49 @@
+"""Outputs checked before training starts, so nothing is found unwritable after hours of work.
+
+Rank 0 writes the metrics, weights, trace and checkpoints, so rank 0 checks them; every
+rank checks the checkpoint directory, which every rank reads on --resume. The checks run
+inside the agreed start-up (startup.py): a problem on any rank stops every rank with exit 2.
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import UsageError
+from . import checkpoint
+from .lock import DirectoryLock
+from .setup import check_writable
+
+
+def check(cfg, is_root: bool) -> None:
+    if cfg.checkpoint_dir:
+        checkpoint.check_directory(cfg.checkpoint_dir)
+    if not is_root:
+        return
+    check_writable(cfg.metrics_out, "--metrics-out")
+    check_writable(cfg.save_weights, "--save-weights")
+    check_writable(cfg.trace, "--trace")
+    for flag, path in (("--save-weights", cfg.save_weights), ("--trace", cfg.trace)):
+        if path and cfg.checkpoint_dir and os.path.abspath(path) == os.path.abspath(cfg.checkpoint_dir):
+            raise UsageError(f"{flag} {path} is the --checkpoint-dir")
+    if cfg.metrics_out and _non_empty(cfg.metrics_out) and not cfg.resume:
+        # another run's lines would be interleaved with this one's, indistinguishably
+        raise UsageError(f"--metrics-out {cfg.metrics_out}: the file exists and holds another "
+                         "run's metrics; give a new file, remove it, or add --resume to continue "
+                         "that run")
+
+
+def _non_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
+def lock_checkpoint_dir(cfg, warn) -> DirectoryLock | None:
+    """Rank 0: take the checkpoint directory's lock and sweep the temporary files that killed
+    or failed writes left there (no other run can be writing them: we hold the lock)."""
+    if not cfg.checkpoint_dir:
+        return None
+    lock = DirectoryLock(cfg.checkpoint_dir).acquire(warn)
+    checkpoint.sweep_temporary(cfg.checkpoint_dir)
+    return lock
