@@ -83,6 +83,8 @@ def _add_train_flags(p):
       help="seconds a collective may take before the job is ended (default 300)")
     a("--check-replicas", type=int, default=S,
       help="every N steps compare a hash of the parameters across ranks")
+    a("--num-classes", type=int, default=S,
+      help="classes of the model (default: 1 + the largest training label, all of 0..K-1 present)")
     a("--skip-nonfinite", type=int, default=S,
       help="skip up to K steps whose loss is NaN/inf instead of failing")
     a("--eval-batch-size", type=int, default=S)
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", required=True, metavar="FILE.npz")
     e.add_argument("--dataset", default="mnist5k")
     e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--num-classes", type=int, help="as given to train")
     e.add_argument("--json", action="store_true")
 
     s = sub.add_parser("summary", help="per-layer parameters, activation memory and FLOPs")
@@ -151,8 +154,11 @@ def _cmd_eval(args) -> int:
     from . import data
     from .train.evaluate import evaluate
     from .train.setup import build_model, load_weights
+    from .train.validate import check_number
+    check_number("batch_size", args.batch_size)
+    check_number("num_classes", args.num_classes)
     try:
-        ds = data.load(args.dataset)
+        ds = data.load(args.dataset, num_classes=args.num_classes)
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
     cfg = TrainConfig(model=args.model, dataset=args.dataset)

@@ -29,7 +29,7 @@ TRAJECTORY_KEYS = ("model", "dataset", "batch_size", "optimizer", "lr", "momentu
                    "weight_decay", "lr_schedule", "warmup_steps", "lr_step_size", "lr_gamma",
                    "augment", "sampler", "sampler_min_prob", "obs_pressure", "obs_recompute_every",
                    "as_beta", "as_delta_p", "as_delta_q", "as_weighting", "seed", "dtype",
-                   "sync_bn", "accumulate", "grad_dtype")
+                   "sync_bn", "accumulate", "grad_dtype", "num_classes")
 
 
 class CheckpointError(ValueError):

@@ -92,7 +92,7 @@ class Trainer:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         try:
-            self.ds = data.load(cfg.dataset)
+            self.ds = data.load(cfg.dataset, num_classes=cfg.num_classes)
         except data.DataError as exc:
             raise UsageError(str(exc)) from None
         if cfg.batch_size < self.size:
