@@ -138,8 +138,9 @@ def train_config(args) -> TrainConfig:
 def _cmd_train(args) -> int:
     from . import comm as comms
     from .train import startup
-    from .train.preemption import StopRequested
+    from .train.preemption import StopRequested, interrupt_on_signals
     from .train.trainer import Trainer
+    interrupt_on_signals()          # until the training loop's guard takes over, and after it
     world = comms.default()
     trainer = Trainer(startup.agree(world, lambda: train_config(args)), world)
     try:
@@ -240,10 +241,12 @@ def main(argv=None) -> int:
         return _report(exc, "dptrain: error:", EXIT_USAGE, report)
     except TrainingFailure as exc:
         return _report(exc, "dptrain: training failed:", EXIT_FAILURE, report)
-    except KeyboardInterrupt:
-        print("dptrain: interrupted", file=sys.stderr)
-        abort_world(130)
-        return 130
+    except KeyboardInterrupt as exc:
+        import signal
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"dptrain: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        abort_world(128 + signum)
+        return 128 + signum
     except Exception:
         import traceback
         print(f"dptrain: rank {launch_rank()} failed:", file=sys.stderr)
