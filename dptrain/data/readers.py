@@ -6,6 +6,7 @@ which the command line turns into one line and exit code 2.
 from __future__ import annotations
 
 import gzip
+import math
 import importlib.util
 import os
 import zlib
@@ -47,11 +48,12 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    count = math.prod(shape)                 # exact: np.prod would overflow on a bad header
+    expected = count * dtype.itemsize
     body = raw[4 + 4 * ndim:]
     if len(body) < expected:
         raise DataError(f"{path}: truncated IDX file ({len(body)} of {expected} data bytes)")
-    return np.frombuffer(body, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    return np.frombuffer(body, dtype=dtype, count=count).reshape(shape)
 
 
 def find_idx(directory: Path, stem: str) -> Path:
