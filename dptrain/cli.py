@@ -183,6 +183,11 @@ def _cmd_summary(args) -> int:
             assert len(shape) == 3 and min(shape) > 0
         except (ValueError, AssertionError):
             raise UsageError(f"--input-shape {args.input_shape!r}: expected CxHxW, e.g. 3x32x32") from None
+    from .train.validate import check_number, check_model_fits
+    check_number("batch_size", args.batch_size)
+    if shape is not None:
+        check_model_fits(args.model, shape, 10, what=f"--input-shape {args.input_shape}: "
+                         f"{args.model}'s parameters")
     try:
         model = models.get(args.model, shape)
     except ValueError as exc:

@@ -54,9 +54,8 @@ def load_weights(model, path: str) -> None:
 
 def build_model(cfg: TrainConfig, ds: data.Dataset):
     try:
-        if ds.num_classes > 1000:       # the classifier may not fit: estimated before allocating
-            from .validate import check_model_fits
-            check_model_fits(cfg.model, ds.input_shape, ds.num_classes, cfg.dtype)
+        from .validate import check_model_fits           # estimated before allocating
+        check_model_fits(cfg.model, ds.input_shape, ds.num_classes, cfg.dtype)
         return models.get(cfg.model, ds.input_shape, ds.num_classes, seed=cfg.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

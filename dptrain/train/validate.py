@@ -84,19 +84,33 @@ def check_numbers(cfg) -> None:
             check_number(name, getattr(cfg, name), rule)
 
 
-def check_model_fits(name: str, input_shape, num_classes: int, dtype: str = "float32") -> None:
+def estimate_params(name: str, input_shape, num_classes: int) -> int | None:
+    """Parameters of a zoo model from its layer list, before any array is allocated (the
+    layers allocate in initialize()); None for an unknown model or one that does not fit."""
+    from ..models import zoo
+    try:
+        layers = zoo.BUILDERS[name](tuple(input_shape), num_classes)
+    except (KeyError, ValueError, TypeError):
+        return None
+    total = 0
+    for layer in layers:
+        if hasattr(layer, "n_in") and hasattr(layer, "n_out"):         # Dense
+            total += layer.n_in * layer.n_out + layer.n_out
+        elif hasattr(layer, "c_in") and hasattr(layer, "kh"):          # Conv2D
+            total += layer.c_out * (layer.c_in * layer.kh * layer.kw + 1)
+    return total
+
+
+def check_model_fits(name: str, input_shape, num_classes: int, dtype: str = "float32",
+                     what: str | None = None) -> None:
     """Refuse a model whose parameters, gradients and two optimiser slots per parameter would
-    not fit in memory. The parameter count is linear in the number of classes, so two small
-    builds give it for any number without building the large one."""
-    from .. import models
+    not fit in memory (a label of 10^7 classes, an MLP on huge images), before building it."""
     from ..data.validate import check_fits
+    params = estimate_params(name, input_shape, num_classes)
+    if params is None:
+        return                             # reported where the model is built
     try:
-        p2, p3 = (models.get(name, input_shape, k).num_params() for k in (2, 3))
-    except ValueError:
-        return                             # an unknown model: build_model reports it
-    params = p2 + (num_classes - 2) * (p3 - p2)
-    try:
-        check_fits(f"{name} with {num_classes:,} classes ({params:,} parameters)",
-                   4.0 * params * (8 if dtype == "float64" else 4))
+        check_fits(what or f"{name} with {num_classes:,} classes on {'x'.join(map(str, input_shape))} "
+                   f"inputs ({params:,} parameters)", 4.0 * params * (8 if dtype == "float64" else 4))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
