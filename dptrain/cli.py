@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .errors import EXIT_FAILURE, EXIT_USAGE, TrainingFailure, UsageError
+from .errors import EXIT_FAILURE, EXIT_USAGE, TrainingFailure, UsageError, on_this_rank_only
 from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
 
 
@@ -246,6 +246,8 @@ def main(argv=None) -> int:
         return _report(exc, "dptrain: error:", EXIT_USAGE, report)
     except TrainingFailure as exc:
         return _report(exc, "dptrain: training failed:", EXIT_FAILURE, report)
+    except OSError as exc:        # a file system that filled up or went away, on this rank
+        return _report(on_this_rank_only(exc), "dptrain: failed:", EXIT_FAILURE, report)
     except KeyboardInterrupt as exc:
         import signal
         signum = getattr(exc, "signum", signal.SIGINT)

@@ -22,9 +22,13 @@ def check(cfg, is_root: bool) -> None:
     check_writable(cfg.metrics_out, "--metrics-out")
     check_writable(cfg.save_weights, "--save-weights")
     check_writable(cfg.trace, "--trace")
-    for flag, path in (("--save-weights", cfg.save_weights), ("--trace", cfg.trace)):
-        if path and cfg.checkpoint_dir and os.path.abspath(path) == os.path.abspath(cfg.checkpoint_dir):
-            raise UsageError(f"{flag} {path} is the --checkpoint-dir")
+    named = [(flag, path) for flag, path in (("--metrics-out", cfg.metrics_out),
+                                             ("--save-weights", cfg.save_weights),
+                                             ("--trace", cfg.trace)) if path]
+    for i, (flag, path) in enumerate(named):           # one output must not overwrite another
+        for other, other_path in named[i + 1:]:
+            if os.path.abspath(path) == os.path.abspath(other_path):
+                raise UsageError(f"{flag} and {other} are the same file {path}")
     if cfg.metrics_out and _non_empty(cfg.metrics_out) and not cfg.resume:
         # another run's lines would be interleaved with this one's, indistinguishably
         raise UsageError(f"--metrics-out {cfg.metrics_out}: the file exists and holds another "

@@ -46,6 +46,9 @@ def load_weights(model, path: str) -> None:
         state = data.readers.load_npz(path)
     except data.DataError as exc:
         raise UsageError(f"weights {exc}") from None
+    for name, value in state.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise UsageError(f"{path}: array {name!r} holds NaN or infinite values")
     try:
         model.load_state_dict(state)
     except ValueError as exc:

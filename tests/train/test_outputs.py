@@ -132,3 +132,33 @@ def test_a_resumed_run_appends_to_its_metrics(tmp_path):
     before = m.read_text().count("\n")
     trainer(metrics_out=str(m), checkpoint_dir=str(d), epochs=2, resume=True).run()
     assert m.read_text().count("\n") == 2 * before
+
+
+def test_two_outputs_on_one_file_are_refused(tmp_path):
+    with pytest.raises(UsageError, match="--metrics-out and --trace are the same file"):
+        trainer(metrics_out=str(tmp_path / "x"), trace=str(tmp_path / "x"))
+
+
+def test_a_metrics_write_that_fails_midway_is_one_line_exit_3(tmp_path, monkeypatch, capsys):
+    from dptrain import cli
+    from dptrain.train import metrics
+
+    def write(self, record):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "m.jsonl"))
+    monkeypatch.setattr(metrics.MetricsWriter, "write", write)
+    code = cli.main(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:120", "--quiet",
+                     "--threads", "1", "--metrics-out", str(tmp_path / "m.jsonl"), "--max-steps", "2"])
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dptrain: failed: [Errno 28] No space left on device: '{tmp_path / 'm.jsonl'}'"]
+
+
+def test_weights_holding_nan_are_refused(tmp_path):
+    from dptrain import models
+    from dptrain.train.setup import load_weights
+    model = models.get("mlp", (1, 8, 8))
+    state = model.state_dict()
+    state["1.W"][0, 0] = np.nan
+    np.savez(tmp_path / "w.npz", **state)
+    with pytest.raises(UsageError, match=r"w.npz: array '1.W' holds NaN or infinite values"):
+        load_weights(model, str(tmp_path / "w.npz"))
