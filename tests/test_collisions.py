@@ -11,9 +11,10 @@ import pytest
 
 from dptrain.train import checkpoint, lock
 from test_cli import assert_usage_error, dptrain
-from test_faults import LONG_RUN, finish, start, wait_for_checkpoints
+from test_faults import LONG_RUN, MPIEXEC, finish, start, wait_for_checkpoints
 
 
+@pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="no mpiexec beside the Python")
 def test_second_run_on_a_checkpoint_directory_in_use_is_refused(tmp_path):
     d = tmp_path / "ck"
     first = start(LONG_RUN + ["--checkpoint-dir", d, "--checkpoint-every", 5], n=2)
