@@ -46,6 +46,10 @@ def as_images(x, where: str) -> np.ndarray:
         raise DataError(f"{where}: images must be (N, H, W) or (N, C, H, W), got shape {x.shape}")
     if x.dtype.kind not in "uif":
         raise DataError(f"{where}: images must be real numbers, got dtype {x.dtype}")
+    if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4) and x.shape[1] == x.shape[2]:
+        # (N, 32, 32, 3) read as 32 channels of 32x3 images would train, on nonsense
+        raise DataError(f"{where}: images of shape {x.shape} look channels-last (N, H, W, C); "
+                        "dptrain takes (N, C, H, W): store x.transpose(0, 3, 1, 2)")
     if 0 in x.shape[1:]:
         raise DataError(f"{where}: images of shape {x.shape[1:]} hold no pixels")
     if x.dtype == np.uint8:

@@ -42,6 +42,7 @@ def test_values_beyond_float32_are_refused(tmp_path):
     ({"y": np.r_[np.arange(49) % 5, -1]}, "sample 49: label -1 out of range"),
     ({"x": np.zeros((50, 1, 8, 8), complex)}, "images must be real numbers"),
     ({"x": np.zeros((50, 1, 0, 8))}, "hold no pixels"),
+    ({"x": np.zeros((50, 8, 8, 3))}, "look channels-last (N, H, W, C)"),
     ({"x_test": np.zeros((0, 1, 8, 8)), "y_test": np.zeros(0, int)}, "the test split is empty"),
     ({"x_test": np.zeros((3, 1, 8, 8)), "y_test": np.arange(4)}, "test labels: 4 labels for 3 images"),
 ])
