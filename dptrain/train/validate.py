@@ -57,6 +57,12 @@ RULES = {
 }
 
 
+# dptrain bench: the same kind of check for its own flags
+BENCH_RULES = {"batch_size": POSITIVE, "threads": Rule(int, 1, 4096), "steps": POSITIVE,
+               "warmup": NON_NEGATIVE, "rounds": POSITIVE, "bucket_mb": POSITIVE_REAL,
+               "node_gflops": POSITIVE_REAL}
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -82,6 +88,12 @@ def check_numbers(cfg) -> None:
     for name, rule in RULES.items():
         if hasattr(cfg, name):
             check_number(name, getattr(cfg, name), rule)
+
+
+def check_bench_numbers(args) -> None:
+    for name, rule in BENCH_RULES.items():
+        if hasattr(args, name):
+            check_number(name, getattr(args, name), rule)
 
 
 def estimate_params(name: str, input_shape, num_classes: int) -> int | None:

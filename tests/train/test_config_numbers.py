@@ -61,3 +61,18 @@ def test_nan_in_a_config_file_names_the_key(tmp_path):
     path.write_text("comm-timeout = nan\n")
     with pytest.raises(UsageError, match="--comm-timeout must be a finite number"):
         TrainConfig(**load_toml(path)).validate()
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--bucket-mb", "nan"], "--bucket-mb must be a finite number, got nan"),
+    (["--node-gflops", "-1"], "--node-gflops must be positive, got -1"),
+    (["--warmup", "-1"], "--warmup must be non-negative, got -1"),
+    (["--steps", "0"], "--steps must be positive, got 0"),
+])
+def test_bench_numbers_are_checked_before_running(argv, says):
+    from dptrain.cli import build_parser
+    from dptrain.train.validate import check_bench_numbers
+    args = build_parser().parse_args(["bench", *argv])
+    with pytest.raises(UsageError) as exc:
+        check_bench_numbers(args)
+    assert str(exc.value) == says
