@@ -47,7 +47,9 @@ def load_weights(model, path: str) -> None:
     except data.DataError as exc:
         raise UsageError(f"weights {exc}") from None
     for name, value in state.items():
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
+        if value.dtype.kind != "f":
+            raise UsageError(f"{path}: array {name!r} is {value.dtype}, not floating point")
+        if not np.isfinite(value).all():
             raise UsageError(f"{path}: array {name!r} holds NaN or infinite values")
     try:
         model.load_state_dict(state)

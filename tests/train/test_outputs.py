@@ -162,3 +162,12 @@ def test_weights_holding_nan_are_refused(tmp_path):
     np.savez(tmp_path / "w.npz", **state)
     with pytest.raises(UsageError, match=r"w.npz: array '1.W' holds NaN or infinite values"):
         load_weights(model, str(tmp_path / "w.npz"))
+
+
+def test_weights_of_integers_are_refused(tmp_path):
+    from dptrain import models
+    from dptrain.train.setup import load_weights
+    model = models.get("mlp", (1, 8, 8))
+    np.savez(tmp_path / "w.npz", **{k: v.astype(np.int64) for k, v in model.state_dict().items()})
+    with pytest.raises(UsageError, match=r"w.npz: array '1.W' is int64, not floating point"):
+        load_weights(model, str(tmp_path / "w.npz"))
