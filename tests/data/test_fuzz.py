@@ -183,3 +183,26 @@ def test_command_line_on_mutated_data(tmp_path, seed):
     if res.returncode == 2:
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("dptrain: error: "), res.stderr
+
+
+def test_train_flags_with_random_values():
+    """Every train flag given a random value: parsing, config and validation end in a config
+    or a UsageError (exit 2, one line), never in another exception."""
+    from dptrain.cli import build_parser, train_config
+    rng = np.random.default_rng(9)
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    flags = [a.option_strings[-1] for a in train._actions
+             if a.option_strings and a.nargs != 0 and a.dest not in ("help", "config")]
+    pool = ["0", "-1", "1", "2.5", "nan", "inf", "-inf", "1e308", "99999999999999999999", "",
+            "abc", "none", "1e", "0e", "-0", "\u00e9", "3x", "bw=nan", "auto"]
+    for _ in range(CASES * 3):
+        argv = ["train"]
+        for flag in rng.choice(flags, size=int(rng.integers(1, 4)), replace=False):
+            argv += [str(flag), str(rng.choice(pool))]
+        try:
+            train_config(parser.parse_args(argv)).validate()
+        except UsageError as exc:
+            assert "\n" not in str(exc)
+        except Exception as exc:
+            pytest.fail(f"{type(exc).__name__}: {exc} for {argv}")
