@@ -138,10 +138,11 @@ def train_config(args) -> TrainConfig:
 def _cmd_train(args) -> int:
     from . import comm as comms
     from .train import startup
-    from .train.preemption import StopRequested, interrupt_on_signals
+    from .train.preemption import StopRequested, interrupt_on_signals, signals_held
     from .train.trainer import Trainer
     interrupt_on_signals()          # until the training loop's guard takes over, and after it
-    world = comms.default()
+    with signals_held():
+        world = comms.default()
     trainer = Trainer(startup.agree(world, lambda: train_config(args)), world)
     try:
         trainer.run()

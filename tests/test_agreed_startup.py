@@ -76,3 +76,35 @@ def test_config_file_only_rank_0_can_read_is_agreed(tmp_path, small_npz):
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2, lines
     assert len(lines) == 1 and lines[0].startswith("dptrain: error: rank 1: ") and "c1.toml" in lines[0], lines
+
+
+def test_sigterm_to_one_rank_during_start_up_ends_every_rank(tmp_path):
+    """Once a rank has MPI loaded (its signal handlers are in place), SIGTERM to that rank alone
+    during the start-up ends the whole job with exit 143 and no traceback."""
+    from test_faults import rank_pids
+    marker = "synthetic:1x28x28:60000"
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "dptrain.cli", "train", "--model", "mlp",
+           "--dataset", marker, "--quiet", "--checkpoint-dir", str(tmp_path / "ck")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        target = None
+        while time.time() < deadline and target is None:
+            for pid in rank_pids(marker):
+                try:
+                    if "libmpi" in open(f"/proc/{pid}/maps").read():
+                        target = pid
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        assert target is not None, "no rank reached MPI_Init"
+        os.kill(target, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert "dptrain: interrupted by SIGTERM" in err and "Traceback" not in err, err
+    assert not list((tmp_path / "ck").glob("ckpt-*"))

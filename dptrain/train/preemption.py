@@ -11,6 +11,7 @@ there that a signal could leave half-done, and the command exits 128 + the signa
 from __future__ import annotations
 
 import signal
+from contextlib import contextmanager
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -29,6 +30,22 @@ class Interrupted(KeyboardInterrupt):
 
 def _interrupt(signum, frame):
     raise Interrupted(signum)
+
+
+@contextmanager
+def signals_held():
+    """Hold SIGTERM and SIGINT back (delivered on exit) while MPI starts: an exception raised
+    inside the import of mpi4py.MPI would leave MPI initialised but out of reach, so this rank
+    could neither abort the job nor leave it, and the others would wait for it for ever."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def interrupt_on_signals() -> None:
