@@ -35,7 +35,7 @@ def _me() -> dict:
             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
 
 
-def _alive(owner: dict) -> bool:
+def owner_alive(owner: dict) -> bool:
     """False only when the owner surely is gone; an owner on another host counts as alive."""
     if owner.get("host") != socket.gethostname():
         return True
@@ -84,7 +84,7 @@ class DirectoryLock:
                 if owner is not None and owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
                     self.held = True           # this process already holds it (a second Trainer)
                     return self
-                if owner is not None and _alive(owner):
+                if owner is not None and owner_alive(owner):
                     raise UsageError(
                         f"{self.flag} {self.directory} is in use by pid {owner.get('pid')} on "
                         f"{owner.get('host')} (since {owner.get('started')}: {owner.get('command')}); "

@@ -6,11 +6,14 @@ inside the agreed start-up (startup.py): a problem on any rank stops every rank 
 """
 from __future__ import annotations
 
+import glob
 import os
+import re
+import socket
 
 from ..errors import UsageError
 from . import checkpoint
-from .lock import DirectoryLock
+from .lock import DirectoryLock, owner_alive
 from .setup import check_writable
 
 
@@ -29,11 +32,25 @@ def check(cfg, is_root: bool) -> None:
         for other, other_path in named[i + 1:]:
             if os.path.abspath(path) == os.path.abspath(other_path):
                 raise UsageError(f"{flag} and {other} are the same file {path}")
+    sweep_weights_temporary(cfg.save_weights)
     if cfg.metrics_out and _non_empty(cfg.metrics_out) and not cfg.resume:
         # another run's lines would be interleaved with this one's, indistinguishably
         raise UsageError(f"--metrics-out {cfg.metrics_out}: the file exists and holds another "
                          "run's metrics; give a new file, remove it, or add --resume to continue "
                          "that run")
+
+
+def sweep_weights_temporary(path: str | None) -> None:
+    """Remove ``FILE.tmp.<pid>.npz`` left by a killed run's --save-weights (its pid is gone)."""
+    if not path:
+        return
+    for tmp in glob.glob(glob.escape(path) + ".tmp.*.npz"):
+        m = re.fullmatch(r"\.tmp\.(\d+)\.npz", tmp[len(path):])
+        if m and not owner_alive({"pid": int(m.group(1)), "host": socket.gethostname()}):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _non_empty(path: str) -> bool:

@@ -171,3 +171,12 @@ def test_weights_of_integers_are_refused(tmp_path):
     np.savez(tmp_path / "w.npz", **{k: v.astype(np.int64) for k, v in model.state_dict().items()})
     with pytest.raises(UsageError, match=r"w.npz: array '1.W' is int64, not floating point"):
         load_weights(model, str(tmp_path / "w.npz"))
+
+
+def test_weights_temporary_of_a_killed_run_is_swept(tmp_path):
+    w = tmp_path / "w.npz"
+    stale, live = tmp_path / f"w.npz.tmp.{dead_pid()}.npz", tmp_path / f"w.npz.tmp.{os.getpid()}.npz"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    trainer(save_weights=str(w))
+    assert not stale.exists() and live.exists()
