@@ -68,6 +68,20 @@ class DirectoryLock:
         except (OSError, ValueError):
             return None                        # garbled: a writer killed mid-write
 
+    def _refuse(self, owner: dict):
+        raise UsageError(
+            f"{self.flag} {self.directory} is in use by pid {owner.get('pid')} on "
+            f"{owner.get('host')} (since {owner.get('started')}: {owner.get('command')}); "
+            f"give another directory, or remove {self.path} if that run is gone")
+
+    def check_free(self) -> None:
+        """Refuse now, naming the owner, a directory another live process holds (acquire()
+        comes at the end of the start-up; this lets other checks be reported after it)."""
+        owner = self._owner()
+        if owner and (owner.get("pid"), owner.get("host")) != (os.getpid(), socket.gethostname()) \
+                and owner_alive(owner):
+            self._refuse(owner)
+
     def acquire(self, warn=lambda message: None) -> "DirectoryLock":
         me = _me()
         try:
@@ -85,10 +99,7 @@ class DirectoryLock:
                     self.held = True           # this process already holds it (a second Trainer)
                     return self
                 if owner is not None and owner_alive(owner):
-                    raise UsageError(
-                        f"{self.flag} {self.directory} is in use by pid {owner.get('pid')} on "
-                        f"{owner.get('host')} (since {owner.get('started')}: {owner.get('command')}); "
-                        f"give another directory, or remove {self.path} if that run is gone")
+                    self._refuse(owner)
                 who = (f"pid {owner.get('pid')} on {owner.get('host')}" if owner
                        else "an unreadable lock")
                 warn(f"dptrain: warning: {self.flag} {self.directory}: taking over the lock of "

@@ -20,6 +20,14 @@ from .setup import check_writable
 def check(cfg, is_root: bool) -> None:
     if cfg.checkpoint_dir:
         checkpoint.check_directory(cfg.checkpoint_dir)
+        if is_root:      # the others would see rank 0 itself holding it once it is past here
+            DirectoryLock(cfg.checkpoint_dir).check_free()
+        found = checkpoint.list_checkpoints(cfg.checkpoint_dir)
+        if found and not cfg.resume:
+            # a fresh run would overwrite them step for step and prune the rest
+            raise UsageError(f"--checkpoint-dir {cfg.checkpoint_dir} holds checkpoints of another "
+                             f"run ({found[-1].name}); add --resume to continue it, or give an "
+                             "empty directory")
     if not is_root:
         return
     check_writable(cfg.metrics_out, "--metrics-out")

@@ -180,3 +180,12 @@ def test_weights_temporary_of_a_killed_run_is_swept(tmp_path):
     live.write_bytes(b"being written")
     trainer(save_weights=str(w))
     assert not stale.exists() and live.exists()
+
+
+def test_a_fresh_run_into_another_runs_checkpoints_is_refused(tmp_path):
+    d = tmp_path / "ck"
+    trainer(checkpoint_dir=str(d), max_steps=2).run()
+    with pytest.raises(UsageError, match=rf"--checkpoint-dir {d} holds checkpoints of another run "
+                                         r"\(ckpt-000000002.npz\); add --resume to continue it"):
+        trainer(checkpoint_dir=str(d), max_steps=4, optimizer="adam")
+    assert [p.name for p in checkpoint.list_checkpoints(d)] == ["ckpt-000000002.npz"]
