@@ -21,36 +21,43 @@ class DataError(ValueError):
     """A data set that cannot be read or does not make sense."""
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(path: Path):
+    """The file, decompressed as it is read when it is gzip (a bomb is never inflated whole)."""
+    f = open(path, "rb")
+    if f.read(2) == b"\x1f\x8b":
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+def read_idx(path) -> np.ndarray:
+    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data.
+    Only as many bytes as the header promises are read, once that size is known to fit."""
+    path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-            f.seek(0)
-            if head == b"\x1f\x8b":
-                return gzip.decompress(f.read())
-            return f.read()
+        with _open(path) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                raise DataError(f"{path}: not an IDX file (bad magic number {head.hex() or 'empty'})")
+            ndim = head[3]
+            dims = f.read(4 * ndim)
+            if ndim == 0 or len(dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
+            dtype = np.dtype(_IDX_DTYPES[head[2]])
+            count = math.prod(shape)             # exact: np.prod would overflow on a bad header
+            expected = count * dtype.itemsize
+            if expected > os.path.getsize(path) * 1100:   # deflate cannot do better than ~1032:1
+                raise DataError(f"{path}: truncated IDX file (the header promises {expected} data "
+                                "bytes, more than the file can hold)")
+            body = f.read(expected)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
     except (OSError, EOFError, zlib.error) as exc:     # a damaged gzip body is a zlib.error
         raise DataError(f"{path}: cannot read ({exc})") from None
-
-
-def read_idx(path) -> np.ndarray:
-    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data."""
-    path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    ndim = raw[3]
-    if ndim == 0 or len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    count = math.prod(shape)                 # exact: np.prod would overflow on a bad header
-    expected = count * dtype.itemsize
-    body = raw[4 + 4 * ndim:]
     if len(body) < expected:
         raise DataError(f"{path}: truncated IDX file ({len(body)} of {expected} data bytes)")
     return np.frombuffer(body, dtype=dtype, count=count).reshape(shape)

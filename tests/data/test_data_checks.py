@@ -74,3 +74,11 @@ def test_a_damaged_gzip_body_is_a_data_error(tmp_path):
     path.write_bytes(raw[:30] + bytes(40) + raw[70:])
     with pytest.raises(DataError, match="t.idx.gz: cannot read"):
         read_idx(path)
+
+
+def test_an_idx_header_promising_more_than_the_file_can_hold_is_not_read(tmp_path):
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + (100000).to_bytes(4, "big") * 3 + bytes(4096)))
+    with pytest.raises(DataError, match=r"bomb.gz: truncated IDX file \(the header promises "
+                                        r"1000000000000000 data bytes, more than the file can hold\)"):
+        read_idx(path)
