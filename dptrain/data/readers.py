@@ -96,9 +96,15 @@ def load_npz(path) -> dict:
     """Every array of an .npz file (no pickles), or a DataError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as z:
+            zipped = getattr(z, "zip", None)
+            if zipped is not None:         # what the members inflate to, before inflating them
+                from .validate import check_fits
+                check_fits(f"{path}: its arrays", sum(i.file_size for i in zipped.infolist()))
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except DataError:
+        raise
     except Exception as exc:       # zipfile, pickle and format errors alike
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__})") from None
 

@@ -82,3 +82,10 @@ def test_an_idx_header_promising_more_than_the_file_can_hold_is_not_read(tmp_pat
     with pytest.raises(DataError, match=r"bomb.gz: truncated IDX file \(the header promises "
                                         r"1000000000000000 data bytes, more than the file can hold\)"):
         read_idx(path)
+
+
+def test_npz_members_are_measured_before_they_are_inflated(tmp_path, monkeypatch):
+    spec = npz(tmp_path)
+    monkeypatch.setattr(validate, "available_memory", lambda: 1000)      # bytes
+    with pytest.raises(DataError, match=r"a.npz: its arrays would need about .* more than the"):
+        data.load(spec)
