@@ -56,6 +56,8 @@ def as_images(x, where: str) -> np.ndarray:
         return x.astype(np.float32) / 255.0
     with np.errstate(over="ignore", invalid="ignore"):
         out = x.astype(np.float32, copy=False)
+    if x.dtype.kind != "f":
+        return out                         # integers are finite, and within float32's range
     finite = np.isfinite(out)
     if not finite.all():
         i = _first_bad_sample(~finite)
