@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .errors import EXIT_FAILURE, EXIT_USAGE, TrainingFailure, UsageError
+from .errors import EXIT_FAILURE, EXIT_USAGE, TrainingFailure, UsageError, on_this_rank_only
 from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
 
 
@@ -88,6 +88,8 @@ def _add_train_flags(p):
       "fingerprint every N steps and at the end, or strict (each collective, before it is "
       "posted); a mismatch ends the job with exit 3 naming it (default: "
       "$DPTRAIN_CHECK_COLLECTIVES, else off)")
+    a("--num-classes", type=int, default=S,
+      help="classes of the model (default: 1 + the largest training label, all of 0..K-1 present)")
     a("--skip-nonfinite", type=int, default=S,
       help="skip up to K steps whose loss is NaN/inf instead of failing")
     a("--eval-batch-size", type=int, default=S)
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", required=True, metavar="FILE.npz")
     e.add_argument("--dataset", default="mnist5k")
     e.add_argument("--batch-size", type=int, default=1000)
+    e.add_argument("--num-classes", type=int, help="as given to train")
     e.add_argument("--json", action="store_true")
 
     s = sub.add_parser("summary", help="per-layer parameters, activation memory and FLOPs")
@@ -138,9 +141,14 @@ def train_config(args) -> TrainConfig:
 
 
 def _cmd_train(args) -> int:
-    from .train.preemption import StopRequested
+    from . import comm as comms
+    from .train import startup
+    from .train.preemption import StopRequested, interrupt_on_signals, signals_held
     from .train.trainer import Trainer
-    trainer = Trainer(train_config(args))
+    interrupt_on_signals()          # until the training loop's guard takes over, and after it
+    with signals_held():
+        world = comms.default()
+    trainer = Trainer(startup.agree(world, lambda: train_config(args)), world)
     try:
         trainer.run()
     except StopRequested as stop:
@@ -153,8 +161,11 @@ def _cmd_eval(args) -> int:
     from . import data
     from .train.evaluate import evaluate
     from .train.setup import build_model, load_weights
+    from .train.validate import check_number
+    check_number("batch_size", args.batch_size)
+    check_number("num_classes", args.num_classes)
     try:
-        ds = data.load(args.dataset)
+        ds = data.load(args.dataset, num_classes=args.num_classes)
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
     cfg = TrainConfig(model=args.model, dataset=args.dataset)
@@ -178,6 +189,11 @@ def _cmd_summary(args) -> int:
             assert len(shape) == 3 and min(shape) > 0
         except (ValueError, AssertionError):
             raise UsageError(f"--input-shape {args.input_shape!r}: expected CxHxW, e.g. 3x32x32") from None
+    from .train.validate import check_number, check_model_fits
+    check_number("batch_size", args.batch_size)
+    if shape is not None:
+        check_model_fits(args.model, shape, 10, what=f"--input-shape {args.input_shape}: "
+                         f"{args.model}'s parameters")
     try:
         model = models.get(args.model, shape)
     except ValueError as exc:
@@ -206,6 +222,19 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _report(exc, prefix: str, code: int, report: bool) -> int:
+    """Agreed errors are printed by rank 0 alone; one only this rank saw (raised after the
+    agreed start-up) is printed here and ends every rank at once with the same code."""
+    from .comm.mpi import abort_world, launch_rank
+    if getattr(exc, "local", False):
+        rank = launch_rank()
+        print(f"{prefix} {f'rank {rank}: ' if rank else ''}{exc}", file=sys.stderr)
+        abort_world(code)
+    elif report:
+        print(f"{prefix} {exc}", file=sys.stderr)
+    return code
+
+
 COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary,
             "bench": _cmd_bench, "plot": _cmd_plot}
 
@@ -220,17 +249,17 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        if report:
-            print(f"dptrain: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _report(exc, "dptrain: error:", EXIT_USAGE, report)
     except TrainingFailure as exc:
-        if report:
-            print(f"dptrain: training failed: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("dptrain: interrupted", file=sys.stderr)
-        abort_world(130)
-        return 130
+        return _report(exc, "dptrain: training failed:", EXIT_FAILURE, report)
+    except OSError as exc:        # a file system that filled up or went away, on this rank
+        return _report(on_this_rank_only(exc), "dptrain: failed:", EXIT_FAILURE, report)
+    except KeyboardInterrupt as exc:
+        import signal
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"dptrain: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        abort_world(128 + signum)
+        return 128 + signum
     except Exception:
         import traceback
         print(f"dptrain: rank {launch_rank()} failed:", file=sys.stderr)

@@ -10,3 +10,10 @@ class TrainingFailure(RuntimeError):
 
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILURE = 0, 2, 3
+
+
+def on_this_rank_only(exc: BaseException) -> BaseException:
+    """Mark an error the other ranks did not see (raised after the agreed start-up): the
+    command line reports it from this rank and ends the whole job, so no rank waits for it."""
+    exc.local = True
+    return exc

@@ -25,6 +25,14 @@ def read_metrics(path: str) -> list[dict]:
         raise UsageError(f"{path}: no such metrics file") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: line {exc.lineno}: not JSON") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def plot_metrics(path: str, out: str) -> None:
@@ -34,11 +42,12 @@ def plot_metrics(path: str, out: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError("dptrain plot needs matplotlib: pip install 'dptrain[plots]'") from None
-    records = [r for r in read_metrics(path) if "epoch" in r and "loss" in r]
+    records = [r for r in read_metrics(path) if isinstance(r, dict)
+               and all(_number(r.get(k)) for k in ("epoch", "loss", "accuracy"))]
     if not records:
         raise UsageError(f"{path}: no epoch metrics to plot")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split in sorted({r.get("split", "train batches") for r in records}):
+    for split in sorted({str(r.get("split", "train batches")) for r in records}):
         rows = [r for r in records if r.get("split", "train batches") == split and "step" in r]
         if split == "train batches":       # keep the per-epoch lines, not the per-step ones
             rows = [r for r in rows if "samples_per_s" in r]
@@ -69,14 +78,17 @@ def plot_trace(path: str, out: str) -> None:
         raise UsageError("dptrain plot needs matplotlib: pip install 'dptrain[plots]'") from None
     from .parallel.trace import load
     try:
-        events = [e for e in load(path) if e.get("ph") == "X"]
+        events = [e for e in load(path) if isinstance(e, dict) and e.get("ph") == "X"
+                  and all(_number(e.get(k)) for k in ("ts", "dur")) and e.get("pid") is not None]
+        ranks = sorted({e["pid"] for e in events})
     except FileNotFoundError:
         raise UsageError(f"{path}: no such trace file") from None
-    except (ValueError, KeyError, TypeError):
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UsageError(f"{path}: not a dptrain trace (Chrome trace-event JSON)") from None
     if not events:
         raise UsageError(f"{path}: the trace holds no events")
-    ranks = sorted({e["pid"] for e in events})
     lanes = [(r, tid) for r in ranks for tid in (0, 1)]
     fig, ax = plt.subplots(figsize=(14, 1.0 + 0.7 * len(lanes)))
     for y, (rank, tid) in enumerate(lanes):

@@ -100,6 +100,8 @@ def run_torch_reference(args, model: str, batches: list[int], device: str = "cpu
 
 def run_bench(args) -> int:
     from ..train.setup import check_writable
+    from ..train.validate import check_bench_numbers
+    check_bench_numbers(args)
     check_writable(args.json_out, "--json-out")          # before a long run, not after it
     if args.predict:
         from .predict import run_predict

@@ -3,7 +3,7 @@
     mnist5k              5,000 real MNIST digits (default), 4,000 train / 1,000 test
     mnist:DIR            IDX files, raw or .gz
     fashion-mnist:DIR    same file names as MNIST
-    cifar10:DIR          the python batches
+    cifar10:DIR          the python or the binary batches (cifar.py)
     npz:FILE             arrays x, y and optionally x_test, y_test
     synthetic[:CxHxW[:N]] generated, learnable, for benchmarks and tests
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from . import readers
 from .readers import DataError
+from .validate import as_images, as_labels, check_fits, inferred_classes
 
 
 @dataclass
@@ -47,34 +48,6 @@ def _fixed_split(x, y, n_test: int):
     return x[train], y[train], x[test], y[test]
 
 
-def _as_images(x, where: str) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise DataError(f"{where}: images must be (N, H, W) or (N, C, H, W), got shape {x.shape}")
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0
-    if not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"{where}: images must be numeric, got dtype {x.dtype}")
-    return x.astype(np.float32)
-
-
-def _as_labels(y, n: int, where: str, num_classes: int | None) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != n:
-        raise DataError(f"{where}: expected {n} labels in a 1-D array, got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.mod(y, 1) == 0):
-            raise DataError(f"{where}: labels must be integer class ids")
-    y = y.astype(np.int64)
-    hi = num_classes if num_classes is not None else None
-    if len(y) and (y.min() < 0 or (hi is not None and y.max() >= hi)):
-        bad = int(y.min()) if y.min() < 0 else int(y.max())
-        raise DataError(f"{where}: label {bad} out of range [0, {hi if hi else 'inf'})")
-    return y
-
-
 def _synthetic(arg: str):
     """Class prototypes plus noise: learnable, deterministic, any shape."""
     parts = arg.split(":") if arg else []
@@ -85,6 +58,9 @@ def _synthetic(arg: str):
         raise DataError(f"synthetic:{arg}: expected synthetic[:CxHxW[:N]]") from None
     if len(shape) != 3 or min(shape) <= 0 or n < 2:
         raise DataError(f"synthetic:{arg}: expected a positive CxHxW shape and N >= 2")
+    # the samples, the random draw and the normalised copy, all float32
+    check_fits(f"synthetic:{arg} ({n:,} samples of {'x'.join(map(str, shape))})",
+               3 * 4.0 * n * float(np.prod(shape, dtype=np.float64)))
     rng = np.random.default_rng(1234)
     protos = rng.random((10,) + shape).astype(np.float32)
     y = rng.integers(0, 10, n)
@@ -92,10 +68,13 @@ def _synthetic(arg: str):
     return x, y
 
 
-def load(spec: str) -> Dataset:
-    """Load a data set by the names of DESIGN.md; raises DataError with the culprit named."""
+def load(spec: str, num_classes: int | None = None) -> Dataset:
+    """Load a data set by the names of DESIGN.md; raises DataError with the culprit named.
+    ``num_classes`` (--num-classes) fixes the model's classes instead of the data set's own:
+    10 for the named sets, 1 + the largest training label (without gaps) for npz."""
     kind, _, arg = spec.partition(":")
-    num_classes = 10
+    given = num_classes
+    num_classes = given or 10
     if kind == "mnist5k" and not arg:
         x, y = readers.read_mnist5k()
         parts = _fixed_split(x, y, 1000)
@@ -114,9 +93,14 @@ def load(spec: str) -> Dataset:
         if not arg:
             raise DataError("--dataset npz: give the file, as npz:FILE")
         x, y, xt, yt = readers.read_npz(Path(arg))
-        num_classes = None
+        num_classes = given
         if xt is None:
-            parts = _fixed_split(np.asarray(x), np.asarray(y), max(1, len(x) // 5))
+            x = as_images(x, f"{spec} images")   # before the split: sample = index in the file
+            # checked before the split, which would drop or fail on the extra ones
+            y = as_labels(y, len(x), f"{spec} labels", num_classes)
+            if num_classes is None:          # from every label: a class may fall in the test part
+                num_classes = inferred_classes(y, f"{spec} labels")
+            parts = _fixed_split(x, y, max(1, len(x) // 5))
         else:
             parts = (x, y, xt, yt)
     elif kind == "synthetic":
@@ -129,18 +113,19 @@ def load(spec: str) -> Dataset:
 
 
 def _assemble(name, x, y, xt, yt, num_classes) -> Dataset:
-    x = _as_images(x, f"{name} training images")
-    xt = _as_images(xt, f"{name} test images")
+    x = as_images(x, f"{name} training images")
+    xt = as_images(xt, f"{name} test images")
     if x.shape[1:] != xt.shape[1:]:
         raise DataError(f"{name}: training images {x.shape[1:]} and test images {xt.shape[1:]} differ")
     if len(x) == 0:
         raise DataError(f"{name}: no training samples")
-    y = _as_labels(y, len(x), f"{name} training labels", num_classes)
-    yt = _as_labels(yt, len(xt), f"{name} test labels", num_classes)
+    if len(xt) == 0:
+        raise DataError(f"{name}: no test samples (the test split is empty)")
+    y = as_labels(y, len(x), f"{name} training labels", num_classes)
+    yt = as_labels(yt, len(xt), f"{name} test labels", num_classes)
     if num_classes is None:
-        num_classes = int(y.max()) + 1          # classes are what training can learn
-        if num_classes < 2:
-            raise DataError(f"{name}: labels must cover at least two classes")
+        # classes are what training can learn
+        num_classes = inferred_classes(y, f"{name} training labels")
         if len(yt) and yt.max() >= num_classes:
             raise DataError(f"{name} test labels: label {int(yt.max())} out of range "
                             f"[0, {num_classes}) of the training labels")

@@ -1,4 +1,4 @@
-"""File readers: IDX (MNIST, Fashion-MNIST; raw or .gz), CIFAR-10 python batches, npz, mnist5k.
+"""File readers: IDX (MNIST, Fashion-MNIST; raw or .gz), npz, mnist5k; CIFAR-10 in cifar.py.
 
 Every problem with a file raises DataError naming the file and what is wrong,
 which the command line turns into one line and exit code 2.
@@ -6,9 +6,10 @@ which the command line turns into one line and exit code 2.
 from __future__ import annotations
 
 import gzip
+import math
 import importlib.util
 import os
-import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,38 +21,46 @@ class DataError(ValueError):
     """A data set that cannot be read or does not make sense."""
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(path: Path):
+    """The file, decompressed as it is read when it is gzip (a bomb is never inflated whole)."""
+    f = open(path, "rb")
+    if f.read(2) == b"\x1f\x8b":
+        f.close()
+        return gzip.open(path, "rb")
+    f.seek(0)
+    return f
+
+
+def read_idx(path) -> np.ndarray:
+    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data.
+    Only as many bytes as the header promises are read, once that size is known to fit."""
+    path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-            f.seek(0)
-            if head == b"\x1f\x8b":
-                return gzip.decompress(f.read())
-            return f.read()
+        with _open(path) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                raise DataError(f"{path}: not an IDX file (bad magic number {head.hex() or 'empty'})")
+            ndim = head[3]
+            dims = f.read(4 * ndim)
+            if ndim == 0 or len(dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
+            dtype = np.dtype(_IDX_DTYPES[head[2]])
+            count = math.prod(shape)             # exact: np.prod would overflow on a bad header
+            expected = count * dtype.itemsize
+            if expected > os.path.getsize(path) * 1100:   # deflate cannot do better than ~1032:1
+                raise DataError(f"{path}: truncated IDX file (the header promises {expected} data "
+                                "bytes, more than the file can hold)")
+            body = f.read(expected)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:     # a damaged gzip body is a zlib.error
         raise DataError(f"{path}: cannot read ({exc})") from None
-
-
-def read_idx(path) -> np.ndarray:
-    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data."""
-    path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    ndim = raw[3]
-    if ndim == 0 or len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    body = raw[4 + 4 * ndim:]
     if len(body) < expected:
         raise DataError(f"{path}: truncated IDX file ({len(body)} of {expected} data bytes)")
-    return np.frombuffer(body, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    return np.frombuffer(body, dtype=dtype, count=count).reshape(shape)
 
 
 def find_idx(directory: Path, stem: str) -> Path:
@@ -78,39 +87,24 @@ def read_idx_pair(directory: Path, split: str):
 
 
 def read_cifar10(directory: Path):
-    """The python version: data_batch_1..5 and test_batch, dicts of b'data' (N, 3072) and b'labels'."""
-    if (directory / "cifar-10-batches-py").is_dir():
-        directory = directory / "cifar-10-batches-py"
-
-    def batch(name):
-        path = directory / name
-        try:
-            with open(path, "rb") as f:
-                d = pickle.load(f, encoding="bytes")
-            data = np.asarray(d[b"data"], dtype=np.uint8)
-            labels = np.asarray(d[b"labels"], dtype=np.int64)
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except Exception as exc:   # pickle raises many kinds on a corrupt file
-            raise DataError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__})") from None
-        if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-            raise DataError(f"{path}: expected data (N, 3072) and N labels, got {data.shape} "
-                            f"and {len(labels)}")
-        return data.reshape(-1, 3, 32, 32), labels
-
-    train = [batch(f"data_batch_{i}") for i in range(1, 6)]
-    x_test, y_test = batch("test_batch")
-    return (np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train]),
-            x_test, y_test)
+    """CIFAR-10, python or binary batches, read without unpickling anything but arrays (cifar.py)."""
+    from . import cifar
+    return cifar.read(directory)
 
 
 def load_npz(path) -> dict:
     """Every array of an .npz file (no pickles), or a DataError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as z:
+            zipped = getattr(z, "zip", None)
+            if zipped is not None:         # what the members inflate to, before inflating them
+                from .validate import check_fits
+                check_fits(f"{path}: its arrays", sum(i.file_size for i in zipped.infolist()))
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except DataError:
+        raise
     except Exception as exc:       # zipfile, pickle and format errors alike
         raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__})") from None
 

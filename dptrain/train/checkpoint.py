@@ -29,7 +29,7 @@ TRAJECTORY_KEYS = ("model", "dataset", "batch_size", "optimizer", "lr", "momentu
                    "weight_decay", "lr_schedule", "warmup_steps", "lr_step_size", "lr_gamma",
                    "augment", "sampler", "sampler_min_prob", "obs_pressure", "obs_recompute_every",
                    "as_beta", "as_delta_p", "as_delta_q", "as_weighting", "seed", "dtype",
-                   "sync_bn", "accumulate", "grad_dtype")
+                   "sync_bn", "accumulate", "grad_dtype", "num_classes")
 
 
 class CheckpointError(ValueError):
@@ -82,15 +82,33 @@ def save(directory, step: int, model, opt, meta: dict, keep: int = 3) -> Path:
     arrays["meta"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
     final = directory / f"ckpt-{step:09d}.npz"
     tmp = directory / f".ckpt-{step:09d}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)      # a full disk or a signal: the previous ones stay intact
+        raise
     _fsync_dir(directory)
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return final
+
+
+def sweep_temporary(directory) -> int:
+    """Remove the temporary files of writes that were killed (the caller holds the directory's
+    lock, so no other run is writing them); returns how many."""
+    directory = Path(directory)
+    swept = 0
+    for p in directory.glob(".ckpt-*.tmp") if directory.is_dir() else []:
+        try:
+            p.unlink()
+            swept += 1
+        except OSError:
+            pass
+    return swept
 
 
 def list_checkpoints(directory) -> list[Path]:

@@ -75,9 +75,12 @@ class TrainConfig:
     check_replicas: int = 0              # compare parameter hashes every N steps (0: never)
     check_collectives: str | None = None  # off | strict | N steps; None: DPTRAIN_CHECK_COLLECTIVES
     skip_nonfinite: int = 0              # steps with a NaN/inf loss to skip before failing
+    num_classes: int | None = None       # None: 1 + the largest training label
     quiet: bool = False
 
     def validate(self) -> "TrainConfig":
+        from .validate import check_numbers
+        check_numbers(self)                  # type, range, finiteness of every number
         def positive(name, value, strict=True):
             if value is not None and (value <= 0 if strict else value < 0):
                 raise UsageError(f"--{name.replace('_', '-')} must be "
@@ -156,6 +159,8 @@ def load_toml(path: str) -> dict:
         raise UsageError(f"{path}: cannot read config file ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: malformed TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
     if "train" in raw and isinstance(raw["train"], dict):     # [train] table is optional
         raw = {**{k: v for k, v in raw.items() if k != "train"}, **raw["train"]}
     out = {}

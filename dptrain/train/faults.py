@@ -1,6 +1,7 @@
 """Fault injection for the reliability tests: DPTRAIN_FAULT="KIND:RANK:STEP".
 
-KIND is ``raise`` (an exception on that rank before that step), ``stall`` (that rank
+KIND is ``raise`` (an exception on that rank before that step), ``usage`` (a bad-input
+error that rank alone finds during training), ``stall`` (that rank
 sleeps there, so the others wait in a collective until the watchdog fires) or ``perturb``
 (that rank's replica silently drifts, for --check-replicas). Unset in normal use; the
 trainer reads it once at start-up.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-KINDS = ("raise", "stall", "perturb")
+KINDS = ("raise", "usage", "stall", "perturb")
 
 
 class InjectedFault(RuntimeError):
@@ -32,6 +33,9 @@ def maybe_inject(fault, rank: int, step: int, model=None) -> None:
         return
     if fault[0] == "raise":
         raise InjectedFault(f"injected failure on rank {rank} at step {step}")
+    if fault[0] == "usage":
+        from ..errors import UsageError
+        raise UsageError(f"injected bad input on rank {rank} at step {step}")
     if fault[0] == "perturb":
         _, first = next(model.named_params())
         first.reshape(-1)[0] += 1e-3

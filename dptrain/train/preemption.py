@@ -3,16 +3,57 @@
 The handler only records the signal; the trainer reduces the flag with the step's metrics,
 so every rank stops after the same step even if only some of them were signalled. A second
 signal while stopping is not delayed again: it raises KeyboardInterrupt at once.
+
+Outside the training loop (start-up, which reads data and builds the model, and the end)
+``interrupt_on_signals`` makes either signal raise Interrupted at once: nothing is written
+there that a signal could leave half-done, and the command exits 128 + the signal's number.
 """
 from __future__ import annotations
 
 import signal
+from contextlib import contextmanager
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopRequested(Exception):
     """Raised by the trainer once every rank agreed to stop after a signal."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal that ends the command at once (exit 128 + signum)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextmanager
+def signals_held():
+    """Hold SIGTERM and SIGINT back (delivered on exit) while MPI starts: an exception raised
+    inside the import of mpi4py.MPI would leave MPI initialised but out of reach, so this rank
+    could neither abort the job nor leave it, and the others would wait for it for ever."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def interrupt_on_signals() -> None:
+    for sig in SIGNALS:
+        try:
+            signal.signal(sig, _interrupt)
+        except ValueError:                # not the main thread
+            pass
 
 
 class PreemptionGuard:
@@ -22,7 +63,7 @@ class PreemptionGuard:
 
     def _handle(self, signum, frame):
         if self.signum:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         self.signum = signum
 
     def __enter__(self):

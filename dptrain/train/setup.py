@@ -18,18 +18,27 @@ def check_writable(path: str | None, what: str) -> None:
     """Refuse up front an output file whose directory is missing or read-only."""
     if not path:
         return
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path}: is a directory (give a file name)")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise UsageError(f"{what} {path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK):
         raise UsageError(f"{what} {path}: directory {directory} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"{what} {path}: the file exists and is not writable")
 
 
 def save_weights(model, path: str) -> None:
     """'<layer-index>.<param>' arrays (buffers too) in an .npz, written atomically."""
     tmp = f"{path}.tmp.{os.getpid()}.npz"
-    np.savez(tmp, **model.state_dict())
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, **model.state_dict())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)                 # a full disk or a signal leaves no stray file
+        raise
 
 
 def load_weights(model, path: str) -> None:
@@ -37,6 +46,11 @@ def load_weights(model, path: str) -> None:
         state = data.readers.load_npz(path)
     except data.DataError as exc:
         raise UsageError(f"weights {exc}") from None
+    for name, value in state.items():
+        if value.dtype.kind != "f":
+            raise UsageError(f"{path}: array {name!r} is {value.dtype}, not floating point")
+        if not np.isfinite(value).all():
+            raise UsageError(f"{path}: array {name!r} holds NaN or infinite values")
     try:
         model.load_state_dict(state)
     except ValueError as exc:
@@ -45,6 +59,8 @@ def load_weights(model, path: str) -> None:
 
 def build_model(cfg: TrainConfig, ds: data.Dataset):
     try:
+        from .validate import check_model_fits           # estimated before allocating
+        check_model_fits(cfg.model, ds.input_shape, ds.num_classes, cfg.dtype)
         return models.get(cfg.model, ds.input_shape, ds.num_classes, seed=cfg.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -20,17 +20,17 @@ from ..comm import order_check
 from ..comm.watchdog import Watchdog, guarded
 from ..data import augment
 from ..data.prefetch import Prefetcher, make_transfer
-from ..errors import TrainingFailure, UsageError
+from ..errors import TrainingFailure, UsageError, on_this_rank_only
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
-from . import checkpoint, faults
+from . import checkpoint, faults, outputs, startup
 from .config import TrainConfig, parse_interval
 from .evaluate import evaluate_shares
 from .metrics import EpochLog, MetricsWriter, Progress
 from .preemption import PreemptionGuard, StopRequested
 from .sampler_feed import SamplerFeed
 from .step_metrics import StepMetrics
-from .setup import build_model, build_optimizer, check_writable, save_weights, setup_backend
+from .setup import build_model, build_optimizer, save_weights, setup_backend
 
 
 class Trainer:
@@ -48,19 +48,16 @@ class Trainer:
         self.skipped = 0
         self.resumed_from = None
         self._saved_step = None
+        self.lock = None
         # Everything that can fail on bad input happens before the first collective, and the
         # ranks agree on the outcome: one rank's unreadable file stops every rank with exit 2
         # instead of leaving the others waiting in a broadcast.
-        error = None
+        startup.agree(self.comm, self._setup_local, on_refusal=self._release_outputs)
         try:
-            self._setup_local()
-        except UsageError as exc:
-            error = str(exc)
-        errors = self.comm.allreduce_obj([(self.rank, error)] if error else [])
-        if errors:
-            rank, message = min(errors)
-            raise UsageError(message if rank == 0 else f"rank {rank}: {message}")
-        self._agree_on_transport()
+            self._agree_on_transport()
+        except UsageError:
+            self._release_outputs()
+            raise
         self.watchdog = Watchdog(cfg.comm_timeout, self.rank) if self.size > 1 else None
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
@@ -110,18 +107,14 @@ class Trainer:
         if cfg.threads is None and self.comm.local_size > 1:
             # one BLAS thread per core share: ranks on a node must not oversubscribe it
             cfg.threads = max(1, (os.cpu_count() or 1) // self.comm.local_size)
-        check_writable(cfg.metrics_out, "--metrics-out")
-        check_writable(cfg.save_weights, "--save-weights")
-        check_writable(cfg.trace, "--trace")
-        if cfg.checkpoint_dir:
-            checkpoint.check_directory(cfg.checkpoint_dir)
+        outputs.check(cfg, self.is_root)
         try:
             self.augmentations = augment.parse(cfg.augment)
         except ValueError as exc:
             raise UsageError(f"--augment: {exc}") from None
         setup_backend(cfg, self.comm.local_rank, self.comm.local_size)
         try:
-            self.ds = data.load(cfg.dataset)
+            self.ds = data.load(cfg.dataset, num_classes=cfg.num_classes)
         except data.DataError as exc:
             raise UsageError(str(exc)) from None
         if cfg.batch_size < self.size:
@@ -149,6 +142,12 @@ class Trainer:
             raise UsageError(f"--lr-schedule: {exc}") from None
         if cfg.resume:
             self._resume()
+        if self.is_root:          # last: nothing after it can refuse and leave the lock behind
+            self.lock = outputs.lock_checkpoint_dir(cfg, warn=lambda m: print(m, file=sys.stderr))
+
+    def _release_outputs(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     # --- checkpoints -----------------------------------------------------
     def _resume(self) -> None:
@@ -189,15 +188,24 @@ class Trainer:
             return []
         self._saved_step = self.step
         results = self.settle()
+        error = None
         if self.is_root:
             meta = {"epoch": self.epoch, "pos": self.pos, "model": self.cfg.model,
                     "config": dataclasses.asdict(self.cfg), "sampler": self.sampler.state_dict(),
                     "rng": {"seed": self.cfg.seed, "step": self.step}}
-            checkpoint.save(self.cfg.checkpoint_dir, self.step, self.model, self.opt, meta,
-                            keep=self.cfg.keep_checkpoints)
-        # no rank runs ahead of a checkpoint: once any rank returns, it is on disk
-        with self._guard(f"barrier after the checkpoint of step {self.step}"):
-            self.comm.barrier()
+            try:
+                checkpoint.save(self.cfg.checkpoint_dir, self.step, self.model, self.opt, meta,
+                                keep=self.cfg.keep_checkpoints)
+            except OSError as exc:                 # a full disk, a quota, a vanished mount
+                error = (f"cannot write the checkpoint of step {self.step} in "
+                         f"{self.cfg.checkpoint_dir} ({exc.strerror or exc}); the previous "
+                         "checkpoints are intact")
+        # no rank runs ahead of a checkpoint: once any rank returns, it is on disk (or every
+        # rank stops with the reason)
+        with self._guard(f"agreement after the checkpoint of step {self.step}"):
+            errors = self.comm.allreduce_obj([error] if error else [])
+        if errors:
+            raise TrainingFailure(errors[0])
         return results
 
     # --- one step --------------------------------------------------------
@@ -326,15 +334,20 @@ class Trainer:
         except order_check.CollectiveOrderError:
             disagreed = True    # the ranks' states differ: nothing more may be posted
             raise
-        except (TrainingFailure, StopRequested):
+        except (TrainingFailure, StopRequested) as exc:
+            if getattr(exc, "local", False):
+                raise
             # failures every rank agreed on: complete the reduction still in flight, so MPI
             # finalises cleanly (the others end the job with MPI_Abort anyway)
             self.step_metrics.drain()
             raise
+        except UsageError as exc:          # after the start-up only this rank can know it
+            raise on_this_rank_only(exc)
         finally:
             self.dp.close(flush=ok, abandon=disagreed)
             if self.watchdog is not None:
                 self.watchdog.close()
+            self._release_outputs()
 
     def _run(self, guard) -> dict:
         cfg = self.cfg
@@ -405,7 +418,11 @@ class Trainer:
             self.comm.verify()
         if cfg.save_weights and self.is_root:
             self.dp.flush()
-            save_weights(self.model, cfg.save_weights)
+            try:
+                save_weights(self.model, cfg.save_weights)
+            except OSError as exc:
+                raise on_this_rank_only(TrainingFailure(
+                    f"cannot write --save-weights {cfg.save_weights} ({exc.strerror or exc})"))
         if self.tracer is not None:
             self.dp.flush()
             with self._guard("gathering the trace"):

@@ -1,0 +1,124 @@
+"""One run per checkpoint directory: a lock file naming its owner.
+
+Two runs writing checkpoints into one directory would overwrite and prune each other's
+files. Rank 0 takes ``DIR/.dptrain.lock`` (created with O_EXCL, so only one process can) and
+writes its pid, host, process start time and command into it. A second run is refused with
+the owner named. A lock whose owner is gone (same host, no such process, or a new process
+under a reused pid) was left by a killed run: it is taken over with a warning. A lock from
+another host cannot be checked, so it is refused with the file to remove by hand.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UsageError
+
+LOCK_NAME = ".dptrain.lock"
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of a process (clock ticks since boot), to tell pid reuse apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _me() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid()),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+
+
+def owner_alive(owner: dict) -> bool:
+    """False only when the owner surely is gone; an owner on another host counts as alive."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                                   # someone else's live process
+    start = _start_time(pid)
+    return owner.get("start") is None or start is None or start == owner.get("start")
+
+
+class DirectoryLock:
+    def __init__(self, directory, flag: str = "--checkpoint-dir"):
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_NAME
+        self.flag = flag
+        self.held = False
+
+    def _owner(self) -> dict | None:
+        try:
+            owner = json.loads(self.path.read_text())
+            return owner if isinstance(owner, dict) else None
+        except FileNotFoundError:
+            return {}                          # released meanwhile: try again
+        except (OSError, ValueError):
+            return None                        # garbled: a writer killed mid-write
+
+    def _refuse(self, owner: dict):
+        raise UsageError(
+            f"{self.flag} {self.directory} is in use by pid {owner.get('pid')} on "
+            f"{owner.get('host')} (since {owner.get('started')}: {owner.get('command')}); "
+            f"give another directory, or remove {self.path} if that run is gone")
+
+    def check_free(self) -> None:
+        """Refuse now, naming the owner, a directory another live process holds (acquire()
+        comes at the end of the start-up; this lets other checks be reported after it)."""
+        owner = self._owner()
+        if owner and (owner.get("pid"), owner.get("host")) != (os.getpid(), socket.gethostname()) \
+                and owner_alive(owner):
+            self._refuse(owner)
+
+    def acquire(self, warn=lambda message: None) -> "DirectoryLock":
+        me = _me()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{self.flag} {self.directory}: cannot create ({exc.strerror})") from None
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner == {}:
+                    continue
+                if owner is not None and owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
+                    self.held = True           # this process already holds it (a second Trainer)
+                    return self
+                if owner is not None and owner_alive(owner):
+                    self._refuse(owner)
+                who = (f"pid {owner.get('pid')} on {owner.get('host')}" if owner
+                       else "an unreadable lock")
+                warn(f"dptrain: warning: {self.flag} {self.directory}: taking over the lock of "
+                     f"{who}, which is no longer running")
+                self.path.unlink(missing_ok=True)
+                continue
+            except OSError as exc:
+                raise UsageError(f"{self.flag} {self.directory}: cannot create the lock file "
+                                 f"({exc.strerror})") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise UsageError(f"{self.flag} {self.directory}: could not take the lock {self.path}")
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        owner = self._owner()
+        if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            self.path.unlink(missing_ok=True)
