@@ -112,3 +112,15 @@ def test_gpu_requested_where_none_exists():
                                          ("cuda-mpi", "needs --device gpu"), ("gloo", "unknown value")])
 def test_device_transport_on_a_cpu_run(value, named):
     assert_usage_error(dptrain("train", "--comm", value, *SMALL), "--comm", named)
+
+
+def test_batch_larger_than_the_training_set(tmp_path):
+    from dptrain.cli import main
+    import contextlib, io
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:40", "--batch-size", "64",
+                     "--quiet"])
+    assert code == 2
+    assert err.getvalue().strip() == ("dptrain: error: --batch-size 64 exceeds the 32 training samples "
+                                      "of synthetic:1x8x8:40")

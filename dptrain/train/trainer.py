@@ -119,6 +119,9 @@ class Trainer:
             raise UsageError(str(exc)) from None
         if cfg.batch_size < self.size:
             raise UsageError(f"--batch-size {cfg.batch_size} is smaller than the {self.size} ranks")
+        if cfg.batch_size > len(self.ds.x_train):
+            raise UsageError(f"--batch-size {cfg.batch_size} exceeds the {len(self.ds.x_train)} "
+                             f"training samples of {self.ds.name}")
         self.model = build_model(cfg, self.ds)
         self.opt = build_optimizer(cfg, self.model)
         self.loss = nn.SoftmaxCrossEntropy()
