@@ -97,3 +97,19 @@ def test_a_rank_posting_metrics_on_its_own_timing_fails_the_run_naming_both(monk
     message = str(failure.value)
     assert "step metrics of step 0" in message and "allreduce of bucket 0" in message, message
     assert len(set(c.allreduce_obj([message]))) == 1
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("progress", ["thread", "poll"])
+def test_periodic_checks_during_training_pass_and_cover_every_channel(progress, timing):
+    """--check-collectives 1: fingerprints compared after every step, with the communication
+    thread's channel too; a correct run passes and every channel is checked up to its end."""
+    from dptrain.train import TrainConfig, Trainer
+    cfg = TrainConfig(model="thesis-cnn", dataset="synthetic:1x28x28:120", max_steps=4,
+                      batch_size=24, quiet=True, threads=1, sync="overlap", comm_progress=progress,
+                      bucket_mb=0.05, sync_bn=True, check_collectives="1")
+    t = Trainer(cfg, comm=comms.create("mpi"))
+    t.run()
+    channels = t.comm._registry
+    assert len(channels) == (2 if progress == "thread" else 1)
+    assert all(ch.log.base > 0 and ch.log.entries == [] for ch in channels)
