@@ -75,7 +75,7 @@ class AutoTuner:
         self.planned_at = 0
         self.replans = 0
         self.clock: LayerClock | None = None
-        self._exposed_at_plan = 0.0
+        self._stats_at_plan = (0.0, 0)
         self.measured_exposed_s: float | None = None
         self.report: dict | None = None     # what the trainer prints once, then None
         if plan is not None:
@@ -93,7 +93,11 @@ class AutoTuner:
             return
         since = k - self.planned_at
         if since == REPORT_AFTER and self.measured_exposed_s is None:
-            self.measured_exposed_s = (self.dp.stats.exposed_s - self._exposed_at_plan) / REPORT_AFTER
+            stats, (exposed0, steps0) = self.dp.stats, self._stats_at_plan
+            if stats.steps - steps0 == REPORT_AFTER:
+                self.measured_exposed_s = (stats.exposed_s - exposed0) / REPORT_AFTER
+            else:                               # the statistics were reset (a benchmark)
+                self.measured_exposed_s = stats.exposed_s / max(stats.steps, 1)
             self.report = self.summary()
         phase = since % REPLAN_EVERY
         if since >= REPLAN_EVERY and phase < REPLAN_WINDOW:
@@ -174,7 +178,7 @@ class AutoTuner:
         self.dp.reconfigure(plan.schedule, plan.groups)
         self.plan = plan
         self.planned_at = max(self.k - 1, 0) if not resumed else 0
-        self._exposed_at_plan = self.dp.stats.exposed_s
+        self._stats_at_plan = (self.dp.stats.exposed_s, self.dp.stats.steps)
 
     # --- reporting ------------------------------------------------------------------
     def summary(self) -> dict:
