@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..comm.emulated import AlphaBeta
+from ..comm import link_probe
+from ..nn import Dense
 from . import planner
 from .predict import LayerTimes
 
@@ -64,7 +66,40 @@ class LayerClock:
                          for cat in ("forward", "backward", "update")])
 
 
+def layer_table(dp, medians) -> LayerTimes:
+    """Times (3 x layers: forward, backward, update) with what the planner needs of ``dp``'s
+    model: gradient bytes on the wire per layer, Dense shapes, the per-rank batch."""
+    wire = 2 if dp._grad_dtype == "float16" else None
+    nbytes = [sum(int(g.size) * (wire or g.dtype.itemsize) for g in layer.grads.values())
+              for layer in dp.model.layers]
+    shapes = {i: (layer.n_in, layer.n_out) for i, layer in enumerate(dp.model.layers)
+              if isinstance(layer, Dense)}
+    fwd, bwd, upd = (list(map(float, row)) for row in medians)
+    return LayerTimes(fwd, bwd, upd, nbytes, shapes, -(-(dp.global_batch or dp.comm.size) // dp.comm.size))
+
+
+def fits(dp, plan: planner.Plan) -> bool:
+    """A known schedule, and buckets that cut the layers it reduces into contiguous runs in
+    reverse order (a checkpoint's plan may come from another model)."""
+    if plan.schedule not in ("blocking", "overlap", "overlap-fc"):
+        return False
+    fc = set(dp.fc_candidates()) if plan.schedule == "overlap-fc" else set()
+    layers = [i for i in range(len(dp.model.layers) - 1, -1, -1)
+              if dp.model.layers[i].params and i not in fc]
+    return planner.is_valid_cut(plan.groups, layers)
+
+
 class AutoTuner:
+    @classmethod
+    def start(cls, dp, link: AlphaBeta | None, schedules, bucket_mb, plan: dict | None = None):
+        """Measure the link (unless given) and begin; every rank calls this at once."""
+        if link is None:
+            from ..backend import get_array_module
+            xp = get_array_module(dp.buckets[0].buffer) if dp.buckets else np
+            with dp._guard("link measurement (allreduce timings)"):
+                link = link_probe.measure_link(dp.comm, xp)
+        return cls(dp, link, schedules, bucket_mb, plan)
+
     def __init__(self, dp, link: AlphaBeta, schedules, bucket_mb, plan: dict | None = None):
         """``schedules``: the schedules to choose from (one when --sync is fixed);
         ``bucket_mb``: the fixed cap, or None to plan the buckets."""
@@ -129,11 +164,13 @@ class AutoTuner:
         self.clock = None
         with dp._guard(f"allgather of layer times at step {dp.step}"):
             every = np.asarray(dp.comm.allgather(mine))
-        fwd, bwd, upd = every.max(axis=0)
-        return LayerTimes(list(map(float, fwd)), list(map(float, bwd)), list(map(float, upd)),
-                          dp.wire_bytes_per_layer(), dp.fc_shapes(), dp.local_batch)
+        return layer_table(dp, every.max(axis=0))
 
     # --- planning (rank 0) and agreement (everyone) ---------------------------------
+    @property
+    def _itemsize(self) -> int:
+        return int(np.dtype(self.dp.model.dtype).itemsize)
+
     def _fc_layers(self, times: LayerTimes) -> list[int]:
         return self.dp.fc_candidates()
 
@@ -143,7 +180,7 @@ class AutoTuner:
         if self.dp.comm.rank == 0:
             proposal = planner.choose(
                 times, self.dp.comm.size, self.link, self.schedules, self._fc_layers(times),
-                self.dp.global_batch, self.dp.itemsize,
+                self.dp.global_batch, self._itemsize,
                 bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20)).as_dict()
         with self.dp._guard(f"broadcast of the communication plan at step {self.dp.step}"):
             proposal = self.dp.comm.bcast_obj(proposal, root=0)
@@ -155,10 +192,10 @@ class AutoTuner:
         if self.dp.comm.rank == 0 and self.bucket_mb is None:
             s = self.plan.schedule
             fresh = planner.choose(times, self.dp.comm.size, self.link, (s,), self._fc_layers(times),
-                                   self.dp.global_batch, self.dp.itemsize)
+                                   self.dp.global_batch, self._itemsize)
             from .predict import simulate
             now = simulate(times, self.dp.comm.size, self.link, s, fc_layers=self._fc_layers(times),
-                           global_batch=self.dp.global_batch, itemsize=self.dp.itemsize,
+                           global_batch=self.dp.global_batch, itemsize=self._itemsize,
                            groups=self.plan.groups)
             if now["step_s"] - fresh.predicted[s]["step_s"] > DRIFT * now["step_s"] \
                     and fresh.groups != self.plan.groups:
@@ -171,7 +208,7 @@ class AutoTuner:
         self.planned_at = self.k - 1                # the next period counts from here
 
     def _adopt(self, plan: planner.Plan, resumed: bool = False) -> None:
-        if not self.dp.accepts(plan.schedule, plan.groups):
+        if not fits(self.dp, plan):
             if resumed:
                 return                      # a stale checkpoint's plan: warm up and plan again
             raise RuntimeError(f"invalid communication plan {plan.as_dict()}")

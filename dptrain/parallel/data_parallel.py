@@ -103,14 +103,8 @@ class DataParallel:
         self.auto = None
         if comm.size > 1 and (auto_buckets or auto_sync):
             from .autotune import AutoTuner
-            if link is None:
-                from ..comm.link_probe import measure_link
-                from ..backend import get_array_module
-                xp = get_array_module(self.buckets[0].buffer) if self.buckets else np
-                with self._guard("link measurement (allreduce timings)"):
-                    link = measure_link(comm, xp)
-            self.auto = AutoTuner(self, link, auto_schedules if auto_sync else (schedule,),
-                                  None if auto_buckets else float(bucket_mb), plan)
+            self.auto = AutoTuner.start(self, link, auto_schedules if auto_sync else (schedule,),
+                                        None if auto_buckets else float(bucket_mb), plan)
         if sync_bn:
             for layer in model.layers:
                 if isinstance(layer, BatchNorm):
@@ -150,40 +144,11 @@ class DataParallel:
         self.fc = FCReplication(self.model, comm, self._engine, fc_layers, self.global_batch or 0,
                                 self.stats) if fc_layers else None
 
-    def accepts(self, schedule: str, groups) -> bool:
-        """Whether a plan fits this model: a known schedule, and buckets that cut the layers
-        it reduces into contiguous runs in reverse order."""
-        from .planner import is_valid_cut
-        if schedule not in SCHEDULES:
-            return False
-        fc = set(self.fc_candidates()) if schedule == "overlap-fc" else set()
-        layers = [i for i in range(len(self.model.layers) - 1, -1, -1)
-                  if self.model.layers[i].params and i not in fc]
-        return is_valid_cut(groups, layers)
-
     def fc_candidates(self) -> list[int]:
         """The layers overlap-fc would replicate (--fc-replicate's rule)."""
         if self.comm.size == 1 or self.global_batch is None:
             return []
         return choose_layers(self.model, self._fc_replicate, self.global_batch)
-
-    def wire_bytes_per_layer(self) -> list[int]:
-        wire = 2 if self._grad_dtype == "float16" else None
-        return [sum(int(g.size) * (wire or g.dtype.itemsize) for g in layer.grads.values())
-                for layer in self.model.layers]
-
-    def fc_shapes(self) -> dict:
-        from ..nn import Dense
-        return {i: (layer.n_in, layer.n_out) for i, layer in enumerate(self.model.layers)
-                if isinstance(layer, Dense)}
-
-    @property
-    def itemsize(self) -> int:
-        return int(np.dtype(self.model.dtype).itemsize)
-
-    @property
-    def local_batch(self) -> int:
-        return max(-(-(self.global_batch or self.comm.size) // self.comm.size), 1)
 
     @property
     def nonfinite(self) -> str | None:

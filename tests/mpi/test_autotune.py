@@ -8,7 +8,6 @@ from dptrain.comm import link_probe
 from dptrain.comm.emulated import AlphaBeta
 from dptrain.comm.local import LocalCommunicator
 from dptrain.parallel import autotune, planner
-from dptrain.parallel.predict import LayerTimes
 from dptrain.train import TrainConfig, Trainer
 
 SLOW = AlphaBeta(1e-3, 1e6)          # 1 Mbit/s: overlapping (and replicating FC) pays
@@ -92,8 +91,7 @@ def test_plan_agrees_across_ranks_under_rank_dependent_timings(monkeypatch):
     assert all(p == plans[0] for p in plans)
     assert dp.auto.plan.groups == [[5], [3], [1]]            # rank 0's: one per dense layer
     assert [b.layers for b in dp.buckets] == [[5], [3], [1]]
-    alone = planner.choose(LayerTimes(*map(list, tables[0]), dp.wire_bytes_per_layer(),
-                                      dp.fc_shapes(), dp.local_batch), c.size, SLOW, ("overlap",))
+    alone = planner.choose(autotune.layer_table(dp, tables[0]), c.size, SLOW, ("overlap",))
     proposals = c.allreduce_obj([alone.groups])
     assert proposals[0] == [[5], [3], [1]] and proposals[1] == [[5, 3, 1]]
     # buckets never change the result: bitwise equal to a fixed-bucket run
