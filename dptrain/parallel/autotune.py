@@ -208,11 +208,17 @@ class AutoTuner:
         self.planned_at = self.k - 1                # the next period counts from here
 
     def _adopt(self, plan: planner.Plan, resumed: bool = False) -> None:
-        if not fits(self.dp, plan):
+        if resumed and plan.schedule not in self.schedules:
+            return                          # --sync changed since the checkpoint: plan anew
+        if self.bucket_mb is not None:      # a fixed cap: its buckets, whatever was saved
+            plan = planner.Plan(plan.schedule, None, plan.predicted)
+        elif not fits(self.dp, plan):
             if resumed:
                 return                      # a stale checkpoint's plan: warm up and plan again
             raise RuntimeError(f"invalid communication plan {plan.as_dict()}")
         self.dp.reconfigure(plan.schedule, plan.groups)
+        if plan.groups is None:
+            plan.groups = [b.layers for b in self.dp.buckets]
         self.plan = plan
         self.planned_at = max(self.k - 1, 0) if not resumed else 0
         self._stats_at_plan = (self.dp.stats.exposed_s, self.dp.stats.steps)
