@@ -160,7 +160,7 @@ def test_resume_with_auto_adopts_the_saved_plan_bitwise(monkeypatch, tmp_path_fa
     for k, v in straight.model.state_dict().items():
         np.testing.assert_array_equal(resumed.model.state_dict()[k], v, err_msg=k)
     # with another --sync the saved plan does not apply: warm up and plan again
-    other = Trainer(TrainConfig(epochs=4, checkpoint_dir=d, resume=True, dtype="float64", quiet=True,
+    other = Trainer(TrainConfig(epochs=6, checkpoint_dir=d, resume=True, dtype="float64", quiet=True,
                                 threads=1, sync="overlap", **kw), comm=c)
     assert other.dp.schedule == "overlap" and other.dp.auto.plan is None
     other.run()
