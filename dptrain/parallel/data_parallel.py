@@ -15,6 +15,10 @@ share of the mean, never a sum of P means.)
   reductions of the first layers (finished last) overlap the next forward too.
   ``flush()`` completes everything pending (end of training, evaluation, checkpoints).
 
+``schedule="auto"`` / ``bucket_mb="auto"`` (the trainer's defaults): parallel/autotune.py
+measures the link and the layers, plans on rank 0 and calls ``reconfigure`` on every rank at
+the same step; bucket boundaries never change the result.
+
 Gradient accumulation: ``train_step(..., communicate=False)`` adds the micro-batch's
 gradients to a local accumulator; the next ``communicate=True`` step folds it in before
 its buckets are reduced, so only the last micro-batch communicates.
