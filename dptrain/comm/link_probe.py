@@ -41,16 +41,21 @@ def fit_alpha_beta(sizes, seconds, p: int) -> AlphaBeta:
 
 
 def time_allreduces(comm, xp=np, sizes=SIZES, repeats=REPEATS, clock=time.perf_counter) -> list[float]:
-    """This rank's median time of an Allreduce of each size (every rank must call this)."""
+    """This rank's median time of an Allreduce of each size (every rank must call this).
+    Device buffers are timed to completion on the device (NCCL returns before it)."""
+    from .. import backend
     buf = xp.zeros(max(sizes) // 4, dtype=np.float32)
+    done = backend.synchronize if xp is not np else (lambda: None)
     medians = []
     for nbytes in sizes:
         view = buf[:nbytes // 4]
         comm.allreduce(view)                          # untimed: lines the ranks up
+        done()
         spent = []
         for _ in range(repeats):
             t0 = clock()
             comm.allreduce(view)
+            done()
             spent.append(clock() - t0)
         medians.append(float(np.median(spent)))
     return medians
