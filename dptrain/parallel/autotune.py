@@ -8,7 +8,7 @@ rank's time per layer, plans (parallel/planner.py) and broadcasts the plan, and 
 rebuilds its buckets (and schedule) from the broadcast plan: the collectives every rank posts
 depend only on what rank 0 sent, never on a rank's own clock.
 
-Re-planning: every REPLAN_EVERY steps after a plan, REPLAN_WINDOW steps are timed again and
+Re-planning (planned buckets only): every REPLAN_EVERY steps after a plan, REPLAN_WINDOW steps are timed again and
 rank 0 replans the buckets for the schedule in force; it adopts the new cut when the current
 one is predicted slower by more than DRIFT of the step (a broadcast every time, of the new
 cut or of nothing). The schedule itself is chosen once: overlap-fc rounds differently from
@@ -134,10 +134,12 @@ class AutoTuner:
             else:                               # the statistics were reset (a benchmark)
                 self.measured_exposed_s = stats.exposed_s / max(stats.steps, 1)
             self.report = self.summary()
+        if self.bucket_mb is not None or since < REPLAN_EVERY:
+            return                              # a fixed cap has nothing to re-plan
         phase = since % REPLAN_EVERY
-        if since >= REPLAN_EVERY and phase < REPLAN_WINDOW:
+        if phase < REPLAN_WINDOW:
             self._time_step(record=True)
-        elif since >= REPLAN_EVERY and phase == REPLAN_WINDOW:
+        elif phase == REPLAN_WINDOW:
             self._stop_clock()
             self._replan()
 
@@ -189,7 +191,7 @@ class AutoTuner:
     def _replan(self) -> None:
         times = self._agreed_times()
         groups = None
-        if self.dp.comm.rank == 0 and self.bucket_mb is None:
+        if self.dp.comm.rank == 0:
             s = self.plan.schedule
             fresh = planner.choose(times, self.dp.comm.size, self.link, (s,), self._fc_layers(times),
                                    self.dp.global_batch, self._itemsize)
