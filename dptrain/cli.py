@@ -20,6 +20,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _mb_or_auto(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of MB or auto, got {text!r}") from None
+
+
 def _add_train_flags(p):
     S = argparse.SUPPRESS     # absent flags stay absent, so config files can fill them
     a = p.add_argument
@@ -50,10 +59,12 @@ def _add_train_flags(p):
     a("--as-delta-p", type=float, default=S, help="AS: smoothing of P (default 0.9)")
     a("--as-delta-q", type=float, default=S, help="AS: smoothing of Q (default 0.1)")
     a("--as-weighting", default=S, help="AS: importance (default, unbiased) or none")
-    a("--sync", default=S, help="gradient synchronisation: blocking, overlap (default), overlap-fc")
+    a("--sync", default=S, help="gradient synchronisation: auto (default: chosen from measured layer "
+      "times and link), blocking, overlap, overlap-fc")
     a("--fc-replicate", default=S,
       help="overlap-fc: which FC layers all-gather instead of all-reducing: auto (default), all, none")
-    a("--bucket-mb", type=float, default=S, help="gradient bucket size cap (default 4)")
+    a("--bucket-mb", type=_mb_or_auto, default=S, help="gradient bucket size cap in MB, or auto "
+      "(default: boundaries planned from measured layer times and link)")
     a("--comm-progress", default=S, help="how overlapped communication progresses: auto (default: poll for overlap, thread "
       "for overlap-fc, the faster of each in docs/performance.md), poll (Iallreduce tested between "
       "layers), thread (a communication thread), priority (chunks, most needed first)")

@@ -64,7 +64,8 @@ def test_scaling_bench_smoke():
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)["rows"]
     assert [(r["ranks"], r["sync"]) for r in rows] == [
-        (1, "single"), (2, "independent"), (2, "blocking"), (2, "overlap"), (2, "overlap")]
+        (1, "single"), (2, "independent"), (2, "blocking"), (2, "overlap"), (2, "overlap"),
+        (2, "auto")]
     two = [r for r in rows if r["sync"] in ("blocking", "overlap")]
     assert all(r["bytes_per_step"] == 4 * 269_322 and r["efficiency"] > 0 for r in two)
     assert rows[1]["bytes_per_step"] == 0
@@ -88,12 +89,18 @@ def test_predict_smoke():
 
 def test_overlap_bench_smoke():
     res = subprocess.run([sys.executable, "-m", "dptrain.cli", "bench", "--ranks", "2", "--model", "mlp",
-                          "--net-emulate", "bw=1Gbit", "--schedules", "blocking,overlap,overlap-fc",
+                          "--net-emulate", "bw=1Gbit", "--schedules",
+                          "blocking,overlap,overlap-fc,overlap@0.05,auto",
                           "--steps", "3", "--warmup", "1", "--rounds", "1", "--bucket-mb", "0.1",
                           "--json"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)["rows"]
-    assert [r["sync"] for r in rows] == ["independent", "blocking", "overlap", "overlap-fc"]
+    assert [r["sync"] for r in rows] == ["independent", "blocking", "overlap", "overlap-fc",
+                                         "overlap", "auto"]
+    assert [r["bucket_mb"] for r in rows[2:]] == [None, None, 0.05, "auto"]
+    auto = rows[-1]
+    assert auto["auto"]["sync"] in ("blocking", "overlap", "overlap-fc") and auto["auto"]["buckets"]
+    assert auto["step_vs_best_hand_set"] > 0
     assert all(r["net"] == "bw=1Gbit" for r in rows)
     overlap = rows[2]
     assert "hidden_fraction" in overlap and 0 <= overlap["dependency_bound"] <= 1

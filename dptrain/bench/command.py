@@ -30,9 +30,10 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--ranks", help="data-parallel weak scaling over these rank counts, e.g. 1,2 "
                    "(batch per rank = --batch-size); compares --schedules")
-    p.add_argument("--schedules", default="independent,blocking,overlap:poll,overlap:thread",
-                   help="with --ranks: schedules to compare, SYNC[:PROGRESS], comma separated; "
-                   "'independent' runs the ranks without exchanging gradients (the machine's ceiling)")
+    p.add_argument("--schedules", default="independent,blocking,overlap:poll,overlap:thread,auto",
+                   help="with --ranks: schedules to compare, SYNC[:PROGRESS][@MB] (MB: that row's "
+                   "bucket cap, else --bucket-mb), comma separated; 'auto' runs train's defaults "
+                   "(--sync auto --bucket-mb auto); 'independent' runs the ranks without exchanging gradients (the machine's ceiling)")
     p.add_argument("--bucket-mb", type=float, default=4.0)
     p.add_argument("--net-emulate", action="append", metavar="bw=..,lat=..",
                    help="with --ranks: emulate this network (repeat the flag to compare several); "

@@ -22,7 +22,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--sync", default="overlap")
     p.add_argument("--progress", default="auto")
-    p.add_argument("--bucket-mb", type=float, default=4.0)
+    p.add_argument("--bucket-mb", default="4.0", help="MB, or auto")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--net-emulate", help="alpha-beta network emulation, e.g. bw=100Mbit")
@@ -39,7 +39,8 @@ def main():
     opt = optim.get("adadelta", model, lr=1.0)
     loss = nn.SoftmaxCrossEntropy()
     sync = "blocking" if a.sync == "independent" else a.sync
-    dp = DataParallel(model, comm, schedule=sync, bucket_mb=a.bucket_mb, progress=a.progress,
+    bucket_mb = a.bucket_mb if a.bucket_mb == "auto" else float(a.bucket_mb)
+    dp = DataParallel(model, comm, schedule=sync, bucket_mb=bucket_mb, progress=a.progress,
                       fc_replicate=a.fc_replicate, global_batch=a.batch_per_rank * world.size)
     dp.broadcast_parameters()
     rng = np.random.default_rng(1 + world.rank)
@@ -60,6 +61,8 @@ def main():
     dp.close()
     medians = world.allgather(np.array([statistics.median(times)]))[:, 0]
     stats = dp.stats.as_dict()
+    if dp.auto is not None:                      # what auto chose, and from what
+        stats["auto"] = dp.auto.summary()
     if world.rank == 0:
         print(json.dumps({"ranks": world.size, "sync": a.sync, "progress": a.progress,
                           "step_s": float(medians.max()), "rank_step_s": medians.tolist(),

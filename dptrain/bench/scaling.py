@@ -36,22 +36,33 @@ def _parse(args):
         raise UsageError(f"--ranks {args.ranks!r}: rank counts must be positive")
     schedules = []
     for item in args.schedules.split(","):
-        sync, _, progress = item.strip().partition(":")
-        if sync not in ("blocking", "overlap", "overlap-fc", "independent") \
+        item, _, mb = item.strip().partition("@")
+        sync, _, progress = item.partition(":")
+        if sync not in ("blocking", "overlap", "overlap-fc", "independent", "auto") \
                 or progress not in ("", "auto", "thread", "poll", "priority"):
             raise UsageError(f"--schedules: {item!r} is not blocking, overlap[:thread|poll], "
-                             "overlap-fc[:thread|poll] or independent")
-        schedules.append((sync, progress or "auto"))
+                             "overlap-fc[:thread|poll], auto or independent")
+        try:
+            mb = float(mb) if mb else None
+        except ValueError:
+            raise UsageError(f"--schedules: {item}@{mb}: the bucket cap after @ is in MB") from None
+        if mb is not None and (mb <= 0 or sync in ("auto", "independent")):
+            raise UsageError(f"--schedules: {item}@{mb}: a positive cap, for a hand-set schedule")
+        schedules.append((sync, progress or "auto", mb))
     return ranks, schedules
 
 
-def _run(mpiexec, n, sync, progress, args, model=None, net=None) -> dict:
+def _run(mpiexec, n, sync, progress, args, model=None, net=None, bucket_mb=None) -> dict:
     # bind ranks to cores as launch/mpirun.sh does, when they fit (hydra's syntax)
     bind = ["-bind-to", "core"] if n * args.threads <= (os.cpu_count() or 1) and args.bind else []
+    # auto: the defaults of `dptrain train` (both planned), timed once the plan is in force
+    from ..parallel.autotune import WARMUP_STEPS
+    bucket = "auto" if sync == "auto" else str(bucket_mb if bucket_mb is not None else args.bucket_mb)
+    warmup = max(args.warmup, WARMUP_STEPS + 2) if sync == "auto" else args.warmup
     cmd = [mpiexec, *bind, "-n", str(n), sys.executable, "-m", "dptrain.bench.dp_worker",
            "--model", model or args.model, "--batch-per-rank", str(args.batch_size),
            "--threads", str(args.threads), "--sync", sync, "--progress", progress,
-           "--bucket-mb", str(args.bucket_mb), "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--bucket-mb", bucket, "--steps", str(args.steps), "--warmup", str(warmup),
            *(["--net-emulate", net] if net else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -78,24 +89,25 @@ def run_scaling_bench(args) -> int:
     from .command import TORCH_MODELS
     ranks, schedules = _parse(args)
     mpiexec = _mpiexec()
-    configs = [(1, "blocking", "thread")] if 1 in ranks else []
-    configs += [(n, s, p) for n in ranks if n > 1 for s, p in schedules]
+    configs = [(1, "blocking", "thread", None)] if 1 in ranks else []
+    configs += [(n, s, p, mb) for n in ranks if n > 1 for s, p, mb in schedules]
     with_torch = (not args.no_torch and args.model in TORCH_MODELS
                   and importlib.util.find_spec("torch") is not None)
     results = {c: [] for c in configs}
     torch_runs = {n: [] for n in ranks} if with_torch else {}
     for _ in range(args.rounds):
-        for c in configs:
-            results[c].append(_run(mpiexec, *c, args))
+        for n, sync, progress, mb in configs:
+            results[(n, sync, progress, mb)].append(_run(mpiexec, n, sync, progress, args, bucket_mb=mb))
         for n in torch_runs:
             res = _torch(n, args)
             if res:
                 torch_runs[n].append(res["median_step_s"])
     base = statistics.median(r["step_s"] for r in results[configs[0]]) if 1 in ranks else None
     rows = []
-    for (n, sync, progress), runs in results.items():
+    for (n, sync, progress, mb), runs in results.items():
         step = statistics.median(r["step_s"] for r in runs)
         row = {"ranks": n, "sync": sync if n > 1 else "single", "progress": progress if n > 1 else "",
+               "bucket_mb": "auto" if sync == "auto" else mb,       # None: --bucket-mb
                "step_ms": step * 1e3, "images_per_s": n * args.batch_size / step,
                "comm_ms": statistics.median(r["comm_s"] / max(r["steps"], 1) for r in runs) * 1e3,
                "exposed_ms": statistics.median(r["exposed_s"] / max(r["steps"], 1) for r in runs) * 1e3,
@@ -122,7 +134,7 @@ def run_scaling_bench(args) -> int:
     print(f"  {'ranks':>5} {'schedule':<16} {'step ms':>8} {'img/s':>7} {'effic.':>6} "
           f"{'comm ms':>8} {'exposed':>8} {'hidden':>6} {'MB/step':>8}")
     for r in rows:
-        sched = r["sync"] + (f":{r['progress']}" if r["sync"] == "overlap" else "")
+        sched = _label(r)
         eff = f"{r['efficiency']:.3f}" if "efficiency" in r else "-"
         print(f"  {r['ranks']:>5} {sched:<16} {r['step_ms']:>8.2f} {r['images_per_s']:>7.0f} {eff:>6} "
               f"{r['comm_ms']:>8.2f} {r['exposed_ms']:>8.2f} {r['hidden_fraction']:>6.2f} "
@@ -150,16 +162,17 @@ def run_overlap_bench(args) -> int:
     from .. import backend, models as zoo
     ranks, schedules = _parse(args)
     p = max(ranks)
-    schedules = [("independent", "thread")] + [s for s in schedules if s[0] != "independent"]
+    schedules = [("independent", "thread", None)] + [s for s in schedules if s[0] != "independent"]
     mpiexec = _mpiexec()
     nets = args.net_emulate or [None]
     results = {}
     for _ in range(args.rounds):
         for model in args.models.split(","):
             for net in nets:
-                for sync, progress in schedules:
-                    key = (model, net, sync, progress)
-                    results.setdefault(key, []).append(_run(mpiexec, p, sync, progress, args, model, net))
+                for sync, progress, mb in schedules:
+                    key = (model, net, sync, progress, mb)
+                    results.setdefault(key, []).append(_run(mpiexec, p, sync, progress, args, model,
+                                                            net, bucket_mb=mb))
     backend.set_threads(args.threads)
     rows = []
     for model in args.models.split(","):
@@ -170,27 +183,33 @@ def run_overlap_bench(args) -> int:
             ab = AlphaBeta(spec["latency_s"], spec["bandwidth_bps"]) if spec else None
             step = {k[2:]: statistics.median(r["step_s"] for r in v) for k, v in results.items()
                     if k[:2] == (model, net)}
-            compute = step[("independent", "thread")]
-            blocking_exposed = next((t for (sync, _), t in step.items() if sync == "blocking"),
+            compute = step[("independent", "thread", None)]
+            blocking_exposed = next((t for (sync, *_), t in step.items() if sync == "blocking"),
                                     compute) - compute
-            sim = {s: simulate(times, p, ab, s, int(args.bucket_mb * 2**20), auto_fc_layers(times, gb), gb)
-                   for s in ("blocking", "overlap", "overlap-fc")} if ab else {}
-            for (sync, progress), t in step.items():
-                runs = results[(model, net, sync, progress)]
+            hand = [t for (sync, *_), t in step.items() if sync not in ("independent", "auto")]
+            for (sync, progress, mb), t in step.items():
+                runs = results[(model, net, sync, progress, mb)]
+                cap = int((mb or args.bucket_mb) * 2**20)
                 exposed = t - compute
                 row = {"model": model, "net": net or "shared memory", "ranks": p, "sync": sync,
                        "progress": progress if sync.startswith("overlap") else "",
+                       "bucket_mb": "auto" if sync == "auto" else mb,       # None: --bucket-mb
                        "step_ms": t * 1e3, "images_per_s": p * args.batch_size / t,
                        "compute_ms": compute * 1e3, "exposed_ms": exposed * 1e3,
                        "comm_ms": statistics.median(r["comm_s"] / max(r["steps"], 1) for r in runs) * 1e3,
                        "bytes_per_step": runs[-1]["bytes_per_step"]}
+                if sync == "auto":
+                    row["auto"] = runs[-1].get("auto", {})
+                    if hand:
+                        row["step_vs_best_hand_set"] = t / min(hand)
                 if sync not in ("independent", "blocking") and blocking_exposed > 0:
                     row["hidden_fraction"] = 1 - exposed / blocking_exposed
-                    if sim and sync in sim:
-                        b, o = sim["blocking"], sim[sync]
+                    if ab and sync in ("overlap", "overlap-fc"):
+                        fc = auto_fc_layers(times, gb)
+                        b, o = (simulate(times, p, ab, s, cap, fc, gb) for s in ("blocking", sync))
                         row["bound_hidden_fraction"] = 1 - o["exposed_s"] / b["exposed_s"]
                     if ab and sync == "overlap":
-                        row["dependency_bound"] = dependency_bound(times, p, ab, int(args.bucket_mb * 2**20))
+                        row["dependency_bound"] = dependency_bound(times, p, ab, cap)
                 rows.append(row)
     report = {"batch_per_rank": args.batch_size, "threads": args.threads, "rounds": args.rounds,
               "steps": args.steps, "rows": rows}
@@ -201,10 +220,22 @@ def run_overlap_bench(args) -> int:
     print(f"  {'model':<11} {'network':<14} {'schedule':<16} {'step ms':>8} {'img/s':>7} {'exposed':>8} "
           f"{'hidden':>7} {'sim.':>6} {'dep.':>6} {'MB sent':>8}")
     for r in rows:
-        sched = r["sync"] + (f":{r['progress']}" if r["progress"] else "")
+        sched = _label(r)
         hidden = f"{r['hidden_fraction']:.2f}" if "hidden_fraction" in r else "-"
         bound = f"{r['bound_hidden_fraction']:.2f}" if "bound_hidden_fraction" in r else "-"
         dep = f"{r['dependency_bound']:.2f}" if "dependency_bound" in r else "-"
         print(f"  {r['model']:<11} {r['net']:<14} {sched:<16} {r['step_ms']:>8.1f} {r['images_per_s']:>7.0f} "
-              f"{r['exposed_ms']:>8.1f} {hidden:>7} {bound:>6} {dep:>6} {r['bytes_per_step'] / 2**20:>8.3f}")
+              f"{r['exposed_ms']:>8.1f} {hidden:>7} {bound:>6} {dep:>6} {r['bytes_per_step'] / 2**20:>8.3f}"
+              + (f"  {r['step_vs_best_hand_set']:.3f} x the best hand-set step"
+                 if "step_vs_best_hand_set" in r else ""))
     return 0
+
+
+def _label(row: dict) -> str:
+    """blocking, overlap:poll@0.05, auto=overlap-fc/3 (what auto chose, and its bucket count)."""
+    if row["sync"] == "auto":
+        a = row.get("auto") or {}
+        return "auto" + (f"={a['sync']}/{len(a['buckets'])}" if "sync" in a else "")
+    text = row["sync"] + (f":{row['progress']}" if row.get("progress") and row["sync"] != "single"
+                          and row["sync"] != "blocking" else "")
+    return text + (f"@{row['bucket_mb']:g}" if isinstance(row.get("bucket_mb"), float) else "")

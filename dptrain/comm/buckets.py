@@ -32,8 +32,8 @@ class Bucket:
         return f"Bucket({self.index}, layers {self.layers}, {self.nbytes} bytes)"
 
 
-def build_buckets(model, bucket_mb: float, exclude=()) -> list[Bucket]:
-    """Buckets over every parametrised layer except ``exclude`` (FC-replicated layers)."""
+def groups_by_cap(model, bucket_mb: float, exclude=()) -> list[list[int]]:
+    """Layer indices per bucket: reverse layer order, a new bucket once the cap is reached."""
     cap = max(int(bucket_mb * 2**20), 1)
     groups, current, size = [], [], 0
     for i in range(len(model.layers) - 1, -1, -1):
@@ -47,6 +47,15 @@ def build_buckets(model, bucket_mb: float, exclude=()) -> list[Bucket]:
             current, size = [], 0
     if current:
         groups.append(current)
+    return groups
+
+
+def build_buckets(model, bucket_mb: float | None, exclude=(), groups=None) -> list[Bucket]:
+    """Buckets over every parametrised layer except ``exclude`` (FC-replicated layers): by the
+    byte cap, or as ``groups`` says (a plan: contiguous runs of layers in reverse order).
+    Rebuilding is allowed between steps: the gradients are copied into the new buffers."""
+    if groups is None:
+        groups = groups_by_cap(model, bucket_mb, exclude)
     buckets = []
     for b, layers in enumerate(groups):
         first = model.layers[layers[0]].grads

@@ -15,6 +15,10 @@ share of the mean, never a sum of P means.)
   reductions of the first layers (finished last) overlap the next forward too.
   ``flush()`` completes everything pending (end of training, evaluation, checkpoints).
 
+``schedule="auto"`` / ``bucket_mb="auto"`` (the trainer's defaults): parallel/autotune.py
+measures the link and the layers, plans on rank 0 and calls ``reconfigure`` on every rank at
+the same step; bucket boundaries never change the result.
+
 Gradient accumulation: ``train_step(..., communicate=False)`` adds the micro-batch's
 gradients to a local accumulator; the next ``communicate=True`` step folds it in before
 its buckets are reduced, so only the last micro-batch communicates.
@@ -60,31 +64,26 @@ class OverlapStats:
 
 
 class DataParallel:
-    def __init__(self, model, comm, schedule: str = "overlap", bucket_mb: float = 4.0,
+    def __init__(self, model, comm, schedule: str = "overlap", bucket_mb: float | str = 4.0,
                  progress: str = "auto", sync_bn: bool = False, grad_dtype: str | None = None,
                  watchdog=None, settle_each_step: bool = False, fc_replicate: str = "auto",
-                 global_batch: int | None = None):
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r} (choose {', '.join(SCHEDULES)})")
+                 global_batch: int | None = None, plan: dict | None = None,
+                 auto_schedules=SCHEDULES, link=None):
+        """``schedule`` and ``bucket_mb`` may be "auto" (parallel/autotune.py): on several
+        ranks the link is measured here (or ``link``, an AlphaBeta, is taken as given), and a
+        plan is made after a few steps, or taken from ``plan`` (a checkpoint's)."""
+        if schedule not in SCHEDULES + ("auto",):
+            raise ValueError(f"unknown schedule {schedule!r} (choose {', '.join(SCHEDULES)} or auto)")
         if progress not in PROGRESS_MODES:
             raise ValueError(f"unknown progress mode {progress!r} (choose {', '.join(PROGRESS_MODES)})")
         if grad_dtype not in GRAD_DTYPES:
             raise ValueError(f"unknown gradient dtype {grad_dtype!r} (choose float32 or float16)")
-        if progress == "auto":
-            # measured (docs/performance.md): polling hides more of the bucket reductions,
-            # a thread keeps the large FC gathers moving; NCCL progresses on its own stream
-            progress = "thread" if schedule == "overlap-fc" and comm.name != "nccl" else "poll"
-        self.model, self.comm, self.schedule, self.progress = model, comm, schedule, progress
-        overlapped = schedule in ("overlap", "overlap-fc") and comm.size > 1
-        fc_layers = []
-        if schedule == "overlap-fc" and overlapped:
-            if global_batch is None:
-                raise ValueError("overlap-fc needs the global batch size (to size its gathers)")
-            fc_layers = choose_layers(model, fc_replicate, global_batch)
-        self.buckets = build_buckets(model, bucket_mb, exclude=set(fc_layers))
-        self.bucket_of = {i: b for b in self.buckets for i in b.layers}
-        for b in self.buckets:          # what goes on the wire: the buffer, or a float16 copy
-            b.wire = b.buffer if grad_dtype != "float16" else b.buffer.astype(np.float16)
+        self.model, self.comm = model, comm
+        self._requested_progress, self._fc_replicate = progress, fc_replicate
+        self.global_batch, self._grad_dtype = global_batch, grad_dtype
+        auto_buckets, auto_sync = bucket_mb == "auto", schedule == "auto"
+        if auto_sync:           # warm up under overlap; one rank has nothing to overlap
+            schedule = "overlap" if comm.size > 1 else "blocking"
         self.stats = OverlapStats()
         self._deferred: dict[int, float] = {}       # overlap: layer index -> lr of its update
         self._pending_lr = None                     # blocking: lr of the step not yet applied
@@ -101,16 +100,61 @@ class DataParallel:
         self._acc = None                            # per-bucket accumulated micro-batch grads
         self._opt = None
         self._sync_bn = sync_bn
-        self._engine = None
-        if overlapped:
-            self._engine = {"thread": lambda: CommThread(comm.dup()), "poll": lambda: Poller(comm),
-                            "priority": lambda: PriorityCommThread(comm.dup())}[progress]()
-        self.fc = FCReplication(model, comm, self._engine, fc_layers, global_batch or 0, self.stats) \
-            if fc_layers else None
+        self._mid_step = False                      # between micro-batches of one step
+        self._engine = self.fc = None
+        self.buckets = []
+        # auto buckets: one per layer until planned (on one rank: today's 4 MB cap)
+        self._bucket_mb = (1e-9 if comm.size > 1 else 4.0) if auto_buckets else float(bucket_mb)
+        self.reconfigure(schedule, None)
+        self.auto = None
+        if comm.size > 1 and (auto_buckets or auto_sync):
+            from .autotune import AutoTuner
+            self.auto = AutoTuner.start(self, link, auto_schedules if auto_sync else (schedule,),
+                                        None if auto_buckets else float(bucket_mb), plan)
         if sync_bn:
             for layer in model.layers:
                 if isinstance(layer, BatchNorm):
                     layer.sync = self._sum_over_ranks
+
+    # --- the shape of communication: schedule and buckets ----------------------------
+    def reconfigure(self, schedule: str, groups) -> None:
+        """Set the schedule and the buckets (``groups``: layer indices per bucket, or None
+        for the byte cap). Between steps only: pending work is completed first."""
+        self.flush()
+        if self._engine is not None:
+            self._engine.close()
+        if self.fc is not None:
+            for i in self.fc.layers:
+                self.model.layers[i].compute_param_grads = True
+        progress = self._requested_progress
+        if progress == "auto":
+            # measured (docs/performance.md): polling hides more of the bucket reductions,
+            # a thread keeps the large FC gathers moving; NCCL progresses on its own stream
+            progress = "thread" if schedule == "overlap-fc" and self.comm.name != "nccl" else "poll"
+        self.schedule, self.progress = schedule, progress
+        comm = self.comm
+        overlapped = schedule in ("overlap", "overlap-fc") and comm.size > 1
+        fc_layers = []
+        if schedule == "overlap-fc" and overlapped:
+            if self.global_batch is None:
+                raise ValueError("overlap-fc needs the global batch size (to size its gathers)")
+            fc_layers = choose_layers(self.model, self._fc_replicate, self.global_batch)
+        self.buckets = build_buckets(self.model, self._bucket_mb, exclude=set(fc_layers), groups=groups)
+        self.bucket_of = {i: b for b in self.buckets for i in b.layers}
+        for b in self.buckets:          # what goes on the wire: the buffer, or a float16 copy
+            b.wire = b.buffer if self._grad_dtype != "float16" else b.buffer.astype(np.float16)
+        self._engine = None
+        if overlapped:
+            self._engine = {"thread": lambda: CommThread(comm.dup()), "poll": lambda: Poller(comm),
+                            "priority": lambda: PriorityCommThread(comm.dup())}[progress]()
+        self.fc = FCReplication(self.model, comm, self._engine, fc_layers, self.global_batch or 0,
+                                self.stats) if fc_layers else None
+
+    def fc_candidates(self) -> list[int]:
+        """The layers overlap-fc would replicate (--fc-replicate's rule)."""
+        if self.comm.size == 1 or self.global_batch is None:
+            return []
+        return choose_layers(self.model, self._fc_replicate, self.global_batch)
 
     @property
     def nonfinite(self) -> str | None:
@@ -143,6 +187,9 @@ class DataParallel:
         """
         lr = opt.lr if lr is None else lr
         self._opt = opt
+        if self.auto is not None and not self._mid_step:
+            self.auto.before_step()                 # may re-plan: every rank at the same step
+        self._mid_step = not communicate
         if self._pending_lr is not None:            # blocking: the previous step's update
             self._apply_pending_step()
         norm = global_batch if global_batch is not None else len(x) * self.comm.size

@@ -53,11 +53,13 @@ def buckets_of(times: LayerTimes, bucket_bytes: int, exclude=()) -> list[list[in
 
 def simulate(times: LayerTimes, p: int, net: AlphaBeta, schedule: str, bucket_bytes: int = 4 << 20,
              fc_layers=(), global_batch: int | None = None, flops_per_s: float = 1e11,
-             itemsize: int = 4) -> dict:
-    """Steady-state step time (seconds) and its parts for one schedule on p ranks."""
+             itemsize: int = 4, groups=None) -> dict:
+    """Steady-state step time (seconds) and its parts for one schedule on p ranks; ``groups``
+    (layer indices per bucket, in posting order) replaces the byte cap's buckets."""
     n = len(times.fwd)
     fc_layers = [i for i in fc_layers if i in times.fc_shape] if schedule == "overlap-fc" else []
-    groups = buckets_of(times, bucket_bytes, exclude=set(fc_layers))
+    if groups is None:
+        groups = buckets_of(times, bucket_bytes, exclude=set(fc_layers))
     comm_total = sum(net.allreduce(p, sum(times.param_bytes[i] for i in g)) for g in groups)
     gb = global_batch or times.batch * p
     rows = -(-gb // p)

@@ -47,9 +47,9 @@ class TrainConfig:
     as_delta_p: float = 0.9
     as_delta_q: float = 0.1
     as_weighting: str = "importance"     # importance | none (the thesis as published)
-    sync: str = "overlap"                # blocking | overlap | overlap-fc (parallel/)
+    sync: str = "auto"                   # auto | blocking | overlap | overlap-fc (parallel/)
     fc_replicate: str = "auto"           # overlap-fc: auto | all | none
-    bucket_mb: float = 4.0
+    bucket_mb: float | str = "auto"      # a cap in MB, or auto (parallel/autotune.py)
     comm_progress: str = "auto"          # auto | poll | thread | priority (parallel/progress.py)
     sync_bn: bool = False
     accumulate: int = 1                  # micro-batches per update (the batch is split)
@@ -94,7 +94,10 @@ class TrainConfig:
         positive("weight_decay", self.weight_decay, strict=False)
         positive("warmup_steps", self.warmup_steps, strict=False)
         positive("log_every", self.log_every, strict=False)
-        positive("bucket_mb", self.bucket_mb)
+        if isinstance(self.bucket_mb, str) and self.bucket_mb != "auto":
+            raise UsageError(f"--bucket-mb: expected a number of MB or auto, got {self.bucket_mb!r}")
+        if self.bucket_mb != "auto":
+            positive("bucket_mb", self.bucket_mb)
         positive("accumulate", self.accumulate)
         positive("comm_timeout", self.comm_timeout)
         positive("obs_recompute_every", self.obs_recompute_every, strict=False)
@@ -126,14 +129,14 @@ class TrainConfig:
                 raise UsageError(str(exc)) from None
         if self.resume and not self.checkpoint_dir:
             raise UsageError("--resume needs --checkpoint-dir (where to look for checkpoints)")
-        if self.sync == "overlap-fc" and self.accumulate > 1:
+        if self.sync == "overlap-fc" and self.accumulate > 1:     # (auto leaves it out)
             raise UsageError("--sync overlap-fc does not combine with --accumulate (the gathered "
                              "activations are per micro-batch); use overlap")
         if self.accumulate > self.batch_size:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
                    "comm": ("auto", "mpi", "nccl", "cuda-mpi", "staged"),
-                   "sync": ("blocking", "overlap", "overlap-fc"), "comm_progress": ("auto", "thread", "poll", "priority"),
+                   "sync": ("auto", "blocking", "overlap", "overlap-fc"), "comm_progress": ("auto", "thread", "poll", "priority"),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
                    "as_weighting": ("importance", "none")}
@@ -177,6 +180,8 @@ def coerce(name: str, value, where: str):
     kind = str(TrainConfig.__dataclass_fields__[name].type).split(" |")[0]
     if value is None:
         return None
+    if name == "bucket_mb" and value == "auto":
+        return value
     if name in ("checkpoint_every", "check_collectives") and isinstance(value, int) \
             and not isinstance(value, bool):
         value = str(value)                   # checkpoint_every = 500 in a TOML file

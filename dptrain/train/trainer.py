@@ -23,6 +23,8 @@ from ..data.prefetch import Prefetcher, make_transfer
 from ..errors import TrainingFailure, UsageError, on_this_rank_only
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
+from ..comm.link_probe import describe as describe_link
+from .auto_report import auto_schedules, report_plan
 from . import checkpoint, faults, outputs, startup
 from .config import TrainConfig, parse_interval
 from .evaluate import evaluate_shares
@@ -47,6 +49,7 @@ class Trainer:
         self.step = self.epoch = self.pos = 0       # global step; epoch; step within it
         self.skipped = 0
         self.resumed_from = None
+        self._resumed_plan = None                   # the checkpoint's communication plan
         self._saved_step = None
         self.lock = None
         # Everything that can fail on bad input happens before the first collective, and the
@@ -63,7 +66,8 @@ class Trainer:
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
                                grad_dtype=cfg.grad_dtype, watchdog=self.watchdog,
                                settle_each_step=cfg.skip_nonfinite > 0,
-                               fc_replicate=cfg.fc_replicate, global_batch=cfg.batch_size)
+                               fc_replicate=cfg.fc_replicate, global_batch=cfg.batch_size,
+                               plan=self._resumed_plan, auto_schedules=auto_schedules(cfg))
         self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
         self.inputs = Prefetcher(self._load_inputs, make_transfer())
@@ -171,6 +175,7 @@ class Trainer:
         self.step, self.epoch, self.pos = meta["step"], meta["epoch"], meta["pos"]
         self.sampler.load_state_dict(meta["sampler"])
         self.resumed_from = ckpt["path"]
+        self._resumed_plan = meta.get("comm_plan")
 
     def settle(self) -> list:
         """Complete every pending update, reduction and check, so that what is saved next is
@@ -195,7 +200,8 @@ class Trainer:
         if self.is_root:
             meta = {"epoch": self.epoch, "pos": self.pos, "model": self.cfg.model,
                     "config": dataclasses.asdict(self.cfg), "sampler": self.sampler.state_dict(),
-                    "rng": {"seed": self.cfg.seed, "step": self.step}}
+                    "rng": {"seed": self.cfg.seed, "step": self.step},
+                    "comm_plan": self.dp.auto.plan.as_dict() if self.dp.auto and self.dp.auto.plan else None}
             try:
                 checkpoint.save(self.cfg.checkpoint_dir, self.step, self.model, self.opt, meta,
                                 keep=self.cfg.keep_checkpoints)
@@ -363,6 +369,7 @@ class Trainer:
             f"{cfg.optimizer}, {self.size} rank(s), {backend.device_name}"
             + (f" over {self.transport}" if self.size > 1 else "")
             + (f" ({self.transport_why})" if self.size > 1 and self.device_reads else "")
+            + (f", link {describe_link(self.dp.auto.link)} (measured)" if self.dp.auto else "")
             + (f", resumed from {self.resumed_from.name} at step {self.step}"
                if self.resumed_from else ""), flush=True)
         result = {}
@@ -399,6 +406,7 @@ class Trainer:
                     if self.pos == self.steps_per_epoch:
                         self.epoch, self.pos = self.epoch + 1, 0
                     account(results)
+                    report_plan(self.dp.auto, say)
                     if cfg.check_replicas and self.step % cfg.check_replicas == 0:
                         self.check_replicas()
                     if self.order_checks_every and self.step % self.order_checks_every == 0:
@@ -437,6 +445,8 @@ class Trainer:
         """Evaluate, write the epoch's three metrics lines and print one line."""
         epoch = self.epoch if self.pos == 0 else self.epoch + 1     # the epoch just trained
         train_line = log.training_line(epoch, self.step)
+        if self.dp.auto is not None:
+            train_line["comm"] = self.dp.auto.summary()
         test = self.evaluate()
         train_split = self._evaluate_training_set(refresh=self.pos == 0)
         metrics.write(train_line)

@@ -1,0 +1,244 @@
+"""``--sync auto`` and ``--bucket-mb auto``: measure, plan on rank 0, broadcast, re-plan on drift.
+
+At start-up the link is measured (comm/link_probe.py). The first WARMUP_STEPS steps run with
+one bucket per layer (or the fixed cap) under the requested schedule (overlap when it is
+auto), and every rank times each layer's forward, backward and update (the first step is
+cold and not counted). Then the ranks all-gather their median times, rank 0 takes the slowest
+rank's time per layer, plans (parallel/planner.py) and broadcasts the plan, and every rank
+rebuilds its buckets (and schedule) from the broadcast plan: the collectives every rank posts
+depend only on what rank 0 sent, never on a rank's own clock.
+
+Re-planning (planned buckets only): every REPLAN_EVERY steps after a plan, REPLAN_WINDOW steps are timed again and
+rank 0 replans the buckets for the schedule in force; it adopts the new cut when the current
+one is predicted slower by more than DRIFT of the step (a broadcast every time, of the new
+cut or of nothing). The schedule itself is chosen once: overlap-fc rounds differently from
+the others (its dW is one product over the global batch), so switching it mid-run would make
+a run's result depend on when its timings drifted. Bucket boundaries never change results:
+a reduction sums each element over the ranks, whatever buffer it travels in.
+
+The plan is saved in checkpoints; a resumed run adopts it and skips the warm-up.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..comm.emulated import AlphaBeta
+from ..comm import link_probe
+from ..nn import Dense
+from . import planner
+from .predict import LayerTimes
+
+WARMUP_STEPS = 5           # steps before the plan; the first one is not timed
+REPORT_AFTER = 5           # steps of the plan whose exposed time is reported
+REPLAN_EVERY = 200         # steps between re-timings
+REPLAN_WINDOW = 4          # steps timed for a re-plan
+DRIFT = 0.02               # adopt a new cut when the current one is predicted this much slower
+
+
+class LayerClock:
+    """Collects per-layer forward/backward/update durations through the tracer hooks of
+    Sequential and DataParallel, passing every span on to the real tracer (--trace), if any."""
+
+    active = True
+
+    def __init__(self, n_layers: int, inner=None):
+        self.inner = inner
+        self.times = {cat: [[] for _ in range(n_layers)] for cat in ("forward", "backward", "update")}
+
+    @property
+    def step(self):
+        return self.inner.step if self.inner is not None else 0
+
+    @property
+    def t0(self):
+        return self.inner.t0 if self.inner is not None else 0.0
+
+    def span(self, name, cat, start, end, lane=0, step=None, **args):
+        if cat in self.times and "layer" in args:
+            self.times[cat][args["layer"]].append(end - start)
+        if self.inner is not None:
+            self.inner.span(name, cat, start, end, lane=lane, step=step, **args)
+
+    def medians(self) -> np.ndarray:
+        """(3, layers): median seconds per call; 0 where a layer never ran (no parameters,
+        or below the first parametrised layer in backprop)."""
+        return np.array([[float(np.median(v)) if v else 0.0 for v in self.times[cat]]
+                         for cat in ("forward", "backward", "update")])
+
+
+def layer_table(dp, medians) -> LayerTimes:
+    """Times (3 x layers: forward, backward, update) with what the planner needs of ``dp``'s
+    model: gradient bytes on the wire per layer, Dense shapes, the per-rank batch."""
+    wire = 2 if dp._grad_dtype == "float16" else None
+    nbytes = [sum(int(g.size) * (wire or g.dtype.itemsize) for g in layer.grads.values())
+              for layer in dp.model.layers]
+    shapes = {i: (layer.n_in, layer.n_out) for i, layer in enumerate(dp.model.layers)
+              if isinstance(layer, Dense)}
+    fwd, bwd, upd = (list(map(float, row)) for row in medians)
+    return LayerTimes(fwd, bwd, upd, nbytes, shapes, -(-(dp.global_batch or dp.comm.size) // dp.comm.size))
+
+
+def fits(dp, plan: planner.Plan) -> bool:
+    """A known schedule, and buckets that cut the layers it reduces into contiguous runs in
+    reverse order (a checkpoint's plan may come from another model)."""
+    if plan.schedule not in ("blocking", "overlap", "overlap-fc"):
+        return False
+    fc = set(dp.fc_candidates()) if plan.schedule == "overlap-fc" else set()
+    layers = [i for i in range(len(dp.model.layers) - 1, -1, -1)
+              if dp.model.layers[i].params and i not in fc]
+    return planner.is_valid_cut(plan.groups, layers)
+
+
+class AutoTuner:
+    @classmethod
+    def start(cls, dp, link: AlphaBeta | None, schedules, bucket_mb, plan: dict | None = None):
+        """Measure the link (unless given) and begin; every rank calls this at once."""
+        if link is None:
+            from ..backend import get_array_module
+            xp = get_array_module(dp.buckets[0].buffer) if dp.buckets else np
+            with dp._guard("link measurement (allreduce timings)"):
+                link = link_probe.measure_link(dp.comm, xp)
+        return cls(dp, link, schedules, bucket_mb, plan)
+
+    def __init__(self, dp, link: AlphaBeta, schedules, bucket_mb, plan: dict | None = None):
+        """``schedules``: the schedules to choose from (one when --sync is fixed);
+        ``bucket_mb``: the fixed cap, or None to plan the buckets."""
+        self.dp, self.link = dp, link
+        self.schedules, self.bucket_mb = tuple(schedules), bucket_mb
+        self.k = 0                          # steps started in this process
+        self.plan: planner.Plan | None = None
+        self.planned_at = 0
+        self.replans = 0
+        self.clock: LayerClock | None = None
+        self._stats_at_plan = (0.0, 0)
+        self.measured_exposed_s: float | None = None
+        self.report: dict | None = None     # what the trainer prints once, then None
+        if plan is not None:
+            self._adopt(planner.Plan.from_dict(plan), resumed=True)
+
+    # --- the step hook (DataParallel.train_step, at a step boundary) ----------------
+    def before_step(self) -> None:
+        k, self.k = self.k, self.k + 1
+        if self.plan is None:
+            if k < WARMUP_STEPS:
+                self._time_step(record=k > 0)
+            else:
+                self._stop_clock()
+                self._make_plan()
+            return
+        since = k - self.planned_at
+        if since == REPORT_AFTER and self.measured_exposed_s is None:
+            stats, (exposed0, steps0) = self.dp.stats, self._stats_at_plan
+            if stats.steps - steps0 == REPORT_AFTER:
+                self.measured_exposed_s = (stats.exposed_s - exposed0) / REPORT_AFTER
+            else:                               # the statistics were reset (a benchmark)
+                self.measured_exposed_s = stats.exposed_s / max(stats.steps, 1)
+            self.report = self.summary()
+        if self.bucket_mb is not None or since < REPLAN_EVERY:
+            return                              # a fixed cap has nothing to re-plan
+        phase = since % REPLAN_EVERY
+        if phase < REPLAN_WINDOW:
+            self._time_step(record=True)
+        elif phase == REPLAN_WINDOW:
+            self._stop_clock()
+            self._replan()
+
+    # --- timing ---------------------------------------------------------------------
+    def _time_step(self, record: bool) -> None:
+        dp = self.dp
+        if self.clock is None:
+            inner = dp.model.tracer
+            self.clock = LayerClock(len(dp.model.layers), inner)
+            self._cold = not record
+        elif self._cold and record:          # drop the cold step's samples
+            self.clock = LayerClock(len(dp.model.layers), self.clock.inner)
+            self._cold = False
+        dp.model.tracer = dp.tracer = self.clock
+
+    def _stop_clock(self) -> None:
+        if self.clock is not None:
+            self.dp.model.tracer = self.dp.tracer = self.clock.inner
+
+    def _agreed_times(self) -> LayerTimes:
+        """Every rank's medians, all-gathered; the slowest rank's per layer (same on all)."""
+        dp = self.dp
+        mine = self.clock.medians()
+        self.clock = None
+        with dp._guard(f"allgather of layer times at step {dp.step}"):
+            every = np.asarray(dp.comm.allgather(mine))
+        return layer_table(dp, every.max(axis=0))
+
+    # --- planning (rank 0) and agreement (everyone) ---------------------------------
+    @property
+    def _itemsize(self) -> int:
+        return int(np.dtype(self.dp.model.dtype).itemsize)
+
+    def _fc_layers(self, times: LayerTimes) -> list[int]:
+        return self.dp.fc_candidates()
+
+    def _make_plan(self) -> None:
+        times = self._agreed_times()
+        proposal = None
+        if self.dp.comm.rank == 0:
+            proposal = planner.choose(
+                times, self.dp.comm.size, self.link, self.schedules, self._fc_layers(times),
+                self.dp.global_batch, self._itemsize,
+                bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20)).as_dict()
+        with self.dp._guard(f"broadcast of the communication plan at step {self.dp.step}"):
+            proposal = self.dp.comm.bcast_obj(proposal, root=0)
+        self._adopt(planner.Plan.from_dict(proposal))
+
+    def _replan(self) -> None:
+        times = self._agreed_times()
+        groups = None
+        if self.dp.comm.rank == 0:
+            s = self.plan.schedule
+            fresh = planner.choose(times, self.dp.comm.size, self.link, (s,), self._fc_layers(times),
+                                   self.dp.global_batch, self._itemsize)
+            from .predict import simulate
+            now = simulate(times, self.dp.comm.size, self.link, s, fc_layers=self._fc_layers(times),
+                           global_batch=self.dp.global_batch, itemsize=self._itemsize,
+                           groups=self.plan.groups)
+            if now["step_s"] - fresh.predicted[s]["step_s"] > DRIFT * now["step_s"] \
+                    and fresh.groups != self.plan.groups:
+                groups = fresh.groups
+        with self.dp._guard(f"broadcast of the re-planned buckets at step {self.dp.step}"):
+            groups = self.dp.comm.bcast_obj(groups, root=0)
+        if groups is not None:
+            self.replans += 1
+            self._adopt(planner.Plan(self.plan.schedule, groups, self.plan.predicted))
+        self.planned_at = self.k - 1                # the next period counts from here
+
+    def _adopt(self, plan: planner.Plan, resumed: bool = False) -> None:
+        if resumed and plan.schedule not in self.schedules:
+            return                          # --sync changed since the checkpoint: plan anew
+        if self.bucket_mb is not None:      # a fixed cap: its buckets, whatever was saved
+            plan = planner.Plan(plan.schedule, None, plan.predicted)
+        elif not fits(self.dp, plan):
+            if resumed:
+                return                      # a stale checkpoint's plan: warm up and plan again
+            raise RuntimeError(f"invalid communication plan {plan.as_dict()}")
+        self.dp.reconfigure(plan.schedule, plan.groups)
+        if plan.groups is None:
+            plan.groups = [b.layers for b in self.dp.buckets]
+        self.plan = plan
+        self.planned_at = max(self.k - 1, 0) if not resumed else 0
+        self._stats_at_plan = (self.dp.stats.exposed_s, self.dp.stats.steps)
+
+    # --- reporting ------------------------------------------------------------------
+    def summary(self) -> dict:
+        """For the metrics: the link, the plan, predicted and measured exposed time."""
+        out = {"link_alpha_s": self.link.alpha, "link_bandwidth_bps": 8.0 / self.link.beta}
+        if self.plan is not None:
+            p = self.plan
+            out.update({"sync": p.schedule, "buckets": p.groups, "replans": self.replans,
+                        "predicted_exposed_ms": p.predicted.get(p.schedule, {}).get("exposed_s", float("nan")) * 1e3,
+                        "predicted_step_ms": {s: r["step_s"] * 1e3 for s, r in p.predicted.items()}})
+            if self.measured_exposed_s is not None:
+                out["measured_exposed_ms"] = self.measured_exposed_s * 1e3
+        return out
+
+    def take_report(self) -> dict | None:
+        """The plan's line, once, when its exposed time has been measured."""
+        report, self.report = self.report, None
+        return report

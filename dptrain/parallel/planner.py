@@ -1,0 +1,148 @@
+"""Bucket boundaries and schedule from measured layer times and the link (``auto``).
+
+Buckets are contiguous runs of parametrised layers in reverse layer order (the order backprop
+finishes them). On one first-in-first-out link the reductions complete in the order they were
+posted, and the next forward pass needs them in the opposite order: the bucket holding the
+first layers is posted last and needed first. So with the overlap schedule the step waits for
+exactly one thing, the completion of the last reduction, and the best cut is the one that
+finishes the link's work earliest. With post times fixed by backprop (bucket k is posted when
+its lowest layer's backward ends, at d_k) and costs c(bytes) = 2 (P-1) alpha + 2 (P-1)/P bytes
+beta, the link is free after bucket k at
+
+    f(k) = min over the previous cut j of  max(f(j), d_k) + c(bytes of layers j+1 .. k)
+
+and since that is increasing in f(j), the earliest finish of every prefix is optimal for the
+whole (dynamic programming, O(L^2) for L layers). Few buckets pay alpha few times; many start
+early: "the last k layers first" of Lee et al. is the case of one late, large bucket.
+FC layers replicated by overlap-fc post their error gathers at fixed times in between; the
+recurrence folds them in. The candidates (the DP's cut, one bucket per layer, one bucket) are
+then replayed by the simulator (predict.simulate), which also models the forward pass, the
+deferred updates and the activation gathers; the shortest predicted step wins.
+
+The schedule: the simplest of blocking, overlap, overlap-fc unless a more involved one is
+predicted faster by more than ``margin`` of the step (the simulator knows neither the cost of
+polling nor the competition of a communication thread for the cores).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..comm.emulated import AlphaBeta
+from .predict import LayerTimes, buckets_of, simulate
+
+ORDER = ("blocking", "overlap", "overlap-fc")
+MARGIN = 0.03          # a more involved schedule must be predicted this much faster
+
+
+@dataclass
+class Plan:
+    schedule: str
+    groups: list[list[int]]                 # layer indices per bucket, in posting order
+    predicted: dict = field(default_factory=dict)   # schedule -> predicted step and exposed (s)
+
+    def as_dict(self) -> dict:
+        return {"schedule": self.schedule, "groups": [list(map(int, g)) for g in self.groups],
+                "predicted": {s: {k: float(v) for k, v in r.items()} for s, r in self.predicted.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        return cls(str(d["schedule"]), [[int(i) for i in g] for g in d["groups"]],
+                   {str(s): {str(k): float(v) for k, v in r.items()}
+                    for s, r in dict(d.get("predicted", {})).items()})
+
+
+def bucket_layers(times: LayerTimes, exclude=()) -> list[int]:
+    """Parametrised layers that go into buckets, in reverse order."""
+    return [i for i in range(len(times.param_bytes) - 1, -1, -1)
+            if times.param_bytes[i] and i not in exclude]
+
+
+def is_valid_cut(groups, layers: list[int]) -> bool:
+    """``groups`` split ``layers`` (reverse order) into contiguous non-empty runs."""
+    return bool(groups) and all(groups) and [i for g in groups for i in g] == layers
+
+
+def _gather_costs(times, p, net, fc_layers, global_batch, itemsize):
+    rows = -(-global_batch // p)
+    return {i: (net.allgather(p, p * rows * times.fc_shape[i][0] * itemsize),
+                net.allgather(p, p * rows * times.fc_shape[i][1] * itemsize)) for i in fc_layers}
+
+
+def optimal_groups(times: LayerTimes, p: int, net: AlphaBeta, fc_layers=(), global_batch=None,
+                   itemsize: int = 4) -> list[list[int]]:
+    """The cut that frees the link earliest (module docstring), FC gathers folded in."""
+    fc_layers = [i for i in fc_layers if i in times.fc_shape]
+    layers = bucket_layers(times, exclude=set(fc_layers))
+    if not layers:
+        return []
+    gathers = _gather_costs(times, p, net, fc_layers, global_batch or times.batch * p, itemsize)
+    n = len(times.fwd)
+    # time origin: the start of backprop; the forward pass before it posts the input gathers
+    channel, t = 0.0, -sum(times.fwd)
+    for i in range(n):
+        t += times.fwd[i]
+        if i in gathers:
+            channel = max(channel, t) + gathers[i][0]
+    done, t = {}, 0.0
+    for i in range(n - 1, -1, -1):
+        t += times.bwd[i] / 2 if i in gathers else times.bwd[i]
+        done[i] = t
+
+    def fold(free: float, j: int, k: int) -> float:
+        """Link free time after the error gathers posted between layers[j-1] and layers[k],
+        then the bucket layers[j..k]."""
+        upper = layers[j - 1] if j > 0 else n
+        for g in sorted((i for i in gathers if layers[k] < i < upper), reverse=True):
+            free = max(free, done[g]) + gathers[g][1]
+        size = sum(times.param_bytes[i] for i in layers[j:k + 1])
+        return max(free, done[layers[k]]) + net.allreduce(p, size)
+
+    best = [(channel, None)] + [(float("inf"), None)] * len(layers)   # best[k]: cut after k-1
+    for k in range(len(layers)):
+        for j in range(k + 1):
+            free = fold(best[j][0], j, k)
+            if free < best[k + 1][0]:
+                best[k + 1] = (free, j)
+    groups, k = [], len(layers)
+    while k > 0:
+        j = best[k][1]
+        groups.append(layers[j:k])
+        k = j
+    return groups[::-1]
+
+
+def choose(times: LayerTimes, p: int, net: AlphaBeta, schedules=ORDER, fc_layers=(),
+           global_batch: int | None = None, itemsize: int = 4, bucket_bytes: int | None = None,
+           margin: float = MARGIN) -> Plan:
+    """The plan for ``schedules`` (one: that schedule's best buckets). ``bucket_bytes`` fixes
+    the buckets by a byte cap instead of planning them."""
+    gb = global_batch or times.batch * p
+    fc_layers = [i for i in fc_layers if i in times.fc_shape]
+    predicted, groups_of = {}, {}
+    for s in schedules:
+        if s == "overlap-fc" and not fc_layers and len(schedules) > 1:
+            continue                                       # nothing to replicate: overlap
+        exclude = set(fc_layers) if s == "overlap-fc" else set()
+        layers = bucket_layers(times, exclude)
+        if bucket_bytes is not None:
+            candidates = [buckets_of(times, bucket_bytes, exclude)]
+        elif s == "blocking" or p == 1:
+            candidates = [[layers]] if layers else [[]]
+        else:
+            candidates = [optimal_groups(times, p, net, fc_layers if s == "overlap-fc" else (),
+                                         gb, itemsize), [[i] for i in layers], [layers]]
+        best = None
+        for groups in candidates:
+            groups = [g for g in groups if g]
+            r = simulate(times, p, net, s, fc_layers=fc_layers, global_batch=gb,
+                         itemsize=itemsize, groups=groups)
+            if best is None or r["step_s"] < best[0]["step_s"]:
+                best = (r, groups)
+        predicted[s] = {"step_s": best[0]["step_s"], "exposed_s": best[0]["exposed_s"]}
+        groups_of[s] = best[1]
+    chosen = None
+    for s in ORDER:
+        if s in predicted and (chosen is None or predicted[s]["step_s"]
+                               < predicted[chosen]["step_s"] * (1 - margin)):
+            chosen = s
+    return Plan(chosen, groups_of[chosen], predicted)

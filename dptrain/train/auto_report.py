@@ -1,0 +1,21 @@
+"""What the trainer says about ``--sync auto`` / ``--bucket-mb auto`` (parallel/autotune.py)."""
+from __future__ import annotations
+
+
+def auto_schedules(cfg) -> tuple:
+    """The schedules --sync auto chooses from: overlap-fc's gathers are per micro-batch, so
+    not with --accumulate."""
+    return ("blocking", "overlap") if cfg.accumulate > 1 else ("blocking", "overlap", "overlap-fc")
+
+
+def report_plan(auto, say) -> None:
+    """Once, when the plan has run a few steps: the choice, predicted and measured exposed time."""
+    report = auto.take_report() if auto is not None else None
+    if report is None:
+        return
+    buckets = report["buckets"]
+    say(f"communication plan: --sync {report['sync']}, {len(buckets)} bucket(s) "
+        f"{'/'.join(str(len(g)) for g in buckets)} layers; exposed per step: predicted "
+        f"{report['predicted_exposed_ms']:.2f} ms, measured {report['measured_exposed_ms']:.2f} ms "
+        f"(rank 0); predicted step ms: "
+        + ", ".join(f"{s} {t:.1f}" for s, t in report["predicted_step_ms"].items()), flush=True)
