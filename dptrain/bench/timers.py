@@ -39,20 +39,20 @@ class DeviceTimer:
 
     def __init__(self, cuda=None):
         self.cuda = cuda if cuda is not None else backend.cupy_module().cuda
-        self._events: dict[str, tuple] = {}     # part -> (start, end), made once, reused
+        self.events: dict[str, tuple] = {}      # part -> (start, end), made once, reused
         self._stopped: list[str] = []
 
     def _pair(self, part: str) -> tuple:
-        pair = self._events.get(part)
+        pair = self.events.get(part)
         if pair is None:                         # timing events (CuPy's default)
-            pair = self._events[part] = (self.cuda.Event(), self.cuda.Event())
+            pair = self.events[part] = (self.cuda.Event(), self.cuda.Event())
         return pair
 
     def start(self, part: str) -> None:
         self._pair(part)[0].record(self.cuda.get_current_stream())
 
     def stop(self, part: str) -> None:
-        self._events[part][1].record(self.cuda.get_current_stream())
+        self.events[part][1].record(self.cuda.get_current_stream())
         self._stopped.append(part)
 
     def read(self) -> dict[str, float]:
@@ -60,8 +60,8 @@ class DeviceTimer:
         then read each part's elapsed time."""
         if not self._stopped:
             return {}
-        self._events[self._stopped[-1]][1].synchronize()
-        spans = {part: self.cuda.get_elapsed_time(*self._events[part]) / 1e3
+        self.events[self._stopped[-1]][1].synchronize()
+        spans = {part: self.cuda.get_elapsed_time(*self.events[part]) / 1e3
                  for part in self._stopped}
         self._stopped = []
         return spans
