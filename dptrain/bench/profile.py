@@ -100,8 +100,8 @@ def run_profile(args) -> int:
     profiles = []
     for name in names:
         model = models.get(name)
-        profiles.append(summarise(model, args.batch_size,
-                                  measure_parts(model, args.batch_size, args.steps, args.warmup, timer)))
+        samples = measure_parts(model, args.batch_size, args.steps, args.warmup, timer)
+        profiles.append(summarise(model, args.batch_size, samples))
     report = {"profile": True, "device": device, "timer": timer.source,
               "batch_size": args.batch_size, "threads": args.threads, "steps": args.steps,
               "warmup": args.warmup, "models": profiles}
@@ -116,18 +116,22 @@ def _ms(ms, share) -> str:
     return f"{ms:9.3f} {100 * share:5.1f}%" if ms is not None else f"{'-':>9} {'':6}"
 
 
+def _row(index, label: str, shape: str, *cells) -> str:
+    """One line of the table; each cell is (ms, share) or (None, None)."""
+    return (f"  {index:>3}  {label:<38} {shape:<16} " + " ".join(_ms(*c) for c in cells)).rstrip()
+
+
 def print_profile(p: dict, report: dict) -> None:
-    print(f"dptrain bench --profile: {p['model']}, batch {report['batch_size']}, {report['device']}, "
-          f"{report['threads']} thread(s), median of {report['steps']} steps ({report['timer']})")
+    print(f"dptrain bench --profile: {p['model']}, batch {report['batch_size']}, "
+          f"{report['device']}, {report['threads']} thread(s), median of {report['steps']} "
+          f"steps ({report['timer']})")
     print(f"  {'#':>3}  {'layer':<38} {'output':<16} {'forward ms':>16} {'backward ms':>16}")
     for r in p["layers"]:
-        shape = "x".join(map(str, r["output_shape"]))
-        print(f"  {r['index']:>3}  {r['name']:<38} {shape:<16} "
-              f"{_ms(r['forward_ms'], r['forward_share'])} {_ms(r['backward_ms'], r['backward_share'])}")
+        print(_row(r["index"], r["name"], "x".join(map(str, r["output_shape"])),
+                   (r["forward_ms"], r["forward_share"]), (r["backward_ms"], r["backward_share"])))
     loss, update = p["loss"], p["update"]
-    print(f"  {'':>3}  {'loss (' + loss['name'] + ')':<38} {'':<16} "
-          f"{_ms(loss['forward_ms'], loss['forward_share'])} {_ms(loss['backward_ms'], loss['backward_share'])}")
-    print(f"  {'':>3}  {'optimiser update (' + update['optimizer'] + ')':<38} {'':<16} "
-          f"{_ms(update['ms'], update['share'])}")
-    print(f"  {'':>3}  {'unaccounted':<38} {'':<16} {_ms(p['unaccounted_ms'], p['unaccounted_share'])}")
-    print(f"  {'':>3}  {'step':<38} {'':<16} {_ms(p['step_ms'], 1.0)}")
+    print(_row("", f"loss ({loss['name']})", "", (loss["forward_ms"], loss["forward_share"]),
+               (loss["backward_ms"], loss["backward_share"])))
+    print(_row("", f"optimiser update ({update['optimizer']})", "", (update["ms"], update["share"])))
+    print(_row("", "unaccounted", "", (p["unaccounted_ms"], p["unaccounted_share"])))
+    print(_row("", "step", "", (p["step_ms"], 1.0)))
