@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Verify dptrain on a machine with an NVIDIA GPU, in one command that always ends in bounded
 # time: the GPU tests, the GPU transports and training on two ranks (first: the multi-rank
-# path is what matters most), one- against two-rank parameters, the kernel families, and the
-# benchmark against PyTorch + cuDNN on the same GPU.
+# path is what matters most), one- against two-rank parameters, the kernel families, the
+# per-layer profile, and the benchmark against PyTorch + cuDNN on the same GPU.
 #
 #   scripts/gpu_check.sh [OUTDIR]          (default gpu_check/)
 #
 # Writes OUTDIR/report.md as it goes (every section with its command, output, exit status and
-# wall time, for docs/performance.md), OUTDIR/bench.json and OUTDIR/kernel_ops.json.
+# wall time, for docs/performance.md), OUTDIR/bench.json, OUTDIR/kernel_ops.json and
+# OUTDIR/profile.json.
 # Every section runs under `timeout -k 10 S` (SIGTERM, then SIGKILL 10 s later: dptrain
 # finishes its step on SIGTERM, and a stuck collective never finishes it), and every
 # multi-rank run has a short --comm-timeout, so a hang costs one section, not the lease.
@@ -136,6 +137,9 @@ run "2-epoch training, 1 rank on the GPU" 120 \
 run "Each CUDA kernel family against the generic CuPy code (batch 256)" 120 \
     "${dptrain[@]}" bench --kernel-ops --device gpu --model thesis-cnn,vgg-cifar --batch-size 256 \
         --steps $steps --json-out "$out/kernel_ops.json"
+run "Where a step's GPU time goes: per-layer profile with CUDA events (batch 256)" 120 \
+    "${dptrain[@]}" bench --profile --device gpu --model thesis-cnn,vgg-cifar --batch-size 256 \
+        --steps $steps --warmup 3 --json-out "$out/profile.json"
 run "Step time against PyTorch + cuDNN on this GPU (target: ratio <= 1.5 at batch 256)" 240 \
     "${dptrain[@]}" bench --device gpu --model thesis-cnn,vgg-cifar --batch-sizes $batches \
         --kernels auto,generic --rounds $rounds --steps $steps --warmup 5 "${torch_flag[@]}" \

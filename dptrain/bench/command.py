@@ -59,6 +59,9 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--kernel-ops", action="store_true", help="with --device gpu: each CUDA kernel "
                    "family against the generic CuPy code, on --model's layer shapes at --batch-size "
                    "(median of --steps)")
+    p.add_argument("--profile", action="store_true", help="forward and backward time of every "
+                   "layer, the loss and the optimiser update, as medians over --steps and shares "
+                   "of the step (CUDA events with --device gpu); --model may list several models")
     p.add_argument("--kernels", default="auto", help="with --batch-sizes: which CUDA kernels GPUs "
                    "use: auto (all), generic (none), or families joined by + (im2col+col2im); "
                    "several choices, comma separated, are compared: auto,generic")
@@ -104,6 +107,9 @@ def run_bench(args) -> int:
     from ..train.validate import check_bench_numbers
     check_bench_numbers(args)
     check_writable(args.json_out, "--json-out")          # before a long run, not after it
+    if args.profile:
+        from .profile import run_profile
+        return run_profile(args)
     if args.predict:
         from .predict import run_predict
         return run_predict(args)

@@ -1,11 +1,12 @@
 """Sequential: a list of layers run in order, with the hooks data parallelism needs.
 
     model.forward(x, train, context=None, before_layer=None)
-    model.backward(dlogits, on_grad_ready=None)
+    model.backward(dlogits, on_grad_ready=None, before_layer=None, after_layer=None)
 
 ``before_layer(i)`` runs just before layer i computes in the forward pass (the
 overlap schedule applies deferred updates there), ``after_layer(i)`` just after it (FC
-replication posts the gather of the layer's input there); ``on_grad_ready(i)`` runs the
+replication posts the gather of the layer's input there); in backprop the same two hooks
+bracket each layer's backward (the per-layer profile times them); ``on_grad_ready(i)`` runs the
 moment layer i's gradients are final in backprop (reverse order), so their
 Allreduce can start while earlier layers are still being differentiated.
 Parameters are named "<layer-index>.<param>" and ordered identically on every rank.
@@ -63,13 +64,17 @@ class Sequential:
                 after_layer(i)
         return x
 
-    def backward(self, dlogits, on_grad_ready=None):
+    def backward(self, dlogits, on_grad_ready=None, before_layer=None, after_layer=None):
         tracer = self.tracer if self.tracer is not None and self.tracer.active else None
         dy = dlogits
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
+            if before_layer is not None:
+                before_layer(i)
             t0 = time.perf_counter()
             dy = layer.backward(dy)
+            if after_layer is not None:
+                after_layer(i)
             if tracer is not None:
                 tracer.span(f"backward {i} {layer!r}", "backward", t0, time.perf_counter(), layer=i)
             if on_grad_ready is not None and layer.params:
