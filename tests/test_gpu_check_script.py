@@ -28,13 +28,14 @@ def test_without_a_gpu_it_stops_at_once(tmp_path):
 @pytest.mark.skipif(not (Path(sys.executable).parent / "mpiexec").exists(), reason="no mpiexec")
 def test_sections_are_timed_bounded_and_summarised(tmp_path):
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    res, took, report = run_check(tmp_path, QUICK="1", BUDGET="40", GPU_CHECK_WITHOUT_GPU="1",
+    res, took, report = run_check(tmp_path, QUICK="1", BUDGET="16", GPU_CHECK_WITHOUT_GPU="1",
                                   NO_TORCH="1", **env)
     assert res.returncode == 1
-    assert took < 40 + 30, took                  # the budget, plus one section's kill grace
+    assert took < 16 + 30, took                  # the budget, plus one section's kill grace
     assert "## Summary" in report and "| section | result | wall time |" in report
-    first = report.index("GPU transports on 2 ranks")          # the 2-rank sections come first
-    assert first < report.index("GPU tests (every layer") or "budget is spent" in report
-    assert "FAILED (exit" in report                            # a 2-rank GPU run fails fast here
-    assert "the 40 s budget is spent" in report                # and later sections are cut
+    rows = [line for line in report.splitlines() if line.startswith("| ") and " s |" in line
+            or "budget is spent |" in line]
+    assert rows[0].startswith("| GPU transports on 2 ranks")  # the 2-rank sections come first
+    assert "budget is spent" not in rows[0]                     # the first one ran, timed
+    assert "the 16 s budget is spent" in rows[-1]              # and what did not fit is cut
     assert "status: FAILED" in report
