@@ -35,7 +35,7 @@ def test_thesis_cnn_on_mnist5k_reaches_95_percent(tmp_path):
     test_lines = [r for r in lines if r.get("split") == "test"]
     assert [r["epoch"] for r in test_lines] == [1, 2]
     assert test_lines[-1]["accuracy"] >= 0.95
-    train_line = next(r for r in lines if "split" not in r)
+    train_line = next(r for r in lines if r["type"] == "epoch")
     assert {"epoch", "step", "loss", "accuracy", "lr", "samples_per_s", "time_s"} <= set(train_line)
     assert "test accuracy: " in res.stdout
     # the saved weights give the same accuracy through `dptrain eval`

@@ -48,11 +48,11 @@ def test_diverging_run_on_two_ranks_exits_3_once():
 def test_two_rank_training_rank_zero_writes(tmp_path):
     metrics = tmp_path / "m.jsonl"
     res = mpirun(2, "train", "--model", "mlp", "--dataset", "synthetic:1x8x8:400", "--epochs", 2,
-                 "--batch-size", 30, "--metrics-out", metrics)
+                 "--batch-size", 30, "--eval-train", "--metrics-out", metrics)
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("test accuracy:") == 1            # rank 0 alone prints
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert len(lines) == 6                 # one writer, no duplicates: 3 lines per epoch
+    assert len(lines) == 7                 # one writer, no duplicates: a run line, 3 per epoch
     assert lines[-2]["split"] == "test" and lines[-2]["samples"] == 80
     assert lines[-1]["split"] == "train" and lines[-1]["samples"] == 320
 

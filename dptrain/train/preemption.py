@@ -2,7 +2,8 @@
 
 The handler only records the signal; the trainer reduces the flag with the step's metrics,
 so every rank stops after the same step even if only some of them were signalled. A second
-signal while stopping is not delayed again: it raises KeyboardInterrupt at once.
+signal while stopping is not delayed again: ``on_second_signal`` runs at once (the trainer
+ends the job there), else KeyboardInterrupt is raised.
 """
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ class StopRequested(Exception):
 
 
 class PreemptionGuard:
-    def __init__(self):
+    def __init__(self, on_second_signal=None):
         self.signum = 0
+        self.on_second_signal = on_second_signal
         self._previous = {}
 
     def _handle(self, signum, frame):
         if self.signum:
+            if self.on_second_signal is not None:
+                self.on_second_signal()
             raise KeyboardInterrupt
         self.signum = signum
 

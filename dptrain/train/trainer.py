@@ -9,27 +9,30 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
 import sys
 import time
+from contextlib import nullcontext
 
 import numpy as np
 
-from .. import backend, comm as comms, data, nn, optim
+from .. import backend, comm as comms, data, nn
+from ..comm.mpi import abort_world
 from ..comm.watchdog import Watchdog
 from ..data import augment
 from ..data.prefetch import Prefetcher, make_transfer
-from ..errors import TrainingFailure, UsageError
+from ..errors import EXIT_INTERRUPTED, RankFailure, TrainingFailure, UsageError
+from ..last_words import end_job
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
-from . import checkpoint, faults
+from . import checkpointing, faults
 from .config import TrainConfig, parse_interval
-from .evaluate import evaluate_shares
-from .metrics import EpochLog, MetricsWriter, Progress
+from .epoch_report import EpochReport
+from .local_setup import prepare
+from .metrics import EpochLog, MetricsWriter, Progress, new_run_id
 from .preemption import PreemptionGuard, StopRequested
 from .sampler_feed import SamplerFeed
+from .setup import save_weights
 from .step_metrics import StepMetrics
-from .setup import build_model, build_optimizer, check_writable, save_weights, setup_backend
 
 
 class Trainer:
@@ -43,16 +46,14 @@ class Trainer:
                 pass                      # reported by validate() below, on every rank alike
         self.rank, self.size = self.comm.rank, self.comm.size
         self.is_root = self.rank == 0
-        self.step = self.epoch = self.pos = 0       # global step; epoch; step within it
         self.skipped = 0
-        self.resumed_from = None
         self._saved_step = None
         # Everything that can fail on bad input happens before the first collective, and the
         # ranks agree on the outcome: one rank's unreadable file stops every rank with exit 2
         # instead of leaving the others waiting in a broadcast.
         error = None
         try:
-            self._setup_local()
+            self._adopt(prepare(cfg, self.comm))
         except UsageError as exc:
             error = str(exc)
         errors = self.comm.allreduce_obj([(self.rank, error)] if error else [])
@@ -82,76 +83,17 @@ class Trainer:
             self.model.tracer = self.dp.tracer = self.tracer
         self.fault = faults.from_env()
 
-    def _setup_local(self) -> None:
-        """Configuration, data, model, optimiser, schedule, resume: no communication here."""
-        cfg = self.cfg.validate()
-        if cfg.threads is None and self.comm.local_size > 1:
-            # one BLAS thread per core share: ranks on a node must not oversubscribe it
-            cfg.threads = max(1, (os.cpu_count() or 1) // self.comm.local_size)
-        check_writable(cfg.metrics_out, "--metrics-out")
-        check_writable(cfg.save_weights, "--save-weights")
-        check_writable(cfg.trace, "--trace")
-        if cfg.checkpoint_dir:
-            checkpoint.check_directory(cfg.checkpoint_dir)
-        try:
-            self.augmentations = augment.parse(cfg.augment)
-        except ValueError as exc:
-            raise UsageError(f"--augment: {exc}") from None
-        setup_backend(cfg, self.comm.local_rank, self.comm.local_size)
-        try:
-            self.transport = comms.choose(cfg.comm, backend.device_name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        try:
-            self.ds = data.load(cfg.dataset)
-        except data.DataError as exc:
-            raise UsageError(str(exc)) from None
-        if cfg.batch_size < self.size:
-            raise UsageError(f"--batch-size {cfg.batch_size} is smaller than the {self.size} ranks")
-        self.model = build_model(cfg, self.ds)
-        self.opt = build_optimizer(cfg, self.model)
-        self.loss = nn.SoftmaxCrossEntropy()
-        try:
-            self.sampler = data.samplers.create(
-                cfg.sampler, len(self.ds.x_train), cfg.batch_size, self.ds.y_train, cfg.seed,
-                min_prob=cfg.sampler_min_prob, pressure=cfg.obs_pressure,
-                recompute_every=cfg.obs_recompute_every, beta=cfg.as_beta,
-                delta_p=cfg.as_delta_p, delta_q=cfg.as_delta_q, weighting=cfg.as_weighting)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        self.steps_per_epoch = self.sampler.steps_per_epoch()
-        self.total_steps = self.steps_per_epoch * cfg.epochs
-        if cfg.max_steps is not None:
-            self.total_steps = min(self.total_steps, cfg.max_steps)
-        try:
-            self.schedule = optim.Schedule(self.opt.lr, cfg.lr_schedule, self.total_steps,
-                                           cfg.lr_step_size, cfg.lr_gamma,
-                                           warmup_steps=cfg.warmup_steps)
-        except ValueError as exc:
-            raise UsageError(f"--lr-schedule: {exc}") from None
-        if cfg.resume:
-            self._resume()
+    def _adopt(self, setup) -> None:
+        self.cfg = setup.cfg
+        self.augmentations, self.transport, self.ds = setup.augmentations, setup.transport, setup.ds
+        self.model, self.opt, self.loss = setup.model, setup.opt, setup.loss
+        self.sampler, self.schedule = setup.sampler, setup.schedule
+        self.steps_per_epoch, self.length = setup.steps_per_epoch, setup.length
+        self.total_steps = setup.length.total_steps
+        p = setup.position
+        self.step, self.epoch, self.pos, self.resumed_from = p.step, p.epoch, p.pos, p.resumed_from
 
     # --- checkpoints -----------------------------------------------------
-    def _resume(self) -> None:
-        warn = (lambda m: print(m, file=sys.stderr)) if self.is_root else (lambda m: None)
-        found = checkpoint.list_checkpoints(self.cfg.checkpoint_dir)
-        ckpt = checkpoint.latest(self.cfg.checkpoint_dir, warn=warn)
-        if ckpt is None:
-            if found:
-                raise UsageError(f"--resume: no usable checkpoint in {self.cfg.checkpoint_dir} "
-                                 f"(all {len(found)} corrupt)")
-            raise UsageError(f"--resume: no checkpoint in {self.cfg.checkpoint_dir}")
-        try:
-            checkpoint.check_compatible(ckpt, dataclasses.asdict(self.cfg))
-            checkpoint.restore(ckpt, self.model, self.opt)
-        except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
-            raise UsageError(str(exc)) from None
-        meta = ckpt["meta"]
-        self.step, self.epoch, self.pos = meta["step"], meta["epoch"], meta["pos"]
-        self.sampler.load_state_dict(meta["sampler"])
-        self.resumed_from = ckpt["path"]
-
     def settle(self) -> list:
         """Complete every pending update, reduction and check, so that what is saved next is
         known to be finite; returns the step results this completed (for the epoch's sums)."""
@@ -172,11 +114,8 @@ class Trainer:
         self._saved_step = self.step
         results = self.settle()
         if self.is_root:
-            meta = {"epoch": self.epoch, "pos": self.pos, "model": self.cfg.model,
-                    "config": dataclasses.asdict(self.cfg), "sampler": self.sampler.state_dict(),
-                    "rng": {"seed": self.cfg.seed, "step": self.step}}
-            checkpoint.save(self.cfg.checkpoint_dir, self.step, self.model, self.opt, meta,
-                            keep=self.cfg.keep_checkpoints)
+            checkpointing.write(self.cfg, checkpointing.Position(self.step, self.epoch, self.pos),
+                                self.model, self.opt, self.sampler)
         # no rank runs ahead of a checkpoint: once any rank returns, it is on disk
         with self._guard(f"barrier after the checkpoint of step {self.step}"):
             self.comm.barrier()
@@ -262,7 +201,6 @@ class Trainer:
                   f"({self.skipped} of {self.cfg.skip_nonfinite})", file=sys.stderr)
 
     def _guard(self, what: str):
-        from contextlib import nullcontext
         return self.watchdog.guard(what) if self.watchdog is not None else nullcontext()
 
     def check_replicas(self) -> None:
@@ -281,28 +219,15 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """Loss and accuracy over the test split, shared out over the ranks."""
-        self.dp.flush()
-        metrics, *_ = evaluate_shares(
-            self.model, self.comm, self.ds.x_test, self.ds.y_test, self.cfg.eval_batch_size,
-            lambda: self._guard(f"allreduce of the evaluation at step {self.step}"))
-        return metrics
-
-    def _evaluate_training_set(self, refresh: bool) -> dict:
-        """Loss and accuracy over the whole training set (inference mode), so samplers are
-        compared on the same quantity; adaptive samplers may take the per-sample losses."""
-        metrics, losses, bounds, sizes = evaluate_shares(
-            self.model, self.comm, self.ds.x_train, self.ds.y_train, self.cfg.eval_batch_size,
-            lambda: self._guard(f"allreduce of the training-set evaluation at step {self.step}"))
-        if refresh:
-            self.feed.refresh(self.step, self.epoch, losses, bounds, sizes)
-        return metrics
+        return EpochReport(self).evaluate_test()
 
     # --- the loop --------------------------------------------------------
     def run(self) -> dict:
         # a diverging run is reported once, as exit 3 with its step, not as numpy warnings
         ok = False
         try:
-            with np.errstate(over="ignore", invalid="ignore"), PreemptionGuard() as guard:
+            with np.errstate(over="ignore", invalid="ignore"), \
+                    PreemptionGuard(on_second_signal=self._stop_at_once) as guard:
                 result = self._run(guard)
             ok = True
             return result
@@ -311,23 +236,43 @@ class Trainer:
             # finalises cleanly (the others end the job with MPI_Abort anyway)
             self.step_metrics.drain()
             raise
+        except (UsageError, KeyboardInterrupt):
+            raise
+        except Exception as exc:        # this rank alone: the command line ends the job
+            raise RankFailure(self.rank, self.step, exc) from exc
         finally:
             self.dp.close(flush=ok)
             if self.watchdog is not None:
                 self.watchdog.close()
 
+    def _stop_at_once(self) -> None:
+        """A second SIGINT/SIGTERM: end the job now, without unwinding through MPI calls."""
+        if self.size == 1:
+            raise KeyboardInterrupt
+        if self.is_root:
+            end_job("dptrain: interrupted again: ending the job now, without a checkpoint",
+                    EXIT_INTERRUPTED)
+        else:
+            time.sleep(1.0)                     # rank 0, signalled too, says it first
+            abort_world(EXIT_INTERRUPTED)
+
     def _run(self, guard) -> dict:
         cfg = self.cfg
         every, unit = parse_interval(cfg.checkpoint_every)
-        metrics = MetricsWriter(cfg.metrics_out, enabled=self.is_root)
+        metrics = MetricsWriter(cfg.metrics_out, run_id=new_run_id(), enabled=self.is_root)
         progress = Progress(self.is_root and not cfg.quiet)
         say = print if self.is_root and not cfg.quiet else (lambda *a, **k: None)
         say(f"dptrain: {cfg.model} ({self.model.num_params():,} params) on {self.ds.name} "
             f"({len(self.ds.x_train)} train / {len(self.ds.x_test)} test), batch {cfg.batch_size}, "
             f"{cfg.optimizer}, {self.size} rank(s), {backend.device_name}"
             + (f" over {self.transport}" if self.size > 1 else "")
+            + f", {cfg.threads} thread(s) per rank"
+            + (", sync-bn" if cfg.sync_bn else "")
+            + f"; runs {self.length.describe(self.steps_per_epoch)}"
             + (f", resumed from {self.resumed_from.name} at step {self.step}"
                if self.resumed_from else ""), flush=True)
+        metrics.write("run", self._run_record())
+        report = EpochReport(self)
         result = {}
         if self.tracer is not None:
             with self._guard("barrier before tracing"):
@@ -336,8 +281,9 @@ class Trainer:
         try:
             while self.step < self.total_steps:
                 n_batches = min(self.steps_per_epoch - self.pos, self.total_steps - self.step)
-                progress.start(n_batches, f"epoch {self.epoch + 1}/{cfg.epochs}")
-                log = EpochLog(metrics, progress, cfg.log_every, self.epoch, self.schedule(self.step))
+                progress.start(n_batches, f"epoch {self.epoch + 1}/{self.length.epochs}")
+                log = EpochLog(metrics, progress, cfg.log_every, self.epoch + 1,
+                               self.schedule(self.step), say)
 
                 def account(results):
                     """Fold completed step results into the epoch's numbers; stop if asked."""
@@ -368,7 +314,8 @@ class Trainer:
                         account(self.save_checkpoint())
                 account(self.settle())                    # the epoch's last steps
                 progress.close()
-                result = self._end_of_epoch(metrics, say, log)
+                result = report.finish_epoch(metrics, say, log,
+                                             last=self.step == self.total_steps)
                 if (cfg.checkpoint_dir and unit == "epoch" and every and self.pos == 0
                         and self.epoch % every == 0):
                     self.save_checkpoint()
@@ -387,18 +334,12 @@ class Trainer:
         say(f"test accuracy: {result.get('test_accuracy', float('nan')):.4f}", flush=True)
         return result
 
-    def _end_of_epoch(self, metrics, say, log) -> dict:
-        """Evaluate, write the epoch's three metrics lines and print one line."""
-        epoch = self.epoch if self.pos == 0 else self.epoch + 1     # the epoch just trained
-        train_line = log.training_line(epoch, self.step)
-        test = self.evaluate()
-        train_split = self._evaluate_training_set(refresh=self.pos == 0)
-        metrics.write(train_line)
-        metrics.write({"epoch": epoch, "step": self.step, "split": "test", **test})
-        metrics.write({"epoch": epoch, "step": self.step, "split": "train", **train_split})
-        say(f"epoch {epoch:>3}  step {self.step:>6}  loss {train_line['loss']:.4f}  "
-            f"acc {train_line['accuracy']:.4f}  test_loss {test['loss']:.4f}  "
-            f"test_acc {test['accuracy']:.4f}  lr {train_line['lr']:.3g}  "
-            f"{train_line['samples_per_s']:.0f} img/s  {train_line['time_s']:.1f} s", flush=True)
-        return {"epochs": epoch, "steps": self.step, "test_loss": test["loss"],
-                "test_accuracy": test["accuracy"], "train_loss": train_line["loss"]}
+    def _run_record(self) -> dict:
+        """The first metrics line: what this run is and how long it runs."""
+        from .. import __version__
+        return {"version": __version__, "ranks": self.size, "device": backend.device_name,
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                "epochs": self.length.epochs, "ends_by": self.length.ends_by,
+                "start_step": self.step,
+                "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+                "config": dataclasses.asdict(self.cfg)}
