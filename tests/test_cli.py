@@ -58,7 +58,8 @@ def test_config_file_and_flags_override(tmp_path):
     res = dptrain("train", "--config", cfg, "--epochs", 1, "--metrics-out", metrics, "--quiet")
     assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert lines[-1]["step"] == 2 and max(r["epoch"] for r in lines) == 1
+    assert lines[-1]["step"] == 2 and max(r.get("epoch", 0) for r in lines) == 1
+    assert lines[0]["type"] == "run" and lines[0]["config"]["optimizer"] == "adam"
 
 
 def test_summary_command():
