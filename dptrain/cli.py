@@ -214,7 +214,8 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:
         import traceback
-        detail = traceback.format_exc() if "--debug" in argv else None
+        cause = exc.cause if isinstance(exc, RankFailure) else exc
+        detail = "".join(traceback.format_exception(cause)) if "--debug" in argv else None
         if isinstance(exc, RankFailure):
             line = f"dptrain: {exc}"
         else:
