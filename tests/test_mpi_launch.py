@@ -62,7 +62,9 @@ def test_scaling_bench_smoke():
                           "mlp", "--steps", "3", "--warmup", "1", "--rounds", "1", "--no-torch",
                           "--json"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    rows = json.loads(res.stdout)["rows"]
+    report = json.loads(res.stdout)
+    assert report["torch"] == [] and report["torch_skipped"] == "--no-torch"   # said, not silent
+    rows = report["rows"]
     assert [(r["ranks"], r["sync"]) for r in rows] == [
         (1, "single"), (2, "independent"), (2, "blocking"), (2, "overlap"), (2, "overlap")]
     two = [r for r in rows if r["sync"] in ("blocking", "overlap")]

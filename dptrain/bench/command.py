@@ -19,6 +19,17 @@ from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar")     # torch_reference.build
 
 
+def torch_skip_reason(args, model: str) -> str | None:
+    """Why the PyTorch comparison rows are left out, or None when they are measured."""
+    if args.no_torch:
+        return "--no-torch"
+    if model not in TORCH_MODELS:
+        return f"no PyTorch reference model for {model} (there is one for {', '.join(TORCH_MODELS)})"
+    if importlib.util.find_spec("torch") is None:
+        return "PyTorch is not installed (make bench installs its CPU build)"
+    return None
+
+
 def add_bench_arguments(p) -> None:
     p.add_argument("--model", default="thesis-cnn")
     p.add_argument("--batch-size", type=int, default=64)
@@ -125,8 +136,8 @@ def run_bench(args) -> int:
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive")
     backend.set_threads(args.threads)
-    with_torch = (not args.no_torch and args.model in TORCH_MODELS
-                  and importlib.util.find_spec("torch") is not None)
+    skipped = torch_skip_reason(args, args.model)
+    with_torch = skipped is None
     ours, theirs, torch_info = [], [], None
     for _ in range(args.rounds):
         res = time_training_step(args.model, args.batch_size, args.steps, args.warmup)
@@ -165,8 +176,8 @@ def run_bench(args) -> int:
     if theirs:
         rows += [(f"PyTorch {report['torch_version']} step", f"{report['torch_step_ms']:.2f} ms"),
                  ("dptrain / PyTorch", f"{report['dptrain_over_torch']:.3f}")]
-    elif not args.no_torch:
-        rows.append(("PyTorch", "not measured (torch not importable or no reference model)"))
+    elif skipped:
+        rows.append(("PyTorch", f"not measured: {skipped}"))
     for k, v in rows:
         print(f"  {k:<22} {v}")
     return 0
