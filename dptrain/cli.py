@@ -22,11 +22,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Every flag's help ends with its default (flags without one say so in their text)."""
+class _Help(argparse.HelpFormatter):
+    """Every flag's help ends with its default, unless its text already states it."""
 
     def __init__(self, prog):
         super().__init__(prog, max_help_position=32)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.default is None:
+            shown = "not set"
+        elif action.default is False and action.nargs == 0:
+            shown = "off"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"
 
 
 def _command(sub, name, help, description=None):

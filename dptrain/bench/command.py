@@ -31,11 +31,14 @@ def torch_skip_reason(args, model: str) -> str | None:
 
 
 def add_bench_arguments(p) -> None:
-    p.add_argument("--model", default="thesis-cnn")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--model", default="thesis-cnn", metavar="NAME",
+                   help="the model to time (dptrain models lists them)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="batch per step (per rank with --ranks)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads per process")
+    p.add_argument("--steps", type=int, default=40, metavar="N", help="timed steps per round")
+    p.add_argument("--warmup", type=int, default=5, metavar="N",
+                   help="untimed steps before each round")
     p.add_argument("--rounds", type=int, default=3, help="alternating dptrain/PyTorch rounds")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
@@ -44,21 +47,22 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--schedules", default="independent,blocking,overlap:poll,overlap:thread",
                    help="with --ranks: schedules to compare, SYNC[:PROGRESS], comma separated; "
                    "'independent' runs the ranks without exchanging gradients (the machine's ceiling)")
-    p.add_argument("--bucket-mb", type=float, default=4.0)
+    p.add_argument("--bucket-mb", type=float, default=4.0, metavar="MB",
+                   help="with --ranks: gradient bucket size cap")
     p.add_argument("--net-emulate", action="append", metavar="bw=..,lat=..",
                    help="with --ranks: emulate this network (repeat the flag to compare several); "
                    "switches to the overlap report")
     p.add_argument("--models", help="with --ranks and --net-emulate: comma list of models "
-                   "(default --model)")
+                   "(default: --model)")
     p.add_argument("--predict", action="store_true",
                    help="predict step time and speedup for P = 1..1024 (alpha-beta model)")
     p.add_argument("--lee", action="store_true",
                    help="with --predict: Lee et al.'s VGG-A case (FLOP-based, strong scaling)")
-    p.add_argument("--net", help="with --predict: the network, as --net-emulate (default "
+    p.add_argument("--net", help="with --predict: the network, as --net-emulate (default: "
                    "bw=10Gbit,lat=5us; with --lee bw=64Gbit,lat=2us, an Aries-class interconnect)")
     p.add_argument("--node-gflops", type=float,
                    help="with --predict: a node's sustained GFLOP/s, for FC-replicated gradients "
-                   "(default 100) and, with --lee, for every layer (default 1000)")
+                   "(default: 100) and, with --lee, for every layer (default: 1000)")
     p.add_argument("--no-bind", dest="bind", action="store_false",
                    help="with --ranks: do not bind ranks to cores")
     p.add_argument("--batch-sizes", help="a sweep over batch sizes, e.g. 64,256,1024, with "
