@@ -30,7 +30,7 @@ class _Help(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "(default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+        if "(default:" in text or action.default is argparse.SUPPRESS or not action.option_strings:
             return text
         if action.required:
             return f"{text} (required)"

@@ -67,7 +67,7 @@ def add_bench_arguments(p) -> None:
                    help="with --ranks: do not bind ranks to cores")
     p.add_argument("--batch-sizes", help="a sweep over batch sizes, e.g. 64,256,1024, with "
                    "achieved TFLOP/s; --model may then list several models")
-    p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu (default) or gpu "
+    p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu or gpu "
                    "(PyTorch then runs on the same GPU with cuDNN)")
     p.add_argument("--json-out", help="also write the report as JSON here")
     p.add_argument("--kernel-ops", action="store_true", help="with --device gpu: each CUDA kernel "
