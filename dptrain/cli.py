@@ -11,6 +11,7 @@ import json
 import sys
 import time
 
+from . import last_words
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, RankFailure, TrainingFailure, UsageError
 from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
 
@@ -120,8 +121,8 @@ def _cmd_train(args) -> int:
     try:
         trainer.run()
     except StopRequested as stop:
-        if trainer.is_root:
-            print(f"dptrain: {stop}", file=sys.stderr)
+        if trainer.is_root:            # a second signal may abort the job right after this
+            last_words.say(f"dptrain: {stop}")
     return 0
 
 
@@ -214,8 +215,8 @@ def main(argv=None) -> int:
             print(f"dptrain: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingFailure as exc:
-        if report:
-            print(f"dptrain: training failed: {exc}", file=sys.stderr)
+        if report:                     # other ranks may be aborting for the same reason
+            last_words.say(f"dptrain: training failed: {exc}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         # Ctrl-C reaches every rank: rank 0 says so, the others give it a moment to

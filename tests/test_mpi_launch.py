@@ -100,3 +100,21 @@ def test_overlap_bench_smoke():
     overlap = rows[2]
     assert "hidden_fraction" in overlap and 0 <= overlap["dependency_bound"] <= 1
     assert rows[3]["bytes_per_step"] < rows[1]["bytes_per_step"]        # mlp: FC layers gathered
+
+
+def _test_loss(ranks, tmp_path, *flags):
+    metrics = tmp_path / f"m{ranks}{''.join(flags)}.jsonl"
+    res = mpirun(ranks, "train", "--model", "thesis-cnn", "--dataset", "synthetic:1x28x28:400",
+                 "--dtype", "float64", "--batch-size", 32, "--max-steps", 6, "--quiet",
+                 "--metrics-out", metrics, *flags)
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    return next(r["loss"] for r in lines if r["type"] == "eval")
+
+
+def test_defaults_give_the_same_result_on_one_and_two_ranks(tmp_path):
+    """BatchNorm statistics over the global batch by default (--sync-bn), so the promise of
+    docs/guarantees.md holds without asking; --no-sync-bn gives it up, as documented."""
+    one = _test_loss(1, tmp_path)
+    assert _test_loss(2, tmp_path) == pytest.approx(one, rel=1e-10)
+    assert _test_loss(2, tmp_path, "--no-sync-bn") != pytest.approx(one, rel=1e-6)

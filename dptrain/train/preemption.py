@@ -3,7 +3,7 @@
 The handler only records the signal; the trainer reduces the flag with the step's metrics,
 so every rank stops after the same step even if only some of them were signalled. A second
 signal while stopping is not delayed again: ``on_second_signal`` runs at once (the trainer
-ends the job there), else KeyboardInterrupt is raised.
+ends the job there, or raises), else KeyboardInterrupt is raised.
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ class PreemptionGuard:
 
     def _handle(self, signum, frame):
         if self.signum:
-            if self.on_second_signal is not None:
-                self.on_second_signal()
-            raise KeyboardInterrupt
+            if self.on_second_signal is None:
+                raise KeyboardInterrupt
+            self.on_second_signal()
+            return
         self.signum = signum
 
     def __enter__(self):
@@ -37,7 +38,9 @@ class PreemptionGuard:
                 pass
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        stopping = exc_type is StopRequested
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # once stopped, the run only reports and exits: a late signal changes nothing
+            signal.signal(sig, signal.SIG_IGN if stopping else handler)
         return False

@@ -252,9 +252,8 @@ class Trainer:
         if self.is_root:
             end_job("dptrain: interrupted again: ending the job now, without a checkpoint",
                     EXIT_INTERRUPTED)
-        else:
-            time.sleep(1.0)                     # rank 0, signalled too, says it first
-            abort_world(EXIT_INTERRUPTED)
+        # Other ranks carry on stopping: rank 0 may be waiting for them in a collective
+        # before it can see its own signal, say why, and end the job.
 
     def _run(self, guard) -> dict:
         cfg = self.cfg
