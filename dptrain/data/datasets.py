@@ -93,7 +93,7 @@ def _synthetic(arg: str):
 
 
 def load(spec: str) -> Dataset:
-    """Load a data set by the names of DESIGN.md; raises DataError with the culprit named."""
+    """Load a data set by the names README.md lists; raises DataError with the culprit named."""
     kind, _, arg = spec.partition(":")
     num_classes = 10
     if kind == "mnist5k" and not arg:
