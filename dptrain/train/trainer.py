@@ -7,7 +7,6 @@ the same global batches and takes its own slice of each. The position in trainin
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import sys
 import time
@@ -15,10 +14,8 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .. import backend, comm as comms, data, nn
-from ..comm.mpi import abort_world
+from .. import backend, comm as comms, nn
 from ..comm.watchdog import Watchdog
-from ..data import augment
 from ..data.prefetch import Prefetcher, make_transfer
 from ..errors import EXIT_INTERRUPTED, RankFailure, TrainingFailure, UsageError
 from ..last_words import end_job
@@ -30,8 +27,10 @@ from .epoch_report import EpochReport
 from .local_setup import prepare
 from .metrics import EpochLog, MetricsWriter, Progress, new_run_id
 from .preemption import PreemptionGuard, StopRequested
+from .replicas import check_replicas
 from .sampler_feed import SamplerFeed
 from .setup import save_weights
+from .step_inputs import StepInputs
 from .step_metrics import StepMetrics
 
 
@@ -70,7 +69,9 @@ class Trainer:
                                fc_replicate=cfg.fc_replicate, global_batch=cfg.batch_size)
         self.dp.step = self.step
         self.dp.broadcast_parameters(root=0)
-        self.inputs = Prefetcher(self._load_inputs, make_transfer())
+        self.step_inputs = StepInputs(self.ds, self.augmentations, cfg.seed, cfg.accumulate,
+                                      self.rank, self.size, self.model.dtype)
+        self.inputs = Prefetcher(self.step_inputs.load, make_transfer())
         self.feed = SamplerFeed(self.sampler, self.comm, self._guard)
         # Deferred (one step late) unless --skip-nonfinite must decide before the next updates;
         # one process on a CPU has nothing to defer (reading its numbers costs nothing).
@@ -122,24 +123,6 @@ class Trainer:
         return results
 
     # --- one step --------------------------------------------------------
-    def _micro_batches(self, ids) -> list:
-        """Positions in the global batch of each global micro-batch (--accumulate)."""
-        return [m for m in np.array_split(np.arange(len(ids)), self.cfg.accumulate) if len(m)]
-
-    def _load_inputs(self, step: int, ids, weights) -> list:
-        """This rank's host arrays of a step, micro-batch after micro-batch: x (augmented,
-        in the model's dtype), labels, and the sample weights when the sampler gives them."""
-        arrays = []
-        for micro in self._micro_batches(ids):
-            at = data.rank_slice(micro, self.rank, self.size)
-            local = ids[at]
-            x = augment.apply(self.ds.x_train[local], local, self.augmentations, self.cfg.seed, step)
-            arrays += [np.asarray(x, dtype=self.model.dtype), np.asarray(self.ds.y_train[local])]
-            if weights is not None:
-                arrays.append(np.asarray(weights[at], dtype=self.model.dtype))
-        return arrays
-
-
     def train_step(self, ids, global_batch: int, stop_flag: int = 0, weights=None):
         """One global step; returns the StepResults (global loss, correct, lr, stop) that are
         complete: this step's, or with deferred metrics the previous step's (step_metrics.py).
@@ -155,12 +138,12 @@ class Trainer:
             self.tracer.step = self.step
         t_step = time.perf_counter()
         lr = self.schedule(self.step)
-        micro_batches = self._micro_batches(ids)
+        micro_batches = self.step_inputs.micro_batches(ids)
         arrays = iter(self.inputs.take(self.step, ids, weights))
         loss_sum, correct_sum = 0.0, 0          # 0-d device arrays on a GPU: not read here
         observed = []
         for j, micro in enumerate(micro_batches):
-            at = data.rank_slice(micro, self.rank, self.size)        # positions in the batch
+            at = self.step_inputs.my_positions(micro)                # positions in the batch
             local = ids[at]
             x, y = next(arrays), next(arrays)
             w = None if weights is None else next(arrays)
@@ -204,18 +187,8 @@ class Trainer:
         return self.watchdog.guard(what) if self.watchdog is not None else nullcontext()
 
     def check_replicas(self) -> None:
-        """Every rank must hold the same parameters; a hash of them is compared."""
         self.dp.flush()
-        h = hashlib.blake2b(digest_size=8)
-        for _, p in self.model.named_params():
-            h.update(backend.to_numpy(p).tobytes())
-        digest = np.frombuffer(h.digest(), dtype=np.uint64)
-        with self._guard(f"allgather of parameter hashes at step {self.step}"):
-            all_digests = self.comm.allgather(digest)[:, 0]
-        if not np.all(all_digests == all_digests[0]):
-            bad = [r for r, d in enumerate(all_digests) if d != all_digests[0]]
-            raise TrainingFailure(f"replicas diverged at step {self.step}: ranks {bad} differ "
-                                  "from rank 0 (--check-replicas)")
+        check_replicas(self.model, self.comm, self.step, self._guard)
 
     def evaluate(self) -> dict:
         """Loss and accuracy over the test split, shared out over the ranks."""
