@@ -74,7 +74,10 @@ def test_bench_smoke():
                   "--no-torch", "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads(res.stdout)
-    assert rep["dptrain_step_ms"] > 0 and 0 < rep["fraction_of_peak"] < 1.5 and rep["peak_rss_mb"] > 0
+    # no bound on the fraction of peak: the sgemm roof and the step are timed at different
+    # moments, and on a loaded machine their ratio says nothing (speed lives in benchmarks)
+    assert rep["dptrain_step_ms"] > 0 and rep["sgemm_peak_gflops"] > 0 and rep["peak_rss_mb"] > 0
+    assert rep["fraction_of_peak"] == pytest.approx(rep["achieved_gflops"] / rep["sgemm_peak_gflops"])
 
 
 def test_batch_size_sweep_with_pytorch_side_by_side():
