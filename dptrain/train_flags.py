@@ -96,7 +96,8 @@ def add_train_flags(p, model_names) -> None:
     a("--comm", "how gradients travel: auto (NCCL on GPUs when CuPy has it, else CUDA-aware "
       "MPI, else MPI through pinned host buffers; MPI on CPUs), mpi, nccl, cuda-mpi, staged")
     a("--threads", "BLAS threads per process", type=int, metavar="N",
-      default_text="the cores this process may use, shared out among the node's ranks")
+      default_text="1, or SLURM_CPUS_PER_TASK / OMP_NUM_THREADS when set; more threads than "
+      "free cores is slower, docs/performance.md")
     a("--net-emulate", "hold every collective until an alpha-beta network model says it would "
       "end", metavar="bw=10Gbit,lat=20us")
     a("--comm-timeout", "seconds a collective may take before the job is ended (exit 3)",
