@@ -13,7 +13,10 @@ import time
 
 from . import last_words
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, RankFailure, TrainingFailure, UsageError
-from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
+from .launch_env import abort_world, launch_rank
+
+# Nothing above imports numpy or MPI: a Ctrl-C during the heavy imports, which happen inside
+# main(), is caught there and reported once.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_config(args) -> TrainConfig:
+def train_config(args):
+    from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
     values = {}
     if getattr(args, "config", None):
         values.update(load_toml(args.config))
@@ -134,6 +138,7 @@ def _cmd_eval(args) -> int:
         ds = data.load(args.dataset)
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
+    from .train.config import TrainConfig
     cfg = TrainConfig(model=args.model, dataset=args.dataset)
     model = build_model(cfg, ds)
     load_weights(model, args.weights)
@@ -202,7 +207,6 @@ def main(argv=None) -> int:
     them), so rank 0 alone reports them and every rank exits with the same code. Anything
     else may have hit one rank only: that rank says why in one line (the traceback too with
     --debug) and ends the whole job with exit 3 (last_words.py: the line survives the abort)."""
-    from .comm.mpi import abort_world, launch_rank
     from .last_words import end_job
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     rank = launch_rank()

@@ -81,7 +81,7 @@ def say(line: str, fd: int = 2) -> None:
 def end_job(line: str, code: int, detail: str | None = None) -> None:
     """Say ``line`` (after ``detail``, a traceback, if given) and end every rank of the MPI
     job with exit ``code``. Returns only when there is no MPI job to end (one process)."""
-    from .comm.mpi import abort_world
+    from .launch_env import abort_world
     if detail:
         write_line(detail.rstrip("\n"))
     say(line)
