@@ -21,11 +21,16 @@ demo: $(STAMP)
 	$(BIN)/mpiexec -n 2 $(BIN)/dptrain train --model thesis-cnn --dataset mnist5k --epochs 2
 
 # Unit tests in one process, then the MPI tests on 2 and 4 ranks (oversubscribed is fine);
-# `timeout` turns a hung collective into a failure instead of a stalled suite.
+# `timeout` turns a hung collective into a failure instead of a stalled suite. Every stage
+# runs even when an earlier one failed; the failed stages are listed at the end (exit 1).
+MPI_PYTEST := $(PYTEST) -q --with-mpi -p no:cacheprovider tests/mpi
 test: $(STAMP)
-	$(PYTEST) -q tests
-	timeout 600 $(BIN)/mpiexec -n 2 $(PYTEST) -q --with-mpi -p no:cacheprovider tests/mpi
-	timeout 600 $(BIN)/mpiexec -n 4 $(PYTEST) -q --with-mpi -p no:cacheprovider tests/mpi
+	@failed=""; \
+	$(PYTEST) -q tests || failed="$$failed unit"; \
+	timeout 600 $(BIN)/mpiexec -n 2 $(MPI_PYTEST) || failed="$$failed mpi-2-ranks"; \
+	timeout 600 $(BIN)/mpiexec -n 4 $(MPI_PYTEST) || failed="$$failed mpi-4-ranks"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED stages:$$failed"; exit 1; fi; \
+	echo "make test: every stage passed (unit, mpi-2-ranks, mpi-4-ranks)"
 
 # Installs the CPU build of PyTorch for the side-by-side reference when it can.
 bench: $(STAMP)

@@ -1,16 +1,23 @@
-"""The ``dptrain`` command: train, eval, summary, bench, plot.
+"""The ``dptrain`` command: train, eval, summary, models, bench, plot.
 
-Exit codes (DESIGN.md): 0 success; 2 bad input or configuration, reported as
-one line ``dptrain: error: ...`` naming the culprit; 3 a failure during training.
+Exit codes (docs/errors.md): 0 success; 2 bad input or configuration, reported as
+one line ``dptrain: error: ...`` naming the culprit; 3 a failure during training;
+130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 
-from .errors import EXIT_FAILURE, EXIT_USAGE, TrainingFailure, UsageError, on_this_rank_only
-from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
+from . import last_words
+from .errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, RankFailure, TrainingFailure,
+                     UsageError, on_this_rank_only)
+from .launch_env import abort_world, launch_rank
+
+# Nothing above imports numpy or MPI: a Ctrl-C during the heavy imports, which happen inside
+# main(), is caught there and reported once.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -20,130 +27,92 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _mb_or_auto(text: str):
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of MB or auto, got {text!r}") from None
+class _Help(argparse.HelpFormatter):
+    """Every flag's help ends with its default, unless its text already states it."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default:" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if action.required:
+            return f"{text} (required)"
+        if action.default is None:
+            shown = "not set"
+        elif action.default is False and action.nargs == 0:
+            shown = "off"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"
 
 
-def _add_train_flags(p):
-    S = argparse.SUPPRESS     # absent flags stay absent, so config files can fill them
-    a = p.add_argument
-    a("--config", metavar="FILE.toml", help="TOML file with the same keys as these flags")
-    a("--model", default=S, help="thesis-cnn (default), mlp, lenet5, vgg-cifar, mlp-wide")
-    a("--dataset", default=S, help="mnist5k (default), mnist:DIR, fashion-mnist:DIR, "
-      "cifar10:DIR, npz:FILE, synthetic[:CxHxW[:N]]")
-    a("--epochs", type=int, default=S)
-    a("--max-steps", type=int, default=S, help="stop after this many optimiser steps")
-    a("--batch-size", type=int, default=S, help="global mini-batch size (split over ranks)")
-    a("--optimizer", default=S, help="sgd, momentum (default), nesterov, adagrad, rmsprop, adadelta, "
-      "adam, adamax")
-    a("--lr", type=float, default=S, help="learning rate (default: the optimiser's own)")
-    a("--momentum", type=float, default=S)
-    a("--weight-decay", type=float, default=S)
-    a("--lr-schedule", default=S, help="constant (default), step, cosine")
-    a("--warmup-steps", type=int, default=S)
-    a("--lr-step-size", type=int, default=S)
-    a("--lr-gamma", type=float, default=S)
-    a("--augment", default=S, help="comma list of crop, flip, shift; or none")
-    a("--sampler", default=S, help="how global batches are drawn: uniform (default), obs, as")
-    a("--sampler-min-prob", type=float, default=S,
-      help="floor: mix sampling distributions with uniform (default 0.1; 0 = as published)")
-    a("--obs-pressure", type=float, default=S, help="OBS selection pressure s (default 100)")
-    a("--obs-recompute-every", type=int, default=S,
-      help="OBS: recompute every sample's loss every N epochs (default 2; 0 never)")
-    a("--as-beta", type=int, default=S, help="AS: samples between re-estimates of P (default 10)")
-    a("--as-delta-p", type=float, default=S, help="AS: smoothing of P (default 0.9)")
-    a("--as-delta-q", type=float, default=S, help="AS: smoothing of Q (default 0.1)")
-    a("--as-weighting", default=S, help="AS: importance (default, unbiased) or none")
-    a("--sync", default=S, help="gradient synchronisation: auto (default: chosen from measured layer "
-      "times and link), blocking, overlap, overlap-fc")
-    a("--fc-replicate", default=S,
-      help="overlap-fc: which FC layers all-gather instead of all-reducing: auto (default), all, none")
-    a("--bucket-mb", type=_mb_or_auto, default=S, help="gradient bucket size cap in MB, or auto "
-      "(default: boundaries planned from measured layer times and link)")
-    a("--comm-progress", default=S, help="how overlapped communication progresses: auto (default: poll for overlap, thread "
-      "for overlap-fc, the faster of each in docs/performance.md), poll (Iallreduce tested between "
-      "layers), thread (a communication thread), priority (chunks, most needed first)")
-    a("--sync-bn", action="store_true", default=S, help="batch-norm statistics over the global batch")
-    a("--accumulate", type=int, default=S,
-      help="split each batch into N micro-batches; only the last communicates")
-    a("--grad-dtype", default=S, help="float32 (default) or float16 (compressed Allreduce)")
-    a("--seed", type=int, default=S)
-    a("--device", default=S, help="cpu (default), gpu, auto")
-    a("--allow-gpu-sharing", action="store_true", default=S,
-      help="let more ranks than GPUs share a node's GPUs")
-    a("--comm", default=S, help="how gradients travel: auto (default: NCCL on GPUs when CuPy has it, "
-      "else CUDA-aware MPI when detected, else MPI through pinned host buffers; MPI on CPUs), "
-      "mpi, nccl, cuda-mpi, staged")
-    a("--dtype", default=S, help="float32 (default) or float64")
-    a("--threads", type=int, default=S, help="BLAS threads per process")
-    a("--checkpoint-dir", default=S, help="write checkpoints here (rank 0, atomically)")
-    a("--checkpoint-every", default=S, help="N steps, or Ne epochs (default 1e); 0: at the end only")
-    a("--keep-checkpoints", type=int, default=S, help="how many to keep (default 3)")
-    a("--resume", action="store_true", default=S, help="continue from the newest valid checkpoint")
-    a("--trace", metavar="FILE.json", default=S,
-      help="Chrome trace of every rank's layers, updates and bucket reductions")
-    a("--trace-steps", type=int, default=S, help="steps to trace, from step 1 (default 10)")
-    a("--net-emulate", default=S, metavar="bw=10Gbit,lat=20us",
-      help="hold every collective until an alpha-beta network model says it would end")
-    a("--comm-timeout", type=float, default=S,
-      help="seconds a collective may take before the job is ended (default 300)")
-    a("--check-replicas", type=int, default=S,
-      help="every N steps compare a hash of the parameters across ranks")
-    a("--check-collectives", metavar="off|strict|N", default=S,
-      help="cross-check that every rank posts the same collectives in the same order: a "
-      "fingerprint every N steps and at the end, or strict (each collective, before it is "
-      "posted); a mismatch ends the job with exit 3 naming it (default: "
-      "$DPTRAIN_CHECK_COLLECTIVES, else off)")
-    a("--num-classes", type=int, default=S,
-      help="classes of the model (default: 1 + the largest training label, all of 0..K-1 present)")
-    a("--skip-nonfinite", type=int, default=S,
-      help="skip up to K steps whose loss is NaN/inf instead of failing")
-    a("--eval-batch-size", type=int, default=S)
-    a("--log-every", type=int, default=S, help="also log every N steps")
-    a("--metrics-out", metavar="FILE.jsonl", default=S)
-    a("--save-weights", metavar="FILE.npz", default=S)
-    a("--quiet", action="store_true", default=S, help="no progress bar or per-epoch lines")
+def _command(sub, name, help, description=None):
+    return sub.add_parser(name, help=help, description=description or help,
+                          formatter_class=_Help)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dptrain", description="Data-parallel training of image classifiers over MPI.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from . import __version__
+    from .models import names as model_names
+    from .train_flags import add_debug_flag, add_train_flags
+    p = _Parser(prog="dptrain", formatter_class=_Help,
+                description="Data-parallel training of image classifiers over MPI. Run a "
+                "command with --help for its flags; run under mpiexec for several ranks.")
+    p.add_argument("--version", action="version", version=f"dptrain {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                           metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a model (run under mpiexec for several ranks)")
-    _add_train_flags(t)
+    add_train_flags(_command(sub, "train", "train a model (under mpiexec: data-parallel)"),
+                    model_names())
 
-    e = sub.add_parser("eval", help="evaluate saved weights on a data set's test split")
-    e.add_argument("--model", required=True)
-    e.add_argument("--weights", required=True, metavar="FILE.npz")
-    e.add_argument("--dataset", default="mnist5k")
-    e.add_argument("--batch-size", type=int, default=1000)
-    e.add_argument("--num-classes", type=int, help="as given to train")
-    e.add_argument("--json", action="store_true")
+    e = _command(sub, "eval", "evaluate saved weights on a data set's test split")
+    e.add_argument("--model", required=True, metavar="NAME",
+                   help="the model the weights belong to: " + ", ".join(model_names()))
+    e.add_argument("--weights", required=True, metavar="FILE.npz",
+                   help="weights written by train --save-weights")
+    e.add_argument("--dataset", default="mnist5k", metavar="NAME",
+                   help="as for train; its test split is evaluated")
+    e.add_argument("--batch-size", type=int, default=1000, metavar="N",
+                   help="samples per forward pass")
+    e.add_argument("--num-classes", type=int, metavar="K", help="as given to train")
+    e.add_argument("--json", action="store_true", help="one JSON object instead of a sentence")
+    add_debug_flag(e)
 
-    s = sub.add_parser("summary", help="per-layer parameters, activation memory and FLOPs")
-    s.add_argument("--model", required=True)
-    s.add_argument("--input-shape", help="CxHxW (default: the model's own)")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--json", action="store_true")
+    s = _command(sub, "summary", "per-layer parameters, activation memory and FLOPs of a model")
+    s.add_argument("--model", metavar="NAME", help="one of: " + ", ".join(model_names()))
+    s.add_argument("--list", action="store_true", help="list the models and what they are")
+    s.add_argument("--input-shape", metavar="CxHxW",
+                   help="per-sample input shape (none: the model's own)")
+    s.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="batch size the activation memory is counted for")
+    s.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    add_debug_flag(s)
+
+    m = _command(sub, "models", "list the models, with their input shape and parameter count")
+    m.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    add_debug_flag(m)
 
     from .bench.command import add_bench_arguments
-    add_bench_arguments(sub.add_parser("bench", help="training-step benchmark against PyTorch"))
+    b = _command(sub, "bench", "training-step benchmarks: against PyTorch, weak scaling over "
+                 "ranks, overlap under emulated networks, scaling predictions")
+    add_bench_arguments(b)
+    add_debug_flag(b)
 
-    pl = sub.add_parser("plot", help="plot a metrics JSONL file, or a --trace timeline, to PNG")
-    pl.add_argument("metrics", metavar="FILE.jsonl", nargs="?")
+    pl = _command(sub, "plot", "plot a metrics JSONL file, or a --trace timeline, to PNG")
+    pl.add_argument("metrics", metavar="FILE.jsonl", nargs="?",
+                    help="metrics written by train --metrics-out")
     pl.add_argument("--trace", metavar="FILE.json", help="draw this timeline (a lane per rank)")
-    pl.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    pl.add_argument("-o", "--output", required=True, metavar="FILE.png", help="the image to write")
+    add_debug_flag(pl)
     return p
 
 
-def train_config(args) -> TrainConfig:
+def train_config(args):
+    from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
     values = {}
-    if args.config:
+    if getattr(args, "config", None):
         values.update(load_toml(args.config))
     for name in FIELD_NAMES:
         if hasattr(args, name):
@@ -163,8 +132,8 @@ def _cmd_train(args) -> int:
     try:
         trainer.run()
     except StopRequested as stop:
-        if trainer.is_root:
-            print(f"dptrain: {stop}", file=sys.stderr)
+        if trainer.is_root:            # a second signal may abort the job right after this
+            last_words.say(f"dptrain: {stop}")
     return 0
 
 
@@ -179,6 +148,7 @@ def _cmd_eval(args) -> int:
         ds = data.load(args.dataset, num_classes=args.num_classes)
     except data.DataError as exc:
         raise UsageError(str(exc)) from None
+    from .train.config import TrainConfig
     cfg = TrainConfig(model=args.model, dataset=args.dataset)
     model = build_model(cfg, ds)
     load_weights(model, args.weights)
@@ -191,8 +161,18 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from .models.catalogue import catalogue, format_catalogue
+    print(json.dumps(catalogue()) if args.json else format_catalogue())
+    return 0
+
+
 def _cmd_summary(args) -> int:
     from . import models
+    if args.list:
+        return _cmd_models(args)
+    if not args.model:
+        raise UsageError("dptrain summary: give --model NAME (or --list)")
     shape = None
     if args.input_shape:
         try:
@@ -235,27 +215,30 @@ def _cmd_plot(args) -> int:
 
 def _report(exc, prefix: str, code: int, report: bool) -> int:
     """Agreed errors are printed by rank 0 alone; one only this rank saw (raised after the
-    agreed start-up) is printed here and ends every rank at once with the same code."""
-    from .comm.mpi import abort_world, launch_rank
+    agreed start-up) is printed here, survives the abort (last_words.py), and ends every
+    rank at once with the same code."""
+    from .last_words import end_job
     if getattr(exc, "local", False):
         rank = launch_rank()
-        print(f"{prefix} {f'rank {rank}: ' if rank else ''}{exc}", file=sys.stderr)
-        abort_world(code)
+        end_job(f"{prefix} {f'rank {rank}: ' if rank else ''}{exc}", code)
     elif report:
-        print(f"{prefix} {exc}", file=sys.stderr)
+        last_words.say(f"{prefix} {exc}")
     return code
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary,
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary, "models": _cmd_models,
             "bench": _cmd_bench, "plot": _cmd_plot}
 
 
 def main(argv=None) -> int:
     """Usage errors and training failures are agreed on by every rank (the trainer reduces
     them), so rank 0 alone reports them and every rank exits with the same code. Anything
-    else may have hit one rank only: it is reported by that rank and ends the whole job."""
-    from .comm.mpi import abort_world, launch_rank
-    report = launch_rank() == 0
+    else may have hit one rank only: that rank says why in one line (the traceback too with
+    --debug) and ends the whole job with exit 3 (last_words.py: the line survives the abort)."""
+    from .last_words import end_job
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    rank = launch_rank()
+    report = rank == 0
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -266,18 +249,27 @@ def main(argv=None) -> int:
     except OSError as exc:        # a file system that filled up or went away, on this rank
         return _report(on_this_rank_only(exc), "dptrain: failed:", EXIT_FAILURE, report)
     except KeyboardInterrupt as exc:
+        # Ctrl-C reaches every rank: rank 0 says so and its abort ends them all. Another rank
+        # gives it a moment first, then speaks and ends the job itself, for a signal that
+        # reached this rank alone (a scheduler's SIGTERM to one process).
         import signal
         signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"dptrain: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
-        abort_world(128 + signum)
-        return 128 + signum
-    except Exception:
+        code = 128 + signum if signum else EXIT_INTERRUPTED
+        if not report:
+            time.sleep(1.0)
+        end_job(f"dptrain: {'' if report else f'rank {rank}: '}interrupted by "
+                f"{signal.Signals(signum).name}", code)
+        return code
+    except Exception as exc:
         import traceback
-        print(f"dptrain: rank {launch_rank()} failed:", file=sys.stderr)
-        traceback.print_exc()
-        abort_world(EXIT_FAILURE)
-        raise
-
+        cause = exc.cause if isinstance(exc, RankFailure) else exc
+        detail = "".join(traceback.format_exception(cause)) if "--debug" in argv else None
+        if isinstance(exc, RankFailure):
+            line = f"dptrain: {exc}"
+        else:
+            line = f"dptrain: rank {rank} failed: {type(exc).__name__}: {exc}"
+        end_job(line + ("" if detail else " (--debug shows the traceback)"), EXIT_FAILURE, detail)
+        return EXIT_FAILURE
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""The two kinds of failure the command line distinguishes (DESIGN.md, exit codes)."""
+"""The kinds of failure the command line distinguishes (docs/errors.md, exit codes)."""
 
 
 class UsageError(ValueError):
@@ -9,7 +9,16 @@ class TrainingFailure(RuntimeError):
     """A failure during training (non-finite loss, dead rank, stuck collective): exit 3."""
 
 
-EXIT_OK, EXIT_USAGE, EXIT_FAILURE = 0, 2, 3
+class RankFailure(RuntimeError):
+    """An unexpected exception on one rank during training, with the step it happened in:
+    that rank reports it and ends the whole job (exit 3)."""
+
+    def __init__(self, rank: int, step: int, cause: BaseException):
+        super().__init__(f"rank {rank} failed at step {step}: {type(cause).__name__}: {cause}")
+        self.rank, self.step, self.cause = rank, step, cause
+
+
+EXIT_OK, EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
 def on_this_rank_only(exc: BaseException) -> BaseException:

@@ -44,16 +44,18 @@ def plot_metrics(path: str, out: str) -> None:
         raise UsageError("dptrain plot needs matplotlib: pip install 'dptrain[plots]'") from None
     records = [r for r in read_metrics(path) if isinstance(r, dict)
                and all(_number(r.get(k)) for k in ("epoch", "loss", "accuracy"))]
-    if not records:
-        raise UsageError(f"{path}: no epoch metrics to plot")
+    curves = {"training batches": [r for r in records if r.get("type") == "epoch"]}
+    for split in ("test", "train"):                 # evaluations (docs/metrics.md)
+        rows = [r for r in records if r.get("type") == "eval" and r.get("split") == split]
+        if rows:
+            curves[f"{split} set"] = rows
+    if not curves["training batches"]:
+        raise UsageError(f"{path}: no epoch metrics to plot (docs/metrics.md, type \"epoch\")")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split in sorted({str(r.get("split", "train batches")) for r in records}):
-        rows = [r for r in records if r.get("split", "train batches") == split and "step" in r]
-        if split == "train batches":       # keep the per-epoch lines, not the per-step ones
-            rows = [r for r in rows if "samples_per_s" in r]
+    for label, rows in curves.items():
         xs = [r["epoch"] for r in rows]
-        ax_loss.plot(xs, [r["loss"] for r in rows], marker="o", label=split)
-        ax_acc.plot(xs, [r["accuracy"] for r in rows], marker="o", label=split)
+        ax_loss.plot(xs, [r["loss"] for r in rows], marker="o", label=label)
+        ax_acc.plot(xs, [r["accuracy"] for r in rows], marker="o", label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):

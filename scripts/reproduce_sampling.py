@@ -10,8 +10,8 @@ E epochs, R repeats, thesis-cnn on mnist5k (or a full MNIST directory), on P ran
 Writes, under --out: one metrics file per run, results.json, table.md (training cost ratio
 at the last epoch AS/uniform and AS/OBS, training time per E epochs) and PNG plots of the
 training-set loss and the test accuracy against epoch and against time. The training cost
-is the loss over the whole training set, evaluated each epoch (the metrics' "split":
-"train" line), so the samplers are compared on the same quantity.
+is the loss over the whole training set, evaluated each epoch (--eval-train; the metrics'
+"eval" line with "split": "train"), so the samplers are compared on the same quantity.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def run_one(args, sampler, opt, batch, repeat, out: Path) -> list[dict]:
         cmd = [mpiexec, "-n", str(args.ranks), os.path.join(bindir, "dptrain"), "train",
                "--model", "thesis-cnn", "--dataset", args.dataset, "--epochs", str(args.epochs),
                "--batch-size", str(batch), "--sampler", sampler, "--seed", str(repeat),
-               "--threads", "1", "--quiet", "--metrics-out", str(metrics), *OPTIMIZERS[opt],
+               "--threads", "1", "--quiet", "--eval-train", "--metrics-out", str(metrics), *OPTIMIZERS[opt],
                *args.extra]
         t0 = time.time()
         res = subprocess.run(cmd, capture_output=True, text=True)
@@ -52,9 +52,10 @@ def run_one(args, sampler, opt, batch, repeat, out: Path) -> list[dict]:
 
 def curves(lines: list[dict]) -> dict:
     """Per epoch: training-set loss, test accuracy, cumulative training time."""
-    train_batches = [r for r in lines if "split" not in r and "samples_per_s" in r]
-    train_split = {r["epoch"]: r["loss"] for r in lines if r.get("split") == "train"}
-    test_acc = {r["epoch"]: r["accuracy"] for r in lines if r.get("split") == "test"}
+    train_batches = [r for r in lines if r.get("type") == "epoch"]
+    evals = [r for r in lines if r.get("type") == "eval"]
+    train_split = {r["epoch"]: r["loss"] for r in evals if r["split"] == "train"}
+    test_acc = {r["epoch"]: r["accuracy"] for r in evals if r["split"] == "test"}
     out, elapsed = [], 0.0
     for r in train_batches:
         elapsed += r["time_s"]

@@ -35,7 +35,7 @@ def test_thesis_cnn_on_mnist5k_reaches_95_percent(tmp_path):
     test_lines = [r for r in lines if r.get("split") == "test"]
     assert [r["epoch"] for r in test_lines] == [1, 2]
     assert test_lines[-1]["accuracy"] >= 0.95
-    train_line = next(r for r in lines if "split" not in r)
+    train_line = next(r for r in lines if r["type"] == "epoch")
     assert {"epoch", "step", "loss", "accuracy", "lr", "samples_per_s", "time_s"} <= set(train_line)
     assert "test accuracy: " in res.stdout
     # the saved weights give the same accuracy through `dptrain eval`
@@ -58,7 +58,8 @@ def test_config_file_and_flags_override(tmp_path):
     res = dptrain("train", "--config", cfg, "--epochs", 1, "--metrics-out", metrics, "--quiet")
     assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert lines[-1]["step"] == 2 and max(r["epoch"] for r in lines) == 1
+    assert lines[-1]["step"] == 2 and max(r.get("epoch", 0) for r in lines) == 1
+    assert lines[0]["type"] == "run" and lines[0]["config"]["optimizer"] == "adam"
 
 
 def test_summary_command():
@@ -73,9 +74,10 @@ def test_bench_smoke():
                   "--no-torch", "--json")
     assert res.returncode == 0, res.stderr
     rep = json.loads(res.stdout)
-    # the step and the sgemm peak are timed at different moments: on a loaded machine their
-    # ratio can exceed 1, so only its presence is a fact here (figures live in benchmarks)
-    assert rep["dptrain_step_ms"] > 0 and rep["fraction_of_peak"] > 0 and rep["peak_rss_mb"] > 0
+    # no bound on the fraction of peak: the sgemm roof and the step are timed at different
+    # moments, and on a loaded machine their ratio says nothing (speed lives in benchmarks)
+    assert rep["dptrain_step_ms"] > 0 and rep["sgemm_peak_gflops"] > 0 and rep["peak_rss_mb"] > 0
+    assert rep["fraction_of_peak"] == pytest.approx(rep["achieved_gflops"] / rep["sgemm_peak_gflops"])
 
 
 def test_batch_size_sweep_with_pytorch_side_by_side():

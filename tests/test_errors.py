@@ -114,13 +114,10 @@ def test_device_transport_on_a_cpu_run(value, named):
     assert_usage_error(dptrain("train", "--comm", value, *SMALL), "--comm", named)
 
 
-def test_batch_larger_than_the_training_set(tmp_path):
+def test_batch_larger_than_the_training_set(capfd):
     from dptrain.cli import main
-    import contextlib, io
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = main(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:40", "--batch-size", "64",
-                     "--quiet"])
+    code = main(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:40", "--batch-size", "64",
+                 "--quiet"])
     assert code == 2
-    assert err.getvalue().strip() == ("dptrain: error: --batch-size 64 exceeds the 32 training samples "
+    assert capfd.readouterr().err.strip() == ("dptrain: error: --batch-size 64 exceeds the 32 training samples "
                                       "of synthetic:1x8x8:40")

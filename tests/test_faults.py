@@ -77,7 +77,40 @@ def test_sigkill_of_one_rank_ends_the_job_within_30s(tmp_path):
 def test_exception_on_one_rank_aborts_with_exit_3():
     code, err, _ = finish(start(LONG_RUN, fault="raise:1:3"), timeout=60)
     assert code == 3, err
-    assert "rank 1 failed" in err and "injected failure on rank 1 at step 3" in err
+    # one line from dptrain (MPI may add its own abort notice), rank and step named
+    ours = [line for line in err.splitlines() if line.startswith("dptrain:")]
+    assert ours == ["dptrain: rank 1 failed at step 3: InjectedFault: injected failure on rank 1 "
+                    "at step 3 (--debug shows the traceback)"], err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_one_traceback_before_the_line():
+    code, err, _ = finish(start(LONG_RUN + ["--debug"], fault="raise:1:3"), timeout=60)
+    assert code == 3, err
+    assert err.count("Traceback (most recent call last)") == 1, err
+    assert err.index("Traceback") < err.index("dptrain: rank 1 failed at step 3: InjectedFault")
+
+
+def in_main(pid: int) -> bool:
+    """numpy is mapped: the rank has entered dptrain's main (which imports it), so it is past
+    the interpreter's own start-up, where Ctrl-C is Python's business, not dptrain's."""
+    try:
+        return "numpy" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def test_interrupt_during_start_up_is_reported_once(tmp_path):
+    marker = "7919"                                  # a seed that names this job's ranks
+    proc = start(LONG_RUN + ["--dataset", "synthetic:1x28x28:300000", "--seed", marker])
+    deadline = time.time() + 60
+    while time.time() < deadline and not (len(pids := rank_pids(marker)) == 2
+                                          and all(in_main(p) for p in pids)):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)               # as Ctrl-C does: every process
+    code, err, _ = finish(proc, timeout=60)
+    assert code != 0
+    assert err.count("dptrain: interrupted") == 1, err
 
 
 def test_stalled_collective_is_ended_by_the_watchdog():

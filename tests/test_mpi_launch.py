@@ -48,11 +48,11 @@ def test_diverging_run_on_two_ranks_exits_3_once():
 def test_two_rank_training_rank_zero_writes(tmp_path):
     metrics = tmp_path / "m.jsonl"
     res = mpirun(2, "train", "--model", "mlp", "--dataset", "synthetic:1x8x8:400", "--epochs", 2,
-                 "--batch-size", 30, "--metrics-out", metrics)
+                 "--batch-size", 30, "--eval-train", "--metrics-out", metrics)
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("test accuracy:") == 1            # rank 0 alone prints
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert len(lines) == 6                 # one writer, no duplicates: 3 lines per epoch
+    assert len(lines) == 7                 # one writer, no duplicates: a run line, 3 per epoch
     assert lines[-2]["split"] == "test" and lines[-2]["samples"] == 80
     assert lines[-1]["split"] == "train" and lines[-1]["samples"] == 320
 
@@ -62,7 +62,9 @@ def test_scaling_bench_smoke():
                           "mlp", "--steps", "3", "--warmup", "1", "--rounds", "1", "--no-torch",
                           "--json"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    rows = json.loads(res.stdout)["rows"]
+    report = json.loads(res.stdout)
+    assert report["torch"] == [] and report["torch_skipped"] == "--no-torch"   # said, not silent
+    rows = report["rows"]
     assert [(r["ranks"], r["sync"]) for r in rows] == [
         (1, "single"), (2, "independent"), (2, "blocking"), (2, "overlap"), (2, "overlap"),
         (2, "auto")]
@@ -105,3 +107,21 @@ def test_overlap_bench_smoke():
     overlap = rows[2]
     assert "hidden_fraction" in overlap and 0 <= overlap["dependency_bound"] <= 1
     assert rows[3]["bytes_per_step"] < rows[1]["bytes_per_step"]        # mlp: FC layers gathered
+
+
+def _test_loss(ranks, tmp_path, *flags):
+    metrics = tmp_path / f"m{ranks}{''.join(flags)}.jsonl"
+    res = mpirun(ranks, "train", "--model", "thesis-cnn", "--dataset", "synthetic:1x28x28:400",
+                 "--dtype", "float64", "--batch-size", 32, "--max-steps", 6, "--quiet",
+                 "--metrics-out", metrics, *flags)
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    return next(r["loss"] for r in lines if r["type"] == "eval")
+
+
+def test_defaults_give_the_same_result_on_one_and_two_ranks(tmp_path):
+    """BatchNorm statistics over the global batch by default (--sync-bn), so the promise of
+    docs/guarantees.md holds without asking; --no-sync-bn gives it up, as documented."""
+    one = _test_loss(1, tmp_path)
+    assert _test_loss(2, tmp_path) == pytest.approx(one, rel=1e-10)
+    assert _test_loss(2, tmp_path, "--no-sync-bn") != pytest.approx(one, rel=1e-6)

@@ -19,12 +19,26 @@ from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar")     # torch_reference.build
 
 
+def torch_skip_reason(args, model: str) -> str | None:
+    """Why the PyTorch comparison rows are left out, or None when they are measured."""
+    if args.no_torch:
+        return "--no-torch"
+    if model not in TORCH_MODELS:
+        return f"no PyTorch reference model for {model} (there is one for {', '.join(TORCH_MODELS)})"
+    if importlib.util.find_spec("torch") is None:
+        return "PyTorch is not installed (make bench installs its CPU build)"
+    return None
+
+
 def add_bench_arguments(p) -> None:
-    p.add_argument("--model", default="thesis-cnn")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--model", default="thesis-cnn", metavar="NAME",
+                   help="the model to time (dptrain models lists them)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="batch per step (per rank with --ranks)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads per process")
+    p.add_argument("--steps", type=int, default=40, metavar="N", help="timed steps per round")
+    p.add_argument("--warmup", type=int, default=5, metavar="N",
+                   help="untimed steps before each round")
     p.add_argument("--rounds", type=int, default=3, help="alternating dptrain/PyTorch rounds")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
@@ -33,27 +47,29 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--schedules", default="independent,blocking,overlap:poll,overlap:thread,auto",
                    help="with --ranks: schedules to compare, SYNC[:PROGRESS][@MB] (MB: that row's "
                    "bucket cap, else --bucket-mb), comma separated; 'auto' runs train's defaults "
-                   "(--sync auto --bucket-mb auto); 'independent' runs the ranks without exchanging gradients (the machine's ceiling)")
-    p.add_argument("--bucket-mb", type=float, default=4.0)
+                   "(--sync auto --bucket-mb auto); 'independent' runs the ranks without "
+                   "exchanging gradients (the machine's ceiling)")
+    p.add_argument("--bucket-mb", type=float, default=4.0, metavar="MB",
+                   help="with --ranks: gradient bucket size cap")
     p.add_argument("--net-emulate", action="append", metavar="bw=..,lat=..",
                    help="with --ranks: emulate this network (repeat the flag to compare several); "
                    "switches to the overlap report")
     p.add_argument("--models", help="with --ranks and --net-emulate: comma list of models "
-                   "(default --model)")
+                   "(default: --model)")
     p.add_argument("--predict", action="store_true",
                    help="predict step time and speedup for P = 1..1024 (alpha-beta model)")
     p.add_argument("--lee", action="store_true",
                    help="with --predict: Lee et al.'s VGG-A case (FLOP-based, strong scaling)")
-    p.add_argument("--net", help="with --predict: the network, as --net-emulate (default "
+    p.add_argument("--net", help="with --predict: the network, as --net-emulate (default: "
                    "bw=10Gbit,lat=5us; with --lee bw=64Gbit,lat=2us, an Aries-class interconnect)")
     p.add_argument("--node-gflops", type=float,
                    help="with --predict: a node's sustained GFLOP/s, for FC-replicated gradients "
-                   "(default 100) and, with --lee, for every layer (default 1000)")
+                   "(default: 100) and, with --lee, for every layer (default: 1000)")
     p.add_argument("--no-bind", dest="bind", action="store_false",
                    help="with --ranks: do not bind ranks to cores")
     p.add_argument("--batch-sizes", help="a sweep over batch sizes, e.g. 64,256,1024, with "
                    "achieved TFLOP/s; --model may then list several models")
-    p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu (default) or gpu "
+    p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu or gpu "
                    "(PyTorch then runs on the same GPU with cuDNN)")
     p.add_argument("--json-out", help="also write the report as JSON here")
     p.add_argument("--kernel-ops", action="store_true", help="with --device gpu: each CUDA kernel "
@@ -134,8 +150,8 @@ def run_bench(args) -> int:
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive")
     backend.set_threads(args.threads)
-    with_torch = (not args.no_torch and args.model in TORCH_MODELS
-                  and importlib.util.find_spec("torch") is not None)
+    skipped = torch_skip_reason(args, args.model)
+    with_torch = skipped is None
     ours, theirs, torch_info = [], [], None
     for _ in range(args.rounds):
         res = time_training_step(args.model, args.batch_size, args.steps, args.warmup)
@@ -174,8 +190,8 @@ def run_bench(args) -> int:
     if theirs:
         rows += [(f"PyTorch {report['torch_version']} step", f"{report['torch_step_ms']:.2f} ms"),
                  ("dptrain / PyTorch", f"{report['dptrain_over_torch']:.3f}")]
-    elif not args.no_torch:
-        rows.append(("PyTorch", "not measured (torch not importable or no reference model)"))
+    elif skipped:
+        rows.append(("PyTorch", f"not measured: {skipped}"))
     for k, v in rows:
         print(f"  {k:<22} {v}")
     return 0

@@ -7,7 +7,6 @@ per rank; hidden = 1 - (time waited for communication) / (communication time).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -86,13 +85,13 @@ def _torch(n, args) -> dict | None:
 
 
 def run_scaling_bench(args) -> int:
-    from .command import TORCH_MODELS
+    from .command import torch_skip_reason
     ranks, schedules = _parse(args)
     mpiexec = _mpiexec()
     configs = [(1, "blocking", "thread", None)] if 1 in ranks else []
     configs += [(n, s, p, mb) for n in ranks if n > 1 for s, p, mb in schedules]
-    with_torch = (not args.no_torch and args.model in TORCH_MODELS
-                  and importlib.util.find_spec("torch") is not None)
+    torch_skipped = torch_skip_reason(args, args.model)
+    with_torch = torch_skipped is None
     results = {c: [] for c in configs}
     torch_runs = {n: [] for n in ranks} if with_torch else {}
     for _ in range(args.rounds):
@@ -126,7 +125,8 @@ def run_scaling_bench(args) -> int:
                 row["efficiency"] = torch_base / step
             torch_rows.append(row)
     report = {"model": args.model, "batch_per_rank": args.batch_size, "threads": args.threads,
-              "rounds": args.rounds, "steps": args.steps, "rows": rows, "torch": torch_rows}
+              "rounds": args.rounds, "steps": args.steps, "rows": rows, "torch": torch_rows,
+              "torch_skipped": torch_skipped}
     if emit_json(report, args):
         return 0
     print(f"dptrain bench: {args.model}, weak scaling, batch {args.batch_size} per rank, "
@@ -143,6 +143,8 @@ def run_scaling_bench(args) -> int:
         name = "PyTorch" if r["ranks"] == 1 else "PyTorch DDP gloo"
         eff = f"{r['efficiency']:.3f}" if "efficiency" in r else "-"
         print(f"  {r['ranks']:>5} {name:<16} {r['step_ms']:>8.2f} {r['images_per_s']:>7.0f} {eff:>6}")
+    if torch_skipped:
+        print(f"  PyTorch and PyTorch DDP rows skipped: {torch_skipped}")
     return 0
 
 

@@ -9,7 +9,6 @@ Python, so ending the job is the only way not to hang.
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -18,9 +17,8 @@ from .order_check import labelled
 
 
 def abort_job(message: str) -> None:
-    from .mpi import abort_world
-    print(f"dptrain: training failed: {message}", file=sys.stderr, flush=True)
-    abort_world(3)
+    from ..last_words import end_job
+    end_job(f"dptrain: training failed: {message}", 3)    # the line survives the abort
     import os
     os._exit(3)                      # a single process, or MPI already gone
 

@@ -69,7 +69,7 @@ def _synthetic(arg: str):
 
 
 def load(spec: str, num_classes: int | None = None) -> Dataset:
-    """Load a data set by the names of DESIGN.md; raises DataError with the culprit named.
+    """Load a data set by the names README.md lists; raises DataError with the culprit named.
     ``num_classes`` (--num-classes) fixes the model's classes instead of the data set's own:
     10 for the named sets, 1 + the largest training label (without gaps) for npz."""
     kind, _, arg = spec.partition(":")

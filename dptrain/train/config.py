@@ -27,7 +27,7 @@ def parse_interval(text) -> tuple[int, str]:
 class TrainConfig:
     model: str = "thesis-cnn"
     dataset: str = "mnist5k"
-    epochs: int = 1
+    epochs: int | None = None            # None: 1, or as many as --max-steps needs
     max_steps: int | None = None
     batch_size: int = 64                 # global, split over ranks
     optimizer: str = "momentum"          # SGD, momentum 0.9, lr 0.05
@@ -51,7 +51,7 @@ class TrainConfig:
     fc_replicate: str = "auto"           # overlap-fc: auto | all | none
     bucket_mb: float | str = "auto"      # a cap in MB, or auto (parallel/autotune.py)
     comm_progress: str = "auto"          # auto | poll | thread | priority (parallel/progress.py)
-    sync_bn: bool = False
+    sync_bn: bool | None = None          # None: on when the model has BatchNorm
     accumulate: int = 1                  # micro-batches per update (the batch is split)
     grad_dtype: str = "float32"          # float16: compressed gradient Allreduce
     seed: int = 0
@@ -61,6 +61,8 @@ class TrainConfig:
     dtype: str = "float32"
     threads: int | None = None
     eval_batch_size: int = 1000
+    eval_every: int = 1                  # epochs between test evaluations (0: at the end only)
+    eval_train: bool = False             # also evaluate the whole training set
     log_every: int = 0                   # steps between training metric lines (0: per epoch)
     metrics_out: str | None = None
     save_weights: str | None = None
@@ -94,6 +96,7 @@ class TrainConfig:
         positive("weight_decay", self.weight_decay, strict=False)
         positive("warmup_steps", self.warmup_steps, strict=False)
         positive("log_every", self.log_every, strict=False)
+        positive("eval_every", self.eval_every, strict=False)
         if isinstance(self.bucket_mb, str) and self.bucket_mb != "auto":
             raise UsageError(f"--bucket-mb: expected a number of MB or auto, got {self.bucket_mb!r}")
         if self.bucket_mb != "auto":

@@ -1,13 +1,28 @@
-"""Metrics JSONL (one object per line, rank 0 only) and the progress bar."""
+"""Metrics JSONL (one object per line, rank 0 only) and the progress bar.
+
+The schema is docs/metrics.md: every line carries ``schema`` (its version), ``run_id``
+(one per invocation, so runs appended to one file stay apart) and ``type``, one of
+LINE_TYPES. Epochs are numbered from 1 everywhere; ``step`` counts steps done.
+"""
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
 
+SCHEMA_VERSION = 1
+LINE_TYPES = ("run", "step", "epoch", "eval")
+
+
+def new_run_id() -> str:
+    """UTC start time and 6 random hex digits: sortable, and unique in practice."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
 
 class MetricsWriter:
-    def __init__(self, path: str | None, enabled: bool = True):
+    def __init__(self, path: str | None, run_id: str = "", enabled: bool = True):
+        self.run_id = run_id
         self._f = None
         if path and enabled:
             try:
@@ -16,9 +31,12 @@ class MetricsWriter:
                 from ..errors import UsageError
                 raise UsageError(f"{path}: cannot write metrics ({exc.strerror})") from None
 
-    def write(self, record: dict) -> None:
+    def write(self, kind: str, record: dict) -> None:
+        if kind not in LINE_TYPES:
+            raise ValueError(f"metrics line type {kind!r} is not in the schema")
         if self._f is not None:
-            self._f.write(json.dumps(record) + "\n")
+            line = {"schema": SCHEMA_VERSION, "run_id": self.run_id, "type": kind, **record}
+            self._f.write(json.dumps(line) + "\n")
             self._f.flush()
 
     def close(self) -> None:
@@ -29,11 +47,13 @@ class MetricsWriter:
 
 class EpochLog:
     """One epoch's numbers, folded from the step results as they complete (one or two steps
-    late, step_metrics.py): the progress bar, the per-step lines of --log-every, and the
-    epoch's training line."""
+    late, step_metrics.py): the progress bar, the per-step lines of --log-every (metrics
+    file and console), and the epoch's training line. ``epoch`` is 1-based."""
 
-    def __init__(self, metrics: MetricsWriter, progress, log_every: int, epoch: int, lr: float):
+    def __init__(self, metrics: MetricsWriter, progress, log_every: int, epoch: int, lr: float,
+                 say=None):
         self.metrics, self.progress, self.log_every, self.epoch = metrics, progress, log_every, epoch
+        self.say = say
         self.t0 = time.perf_counter()
         self.seen, self.loss_sum, self.correct, self.lr = 0, 0.0, 0, lr
 
@@ -44,9 +64,14 @@ class EpochLog:
         self.lr = r.lr
         self.progress.update(r.loss)
         if self.log_every and (r.step + 1) % self.log_every == 0:
-            self.metrics.write({"epoch": self.epoch, "step": r.step + 1, "loss": r.loss,
-                                "accuracy": r.correct / r.samples, "lr": r.lr,
-                                "time_s": time.perf_counter() - self.t0})
+            line = {"epoch": self.epoch, "step": r.step + 1, "loss": r.loss,
+                    "accuracy": r.correct / r.samples, "lr": r.lr,
+                    "time_s": time.perf_counter() - self.t0}
+            self.metrics.write("step", line)
+            if self.say is not None:
+                self.progress.write(f"step {line['step']:>6}  epoch {self.epoch:>3}  loss "
+                                    f"{r.loss:.4f}  acc {line['accuracy']:.4f}  lr {r.lr:.3g}",
+                                    self.say)
 
     def training_line(self, epoch: int, step: int) -> dict:
         elapsed = time.perf_counter() - self.t0
@@ -76,6 +101,13 @@ class Progress:
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def write(self, text: str, say) -> None:
+        """A line on the console that does not break the bar."""
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            say(text, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

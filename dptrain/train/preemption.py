@@ -2,7 +2,8 @@
 
 The handler only records the signal; the trainer reduces the flag with the step's metrics,
 so every rank stops after the same step even if only some of them were signalled. A second
-signal while stopping is not delayed again: it raises KeyboardInterrupt at once.
+signal while stopping is not delayed again: ``on_second_signal`` runs at once (the trainer
+ends the job there, or raises), else it raises Interrupted at once.
 
 Outside the training loop (start-up, which reads data and builds the model, and the end)
 ``interrupt_on_signals`` makes either signal raise Interrupted at once: nothing is written
@@ -57,13 +58,17 @@ def interrupt_on_signals() -> None:
 
 
 class PreemptionGuard:
-    def __init__(self):
+    def __init__(self, on_second_signal=None):
         self.signum = 0
+        self.on_second_signal = on_second_signal
         self._previous = {}
 
     def _handle(self, signum, frame):
         if self.signum:
-            raise Interrupted(signum)
+            if self.on_second_signal is None:
+                raise Interrupted(signum)
+            self.on_second_signal()
+            return
         self.signum = signum
 
     def __enter__(self):
@@ -74,7 +79,9 @@ class PreemptionGuard:
                 pass
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        stopping = exc_type is StopRequested
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            # once stopped, the run only reports and exits: a late signal changes nothing
+            signal.signal(sig, signal.SIG_IGN if stopping else handler)
         return False

@@ -51,7 +51,7 @@ RULES = {
     "as_delta_p": FRACTION, "as_delta_q": FRACTION,
     "bucket_mb": POSITIVE_REAL, "accumulate": POSITIVE,
     "seed": Rule(int, 0, 2 ** 63, hi_open=True), "threads": Rule(int, 1, 4096),
-    "eval_batch_size": POSITIVE, "log_every": NON_NEGATIVE, "keep_checkpoints": POSITIVE,
+    "eval_batch_size": POSITIVE, "eval_every": NON_NEGATIVE, "log_every": NON_NEGATIVE, "keep_checkpoints": POSITIVE,
     "trace_steps": POSITIVE, "comm_timeout": POSITIVE_REAL, "check_replicas": NON_NEGATIVE,
     "skip_nonfinite": NON_NEGATIVE, "num_classes": Rule(int, 2),
 }

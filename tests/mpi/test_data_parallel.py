@@ -1,4 +1,4 @@
-"""Data parallelism under mpiexec (-n 2 and -n 4): the guarantees of docs/architecture.md.
+"""Data parallelism under mpiexec (-n 2 and -n 4): the guarantees of docs/guarantees.md.
 
 Each test runs the P-rank training and, in the same process, the one-process reference
 (a LocalCommunicator), then compares parameters. Tests taking ``timing`` run twice: with host

@@ -139,17 +139,17 @@ def test_two_outputs_on_one_file_are_refused(tmp_path):
         trainer(metrics_out=str(tmp_path / "x"), trace=str(tmp_path / "x"))
 
 
-def test_a_metrics_write_that_fails_midway_is_one_line_exit_3(tmp_path, monkeypatch, capsys):
+def test_a_metrics_write_that_fails_midway_is_one_line_exit_3(tmp_path, monkeypatch, capfd):
     from dptrain import cli
     from dptrain.train import metrics
 
-    def write(self, record):
+    def write(self, kind, record):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "m.jsonl"))
     monkeypatch.setattr(metrics.MetricsWriter, "write", write)
     code = cli.main(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:120", "--quiet",
                      "--threads", "1", "--metrics-out", str(tmp_path / "m.jsonl"), "--max-steps", "2"])
     assert code == 3
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capfd.readouterr().err.strip().splitlines()
     assert err == [f"dptrain: failed: [Errno 28] No space left on device: '{tmp_path / 'm.jsonl'}'"]
 
 

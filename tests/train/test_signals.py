@@ -10,7 +10,6 @@ import pytest
 
 from dptrain import cli
 from dptrain.train import checkpoint, lock
-from dptrain.train.trainer import Trainer
 
 ARGS = ["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:120", "--batch-size", "24",
         "--threads", "1", "--quiet"]
@@ -38,8 +37,8 @@ def signal_once(monkeypatch, owner, name, signum, times=1):
     monkeypatch.setattr(owner, name, wrapper)
 
 
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err
+def one_line(capfd) -> str:
+    err = capfd.readouterr().err
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -47,46 +46,48 @@ def one_line(capsys) -> str:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_start_up(tmp_path, monkeypatch, capsys, signum):
+def test_signal_during_start_up(tmp_path, monkeypatch, capfd, signum):
     from dptrain import data
     signal_once(monkeypatch, data, "load", signum)
     d = tmp_path / "ck"
     code = cli.main(ARGS + ["--checkpoint-dir", str(d), "--metrics-out", str(tmp_path / "m.jsonl")])
     assert code == 128 + signum
-    assert one_line(capsys) == f"dptrain: interrupted by {signal.Signals(signum).name}"
+    assert one_line(capfd) == f"dptrain: interrupted by {signal.Signals(signum).name}"
     assert not (tmp_path / "m.jsonl").exists() and not (d / lock.LOCK_NAME).exists()
 
 
-def test_signal_during_evaluation_stops_after_the_next_step_with_a_checkpoint(tmp_path, monkeypatch, capsys):
-    signal_once(monkeypatch, Trainer, "evaluate", signal.SIGTERM)
+def test_signal_during_evaluation_stops_after_the_next_step_with_a_checkpoint(tmp_path, monkeypatch, capfd):
+    from dptrain.train.epoch_report import EpochReport
+    signal_once(monkeypatch, EpochReport, "evaluate_test", signal.SIGTERM)
     d = tmp_path / "ck"
     code = cli.main(ARGS + ["--epochs", "5", "--checkpoint-dir", str(d)])
     assert code == 0
-    line = one_line(capsys)
+    line = one_line(capfd)
     assert line == "dptrain: stopped by a signal after step 5; checkpoint written"   # 4 steps an epoch
     assert checkpoint.read(checkpoint.list_checkpoints(d)[-1])["meta"]["step"] == 5
     assert not (d / lock.LOCK_NAME).exists()
 
 
-def test_signal_after_the_last_step_lets_the_run_finish_its_outputs(tmp_path, monkeypatch, capsys):
-    signal_once(monkeypatch, Trainer, "evaluate", signal.SIGTERM)
+def test_signal_after_the_last_step_lets_the_run_finish_its_outputs(tmp_path, monkeypatch, capfd):
+    from dptrain.train.epoch_report import EpochReport
+    signal_once(monkeypatch, EpochReport, "evaluate_test", signal.SIGTERM)
     m, w = tmp_path / "m.jsonl", tmp_path / "w.npz"
     code = cli.main(ARGS + ["--epochs", "1", "--metrics-out", str(m), "--save-weights", str(w)])
     assert code == 0
-    assert capsys.readouterr().err == ""
+    assert capfd.readouterr().err == ""
     assert len(m.read_text().splitlines()) == 3 and all(json.loads(x) for x in m.read_text().splitlines())
     with np.load(w) as z:
         assert "1.W" in z.files
     assert sorted(os.listdir(tmp_path)) == ["m.jsonl", "w.npz"]
 
 
-def test_second_signal_during_a_checkpoint_write_leaves_the_previous_intact(tmp_path, monkeypatch, capsys):
+def test_second_signal_during_a_checkpoint_write_leaves_the_previous_intact(tmp_path, monkeypatch, capfd):
     d = tmp_path / "ck"
     assert cli.main(ARGS + ["--epochs", "1", "--checkpoint-dir", str(d)]) == 0
     signal_once(monkeypatch, checkpoint.np, "savez", signal.SIGINT, times=2)
     code = cli.main(ARGS + ["--epochs", "3", "--checkpoint-dir", str(d), "--resume"])
     assert code == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "dptrain: interrupted by SIGINT"
+    assert capfd.readouterr().err.strip().splitlines()[-1] == "dptrain: interrupted by SIGINT"
     assert [p.name for p in checkpoint.list_checkpoints(d)] == ["ckpt-000000004.npz"]
     assert checkpoint.read(d / "ckpt-000000004.npz")["meta"]["step"] == 4
     assert not list(d.glob(".ckpt-*")) and not (d / lock.LOCK_NAME).exists()

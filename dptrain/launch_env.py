@@ -1,0 +1,37 @@
+"""What an MPI launcher tells a process before MPI starts, and how to end the whole job.
+
+Standard library only: the command line reads its rank here before importing numpy or
+MPI, so that a Ctrl-C during start-up is reported once, by rank 0.
+"""
+from __future__ import annotations
+
+import os
+
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+
+
+def launched_under_mpi() -> bool:
+    """True when an MPI launcher started this process (so importing MPI is worth it)."""
+    keys = _RANK_VARS + ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "HYDI_CONTROL_FD")
+    return any(k in os.environ for k in keys)
+
+
+def launch_rank() -> int:
+    """This process's rank as the launcher announced it (0 without one), before MPI starts."""
+    for key in _RANK_VARS:
+        if key in os.environ:
+            try:
+                return int(os.environ[key])
+            except ValueError:
+                pass
+    return 0
+
+
+def abort_world(code: int) -> None:
+    """End every rank of the job (MPI_Abort) if MPI is running with more than one rank."""
+    import sys
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized() \
+            and MPI.COMM_WORLD.Get_size() > 1:
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(code)

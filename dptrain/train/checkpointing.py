@@ -1,0 +1,52 @@
+"""Where training stands, as a checkpoint stores it, and how a run resumes from one.
+
+The position is (global step, epoch, step within the epoch); with the sampler's state and
+the configuration it is all a resume needs to continue bitwise as if never stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from . import checkpoint
+
+
+@dataclass
+class Position:
+    step: int = 0              # global steps done
+    epoch: int = 0             # epochs done
+    pos: int = 0               # steps done within the current epoch
+    resumed_from: Path | None = None
+    comm_plan: dict | None = None   # the communication plan in force (parallel/autotune.py)
+
+
+def resume_position(cfg, model, opt, sampler, is_root: bool) -> Position:
+    """Restore model, optimiser and sampler from the newest valid checkpoint in place."""
+    warn = (lambda m: print(m, file=sys.stderr)) if is_root else (lambda m: None)
+    found = checkpoint.list_checkpoints(cfg.checkpoint_dir)
+    ckpt = checkpoint.latest(cfg.checkpoint_dir, warn=warn)
+    if ckpt is None:
+        if found:
+            raise UsageError(f"--resume: no usable checkpoint in {cfg.checkpoint_dir} "
+                             f"(all {len(found)} corrupt)")
+        raise UsageError(f"--resume: no checkpoint in {cfg.checkpoint_dir}")
+    try:
+        checkpoint.check_compatible(ckpt, dataclasses.asdict(cfg))
+        checkpoint.restore(ckpt, model, opt)
+    except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
+        raise UsageError(str(exc)) from None
+    meta = ckpt["meta"]
+    sampler.load_state_dict(meta["sampler"])
+    return Position(meta["step"], meta["epoch"], meta["pos"], ckpt["path"], meta.get("comm_plan"))
+
+
+def write(cfg, position: Position, model, opt, sampler, comm_plan: dict | None = None) -> None:
+    """Rank 0 only: the checkpoint of ``position`` (atomic, the oldest beyond --keep pruned)."""
+    meta = {"epoch": position.epoch, "pos": position.pos, "model": cfg.model,
+            "config": dataclasses.asdict(cfg), "sampler": sampler.state_dict(),
+            "rng": {"seed": cfg.seed, "step": position.step}, "comm_plan": comm_plan}
+    checkpoint.save(cfg.checkpoint_dir, position.step, model, opt, meta,
+                    keep=cfg.keep_checkpoints)

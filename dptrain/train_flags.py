@@ -1,0 +1,157 @@
+"""The flags of ``dptrain train``, in the groups --help shows them in.
+
+Every flag's default is left out of the parsed arguments (argparse.SUPPRESS) so that a
+--config file can fill it; the help text shows TrainConfig's default instead, taken from
+the dataclass so the two cannot disagree.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from .train.config import TrainConfig
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _mb_or_auto(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of MB or auto, got {text!r}") from None
+
+
+def _adder(group):
+    def add(flag, help, default_text=None, **kw):
+        name = flag.lstrip("-").replace("-", "_")
+        if default_text is None and name in _DEFAULTS:
+            default_text = _shown(_DEFAULTS[name])
+        if default_text:
+            help = f"{help} (default: {default_text})"
+        group.add_argument(flag, default=argparse.SUPPRESS, help=help, **kw)
+    return add
+
+
+def add_train_flags(p, model_names) -> None:
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="TOML file with the same keys as these flags (dashes or underscores, at "
+                   "top level or under [train]); flags on the command line win")
+
+    a = _adder(p.add_argument_group("data"))
+    a("--dataset", "mnist5k, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, npz:FILE or "
+      "synthetic[:CxHxW[:N]]", metavar="NAME")
+    a("--augment", "comma list of crop, flip, shift; or none", metavar="LIST")
+    a("--sampler", "how global batches are drawn: uniform, obs (Online Batch Selection) or as "
+      "(Adaptive Sampling)")
+    a("--sampler-min-prob", "floor: mix sampling distributions with uniform (0 = as published)",
+      type=float, metavar="P")
+    a("--obs-pressure", "OBS selection pressure s", type=float, metavar="S")
+    a("--obs-recompute-every", "OBS: recompute every sample's loss every N epochs (0: never)",
+      type=int, metavar="N")
+    a("--as-beta", "AS: samples between re-estimates of P", type=int, metavar="N")
+    a("--as-delta-p", "AS: smoothing of P", type=float, metavar="D")
+    a("--as-delta-q", "AS: smoothing of Q", type=float, metavar="D")
+    a("--as-weighting", "AS: importance (unbiased) or none (the thesis as published)")
+
+    a = _adder(p.add_argument_group("model"))
+    a("--model", ", ".join(model_names) + " (dptrain models lists them)", metavar="NAME")
+    a("--num-classes", "classes of the model's output", type=int, metavar="K",
+      default_text="1 + the largest training label, every class 0..K-1 present")
+    a("--dtype", "float32 or float64 (parameters and activations)")
+
+    a = _adder(p.add_argument_group("optimisation"))
+    a("--epochs", "passes over the training set; with --max-steps alone, as many as the steps "
+      "need", type=int, metavar="N", default_text="1, or what --max-steps needs")
+    a("--max-steps", "stop after N optimiser steps (the first line says which limit ends the "
+      "run)", type=int, metavar="N")
+    a("--batch-size", "global mini-batch size, split over the ranks", type=int, metavar="N")
+    a("--optimizer", "sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam, adamax",
+      metavar="NAME")
+    a("--lr", "learning rate", type=float, default_text="the optimiser's own: 0.05 for momentum")
+    a("--momentum", "momentum of momentum/nesterov", type=float,
+      default_text="the optimiser's own: 0.9")
+    a("--weight-decay", "L2 penalty added to every weight's gradient", type=float)
+    a("--lr-schedule", "constant, step or cosine")
+    a("--warmup-steps", "linear learning-rate warm-up over the first N steps", type=int,
+      metavar="N")
+    a("--lr-step-size", "step schedule: steps between decays", type=int, metavar="N")
+    a("--lr-gamma", "step schedule: factor of each decay", type=float)
+    a("--accumulate", "split each batch into N micro-batches; only the last communicates",
+      type=int, metavar="N")
+    a("--seed", "seed of initial weights, batches, augmentation and dropout", type=int)
+
+    a = _adder(p.add_argument_group("parallelism"))
+    a("--sync", "gradient synchronisation: auto (chosen from measured layer times and the "
+      "measured link), blocking, overlap (Allreduce during backprop) or overlap-fc (also "
+      "all-gathers large FC layers' activations)")
+    a("--fc-replicate", "overlap-fc: which FC layers all-gather instead of all-reducing: auto, "
+      "all, none")
+    a("--bucket-mb", "gradient bucket size cap in MB, or auto (boundaries planned from measured "
+      "layer times and the measured link)", type=_mb_or_auto, metavar="MB|auto")
+    a("--comm-progress", "how overlapped communication progresses: auto (poll for overlap, "
+      "thread for overlap-fc), poll, thread or priority")
+    a("--sync-bn", "batch-norm statistics over the global batch, so P ranks train what one "
+      "does; --no-sync-bn keeps them per rank (cheaper, results then depend on the rank count)",
+      action=argparse.BooleanOptionalAction, default_text="on for models with BatchNorm")
+    a("--grad-dtype", "float32 or float16 (compressed Allreduce)")
+    a("--device", "cpu, gpu or auto")
+    a("--allow-gpu-sharing", "let more ranks than GPUs share a node's GPUs", action="store_true")
+    a("--comm", "how gradients travel: auto (NCCL on GPUs when CuPy has it, else CUDA-aware "
+      "MPI, else MPI through pinned host buffers; MPI on CPUs), mpi, nccl, cuda-mpi, staged")
+    a("--threads", "BLAS threads per process", type=int, metavar="N",
+      default_text="1, or SLURM_CPUS_PER_TASK / OMP_NUM_THREADS when set; more threads than "
+      "free cores is slower, docs/performance.md")
+    a("--net-emulate", "hold every collective until an alpha-beta network model says it would "
+      "end", metavar="bw=10Gbit,lat=20us")
+    a("--comm-timeout", "seconds a collective may take before the job is ended (exit 3)",
+      type=float, metavar="S")
+
+    a = _adder(p.add_argument_group("checkpoints"))
+    a("--checkpoint-dir", "write checkpoints here (rank 0, atomically)", metavar="DIR")
+    a("--checkpoint-every", "N steps, or Ne epochs; 0: at the end only", metavar="N|Ne")
+    a("--keep-checkpoints", "how many checkpoints to keep", type=int, metavar="K")
+    a("--resume", "continue from the newest valid checkpoint in --checkpoint-dir",
+      action="store_true")
+
+    a = _adder(p.add_argument_group("output and evaluation"))
+    a("--metrics-out", "append metrics as JSON lines here (docs/metrics.md)",
+      metavar="FILE.jsonl")
+    a("--log-every", "also report every N steps, on the console and in --metrics-out "
+      "(0: per epoch only)", type=int, metavar="N")
+    a("--eval-every", "evaluate on the test split every N epochs (the last epoch always); "
+      "0: at the end only", type=int, metavar="N")
+    a("--eval-train", "also evaluate the whole training set after each evaluated epoch "
+      "(what sampler comparisons need; costs a forward pass over it)", action="store_true")
+    a("--eval-batch-size", "batch size of evaluation passes", type=int, metavar="N")
+    a("--save-weights", "write the final weights here", metavar="FILE.npz")
+    a("--quiet", "no progress bar or per-epoch lines", action="store_true")
+
+    debugging = p.add_argument_group("debugging")
+    a = _adder(debugging)
+    a("--trace", "write a Chrome trace of every rank's layers, updates and bucket reductions",
+      metavar="FILE.json")
+    a("--trace-steps", "steps to trace, from step 1", type=int, metavar="N")
+    a("--check-replicas", "every N steps compare a hash of the parameters across ranks "
+      "(0: never)", type=int, metavar="N")
+    a("--skip-nonfinite", "skip up to K steps whose loss is NaN/inf instead of failing",
+      type=int, metavar="K")
+    a("--check-collectives", "cross-check that every rank posts the same collectives in the "
+      "same order: strict (each collective, before it is posted) or a fingerprint every N "
+      "steps and at the end; a mismatch ends the job with exit 3 naming it",
+      metavar="off|strict|N", default_text="$DPTRAIN_CHECK_COLLECTIVES, else off")
+    add_debug_flag(debugging)
+
+
+def add_debug_flag(group) -> None:
+    group.add_argument("--debug", action="store_true",
+                       help="a rank that fails prints its Python traceback too")

@@ -1,0 +1,48 @@
+"""Signals during training: the first asks for a stop after the step, a second ends at once,
+and once a stop is under way a late signal cannot turn a clean exit into an interrupted one."""
+import os
+import signal
+
+import pytest
+
+from dptrain.train.preemption import PreemptionGuard, StopRequested
+
+
+@pytest.fixture(autouse=True)
+def restore_handlers():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_first_signal_is_recorded_second_calls_back():
+    calls = []
+    with PreemptionGuard(on_second_signal=lambda: calls.append("now")) as guard:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert guard.signum == signal.SIGTERM and calls == []
+        os.kill(os.getpid(), signal.SIGINT)
+        assert calls == ["now"]
+
+
+def test_second_signal_without_callback_interrupts():
+    with pytest.raises(KeyboardInterrupt):
+        with PreemptionGuard():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_after_a_stop_late_signals_are_ignored():
+    with pytest.raises(StopRequested):
+        with PreemptionGuard():
+            os.kill(os.getpid(), signal.SIGINT)
+            raise StopRequested("stopped by a signal after step 3")
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGINT)                 # nothing happens
+
+
+def test_without_a_stop_handlers_are_restored():
+    before = signal.getsignal(signal.SIGINT)
+    with PreemptionGuard():
+        pass
+    assert signal.getsignal(signal.SIGINT) is before
