@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import statistics
 
-import numpy as np
 
 from .. import backend, models, nn, optim
 from ..errors import UsageError
 from .command import emit_json, select_device
+from .stepbench import random_batches
 from .timers import timer_for_device
 
 OPTIMIZER = "adadelta"                   # as the other bench modes and torch_reference
@@ -27,11 +27,7 @@ def measure_parts(model, batch: int, steps: int, warmup: int, timer, seed: int =
     """One {part: seconds} per timed step, in the order the parts ran, with "step" last."""
     opt = optim.get(OPTIMIZER, model)
     loss = nn.SoftmaxCrossEntropy()
-    rng = np.random.default_rng(seed + 1)
-    xp = backend.xp
-    shape = (batch,) + model.input_shape
-    xs = [xp.asarray(rng.random(shape, dtype=np.float32), dtype=model.dtype) for _ in range(8)]
-    ys = [xp.asarray(rng.integers(0, 10, batch)) for _ in range(8)]
+    xs, ys = random_batches(model, batch, seed)
 
     def timed(kind):
         return (lambda i: timer.start(f"{kind} {i}")), (lambda i: timer.stop(f"{kind} {i}"))

@@ -28,6 +28,17 @@ def sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
     return 2.0 * n ** 3 / best / 1e9
 
 
+def random_batches(model, batch: int, seed: int = 0, count: int = 8):
+    """``count`` batches of random inputs and labels on the device in use, in the model's
+    dtype: what the step benchmarks cycle through (as torch_cnn.py does)."""
+    rng = np.random.default_rng(seed + 1)
+    xp = backend.xp
+    shape = (batch,) + model.input_shape
+    xs = [xp.asarray(rng.random(shape, dtype=np.float32), dtype=model.dtype) for _ in range(count)]
+    ys = [xp.asarray(rng.integers(0, 10, batch)) for _ in range(count)]
+    return xs, ys
+
+
 def time_training_step(model_name: str, batch: int, steps: int, warmup: int,
                        optimizer: str = "adadelta", seed: int = 0) -> dict:
     """Median wall time of forward + loss + backward + update on random data (as torch_cnn.py),
@@ -35,11 +46,7 @@ def time_training_step(model_name: str, batch: int, steps: int, warmup: int,
     model = models.get(model_name, seed=seed)
     opt = optim.get(optimizer, model)
     loss = nn.SoftmaxCrossEntropy()
-    rng = np.random.default_rng(seed + 1)
-    xp = backend.xp
-    shape = (batch,) + model.input_shape
-    xs = [xp.asarray(rng.random(shape, dtype=np.float32), dtype=model.dtype) for _ in range(8)]
-    ys = [xp.asarray(rng.integers(0, 10, batch)) for _ in range(8)]
+    xs, ys = random_batches(model, batch, seed)
     times = []
     for i in range(warmup + steps):
         x, y = xs[i % 8], ys[i % 8]
