@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 
-
 from .. import backend, models, nn, optim
 from ..errors import UsageError
 from .command import emit_json, select_device
