@@ -98,8 +98,8 @@ def add_train_flags(p, model_names) -> None:
       "all, none")
     a("--bucket-mb", "gradient bucket size cap in MB, or auto (boundaries planned from measured "
       "layer times and the measured link)", type=_mb_or_auto, metavar="MB|auto")
-    a("--comm-progress", "how overlapped communication progresses: auto (poll for overlap, "
-      "thread for overlap-fc), poll, thread or priority")
+    a("--comm-progress", "how overlapped communication progresses: auto (poll, the faster "
+      "here for every schedule: docs/performance.md), poll, thread or priority")
     a("--sync-bn", "batch-norm statistics over the global batch, so P ranks train what one "
       "does; --no-sync-bn keeps them per rank (cheaper, results then depend on the rank count)",
       action=argparse.BooleanOptionalAction, default_text="on for models with BatchNorm")

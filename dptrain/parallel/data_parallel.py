@@ -128,9 +128,10 @@ class DataParallel:
                 self.model.layers[i].compute_param_grads = True
         progress = self._requested_progress
         if progress == "auto":
-            # measured (docs/performance.md): polling hides more of the bucket reductions,
-            # a thread keeps the large FC gathers moving; NCCL progresses on its own stream
-            progress = "thread" if schedule == "overlap-fc" and self.comm.name != "nccl" else "poll"
+            # measured (docs/performance.md, 2026-11-27 on a quiet machine): polling was as
+            # fast or faster than a communication thread for every schedule and model tried
+            # (overlap-fc too: mlp-wide 204 vs 253 ms at 1 Gbit/s); NCCL progresses by itself
+            progress = "poll"
         self.schedule, self.progress = schedule, progress
         comm = self.comm
         overlapped = schedule in ("overlap", "overlap-fc") and comm.size > 1
