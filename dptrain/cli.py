@@ -14,7 +14,7 @@ import time
 from . import last_words
 from .errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, RankFailure, TrainingFailure,
                      UsageError, on_this_rank_only)
-from .launch_env import abort_world, launch_rank
+from .launch_env import launch_rank
 
 # Nothing above imports numpy or MPI: a Ctrl-C during the heavy imports, which happen inside
 # main(), is caught there and reported once.

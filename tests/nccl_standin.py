@@ -4,7 +4,6 @@ NCCL call is appended to ``LOG``, and each NCCL collective is carried out over M
 all on one process) in the order it is issued, as NCCL does on its stream."""
 from __future__ import annotations
 
-import ctypes
 import itertools
 import sys
 import types

@@ -11,7 +11,6 @@ import io
 import json
 import pickle
 import struct
-import zipfile
 
 import numpy as np
 import pytest
