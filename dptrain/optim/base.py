@@ -85,7 +85,7 @@ class Optimizer:
             return
         # On the CPU in cache-sized pieces: a rule makes several temporaries, and over a whole
         # bucket each would be a fresh multi-MB allocation streamed through memory.
-        step = CPU_CHUNK if not is_device_array(w) else w.size
+        step = CPU_CHUNK if not is_device_array(w) else max(int(w.size), 1)
         for lo in range(0, w.size, step):
             wc, gc = w[lo:lo + step], g[lo:lo + step]
             if self.weight_decay:
