@@ -13,8 +13,9 @@ import numpy as np
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 xp = np                 # the array module in use
-# Which hand-written CUDA kernels (nn/cuda_kernels.py) GPUs use: auto (all), generic (none:
-# array code only), or a comma list of families (im2col,col2im,maxpool,batchnorm)
+# Which hand-written CUDA kernels (nn/cuda_kernels.py, optim/fused.py) GPUs use: auto (all),
+# generic (none: array code only), or a comma list of families (im2col,col2im,maxpool,
+# batchnorm,optimizer)
 kernels = os.environ.get("DPTRAIN_KERNELS", "auto")
 dtype = np.float32      # default floating dtype for parameters and activations
 device_name = "cpu"
@@ -34,10 +35,12 @@ def set_dtype(name: str) -> None:
 def set_kernels(mode: str) -> None:
     global kernels
     from .nn.cuda_kernels import FAMILIES
-    unknown = [f for f in mode.split(",") if f not in FAMILIES] if mode not in ("auto", "generic") else []
+    from .optim.fused import FAMILY as OPTIMIZER_FAMILY
+    families = FAMILIES + (OPTIMIZER_FAMILY,)
+    unknown = [f for f in mode.split(",") if f not in families] if mode not in ("auto", "generic") else []
     if unknown or not mode:
         raise ValueError(f"unknown kernel choice {mode!r} (choose auto, generic or a comma list "
-                         f"of {', '.join(FAMILIES)})")
+                         f"of {', '.join(families)})")
     kernels = mode
 
 

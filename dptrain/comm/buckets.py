@@ -7,7 +7,7 @@ communicated: no copy before an Allreduce. Every rank builds identical buckets.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..models.flat import flatten
 
 
 class Bucket:
@@ -53,25 +53,14 @@ def groups_by_cap(model, bucket_mb: float, exclude=()) -> list[list[int]]:
 def build_buckets(model, bucket_mb: float | None, exclude=(), groups=None) -> list[Bucket]:
     """Buckets over every parametrised layer except ``exclude`` (FC-replicated layers): by the
     byte cap, or as ``groups`` says (a plan: contiguous runs of layers in reverse order).
-    Rebuilding is allowed between steps: the gradients are copied into the new buffers."""
+    Rebuilding is allowed between steps: the gradients are copied into the new buffers.
+    The buckets are also left on the model as ``model.grad_layout``: the optimiser updates a
+    bucket's layers in one pass over its buffer (optim/flat.py) and follows a rebuild."""
     if groups is None:
         groups = groups_by_cap(model, bucket_mb, exclude)
     buckets = []
     for b, layers in enumerate(groups):
-        first = model.layers[layers[0]].grads
-        xp = get_array_module(next(iter(first.values())))
-        dtype = next(iter(first.values())).dtype
-        total = sum(int(g.size) for i in layers for g in model.layers[i].grads.values())
-        buffer = xp.zeros(total, dtype=dtype)
-        entries, offset = [], 0
-        for i in layers:
-            grads = model.layers[i].grads
-            for name in list(grads):
-                g = grads[name]
-                view = buffer[offset:offset + g.size].reshape(g.shape)
-                view[...] = g
-                grads[name] = view
-                entries.append((i, name, offset, int(g.size), g.shape))
-                offset += int(g.size)
+        buffer, entries = flatten(model, layers, "grads")
         buckets.append(Bucket(b, buffer, layers, entries))
+    model.grad_layout = buckets
     return buckets

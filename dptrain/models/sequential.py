@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import to_numpy
+from .flat import flat_params
 from .summary import Summary
 
 
@@ -37,6 +38,7 @@ class Sequential:
             layer.initialize(rng)
             shape = layer.output_shape(shape)
             self.shapes.append(shape)
+        flat_params(self)                     # one flat buffer, the optimiser's layout (flat.py)
         # Up to the first layer with parameters, input gradients would be wasted work.
         for layer in self.layers:
             layer.needs_input_grad = False

@@ -1,17 +1,28 @@
 """The optimiser contract.
 
-An optimiser holds update rules, not parameters: it reads each layer's
-``params`` and ``grads`` when it updates, so gradients may live in
-communication buckets. ``update(layer_index, lr)`` updates one layer (the
-overlap schedule defers each layer's update to just before its next forward);
-``step()`` updates them all. State is per parameter, including the step count
-used for bias correction, so per-layer updates are exact.
+An optimiser holds update rules and their state, not the model: it reads each layer's
+``params`` and ``grads`` when it updates, so gradients may live in communication buckets.
+``update(layer_index, lr)`` updates one layer, ``update_layers`` several (the overlap
+schedule updates a bucket's layers just before the first of them runs in the next forward
+pass); ``step()`` updates them all.
+
+Parameters live in one flat buffer (models/flat.py) and the state slots in buffers of the
+same layout, so a run of parameters whose gradients are contiguous too -- a gradient bucket,
+or the whole model without buckets (flat.py) -- is updated in one pass: one fused kernel on a
+GPU (fused.py), the rule's array expressions over the whole run otherwise. State is per
+parameter, including the step count used for bias correction, so per-layer updates are exact
+and checkpoints keep one entry per parameter.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, to_numpy
+from ..backend import get_array_module, is_device_array, to_numpy
+from . import fused
+from .flat import FlatPlan
+
+# Elements per NumPy pass (measured: dptrain bench --profile, docs/performance.md)
+CPU_CHUNK = 1 << 16
 
 
 class Optimizer:
@@ -25,37 +36,88 @@ class Optimizer:
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.hyper = hyper
-        self.state: dict[str, dict] = {}
+        self._plan = None                   # flat.FlatPlan: the update passes
+        self._slots = None                  # slot name -> flat buffer, the parameters' layout
+        self._t: list[int] = []             # updates so far, per parameter (entry)
 
-    # --- the update rule, one parameter at a time ----------------------------
+    # --- the update rule ------------------------------------------------------------
     def update_rule(self, w, g, state: dict, lr: float) -> None:
+        """Update ``w`` in place from ``g``; ``state`` holds the slots (arrays shaped like
+        ``w``, updated in place) and ``t``. Called on whole flat runs of parameters."""
         raise NotImplementedError
 
-    def _state_for(self, key, w) -> dict:
-        st = self.state.get(key)
-        if st is None:
-            xp = get_array_module(w)
-            st = {"t": 0}
-            for s in self.slot_names:
-                st[s] = xp.zeros_like(w)
-            self.state[key] = st
-        return st
+    def kernel(self, lr: float, t: int) -> tuple[str, tuple]:
+        """The fused kernel of this rule and its scalars for step ``t`` (fused.py)."""
+        raise NotImplementedError
+
+    # --- flat buffers -----------------------------------------------------------------
+    def _ensure_plan(self) -> FlatPlan:
+        """The plan of update passes, made again when the gradient buckets were rebuilt."""
+        if self._plan is None or not self._plan.valid(self.model):
+            self._plan = FlatPlan(self.model)
+            if self._slots is None:
+                params = self._plan.params
+                self._slots = {s: get_array_module(params).zeros_like(params)
+                               for s in self.slot_names}
+                self._t = [0] * len(self._plan.entries)
+        return self._plan
+
+    def _update_entries(self, run, first: int, end: int, lr: float) -> None:
+        """Update parameter entries [first, end) of a run: one pass per stretch of equal
+        ``t`` (normally the whole range)."""
+        plan, ts = self._plan, self._t
+        while first < end:
+            t, stop = ts[first], first + 1
+            while stop < end and ts[stop] == t:
+                stop += 1
+            t += 1
+            ts[first:stop] = [t] * (stop - first)
+            lo, hi = plan.offsets(first, stop)
+            w, g = plan.params[lo:hi], run.grads[lo - run.lo:hi - run.lo]
+            self._one_pass(w, g, [self._slots[s][lo:hi] for s in self.slot_names], t, lr)
+            first = stop
+
+    def _one_pass(self, w, g, slots: list, t: int, lr: float) -> None:
+        launch = fused.launcher_for(w)
+        if launch is not None:
+            kernel, scalars = self.kernel(lr, t)
+            fused.update(launch, kernel, scalars, w, g, slots, self.weight_decay)
+            return
+        # On the CPU in cache-sized pieces: a rule makes several temporaries, and over a whole
+        # bucket each would be a fresh multi-MB allocation streamed through memory.
+        step = CPU_CHUNK if not is_device_array(w) else max(int(w.size), 1)
+        for lo in range(0, w.size, step):
+            wc, gc = w[lo:lo + step], g[lo:lo + step]
+            if self.weight_decay:
+                gc = gc + self.weight_decay * wc
+            self.update_rule(wc, gc, {"t": t, **{s: a[lo:lo + step]
+                                                 for s, a in zip(self.slot_names, slots)}}, lr)
+
+    def update_layers(self, layer_indices, lr: float | None = None) -> None:
+        """Update these layers; those adjacent in one gradient bucket take a single pass."""
+        lr = self.lr if lr is None else lr
+        for run, first, end in self._ensure_plan().pieces(layer_indices):
+            self._update_entries(run, first, end, lr)
 
     def update(self, layer_index: int, lr: float | None = None) -> None:
-        layer = self.model.layers[layer_index]
-        lr = self.lr if lr is None else lr
-        for name, w in layer.params.items():
-            g = layer.grads[name]
-            if self.weight_decay:
-                g = g + self.weight_decay * w
-            st = self._state_for(f"{layer_index}.{name}", w)
-            st["t"] += 1
-            self.update_rule(w, g, st, lr)
+        self.update_layers((layer_index,), lr)
 
     def step(self, lr: float | None = None) -> None:
-        for i, layer in enumerate(self.model.layers):
-            if layer.params:
-                self.update(i, lr)
+        lr = self.lr if lr is None else lr
+        for run in self._ensure_plan().runs:
+            self._update_entries(run, run.first, run.end, lr)
+
+    @property
+    def state(self) -> dict:
+        """{"layer.name": {"t": t, slot: view}} for every parameter updated at least once."""
+        if self._plan is None:
+            return {}
+        out = {}
+        for k, (i, name, offset, size, shape) in enumerate(self._plan.entries):
+            if self._t[k] > 0:
+                out[f"{i}.{name}"] = {"t": self._t[k], **{
+                    s: buf[offset:offset + size].reshape(shape) for s, buf in self._slots.items()}}
+        return out
 
     # --- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -68,9 +130,18 @@ class Optimizer:
         if d.get("name") != self.name:
             raise ValueError(f"optimiser state is for {d.get('name')!r}, not {self.name!r}")
         self.lr, self.weight_decay = float(d["lr"]), float(d["weight_decay"])
-        params = dict(self.model.named_params())
-        self.state = {}
+        plan = self._ensure_plan()
+        self._t = [0] * len(plan.entries)           # parameters without saved state start afresh
+        for buf in self._slots.values():
+            buf[...] = 0
+        where = {f"{i}.{name}": k for k, (i, name, *_) in enumerate(plan.entries)}
         for key, st in d["state"].items():
-            xp = get_array_module(params[key])
-            self.state[key] = {s: (int(v) if s == "t" else xp.asarray(np.asarray(v), dtype=params[key].dtype))
-                               for s, v in st.items()}
+            if key not in where:
+                raise ValueError(f"optimiser state for {key!r}: the model has no such parameter")
+            k = where[key]
+            _, _, offset, size, _ = plan.entries[k]
+            self._t[k] = int(st.get("t", 0))
+            for s, value in st.items():
+                if s in self._slots:
+                    self._slots[s][offset:offset + size] = get_array_module(self._slots[s]).asarray(
+                        np.asarray(value), dtype=self._slots[s].dtype).reshape(-1)

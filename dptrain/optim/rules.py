@@ -1,6 +1,8 @@
 """Update rules, as written in the seeds: 003 eq. 46-56 (Adam, Adadelta) and 004's table.
 
-Each ``update_rule`` modifies ``w`` in place from gradient ``g``. Where the
+Each ``update_rule`` modifies ``w`` in place from gradient ``g`` (a whole flat group of
+parameters at a time); ``kernel`` names the fused CUDA kernel (fused.py) that computes the
+same expressions in one pass, with its scalars. Where the
 seeds put epsilon inside the square root (AdaGrad, RMSProp, Adadelta, Adam)
 so do we; PyTorch adds it outside, which differs only for tiny second moments.
 """
@@ -31,6 +33,12 @@ class SGD(Optimizer):
         else:
             w += v
 
+    def kernel(self, lr, t):
+        mu = self.hyper["momentum"]
+        if not mu:
+            return "sgd", (lr,)
+        return ("nesterov" if self.hyper["nesterov"] else "momentum"), (lr, mu)
+
 
 class AdaGrad(Optimizer):
     """G <- G + g^2; w <- w - lr g / sqrt(G + eps)."""
@@ -44,6 +52,9 @@ class AdaGrad(Optimizer):
         xp = get_array_module(w)
         st["G"] += g * g
         w -= lr * g / xp.sqrt(st["G"] + self.hyper["eps"])
+
+    def kernel(self, lr, t):
+        return "adagrad", (lr, self.hyper["eps"])
 
 
 class RMSProp(Optimizer):
@@ -61,6 +72,10 @@ class RMSProp(Optimizer):
         v *= gamma
         v += (1 - gamma) * g * g
         w -= lr * g / xp.sqrt(v + self.hyper["eps"])
+
+    def kernel(self, lr, t):
+        gamma = self.hyper["gamma"]
+        return "rmsprop", (lr, gamma, 1 - gamma, self.hyper["eps"])
 
 
 class Adadelta(Optimizer):
@@ -82,6 +97,10 @@ class Adadelta(Optimizer):
         s *= rho
         s += (1 - rho) * dw * dw
         w += lr * dw
+
+    def kernel(self, lr, t):
+        rho = self.hyper["rho"]
+        return "adadelta", (lr, rho, 1 - rho, self.hyper["eps"])
 
 
 class Adam(Optimizer):
@@ -105,6 +124,10 @@ class Adam(Optimizer):
         v_hat = v / (1 - b2 ** t)
         w -= lr * m_hat / xp.sqrt(v_hat + self.hyper["eps"])
 
+    def kernel(self, lr, t):
+        b1, b2 = self.hyper["beta1"], self.hyper["beta2"]
+        return "adam", (lr, b1, 1 - b1, b2, 1 - b2, 1 - b1 ** t, 1 - b2 ** t, self.hyper["eps"])
+
 
 class AdaMax(Optimizer):
     """Seed 004: u <- max(beta2 u, |g|); w <- w - lr/(1 - beta1^t) m / u (eps keeps u > 0)."""
@@ -123,3 +146,7 @@ class AdaMax(Optimizer):
         m += (1 - b1) * g
         xp.maximum(b2 * u, xp.abs(g), out=u)
         w -= (lr / (1 - b1 ** t)) * m / (u + self.hyper["eps"])
+
+    def kernel(self, lr, t):
+        b1, b2 = self.hyper["beta1"], self.hyper["beta2"]
+        return "adamax", (b1, 1 - b1, b2, lr / (1 - b1 ** t), self.hyper["eps"])

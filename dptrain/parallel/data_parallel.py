@@ -10,9 +10,10 @@ share of the mean, never a sum of P means.)
   ``fc_replicate`` all-gather their inputs and output errors instead of all-reducing their
   weight gradients (fc_replication.py).
 - ``overlap`` (Lee et al.): a bucket's Allreduce starts the moment its last layer's gradients
-  are final (``on_grad_ready``) and runs while backprop continues below it; each layer's
-  update is deferred to just before that layer runs in the next forward pass, so the
-  reductions of the first layers (finished last) overlap the next forward too.
+  are final (``on_grad_ready``) and runs while backprop continues below it; each bucket's
+  update is deferred to just before its first layer runs in the next forward pass (one pass
+  over the bucket: optim/flat.py), so the reductions of the first layers (finished last)
+  overlap the next forward too.
   ``flush()`` completes everything pending (end of training, evaluation, checkpoints).
 
 ``schedule="auto"`` / ``bucket_mb="auto"`` (the trainer's defaults): parallel/autotune.py
@@ -340,15 +341,20 @@ class DataParallel:
         if self.fc is not None and i in self.fc:
             self.stats.exposed_s += self.fc.complete(i)
             self._check_finite_layer(i)
+            layers = (i,)
         else:
             b = self.bucket_of[i]
             if b.handle is not None:
                 self._complete(b)
                 self._check_finite(b)
+            # The forward reaches a bucket's lowest layer first and all its layers are still
+            # ahead: update them together, one pass over the bucket (optim/flat.py).
+            layers = (i,) + tuple(j for j in b.layers if self._deferred.pop(j, None) is not None)
         t0 = time.perf_counter()
-        self._opt.update(i, lr)
+        self._opt.update_layers(layers, lr)
         if self.tracer is not None:
-            self.tracer.span(f"update {i}", "update", t0, time.perf_counter(), layer=i)
+            self.tracer.span(f"update {i}", "update", t0, time.perf_counter(), layer=i,
+                             layers=list(layers))
 
     def _complete(self, b) -> None:
         t0 = time.perf_counter()
