@@ -33,8 +33,13 @@ class NonfiniteWatch:
             if self.found is None and not math.isfinite(float(norm2)):
                 self.found = f"non-finite gradient in {what} at step {step}"
             return self.found
-        self._pending.append((step, what, backend.HostCopy(norm2)))
+        self.note(step, what, norm2)
         return None
+
+    def note(self, step: int, what: str, norm2) -> None:
+        """Queue the host copy of a squared norm computed elsewhere (a CUDA graph's output
+        buffer, copied after each replay), read like record()'s."""
+        self._pending.append((step, what, backend.HostCopy(norm2)))
 
     def check(self, before_step: int | None = None) -> str | None:
         """The first non-finite gradient among the records of steps < ``before_step`` (all
