@@ -16,6 +16,7 @@ import statistics
 from .. import backend
 from ..errors import UsageError
 from .command import TORCH_MODELS, emit_json, run_torch_reference, select_device
+from .memory import step_peak_mb
 from .stepbench import time_training_step
 
 TARGET_BATCH, TARGET_RATIO = 256, 1.5
@@ -53,8 +54,10 @@ def run_sweep(args) -> int:
     ours: dict = {}            # (model, batch, kernels) -> [median step s per round]
     theirs: dict = {}          # (model, batch) -> [median step s per round]
     flops: dict = {}
+    peaks: dict = {}           # (model, batch, kernels) -> dptrain's peak GPU memory (GPU only)
+    torch_peaks: dict = {}     # (model, batch) -> PyTorch's max_memory_allocated
     torch_info = None
-    for _ in range(args.rounds):
+    for rnd in range(args.rounds):
         for name in names:
             for mode in modes:
                 backend.set_kernels(mode.replace("+", ","))
@@ -62,10 +65,14 @@ def run_sweep(args) -> int:
                     res = time_training_step(name, b, args.steps, args.warmup)
                     ours.setdefault((name, b, mode), []).append(res["median_step_s"])
                     flops[name] = res["training_flops_per_image"]
+                    if rnd == 0:                   # apart from the timed steps: memory.py
+                        peaks[(name, b, mode)] = step_peak_mb(name, b)
             backend.set_kernels(chosen)
             if with_torch and name in TORCH_MODELS:
                 for r in run_torch_reference(args, name, batches, torch_device):
                     theirs.setdefault((name, r["batch"]), []).append(r["median_step_s"])
+                    if r.get("max_memory_allocated_mb") is not None:
+                        torch_peaks[(name, r["batch"])] = r["max_memory_allocated_mb"]
                     torch_info = r
     rows = []
     for (name, b, mode), times in ours.items():
@@ -73,6 +80,11 @@ def run_sweep(args) -> int:
         row = {"model": name, "batch": b, "kernels": mode, "dptrain_step_ms": step * 1e3,
                "dptrain_tflops": flops[name] * b / step / 1e12,
                "training_gflop_per_step": flops[name] * b / 1e9}
+        if peaks.get((name, b, mode)) is not None:
+            row.update({"dptrain_peak_mb": peaks[(name, b, mode)]["peak_mb"],
+                        "dptrain_reserved_mb": peaks[(name, b, mode)]["reserved_mb"]})
+        if (name, b) in torch_peaks:
+            row["torch_max_memory_allocated_mb"] = torch_peaks[(name, b)]
         if (name, b) in theirs:
             t = statistics.median(theirs[(name, b)])
             row.update({"torch_step_ms": t * 1e3, "torch_tflops": flops[name] * b / t / 1e12,
@@ -97,6 +109,15 @@ def run_sweep(args) -> int:
             mark = "  (target <= 1.5: " + ("met)" if r["dptrain_over_torch"] <= TARGET_RATIO else "missed)")
         print(f"  {r['model']:<11} {r['batch']:>5} {r['kernels']:<8} {r['dptrain_step_ms']:10.2f} "
               f"{r['dptrain_tflops']:8.3f} {theirs_ms}{mark}")
+    memory = [r for r in rows if "dptrain_peak_mb" in r]
+    if memory:                  # GPU only (memory.py): peak bytes in use, and reserved
+        print("  peak GPU memory, MiB (dptrain: CuPy pool in use / reserved; PyTorch: "
+              "max_memory_allocated)")
+        for r in memory:
+            torch_mb = f"{r['torch_max_memory_allocated_mb']:10.1f}" \
+                if "torch_max_memory_allocated_mb" in r else f"{'-':>10}"
+            print(f"  {r['model']:<11} {r['batch']:>5} {r['kernels']:<8} "
+                  f"{r['dptrain_peak_mb']:10.1f} / {r['dptrain_reserved_mb']:8.1f} {torch_mb}")
     return 0
 
 

@@ -42,8 +42,9 @@ class CupyCapture:
             c.compute_stream = self.stream
         try:
             with cupy.cuda.using_allocator(pool.malloc), self.stream:
-                # thread-local: the prefetcher's copy thread keeps using its own stream
-                self.stream.begin_capture(cupy.cuda.runtime.streamCaptureModeThreadLocal)
+                # CuPy's default, relaxed: the private pool starts empty and grows with
+                # cudaMalloc during the capture, which the stricter modes refuse
+                self.stream.begin_capture()
                 try:
                     outputs = fn()
                 except BaseException:
