@@ -120,19 +120,26 @@ class GraphStep:
     def train_step(self, x, y, loss, opt, lr, global_batch, context=None, communicate=True,
                    weights=None):
         """DataParallel.train_step's contract: (loss share, correct) as 0-d arrays."""
-        why = self._why_eager(global_batch, communicate, weights, context)
-        if why is None and not self._warmed:
-            why = "warm-up"             # first: kernels compiled, optimiser state allocated
-            self._warmed = True
-        elif why is None and self.graph is None:
-            why = self._capture(x, y, lr, global_batch, context)
-        if why is not None:
+        if self._why_eager(global_batch, communicate, weights, context) is not None:
             self.eager_steps += 1
             return self.dp.train_step(x, y, loss, opt, lr=lr, global_batch=global_batch,
                                       context=context, communicate=communicate, weights=weights)
-        if self.launches:               # the capture's own launch did its host work already
-            self.dp.flush()             # an eager step's deferred update (a partial batch's)
-            self._fill(x, y, lr, context)
+        self.dp.flush()                 # an eager step's deferred update, as eager would now
+        if self.static is None:
+            self._allocate_static(x, y, context)
+        self._fill(x, y, lr, context)
+        if not self._warmed:
+            # the first step runs what the graph will record, eagerly: every kernel is then
+            # compiled and loaded, and the optimiser's state allocated, before the capture
+            self._warmed = True
+            self.eager_steps += 1
+            return self._body(global_batch)
+        if self.graph is None:
+            if self._capture(global_batch) is not None:
+                self.eager_steps += 1
+                return self.dp.train_step(x, y, loss, opt, lr=lr, global_batch=global_batch,
+                                          context=context)
+        else:
             self.capture.launch(self.graph)
             self._host_effects()
         self.launches += 1
@@ -150,13 +157,10 @@ class GraphStep:
         return None
 
     # --- capture --------------------------------------------------------------------
-    def _capture(self, x, y, lr, global_batch, context) -> str | None:
+    def _capture(self, global_batch) -> str | None:
         """Capture the step and launch it once (capture runs no kernel); on any rank's
         failure every rank undoes the capture's host effects and runs this step eagerly."""
         dp = self.dp
-        dp.flush()                     # the last eager step's deferred update, as eager would
-        self._allocate_static(x, y, context)
-        self._fill(x, y, lr, context)
         counters = self._counters()
         real_watch = dp.watch
         recorded = dp.watch = _RecordedWatch()
