@@ -149,8 +149,11 @@ class GraphStep:
     def _why_eager(self, global_batch, communicate, weights, context) -> str | None:
         if self.disabled:
             return self.disabled
-        if global_batch != self.batch_size or not communicate or weights is not None \
-                or context is None:
+        if weights is not None or context is None or not communicate:
+            self._say("kind", "steps with sample weights, micro-batches or no batch context "
+                      "run eagerly (said once)")
+            return "kind"
+        if global_batch != self.batch_size:
             self._say("shape", f"a step of {global_batch} samples runs eagerly: the graph "
                       f"replays steps of {self.batch_size} (said once)")
             return "shape"
