@@ -29,8 +29,8 @@ import sys
 import numpy as np
 
 from .. import nn
+from ..parallel.nonfinite import squared_norm
 
-MODES = ("off", "on")
 HOST_STEP_OPTIMIZERS = ("adam", "adamax")      # bias correction 1 - beta^t from a host count
 
 
@@ -81,11 +81,7 @@ class _RecordedWatch:
         self.norms: list[tuple[str, object]] = []
 
     def record(self, step, what, grads):
-        norm2 = None
-        for g in grads:
-            flat = g.reshape(-1)
-            part = flat @ flat
-            norm2 = part if norm2 is None else norm2 + part
+        norm2 = squared_norm(grads)
         if norm2 is not None:
             self.norms.append((what, _array_module(grads[0]).asarray(norm2)))
 
