@@ -8,8 +8,9 @@
 #
 # Writes OUTDIR/report.md as it goes (every section with its command, output, exit status and
 # wall time, for docs/performance.md), OUTDIR/bench.json, OUTDIR/kernel_ops.json,
-# OUTDIR/profile.json and OUTDIR/graph_{off,on}.jsonl (training metrics without and with
-# --cuda-graph: compare the epochs' samples_per_s).
+# OUTDIR/profile.json, OUTDIR/graph_{off,on}.jsonl (training metrics without and with
+# --cuda-graph: compare the epochs' samples_per_s) and OUTDIR/bench_graph.json (step times
+# with the graph off and on, PyTorch alongside).
 # Every section runs under `timeout -k 10 S` (SIGTERM, then SIGKILL 10 s later: dptrain
 # finishes its step on SIGTERM, and a stuck collective never finishes it), and every
 # multi-rank run has a short --comm-timeout, so a hang costs one section, not the lease.
@@ -152,6 +153,10 @@ run "Step time against PyTorch + cuDNN on this GPU (target: ratio <= 1.5 at batc
     "${dptrain[@]}" bench --device gpu --model thesis-cnn,vgg-cifar --batch-sizes $batches \
         --kernels auto,generic --rounds $rounds --steps $steps --warmup 5 "${torch_flag[@]}" \
         --json-out "$out/bench.json"
+run "Step time with --cuda-graph off,on against PyTorch (thesis-cnn, kernels auto)" 180 \
+    "${dptrain[@]}" bench --device gpu --model thesis-cnn --batch-sizes $batches \
+        --kernels auto --cuda-graph off,on --rounds $rounds --steps $steps --warmup 5 \
+        "${torch_flag[@]}" --json-out "$out/bench_graph.json"
 
 say ""; say "## Summary"; say ""
 say "| section | result | wall time |"; say "|---|---|---|"
