@@ -19,7 +19,13 @@ def test_the_graph_test_file_is_run_by_name():
 
 
 def test_training_runs_with_the_graph_off_and_on_with_metrics():
-    runs = [c for c in commands() if "--cuda-graph" in c]
+    runs = [c for c in commands() if "--cuda-graph" in c and "train" in c]
     assert len(runs) == 1 and "for g in off on; do" in SCRIPT          # one section, two modes
     (run,) = runs
     assert run[run.index("--cuda-graph") + 1] == "$g" and "--metrics-out" in run
+
+
+def test_the_bench_times_the_graph_off_and_on_next_to_pytorch():
+    (bench,) = [c for c in commands() if "--cuda-graph" in c and "bench" in c]
+    assert bench[bench.index("--cuda-graph") + 1] == "off,on" and "--device" in bench
+    assert "--warmup" in bench and int(bench[bench.index("--warmup") + 1]) >= 2  # warm-up, capture
