@@ -199,10 +199,12 @@ class GraphStep:
 
     def _allocate_static(self, x, y, context) -> None:
         xp = _array_module(x)
-        # *_like: on the device and of the input's kind (the CPU tests' device stand-in)
+        # *_like: on the device and of the input's kind (the CPU tests' device stand-in);
+        # scalars as reshaped 1-element arrays: CuPy's *_like reads shape=() as "x's shape"
         self.static = (xp.empty_like(x), xp.empty_like(y),
                        xp.empty_like(x, dtype=np.uint64, shape=(len(context.sample_ids),)),
-                       xp.zeros_like(x, dtype=np.uint64, shape=()), xp.zeros_like(x, shape=()))
+                       xp.zeros_like(x, dtype=np.uint64, shape=(1,)).reshape(()),
+                       xp.zeros_like(x, shape=(1,)).reshape(()))
 
     def _fill(self, x, y, lr, context) -> None:
         """The step's inputs into the buffers the graph reads (copies queued before it)."""

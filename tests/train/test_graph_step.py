@@ -174,3 +174,25 @@ def test_ranks_agree_on_the_first_reason():
     assert graph_step.agree(Two(), None) == "rank 1: rank one's reason"
     assert graph_step.agree(Two(), "mine") == "rank 0: mine"
     assert graph_step.agree(LocalCommunicator(), None) is None
+
+
+def test_static_scalars_are_0_d_under_cupys_like_rules(monkeypatch):
+    """CuPy's empty_like/zeros_like take a falsy shape (()) as "the prototype's shape"."""
+    class CupyLike:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def empty_like(a, dtype=None, shape=None):
+            return np.empty_like(a, dtype=dtype, shape=shape if shape else a.shape)
+
+        @staticmethod
+        def zeros_like(a, dtype=None, shape=None):
+            return np.zeros_like(a, dtype=dtype, shape=shape if shape else a.shape)
+    monkeypatch.setattr(graph_step, "_array_module", lambda a: CupyLike())
+    g = graph_step.GraphStep.__new__(graph_step.GraphStep)
+    x = np.zeros((4, 1, 2, 2), np.float32)
+    g._allocate_static(x, np.zeros(4, np.int64), type("C", (), {"sample_ids": np.arange(4)}))
+    xs, ys, ids, step, lr = g.static
+    assert xs.shape == x.shape and ids.shape == (4,) and step.shape == () == lr.shape
+    assert step.dtype == np.uint64 and lr.dtype == np.float32
