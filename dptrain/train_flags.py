@@ -107,7 +107,7 @@ def add_train_flags(p, model_names) -> None:
     a("--cuda-graph", "off, or on: capture a full-batch GPU step (forward, loss, backward, "
       "reductions, update) once as a CUDA graph and replay it; other steps, and runs where "
       "capture cannot work, run eagerly and say why once. Not yet verified on a GPU, hence "
-      "off by default (docs/performance.md)")
+      "off by default (docs/performance.md)", metavar="off|on")
     a("--device", "cpu, gpu or auto")
     a("--allow-gpu-sharing", "let more ranks than GPUs share a node's GPUs", action="store_true")
     a("--comm", "how gradients travel: auto (NCCL on GPUs when CuPy has it, else CUDA-aware "

@@ -83,7 +83,7 @@ def add_bench_arguments(p) -> None:
                    "several choices, comma separated, are compared: auto,generic")
     p.add_argument("--cuda-graph", default="off", help="with --batch-sizes: off, on (each step "
                    "replayed from a CUDA graph, as train --cuda-graph on; GPU only), or off,on "
-                   "to compare")
+                   "to compare", metavar="off|on|off,on")
 
 
 def select_device(args) -> str:
