@@ -196,3 +196,19 @@ def test_static_scalars_are_0_d_under_cupys_like_rules(monkeypatch):
     xs, ys, ids, step, lr = g.static
     assert xs.shape == x.shape and ids.shape == (4,) and step.shape == () == lr.shape
     assert step.dtype == np.uint64 and lr.dtype == np.float32
+
+
+def test_a_checkpoint_written_between_replays_resumes_to_the_eager_run(tmp_path, monkeypatch):
+    kw = dict(lr_schedule="constant", lr=0.05, optimizer="momentum")   # not tied to the length
+    straight = trainer(tmp_path, False, name="straight", epochs=3, **kw)
+    straight.run()
+    d = str(tmp_path / "ck")
+    first = trainer(tmp_path, True, monkeypatch, name="first", epochs=1, checkpoint_dir=d,
+                    checkpoint_every="2", **kw)
+    first.run()
+    assert first.graph.launches > 0
+    resumed = trainer(tmp_path, True, monkeypatch, name="resumed", epochs=3, checkpoint_dir=d,
+                      resume=True, **kw)
+    resumed.run()
+    assert resumed.resumed_from is not None and resumed.graph.launches > 0
+    assert_same_training(straight, resumed)
