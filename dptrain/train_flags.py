@@ -104,6 +104,10 @@ def add_train_flags(p, model_names) -> None:
       "does; --no-sync-bn keeps them per rank (cheaper, results then depend on the rank count)",
       action=argparse.BooleanOptionalAction, default_text="on for models with BatchNorm")
     a("--grad-dtype", "float32 or float16 (compressed Allreduce)")
+    a("--cuda-graph", "off, or on: capture a full-batch GPU step (forward, loss, backward, "
+      "reductions, update) once as a CUDA graph and replay it; other steps, and runs where "
+      "capture cannot work, run eagerly and say why once. Not yet verified on a GPU, hence "
+      "off by default (docs/performance.md)", metavar="off|on")
     a("--device", "cpu, gpu or auto")
     a("--allow-gpu-sharing", "let more ranks than GPUs share a node's GPUs", action="store_true")
     a("--comm", "how gradients travel: auto (NCCL on GPUs when CuPy has it, else CUDA-aware "

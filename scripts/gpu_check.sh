@@ -7,8 +7,10 @@
 #   scripts/gpu_check.sh [OUTDIR]          (default gpu_check/)
 #
 # Writes OUTDIR/report.md as it goes (every section with its command, output, exit status and
-# wall time, for docs/performance.md), OUTDIR/bench.json, OUTDIR/kernel_ops.json and
-# OUTDIR/profile.json.
+# wall time, for docs/performance.md), OUTDIR/bench.json, OUTDIR/kernel_ops.json,
+# OUTDIR/profile.json, OUTDIR/graph_{off,on}.jsonl (training metrics without and with
+# --cuda-graph: compare the epochs' samples_per_s) and OUTDIR/bench_graph.json (step times
+# with the graph off and on, PyTorch alongside).
 # Every section runs under `timeout -k 10 S` (SIGTERM, then SIGKILL 10 s later: dptrain
 # finishes its step on SIGTERM, and a stuck collective never finishes it), and every
 # multi-rank run has a short --comm-timeout, so a hang costs one section, not the lease.
@@ -130,6 +132,13 @@ fi
 # --- one rank -----------------------------------------------------------------------------
 run "GPU tests (every layer NumPy vs CuPy, kernels and generic; 10 steps CPU vs GPU; prefetching trainer)" 180 \
     "$py" -m pytest -q -p no:cacheprovider -m gpu tests/gpu
+run "CUDA graph: --cuda-graph on against off, bitwise, and no memory taken by replays" 150 \
+    "$py" -m pytest -q -p no:cacheprovider -m gpu tests/gpu/test_gpu_graph.py
+for g in off on; do
+    run "2-epoch training, 1 rank on the GPU, --cuda-graph $g (samples/s in the metrics)" 120 \
+        "${dptrain[@]}" train --device gpu --model thesis-cnn --dataset mnist5k --epochs 2 \
+        --batch-size 64 --cuda-graph $g --metrics-out "$out/graph_$g.jsonl"
+done
 run "The CUDA kernels' source compiled for the CPU, and by nvcc (what CI checks)" 120 \
     "$py" -m pytest -q -p no:cacheprovider tests/nn/test_cuda_kernels.py
 run "2-epoch training, 1 rank on the GPU" 120 \
@@ -144,6 +153,10 @@ run "Step time against PyTorch + cuDNN on this GPU (target: ratio <= 1.5 at batc
     "${dptrain[@]}" bench --device gpu --model thesis-cnn,vgg-cifar --batch-sizes $batches \
         --kernels auto,generic --rounds $rounds --steps $steps --warmup 5 "${torch_flag[@]}" \
         --json-out "$out/bench.json"
+run "Step time with --cuda-graph off,on against PyTorch (thesis-cnn, kernels auto)" 180 \
+    "${dptrain[@]}" bench --device gpu --model thesis-cnn --batch-sizes $batches \
+        --kernels auto --cuda-graph off,on --rounds $rounds --steps $steps --warmup 5 \
+        "${torch_flag[@]}" --json-out "$out/bench_graph.json"
 
 say ""; say "## Summary"; say ""
 say "| section | result | wall time |"; say "|---|---|---|"

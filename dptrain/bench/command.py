@@ -81,6 +81,9 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--kernels", default="auto", help="with --batch-sizes: which CUDA kernels GPUs "
                    "use: auto (all), generic (none), or families joined by + (im2col+col2im); "
                    "several choices, comma separated, are compared: auto,generic")
+    p.add_argument("--cuda-graph", default="off", help="with --batch-sizes: off, on (each step "
+                   "replayed from a CUDA graph, as train --cuda-graph on; GPU only), or off,on "
+                   "to compare", metavar="off|on|off,on")
 
 
 def select_device(args) -> str:

@@ -40,24 +40,36 @@ def random_batches(model, batch: int, seed: int = 0, count: int = 8):
 
 
 def time_training_step(model_name: str, batch: int, steps: int, warmup: int,
-                       optimizer: str = "adadelta", seed: int = 0) -> dict:
+                       optimizer: str = "adadelta", seed: int = 0, graph: bool = False,
+                       capture=None) -> dict:
     """Median wall time of forward + loss + backward + update on random data (as torch_cnn.py),
-    on the device in use (backend.use_device)."""
+    on the device in use (backend.use_device). ``graph``: each step through a CUDA graph
+    (graph_bench.py; ``capture``: its capture backend, the GPU's by default)."""
     model = models.get(model_name, seed=seed)
     opt = optim.get(optimizer, model)
     loss = nn.SoftmaxCrossEntropy()
     xs, ys = random_batches(model, batch, seed)
+    graphed = None
+    if graph:
+        from .graph_bench import GraphedSteps
+        graphed = GraphedSteps(model, opt, loss, batch, capture)
     times = []
     for i in range(warmup + steps):
         x, y = xs[i % 8], ys[i % 8]
         t0 = time.perf_counter()
-        logits = model.forward(x, train=True)
-        loss.forward(logits, y)
-        model.backward(loss.backward())
-        opt.step()
+        if graphed is not None:
+            graphed.step(x, y, i)
+        else:
+            logits = model.forward(x, train=True)
+            loss.forward(logits, y)
+            model.backward(loss.backward())
+            opt.step()
         backend.synchronize()   # the step's kernels are done (GPU); nothing to wait for on a CPU
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     summary = model.summary(batch_size=batch)
-    return {"median_step_s": statistics.median(times), "min_step_s": min(times),
-            "training_flops_per_image": summary.training_flops}
+    out = {"median_step_s": statistics.median(times), "min_step_s": min(times),
+           "training_flops_per_image": summary.training_flops}
+    if graphed is not None:
+        out["cuda_graph"] = graphed.describe()
+    return out

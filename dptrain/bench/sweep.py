@@ -16,6 +16,7 @@ import statistics
 from .. import backend
 from ..errors import UsageError
 from .command import TORCH_MODELS, emit_json, run_torch_reference, select_device
+from .memory import step_peak_mb
 from .stepbench import time_training_step
 
 TARGET_BATCH, TARGET_RATIO = 256, 1.5
@@ -46,33 +47,56 @@ def run_sweep(args) -> int:
         except ValueError as exc:
             raise UsageError(f"--kernels: {exc}") from None
     backend.set_kernels(chosen)
+    graphs = args.cuda_graph.split(",")
+    if not graphs or any(g not in ("off", "on") for g in graphs):
+        raise UsageError(f"--cuda-graph {args.cuda_graph}: choose off, on or off,on")
     device = select_device(args)
+    if "on" in graphs and not device.startswith("gpu"):
+        raise UsageError("--cuda-graph on needs --device gpu (CUDA graphs)")
     backend.set_threads(args.threads)
     torch_device = "cuda" if device.startswith("gpu") else "cpu"
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
-    ours: dict = {}            # (model, batch, kernels) -> [median step s per round]
+    ours: dict = {}            # (model, batch, kernels, graph) -> [median step s per round]
+    graph_state: dict = {}     # (model, batch, kernels) -> replayed, or why eager
     theirs: dict = {}          # (model, batch) -> [median step s per round]
     flops: dict = {}
+    peaks: dict = {}           # (model, batch, kernels) -> dptrain's peak GPU memory (GPU only)
+    torch_peaks: dict = {}     # (model, batch) -> PyTorch's max_memory_allocated
     torch_info = None
-    for _ in range(args.rounds):
+    for rnd in range(args.rounds):
         for name in names:
             for mode in modes:
                 backend.set_kernels(mode.replace("+", ","))
                 for b in batches:
-                    res = time_training_step(name, b, args.steps, args.warmup)
-                    ours.setdefault((name, b, mode), []).append(res["median_step_s"])
+                    for g in graphs:
+                        res = time_training_step(name, b, args.steps, args.warmup,
+                                                 graph=g == "on")
+                        ours.setdefault((name, b, mode, g), []).append(res["median_step_s"])
+                        graph_state[(name, b, mode)] = res.get("cuda_graph")
                     flops[name] = res["training_flops_per_image"]
+                    if rnd == 0 and "off" in graphs:    # apart from the timed steps: memory.py
+                        peaks[(name, b, mode)] = step_peak_mb(name, b)
             backend.set_kernels(chosen)
             if with_torch and name in TORCH_MODELS:
                 for r in run_torch_reference(args, name, batches, torch_device):
                     theirs.setdefault((name, r["batch"]), []).append(r["median_step_s"])
+                    if r.get("max_memory_allocated_mb") is not None:
+                        torch_peaks[(name, r["batch"])] = r["max_memory_allocated_mb"]
                     torch_info = r
     rows = []
-    for (name, b, mode), times in ours.items():
+    for (name, b, mode, g), times in ours.items():
         step = statistics.median(times)
-        row = {"model": name, "batch": b, "kernels": mode, "dptrain_step_ms": step * 1e3,
+        row = {"model": name, "batch": b, "kernels": mode, "cuda_graph": g,
+               "dptrain_step_ms": step * 1e3,
                "dptrain_tflops": flops[name] * b / step / 1e12,
                "training_gflop_per_step": flops[name] * b / 1e9}
+        if g == "off" and peaks.get((name, b, mode)) is not None:       # eager steps
+            row.update({"dptrain_peak_mb": peaks[(name, b, mode)]["peak_mb"],
+                        "dptrain_reserved_mb": peaks[(name, b, mode)]["reserved_mb"]})
+        if (name, b) in torch_peaks:
+            row["torch_max_memory_allocated_mb"] = torch_peaks[(name, b)]
+        if g == "on":
+            row["cuda_graph_state"] = graph_state[(name, b, mode)]
         if (name, b) in theirs:
             t = statistics.median(theirs[(name, b)])
             row.update({"torch_step_ms": t * 1e3, "torch_tflops": flops[name] * b / t / 1e12,
@@ -87,7 +111,7 @@ def run_sweep(args) -> int:
     print(f"dptrain bench: {report['device']}, {args.rounds} rounds x {args.steps} steps (medians)"
           + (f"; PyTorch {torch_info['torch']}" + (f" + cuDNN {torch_info['cudnn']}" if torch_info["cudnn"] else "")
              if torch_info else ""))
-    print(f"  {'model':<11} {'batch':>5} {'kernels':<8} {'dptrain ms':>10} {'TFLOP/s':>8} "
+    print(f"  {'model':<11} {'batch':>5} {'kernels':<13} {'dptrain ms':>10} {'TFLOP/s':>8} "
           f"{'PyTorch ms':>10} {'TFLOP/s':>8} {'ratio':>6}")
     for r in rows:
         theirs_ms = f"{r['torch_step_ms']:10.2f} {r['torch_tflops']:8.3f} {r['dptrain_over_torch']:6.2f}" \
@@ -95,8 +119,20 @@ def run_sweep(args) -> int:
         mark = ""
         if r["batch"] == TARGET_BATCH and "dptrain_over_torch" in r and torch_device == "cuda":
             mark = "  (target <= 1.5: " + ("met)" if r["dptrain_over_torch"] <= TARGET_RATIO else "missed)")
-        print(f"  {r['model']:<11} {r['batch']:>5} {r['kernels']:<8} {r['dptrain_step_ms']:10.2f} "
+        kernels = r["kernels"] + ("+graph" if r["cuda_graph"] == "on" else "")
+        print(f"  {r['model']:<11} {r['batch']:>5} {kernels:<13} {r['dptrain_step_ms']:10.2f} "
               f"{r['dptrain_tflops']:8.3f} {theirs_ms}{mark}")
+        if r.get("cuda_graph_state", "replayed") != "replayed":
+            print(f"      (--cuda-graph on ran eagerly: {r['cuda_graph_state']})")
+    memory = [r for r in rows if "dptrain_peak_mb" in r]
+    if memory:                  # GPU only (memory.py): peak bytes in use, and reserved
+        print("  peak GPU memory, MiB (dptrain: CuPy pool in use / reserved; PyTorch: "
+              "max_memory_allocated)")
+        for r in memory:
+            torch_mb = f"{r['torch_max_memory_allocated_mb']:10.1f}" \
+                if "torch_max_memory_allocated_mb" in r else f"{'-':>10}"
+            print(f"  {r['model']:<11} {r['batch']:>5} {r['kernels']:<8} "
+                  f"{r['dptrain_peak_mb']:10.1f} / {r['dptrain_reserved_mb']:8.1f} {torch_mb}")
     return 0
 
 

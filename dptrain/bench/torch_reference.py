@@ -55,6 +55,9 @@ def time_steps(a, rank=0, world=1, batch=None):
     device = torch.device(a.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True     # cuDNN picks its fastest algorithms
+        # peak of this batch size alone (--batches runs several in one process): from the
+        # model on, as dptrain's counting allocator (bench/memory.py)
+        torch.cuda.reset_peak_memory_stats(device)
     model = build(a.model).train().to(device)
     if world > 1:
         model = tnn.parallel.DistributedDataParallel(model)   # gloo Allreduce inside backward
@@ -81,7 +84,9 @@ def time_steps(a, rank=0, world=1, batch=None):
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "torch": torch.__version__, "world_size": world, "batch": batch,
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None}
+            "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+            "max_memory_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20
+            if device.type == "cuda" else None}
 
 
 def ddp_worker(rank, world, a):

@@ -28,7 +28,8 @@ class Dropout(Layer):
         per_sample = math.prod(x.shape[1:])
         ctx = self.context
         if ctx is not None:
-            key = keyed.stream_key(ctx.seed, 0xD5 + self.index, ctx.step)
+            # the step may be a device counter (--cuda-graph): the key is then computed there
+            key = keyed.step_key(keyed.stream_key(ctx.seed, 0xD5 + self.index), ctx.step)
             ids = xp.asarray(ctx.sample_ids)
             return keyed.uniform(key, ids, per_sample).reshape(x.shape)
         return xp.asarray(self._rng.random(x.shape))

@@ -32,11 +32,23 @@ def stream_key(*parts: int) -> np.uint64:
     return np.uint64(key)
 
 
-def uniform(key: np.uint64, sample_ids, per_sample: int):
-    """Uniform [0, 1) array (len(sample_ids), per_sample), row i a function of sample_ids[i] only."""
+def step_key(prefix: np.uint64, step):
+    """``stream_key(*parts, step)`` from ``prefix = stream_key(*parts)``. ``step`` may be a
+    0-d uint64 device array (a CUDA graph's step counter, filled before each replay): the key
+    then stays on the device, the same bits as the host key of that step, so a replayed
+    step draws fresh dropout masks instead of the ones of the step it was captured at."""
+    if isinstance(step, (int, np.integer)):
+        return np.uint64(mix(np.asarray(np.uint64(prefix) ^ np.uint64(int(step) & 0xFFFFFFFFFFFFFFFF),
+                                        dtype=np.uint64))[()])
+    return mix(step ^ np.uint64(prefix))
+
+
+def uniform(key, sample_ids, per_sample: int):
+    """Uniform [0, 1) array (len(sample_ids), per_sample), row i a function of sample_ids[i] only.
+    ``key`` is a uint64 or a 0-d uint64 array on the device (step_key)."""
     xp = get_array_module(sample_ids)
     ids = xp.asarray(sample_ids, dtype=xp.uint64).reshape(-1, 1)
-    row = mix(ids ^ xp.uint64(key))
+    row = mix(ids ^ (xp.uint64(key) if isinstance(key, (int, np.integer)) else key))
     cols = xp.arange(per_sample, dtype=xp.uint64).reshape(1, -1)
     bits = mix(row * xp.uint64(0x100000001B3) + cols)
     return (bits >> xp.uint64(11)).astype(xp.float64) * (1.0 / (1 << 53))

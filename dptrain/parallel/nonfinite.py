@@ -13,6 +13,16 @@ import math
 from .. import backend
 
 
+def squared_norm(grads):
+    """The squared norm of arrays, computed where they live (None for no arrays)."""
+    norm2 = None
+    for g in grads:
+        flat = g.reshape(-1)
+        part = flat @ flat
+        norm2 = part if norm2 is None else norm2 + part
+    return norm2
+
+
 class NonfiniteWatch:
     def __init__(self, synchronous: bool):
         self.synchronous = synchronous
@@ -22,19 +32,20 @@ class NonfiniteWatch:
     def record(self, step: int, what: str, grads) -> str | None:
         """Note the squared norm of ``grads`` (arrays of one bucket or layer) of ``step``.
         Returns the problem at once in synchronous mode, else None."""
-        norm2 = None
-        for g in grads:
-            flat = g.reshape(-1)
-            part = flat @ flat
-            norm2 = part if norm2 is None else norm2 + part
+        norm2 = squared_norm(grads)
         if norm2 is None:
             return None
         if self.synchronous:
             if self.found is None and not math.isfinite(float(norm2)):
                 self.found = f"non-finite gradient in {what} at step {step}"
             return self.found
-        self._pending.append((step, what, backend.HostCopy(norm2)))
+        self.note(step, what, norm2)
         return None
+
+    def note(self, step: int, what: str, norm2) -> None:
+        """Queue the host copy of a squared norm computed elsewhere (a CUDA graph's output
+        buffer, copied after each replay), read like record()'s."""
+        self._pending.append((step, what, backend.HostCopy(norm2)))
 
     def check(self, before_step: int | None = None) -> str | None:
         """The first non-finite gradient among the records of steps < ``before_step`` (all

@@ -54,6 +54,7 @@ class TrainConfig:
     sync_bn: bool | None = None          # None: on when the model has BatchNorm
     accumulate: int = 1                  # micro-batches per update (the batch is split)
     grad_dtype: str = "float32"          # float16: compressed gradient Allreduce
+    cuda_graph: str = "off"              # on: replay full-batch GPU steps from a CUDA graph
     seed: int = 0
     device: str = "cpu"
     allow_gpu_sharing: bool = False      # more ranks than GPUs on a node
@@ -142,7 +143,7 @@ class TrainConfig:
                    "sync": ("auto", "blocking", "overlap", "overlap-fc"), "comm_progress": ("auto", "thread", "poll", "priority"),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
-                   "as_weighting": ("importance", "none")}
+                   "as_weighting": ("importance", "none"), "cuda_graph": ("off", "on")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 shown = ", ".join(a for a in allowed if a)

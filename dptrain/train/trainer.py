@@ -22,7 +22,7 @@ from ..errors import EXIT_INTERRUPTED, RankFailure, TrainingFailure, UsageError,
 from ..last_words import end_job
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
-from . import checkpointing, faults, startup, transport
+from . import checkpointing, faults, graph_step, startup, transport
 from .auto_report import auto_schedules, report_plan
 from .config import TrainConfig, parse_interval
 from .epoch_report import EpochReport
@@ -82,6 +82,8 @@ class Trainer:
             self.tracer = Tracer(self.rank, first_step=self.step + 1, steps=cfg.trace_steps)
             self.model.tracer = self.dp.tracer = self.tracer
         self.fault = faults.from_env()
+        # --cuda-graph on: full-batch steps replayed from a CUDA graph (graph_step.py)
+        self.graph = graph_step.for_trainer(self) if cfg.cuda_graph == "on" else None
 
     def _adopt(self, setup) -> None:
         self.cfg = setup.cfg
@@ -163,9 +165,9 @@ class Trainer:
             x, y = next(arrays), next(arrays)
             w = None if weights is None else next(arrays)
             ctx = nn.BatchContext(local, self.step, self.cfg.seed)
-            loss, correct = self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
-                                               global_batch=global_batch, context=ctx,
-                                               communicate=j == len(micro_batches) - 1, weights=w)
+            run = self.dp.train_step if self.graph is None else self.graph.train_step
+            loss, correct = run(x, y, self.loss, self.opt, lr=lr, global_batch=global_batch,
+                                context=ctx, communicate=j == len(micro_batches) - 1, weights=w)
             loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
             if self.sampler.adaptive:
                 observed.append((micro, SamplerFeed.local_stats(self.loss, y, len(local))))
