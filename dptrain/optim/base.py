@@ -39,6 +39,7 @@ class Optimizer:
         self._plan = None                   # flat.FlatPlan: the update passes
         self._slots = None                  # slot name -> flat buffer, the parameters' layout
         self._t: list[int] = []             # updates so far, per parameter (entry)
+        self._ones = {}                     # dtype -> a one-element 1 (fused kernels' lr_scale)
 
     # --- the update rule ------------------------------------------------------------
     def update_rule(self, w, g, state: dict, lr: float) -> None:
@@ -49,6 +50,25 @@ class Optimizer:
     def kernel(self, lr: float, t: int) -> tuple[str, tuple]:
         """The fused kernel of this rule and its scalars for step ``t`` (fused.py)."""
         raise NotImplementedError
+
+    def _one(self, w):
+        """A one-element 1 on ``w``'s device: the fused kernels' lr_scale for a host lr."""
+        one = self._ones.get(w.dtype)
+        if one is None:
+            one = self._ones[w.dtype] = get_array_module(w).ones(1, dtype=w.dtype)
+        return one
+
+    # --- step counts, for what replays a step without running this code (a CUDA graph) ---
+    def step_counts(self) -> list[int]:
+        """Each parameter's update count (the ``t`` of bias correction and checkpoints)."""
+        return list(self._t)
+
+    def set_step_counts(self, counts) -> None:
+        self._t = list(counts)
+
+    def count_replayed_step(self) -> None:
+        """A replayed full step updated every parameter once more."""
+        self._t = [t + 1 for t in self._t]
 
     # --- flat buffers -----------------------------------------------------------------
     def _ensure_plan(self) -> FlatPlan:
@@ -80,8 +100,13 @@ class Optimizer:
     def _one_pass(self, w, g, slots: list, t: int, lr: float) -> None:
         launch = fused.launcher_for(w)
         if launch is not None:
-            kernel, scalars = self.kernel(lr, t)
-            fused.update(launch, kernel, scalars, w, g, slots, self.weight_decay)
+            if hasattr(lr, "shape"):        # a device scalar (a CUDA graph's): read there
+                kernel, scalars = self.kernel(1.0, t)
+                fused.update(launch, kernel, scalars, w, g, slots, self.weight_decay, lr)
+            else:
+                kernel, scalars = self.kernel(lr, t)
+                fused.update(launch, kernel, scalars, w, g, slots, self.weight_decay,
+                             self._one(w))
             return
         # On the CPU in cache-sized pieces: a rule makes several temporaries, and over a whole
         # bucket each would be a fresh multi-MB allocation streamed through memory.

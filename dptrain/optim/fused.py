@@ -4,7 +4,11 @@ A flat group (optim/flat.py) holds many layers' parameters, gradients and state 
 one layout, so each rule is a single element-wise grid-stride loop over it instead of several
 array operations per parameter (PyTorch's multi-tensor-apply idea, without the tensor lists).
 Hyper-parameters arrive as scalars; whatever depends on the step count (Adam's and AdaMax's
-bias corrections) is computed on the host, in float64, as the NumPy rules do.
+bias corrections) is computed on the host, in float64, as the NumPy rules do. The learning
+rate is the scalar times ``lr_scale[0]``, read on the device: 1 for a learning rate given as
+a number (exact), or the learning rate itself, with the scalar 1, when it lives in a device
+array -- what a replayed CUDA graph needs (train/graph_step.py), since the scalars of a
+captured launch are frozen at the capture.
 
 Each kernel evaluates its rule in the order of the NumPy expressions of rules.py, with every
 scalar rounded to the element type first (as NumPy rounds a Python float against a float32
@@ -36,14 +40,18 @@ using std::fabs;
 #define DECAYED(gi, i) T gi = g[i]; if (wd != (T)0) gi = gi + wd * w[i];
 
 extern "C" __global__ void sgd(T* __restrict__ w, const T* __restrict__ g, long long n,
-        T wd, T lr)
+        T wd, T lr,
+        const T* __restrict__ lr_scale)
 {
+    lr = lr * lr_scale[0];
     GRID_LOOP(i, n) { DECAYED(gi, i) w[i] = w[i] - lr * gi; }
 }
 
 extern "C" __global__ void momentum(T* __restrict__ w, const T* __restrict__ g,
-        T* __restrict__ v, long long n, T wd, T lr, T mu)
+        T* __restrict__ v, long long n, T wd, T lr, T mu,
+        const T* __restrict__ lr_scale)
 {
+    lr = lr * lr_scale[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T vi = v[i] * mu;
@@ -54,8 +62,10 @@ extern "C" __global__ void momentum(T* __restrict__ w, const T* __restrict__ g,
 }
 
 extern "C" __global__ void nesterov(T* __restrict__ w, const T* __restrict__ g,
-        T* __restrict__ v, long long n, T wd, T lr, T mu)
+        T* __restrict__ v, long long n, T wd, T lr, T mu,
+        const T* __restrict__ lr_scale)
 {
+    lr = lr * lr_scale[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T vi = v[i] * mu;
@@ -66,8 +76,10 @@ extern "C" __global__ void nesterov(T* __restrict__ w, const T* __restrict__ g,
 }
 
 extern "C" __global__ void adagrad(T* __restrict__ w, const T* __restrict__ g,
-        T* __restrict__ G, long long n, T wd, T lr, T eps)
+        T* __restrict__ G, long long n, T wd, T lr, T eps,
+        const T* __restrict__ lr_scale)
 {
+    lr = lr * lr_scale[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T Gi = G[i] + gi * gi;
@@ -77,8 +89,10 @@ extern "C" __global__ void adagrad(T* __restrict__ w, const T* __restrict__ g,
 }
 
 extern "C" __global__ void rmsprop(T* __restrict__ w, const T* __restrict__ g,
-        T* __restrict__ v, long long n, T wd, T lr, T gamma, T one_minus_gamma, T eps)
+        T* __restrict__ v, long long n, T wd, T lr, T gamma, T one_minus_gamma, T eps,
+        const T* __restrict__ lr_scale)
 {
+    lr = lr * lr_scale[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T vi = v[i] * gamma;
@@ -90,8 +104,10 @@ extern "C" __global__ void rmsprop(T* __restrict__ w, const T* __restrict__ g,
 
 extern "C" __global__ void adadelta(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ v, T* __restrict__ s, long long n, T wd, T lr, T rho,
-        T one_minus_rho, T eps)
+        T one_minus_rho, T eps,
+        const T* __restrict__ lr_scale)
 {
+    lr = lr * lr_scale[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T vi = v[i] * rho;
@@ -108,8 +124,10 @@ extern "C" __global__ void adadelta(T* __restrict__ w, const T* __restrict__ g,
 /* c1 = 1 - beta1^t, c2 = 1 - beta2^t: the bias corrections, from the host */
 extern "C" __global__ void adam(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ m, T* __restrict__ v, long long n, T wd, T lr, T beta1,
-        T one_minus_beta1, T beta2, T one_minus_beta2, T c1, T c2, T eps)
+        T one_minus_beta1, T beta2, T one_minus_beta2, T c1, T c2, T eps,
+        const T* __restrict__ lr_scale)
 {
+    lr = lr * lr_scale[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T mi = m[i] * beta1;
@@ -125,8 +143,10 @@ extern "C" __global__ void adam(T* __restrict__ w, const T* __restrict__ g,
 /* step = lr / (1 - beta1^t), from the host; the max propagates NaN as numpy.maximum does */
 extern "C" __global__ void adamax(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ m, T* __restrict__ u, long long n, T wd, T beta1,
-        T one_minus_beta1, T beta2, T step, T eps)
+        T one_minus_beta1, T beta2, T step, T eps,
+        const T* __restrict__ lr_scale)
 {
+    step = step * lr_scale[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T mi = m[i] * beta1;
@@ -141,16 +161,17 @@ extern "C" __global__ void adamax(T* __restrict__ w, const T* __restrict__ g,
 """
 
 # p: array pointer, q: 64-bit integer, t: a scalar of the element type. Every kernel takes
-# (w, g, the rule's state slots in Optimizer.slot_names order, n, weight decay, its scalars).
+# (w, g, the rule's state slots in Optimizer.slot_names order, n, weight decay, its scalars,
+# lr_scale).
 SIGNATURES = {
-    "sgd": "ppqtt",
-    "momentum": "pppqttt",
-    "nesterov": "pppqttt",
-    "adagrad": "pppqttt",
-    "rmsprop": "pppqttttt",
-    "adadelta": "ppppqttttt",
-    "adam": "ppppqttttttttt",
-    "adamax": "ppppqtttttt",
+    "sgd": "ppqttp",
+    "momentum": "pppqtttp",
+    "nesterov": "pppqtttp",
+    "adagrad": "pppqtttp",
+    "rmsprop": "pppqtttttp",
+    "adadelta": "ppppqtttttp",
+    "adam": "ppppqtttttttttp",
+    "adamax": "ppppqttttttp",
 }
 
 TYPES = {"float32": "float", "float64": "double"}
@@ -199,7 +220,9 @@ def launcher_for(a):
     return host_launcher(a.dtype) if host_launcher is not None else None
 
 
-def update(launch, kernel: str, scalars: tuple, w, g, slots: list, weight_decay: float) -> None:
-    """One launch of ``kernel`` over flat, contiguous ``w``, ``g`` and ``slots``."""
+def update(launch, kernel: str, scalars: tuple, w, g, slots: list, weight_decay: float,
+           lr_scale) -> None:
+    """One launch of ``kernel`` over flat, contiguous ``w``, ``g`` and ``slots``; ``lr_scale``
+    is a one-element array on ``w``'s device that multiplies the learning rate."""
     n = int(w.size)
-    launch(kernel, n, w, g, *slots, n, weight_decay, *scalars)
+    launch(kernel, n, w, g, *slots, n, weight_decay, *scalars, lr_scale)

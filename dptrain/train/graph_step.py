@@ -219,23 +219,19 @@ class GraphStep:
     # --- what a replay does not do: the host's side of the step -------------------------
     def _counters(self):
         dp = self.dp
-        return (dp.step, dp.stats.steps, dp._pending_lr,
-                {k: st["t"] for k, st in self.opt.state.items()})
+        return dp.step, dp.stats.steps, dp._pending_lr, self.opt.step_counts()
 
     def _restore(self, counters) -> None:
         dp = self.dp
         dp.step, dp.stats.steps, dp._pending_lr, ts = counters
-        for k in list(self.opt.state):
-            if k in ts:
-                self.opt.state[k]["t"] = ts[k]
+        self.opt.set_step_counts(ts)
 
     def _host_effects(self) -> None:
         """The counters the captured Python advanced once, advanced for this replay: the
         communicated steps and each parameter's update count (checkpoints store it)."""
         self.dp.step += 1
         self.dp.stats.steps += 1
-        for st in self.opt.state.values():
-            st["t"] += 1
+        self.opt.count_replayed_step()
 
     def _note_norms(self) -> None:
         for what, norm2 in self.outputs[2]:
