@@ -5,7 +5,11 @@ where it is faster (issue 7; switch families with DPTRAIN_KERNELS, backend.kerne
     im2col     Conv2D's column building            kernels.im2col
     col2im     Conv2D's input gradient scatter     kernels.col2im
     maxpool    MaxPool2D forward + backward
-    batchnorm  BatchNorm forward + backward (training)
+    batchnorm  BatchNorm forward + backward (training): one-pass statistics and sums
+    bn_relu_pool  BatchNorm -> ReLU -> MaxPool2D forward + backward, fused against unfused
+
+On a CPU (``--device cpu``) the kernels run as compiled by g++ (nn/kernels_cuda/host.py):
+that checks the comparison end to end, but its times say nothing about a GPU.
 """
 from __future__ import annotations
 
@@ -38,24 +42,39 @@ def _cases(model_name: str, batch: int):
         return xp.asarray(rng.standard_normal(shape), dtype=model.dtype)
     seen = set()
     shape = model.input_shape
-    for layer in model.layers:
+    for i, layer in enumerate(model.layers):
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
         out = layer.output_shape(shape)
-        key = (type(layer).__name__, shape, out)
-        if key not in seen:
-            seen.add(key)
-            where = f"{model_name} {layer!r} on {'x'.join(map(str, shape))}"
-            if isinstance(layer, nn.Conv2D):
-                x, geometry = rand(batch, c, h, w), (layer.kh, layer.kw, layer.stride, layer.padding)
-                oh, ow = out[1], out[2]
-                blocks = rand(layer.kh * layer.kw, batch * oh * ow, c)
-                yield "im2col", where, lambda x=x, g=geometry: kernels.im2col(x.transpose(0, 2, 3, 1), *g)
-                yield "col2im", where, lambda b=blocks, s=(batch, h, w, c), g=geometry: kernels.col2im(b, s, *g)
-            elif isinstance(layer, (nn.MaxPool2D, nn.BatchNorm)):
-                x, dy = rand(batch, *shape), rand(batch, *out)
-                family = "maxpool" if isinstance(layer, nn.MaxPool2D) else "batchnorm"
-                yield family, where, lambda l=layer, x=x, dy=dy: (l.forward(x, True), l.backward(dy))
+        where = f"{model_name} {layer!r} on {'x'.join(map(str, shape))}"
+        cases = []
+        if isinstance(layer, nn.Conv2D):
+            x, geometry = rand(batch, c, h, w), (layer.kh, layer.kw, layer.stride, layer.padding)
+            oh, ow = out[1], out[2]
+            blocks = rand(layer.kh * layer.kw, batch * oh * ow, c)
+            cases += [("im2col", lambda x=x, g=geometry: kernels.im2col(x.transpose(0, 2, 3, 1), *g)),
+                      ("col2im", lambda b=blocks, s=(batch, h, w, c), g=geometry: kernels.col2im(b, s, *g))]
+        elif isinstance(layer, (nn.MaxPool2D, nn.BatchNorm)):
+            x, dy = rand(batch, *shape), rand(batch, *out)
+            family = "maxpool" if isinstance(layer, nn.MaxPool2D) else "batchnorm"
+            cases.append((family, lambda l=layer, x=x, dy=dy: (l.forward(x, True), l.backward(dy))))
+            if getattr(layer, "fused_tail", None) is not None:
+                chain = [layer, *layer.fused_tail]
+                dy = rand(batch, *model.shapes[i + 2])
+                cases.append(("bn_relu_pool", lambda c=chain, x=x, dy=dy: _chain(c, x, dy)))
+        for family, op in cases:
+            key = (family, type(layer).__name__, shape, out)
+            if key not in seen:
+                seen.add(key)
+                yield family, where + (" + ReLU + MaxPool2D" if family == "bn_relu_pool" else ""), op
         shape = out
+
+
+def _chain(layers, x, dy):
+    for layer in layers:
+        x = layer.forward(x, True)
+    for layer in reversed(layers):
+        dy = layer.backward(dy)
+    return x, dy
 
 
 def _time(op, reps: int) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import to_numpy
+from ..nn.fusion import link_bn_relu_pool
 from .summary import Summary
 
 
@@ -37,6 +38,8 @@ class Sequential:
             layer.initialize(rng)
             shape = layer.output_shape(shape)
             self.shapes.append(shape)
+        # With the bn_relu_pool kernels, BatchNorm -> ReLU -> MaxPool2D run as one kernel.
+        link_bn_relu_pool(self.layers)
         # Up to the first layer with parameters, input gradients would be wasted work.
         for layer in self.layers:
             layer.needs_input_grad = False
