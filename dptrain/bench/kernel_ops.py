@@ -1,5 +1,5 @@
 """``dptrain bench --kernel-ops --device gpu``: each CUDA kernel family against the generic
-CuPy code it replaces, on the layer shapes of real models, so that a family is kept only
+CuPy code it replaces (NumPy with ``--device cpu``), on the layer shapes of real models, so that a family is kept only
 where it is faster (issue 7; switch families with DPTRAIN_KERNELS, backend.kernels).
 
     im2col     Conv2D's column building            kernels.im2col
@@ -109,21 +109,48 @@ def compare_kernel_ops(model_names, batch: int, reps: int = 20) -> dict:
     return {"batch": batch, "rows": rows, "families": families}
 
 
+@contextmanager
+def host_kernels():
+    """The kernels compiled for this CPU with g++ (nn/kernels_cuda/host.py) as the layers'
+    launcher, for a comparison without a GPU."""
+    import tempfile
+    from ..nn import cuda_kernels
+    from ..nn.kernels_cuda import host
+    with tempfile.TemporaryDirectory(prefix="dptrain-kernels-") as directory:
+        # a block of one thread and a chunk per channel: no thread start-ups in the times
+        build = host.build(directory, reduce_block=1, reduce_blocks=1, optimize="-O2")
+        before, cuda_kernels.host_launcher = cuda_kernels.host_launcher, build
+        try:
+            yield
+        finally:
+            cuda_kernels.host_launcher = before
+
+
 def run_kernel_ops(args) -> int:
     from ..errors import UsageError
-    if not args.device.startswith("gpu"):
-        raise UsageError("--kernel-ops compares the CUDA kernels with CuPy's generic code: "
-                         "it needs --device gpu")
     from .command import emit_json, select_device
-    select_device(args)
-    report = compare_kernel_ops(args.model.split(","), args.batch_size, reps=args.steps)
+    device = select_device(args)
+    models = args.model.split(",")
+    if device == "cpu":
+        from ..nn.kernels_cuda import host
+        if not host.available():
+            raise UsageError("--kernel-ops on a CPU runs the CUDA kernels compiled with g++, "
+                             "and there is no g++ here (or use --device gpu)")
+        with host_kernels():
+            report = compare_kernel_ops(models, args.batch_size, reps=args.steps)
+    else:
+        report = compare_kernel_ops(models, args.batch_size, reps=args.steps)
+    report["device"] = device
     if emit_json(report, args):
         return 0
-    print(f"dptrain bench --kernel-ops: batch {args.batch_size}, median of {args.steps}")
+    print(f"dptrain bench --kernel-ops: {device}, batch {args.batch_size}, median of {args.steps}")
+    if device == "cpu":
+        print("  (CPU: the kernels' source compiled with g++, run on one thread; the times say "
+              "nothing of a GPU)")
     for r in report["rows"]:
-        print(f"  {r['family']:<10} {r['case']:<60} generic {r['generic_ms']:8.3f} ms  "
+        print(f"  {r['family']:<12} {r['case']:<72} generic {r['generic_ms']:8.3f} ms  "
               f"kernel {r['kernel_ms']:8.3f} ms  x{r['speedup']:.2f}")
     for family, f in report["families"].items():
-        print(f"  {family:<10} total: generic {f['generic_ms']:.3f} ms, kernels {f['kernel_ms']:.3f} ms "
+        print(f"  {family:<12} total: generic {f['generic_ms']:.3f} ms, kernels {f['kernel_ms']:.3f} ms "
               f"-> {'keep the kernels' if f['keep'] else 'generic is faster: leave this family out'}")
     return 0

@@ -191,7 +191,7 @@ def test_fused_bn_relu_maxpool_matches_the_unfused_layers(host_launcher, dtype, 
         dx, out, grads = _chain(layers, x, dtype)
     finally:
         ck.host_launcher, backend.kernels = launcher, mode
-    assert layers[1].bypass and layers[2].bypass and bn._fused is None
+    assert layers[1]._passing and layers[2]._passing and bn._fused is None
     tol = TOL[dtype] * (1 if dtype == np.float64 else 10)
     np.testing.assert_allclose(out, out_ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol)

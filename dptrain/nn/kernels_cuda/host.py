@@ -53,6 +53,11 @@ static void host_launch(void (*k)(A...), unsigned grid, unsigned block, void** a
     pthread_barrier_init(&block_barrier, nullptr, block);
     for (unsigned b = 0; b < grid; ++b) {
         blockIdx.x = b;
+        if (block == 1) {                 /* nothing to meet: run on the calling thread */
+            threadIdx.x = 0;
+            call_packed(k, args, std::index_sequence_for<A...>{});
+            continue;
+        }
         std::vector<std::thread> threads;
         for (unsigned t = 0; t < block; ++t)
             threads.emplace_back([=] {
