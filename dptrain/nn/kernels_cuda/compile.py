@@ -121,8 +121,13 @@ def _cupy_module(dtype_name: str):
 def cupy_launcher(dtype):
     """Runs a kernel on the current CUDA stream: grid-stride kernels with 256 threads a block,
     reductions with the (grid, block) they ask for."""
-    module = _cupy_module(np.dtype(dtype).name)
-    scalar = np.dtype(dtype).type
+    return _cupy_launcher(np.dtype(dtype).name)
+
+
+@functools.lru_cache(maxsize=None)          # one per dtype: nothing rebuilt per launch
+def _cupy_launcher(dtype_name: str):
+    module = _cupy_module(dtype_name)
+    scalar = np.dtype(dtype_name).type
     kinds_of = signatures()
 
     def launch(name: str, n, *args):
