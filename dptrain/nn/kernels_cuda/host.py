@@ -3,9 +3,9 @@
 
 A shim maps CUDA's names to C++: a grid-stride kernel launched for n elements runs directly
 as one block of one thread (it visits every element). A reduction launched with (grid,
-block) runs block after block, each block's threads as real threads: ``__shared__``
-variables are function statics (one block is alive at a time), ``__syncthreads`` is a
-barrier, ``threadIdx`` is thread-local. The block's tree and the combine of the blocks'
+block) runs its blocks one after another on ``block`` real threads: ``__shared__``
+variables are function statics (one block is alive at a time; a barrier ends each block),
+``__syncthreads`` is a barrier, ``threadIdx`` and ``blockIdx`` are thread-local. The block's tree and the combine of the blocks'
 partial results so run as on a GPU, with a smaller block (``reduce_block``).
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ SHIM = r"""
 #include <utility>
 #include <vector>
 struct Dim { unsigned x; };
-static thread_local Dim threadIdx = {0};
-static Dim blockIdx = {0}, blockDim = {1}, gridDim = {1};
+static thread_local Dim threadIdx = {0}, blockIdx = {0};
+static Dim blockDim = {1}, gridDim = {1};
 static pthread_barrier_t block_barrier;
 #define __global__
 #define __device__
@@ -37,7 +37,7 @@ static pthread_barrier_t block_barrier;
 static inline void __syncthreads() { pthread_barrier_wait(&block_barrier); }
 """
 
-# Runs a kernel's blocks one after another, a block's threads at once; the arguments come
+# Runs a kernel's blocks one after another on ``block`` threads; the arguments come
 # as CUDA's cuLaunchKernel takes them, an array of pointers to each argument's value.
 LAUNCHER = r"""
 template <typename... A, std::size_t... I>
@@ -51,23 +51,24 @@ static void host_launch(void (*k)(A...), unsigned grid, unsigned block, void** a
 {
     gridDim.x = grid; blockDim.x = block;
     pthread_barrier_init(&block_barrier, nullptr, block);
-    for (unsigned b = 0; b < grid; ++b) {
-        blockIdx.x = b;
-        if (block == 1) {                 /* nothing to meet: run on the calling thread */
-            threadIdx.x = 0;
+    auto run_blocks = [=](unsigned t) {
+        threadIdx.x = t;
+        for (unsigned b = 0; b < grid; ++b) {
+            blockIdx.x = b;
             call_packed(k, args, std::index_sequence_for<A...>{});
-            continue;
+            if (block > 1) __syncthreads();   /* the block ends before its shared memory is reused */
         }
+        threadIdx.x = 0; blockIdx.x = 0;
+    };
+    if (block == 1) {
+        run_blocks(0);                        /* nothing to meet: the calling thread */
+    } else {
         std::vector<std::thread> threads;
-        for (unsigned t = 0; t < block; ++t)
-            threads.emplace_back([=] {
-                threadIdx.x = t;
-                call_packed(k, args, std::index_sequence_for<A...>{});
-            });
+        for (unsigned t = 0; t < block; ++t) threads.emplace_back(run_blocks, t);
         for (auto& th : threads) th.join();
     }
     pthread_barrier_destroy(&block_barrier);
-    blockIdx.x = 0; blockDim.x = 1; gridDim.x = 1;
+    blockDim.x = 1; gridDim.x = 1;
 }
 """
 
