@@ -1,6 +1,7 @@
 """``dptrain bench --kernel-ops --device gpu``: each CUDA kernel family against the generic
-CuPy code it replaces (NumPy with ``--device cpu``), on the layer shapes of real models, so that a family is kept only
-where it is faster (issue 7; switch families with DPTRAIN_KERNELS, backend.kernels).
+CuPy code it replaces (NumPy with ``--device cpu``), on the layer shapes of real models, so
+that a family is kept only where it is faster (issue 7; switch families with
+DPTRAIN_KERNELS, backend.kernels).
 
     im2col     Conv2D's column building            kernels.im2col
     col2im     Conv2D's input gradient scatter     kernels.col2im
@@ -46,30 +47,34 @@ def _cases(model_name: str, batch: int):
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
         out = layer.output_shape(shape)
         where = f"{model_name} {layer!r} on {'x'.join(map(str, shape))}"
-        cases = []
+        cases = []                     # (family, case, operation)
         if isinstance(layer, nn.Conv2D):
             x, geometry = rand(batch, c, h, w), (layer.kh, layer.kw, layer.stride, layer.padding)
             oh, ow = out[1], out[2]
             blocks = rand(layer.kh * layer.kw, batch * oh * ow, c)
-            cases += [("im2col", lambda x=x, g=geometry: kernels.im2col(x.transpose(0, 2, 3, 1), *g)),
-                      ("col2im", lambda b=blocks, s=(batch, h, w, c), g=geometry: kernels.col2im(b, s, *g))]
+            cases += [("im2col", where,
+                       lambda x=x, g=geometry: kernels.im2col(x.transpose(0, 2, 3, 1), *g)),
+                      ("col2im", where,
+                       lambda b=blocks, s=(batch, h, w, c), g=geometry: kernels.col2im(b, s, *g))]
         elif isinstance(layer, (nn.MaxPool2D, nn.BatchNorm)):
             x, dy = rand(batch, *shape), rand(batch, *out)
             family = "maxpool" if isinstance(layer, nn.MaxPool2D) else "batchnorm"
-            cases.append((family, lambda l=layer, x=x, dy=dy: (l.forward(x, True), l.backward(dy))))
-            if getattr(layer, "fused_tail", None) is not None:
+            cases.append((family, where,
+                          lambda l=layer, x=x, dy=dy: (l.forward(x, True), l.backward(dy))))
+            if getattr(layer, "fused_tail", None) is not None:     # linked by nn/fusion.py
                 chain = [layer, *layer.fused_tail]
                 dy = rand(batch, *model.shapes[i + 2])
-                cases.append(("bn_relu_pool", lambda c=chain, x=x, dy=dy: _chain(c, x, dy)))
-        for family, op in cases:
-            key = (family, type(layer).__name__, shape, out)
-            if key not in seen:
-                seen.add(key)
-                yield family, where + (" + ReLU + MaxPool2D" if family == "bn_relu_pool" else ""), op
+                cases.append(("bn_relu_pool", f"{where} + ReLU + {chain[2]!r}",
+                              lambda c=chain, x=x, dy=dy: _chain(c, x, dy)))
+        for family, case, op in cases:
+            if (family, case) not in seen:
+                seen.add((family, case))
+                yield family, case, op
         shape = out
 
 
 def _chain(layers, x, dy):
+    """Forward and backward through the layers, as a training step runs them."""
     for layer in layers:
         x = layer.forward(x, True)
     for layer in reversed(layers):

@@ -23,6 +23,6 @@ def test_kernel_ops_on_a_cpu_compares_every_family(tmp_path):
     assert report["device"] == "cpu"
     assert set(report["families"]) == set(cuda_kernels.FAMILIES)
     fused = [r for r in report["rows"] if r["family"] == "bn_relu_pool"]
-    assert len(fused) == 2 and all("ReLU + MaxPool2D" in r["case"] for r in fused)
+    assert len(fused) == 2 and all("+ ReLU + MaxPool2D(2x2" in r["case"] for r in fused)
     assert all(r["generic_ms"] > 0 and r["kernel_ms"] > 0 for r in report["rows"])
     assert "bn_relu_pool total: generic" in run.stdout

@@ -5,8 +5,9 @@ A shim maps CUDA's names to C++: a grid-stride kernel launched for n elements ru
 as one block of one thread (it visits every element). A reduction launched with (grid,
 block) runs its blocks one after another on ``block`` real threads: ``__shared__``
 variables are function statics (one block is alive at a time; a barrier ends each block),
-``__syncthreads`` is a barrier, ``threadIdx`` and ``blockIdx`` are thread-local. The block's tree and the combine of the blocks'
-partial results so run as on a GPU, with a smaller block (``reduce_block``).
+``__syncthreads`` is a barrier, ``threadIdx`` and ``blockIdx`` are thread-local. The
+block's tree and the combine of the blocks' partial results so run as on a GPU, with a
+smaller block (``reduce_block``).
 """
 from __future__ import annotations
 
