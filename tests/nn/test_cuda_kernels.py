@@ -204,6 +204,27 @@ def test_fused_bn_relu_maxpool_matches_the_unfused_layers(host_launcher, dtype, 
         backend.kernels = mode
 
 
+def test_fused_bn_relu_maxpool_keeps_a_nan_as_the_unfused_layers_do(host_launcher):
+    """A NaN in a channel makes its statistics NaN: every pooled output of the channel is NaN,
+    fused or not (so the loss, not a silent zero, reports it)."""
+    from dptrain.nn import ReLU
+    from dptrain.nn.fusion import link_bn_relu_pool
+    layers = [BatchNorm(2), ReLU(), MaxPool2D(2)]
+    layers[0].initialize(None)
+    x = rng_array((2, 2, 4, 4), np.float32)
+    x[1, 0, 3, 2] = np.nan
+    reference = _chain(layers, x, np.float32)[1]
+    link_bn_relu_pool(layers)
+    launcher, ck.host_launcher = ck.host_launcher, host_launcher
+    try:
+        fused = _chain(layers, x, np.float32)[1]
+    finally:
+        ck.host_launcher = launcher
+    assert layers[1]._passing
+    assert np.isnan(reference[:, 0]).all() and np.isnan(fused[:, 0]).all()
+    np.testing.assert_allclose(fused[:, 1], reference[:, 1], rtol=1e-5, atol=1e-6)
+
+
 def _chain(layers, x, dtype):
     """(input gradient, output, BatchNorm's gradients) of the layers for a fixed output gradient."""
     y = x

@@ -36,14 +36,15 @@ __device__ inline int window_at(int x, int k, int stride, int pad, int out)
    reduces: chunk k of the channel's N*HW elements, every blockDim.x-th (adjacent threads read
    adjacent addresses). Row and column advance without a division per element. */
 struct ChannelWalk {
-    long long j, end, row, col, HW, C, c;
+    long long j, end, row, C, c;
+    unsigned col, HW;                 /* a feature map holds under 2**32 values: 32-bit division */
     __device__ ChannelWalk(int C_, long long HW_, long long per_channel, int chunks)
     {
-        C = C_; HW = HW_; c = blockIdx.x / chunks;
+        C = C_; HW = (unsigned)HW_; c = blockIdx.x / chunks;
         int k = blockIdx.x % chunks;
         j = per_channel * k / chunks + threadIdx.x;
         end = per_channel * (k + 1) / chunks;
-        row = j / HW; col = j % HW;
+        row = j / HW; col = (unsigned)(j % HW);
     }
     __device__ bool more() const { return j < end; }
     __device__ long long at() const { return (row * C + c) * HW + col; }

@@ -38,13 +38,14 @@ extern "C" __global__ void bn_relu_maxpool_forward(const T* __restrict__ x,
                 if (w < 0 || w >= W) continue;              /* padding never wins */
                 T v = (x[(nc * H + h) * W + w] - m) * s;
                 T z = v * g + b;
-                if (best_k < 0 || z > best) {              /* the first maximum wins */
+                /* the first maximum wins; a NaN wins and stays, as in the unfused layers */
+                if (best_k < 0 || z > best || (z != z && best == best)) {
                     best = z;
                     best_k = i * KW + j;
                 }
             }
         }
-        y[idx] = best > 0 ? best : (T)0;
+        y[idx] = (best > 0 || best != best) ? best : (T)0;
         arg[idx] = best_k;
     }
 }
