@@ -106,6 +106,8 @@ class BatchNorm(Layer):
             shift = (self.params["beta"] - self.buffers["running_mean"]
                      * self.params["gamma"] * inv_std).reshape(view)
             return x * scale + shift
+        if fused is not None:
+            x = xp.ascontiguousarray(x)     # kept for backward: a copy only if strided
         launch = fused if fused is not None else cuda_kernels.launcher_for(x, "batchnorm")
         if x.size == 0:
             launch = None                   # an empty rank's zeros: the array code is exact

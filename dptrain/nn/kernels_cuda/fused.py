@@ -130,7 +130,7 @@ def bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, inv_std, kw, stride, pad, lau
                               chunks=None, out_dz=None, out_dz_xhat=None):
     """Per channel (sum(dz), sum(dz * xhat)) for dz, the gradient at the batch norm's output."""
     xp = xp_of(dy)
-    dy = xp.ascontiguousarray(dy)
+    dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
     n, c, h, w = x.shape
     oh, ow = dy.shape[2:]
     per_channel = n * oh * ow
@@ -147,7 +147,7 @@ def bn_relu_maxpool_input_grad(dy, y, arg, x, mean, inv_std, scale, total, sum_d
                                kh, kw, stride, pad, launch=None):
     """The gradient at the batch norm's input, as BatchNorm.backward of the unfused chain."""
     xp = xp_of(dy)
-    dy = xp.ascontiguousarray(dy)
+    dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
     n, c, h, w = x.shape
     oh, ow = dy.shape[2:]
     dx = xp.empty(x.shape, dtype=dy.dtype)
