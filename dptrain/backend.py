@@ -15,7 +15,7 @@ _DTYPES = {"float32": np.float32, "float64": np.float64}
 xp = np                 # the array module in use
 # Which hand-written CUDA kernels (nn/cuda_kernels.py, optim/fused.py) GPUs use: auto (all),
 # generic (none: array code only), or a comma list of families (im2col,col2im,maxpool,
-# batchnorm,optimizer)
+# batchnorm,bn_relu_pool,optimizer)
 kernels = os.environ.get("DPTRAIN_KERNELS", "auto")
 dtype = np.float32      # default floating dtype for parameters and activations
 device_name = "cpu"

@@ -1,11 +1,16 @@
 """``dptrain bench --kernel-ops --device gpu``: each CUDA kernel family against the generic
-CuPy code it replaces, on the layer shapes of real models, so that a family is kept only
-where it is faster (issue 7; switch families with DPTRAIN_KERNELS, backend.kernels).
+CuPy code it replaces (NumPy with ``--device cpu``), on the layer shapes of real models, so
+that a family is kept only where it is faster (issue 7; switch families with
+DPTRAIN_KERNELS, backend.kernels).
 
     im2col     Conv2D's column building            kernels.im2col
     col2im     Conv2D's input gradient scatter     kernels.col2im
     maxpool    MaxPool2D forward + backward
-    batchnorm  BatchNorm forward + backward (training)
+    batchnorm  BatchNorm forward + backward (training): one-pass statistics and sums
+    bn_relu_pool  BatchNorm -> ReLU -> MaxPool2D forward + backward, fused against unfused
+
+On a CPU (``--device cpu``) the kernels run as compiled by g++ (nn/kernels_cuda/host.py):
+that checks the comparison end to end, but its times say nothing about a GPU.
 """
 from __future__ import annotations
 
@@ -38,24 +43,43 @@ def _cases(model_name: str, batch: int):
         return xp.asarray(rng.standard_normal(shape), dtype=model.dtype)
     seen = set()
     shape = model.input_shape
-    for layer in model.layers:
+    for i, layer in enumerate(model.layers):
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
         out = layer.output_shape(shape)
-        key = (type(layer).__name__, shape, out)
-        if key not in seen:
-            seen.add(key)
-            where = f"{model_name} {layer!r} on {'x'.join(map(str, shape))}"
-            if isinstance(layer, nn.Conv2D):
-                x, geometry = rand(batch, c, h, w), (layer.kh, layer.kw, layer.stride, layer.padding)
-                oh, ow = out[1], out[2]
-                blocks = rand(layer.kh * layer.kw, batch * oh * ow, c)
-                yield "im2col", where, lambda x=x, g=geometry: kernels.im2col(x.transpose(0, 2, 3, 1), *g)
-                yield "col2im", where, lambda b=blocks, s=(batch, h, w, c), g=geometry: kernels.col2im(b, s, *g)
-            elif isinstance(layer, (nn.MaxPool2D, nn.BatchNorm)):
-                x, dy = rand(batch, *shape), rand(batch, *out)
-                family = "maxpool" if isinstance(layer, nn.MaxPool2D) else "batchnorm"
-                yield family, where, lambda l=layer, x=x, dy=dy: (l.forward(x, True), l.backward(dy))
+        where = f"{model_name} {layer!r} on {'x'.join(map(str, shape))}"
+        cases = []                     # (family, case, operation)
+        if isinstance(layer, nn.Conv2D):
+            x, geometry = rand(batch, c, h, w), (layer.kh, layer.kw, layer.stride, layer.padding)
+            oh, ow = out[1], out[2]
+            blocks = rand(layer.kh * layer.kw, batch * oh * ow, c)
+            cases += [("im2col", where,
+                       lambda x=x, g=geometry: kernels.im2col(x.transpose(0, 2, 3, 1), *g)),
+                      ("col2im", where,
+                       lambda b=blocks, s=(batch, h, w, c), g=geometry: kernels.col2im(b, s, *g))]
+        elif isinstance(layer, (nn.MaxPool2D, nn.BatchNorm)):
+            x, dy = rand(batch, *shape), rand(batch, *out)
+            family = "maxpool" if isinstance(layer, nn.MaxPool2D) else "batchnorm"
+            cases.append((family, where,
+                          lambda l=layer, x=x, dy=dy: (l.forward(x, True), l.backward(dy))))
+            if getattr(layer, "fused_tail", None) is not None:     # linked by nn/fusion.py
+                chain = [layer, *layer.fused_tail]
+                dy = rand(batch, *model.shapes[i + 2])
+                cases.append(("bn_relu_pool", f"{where} + ReLU + {chain[2]!r}",
+                              lambda c=chain, x=x, dy=dy: _chain(c, x, dy)))
+        for family, case, op in cases:
+            if (family, case) not in seen:
+                seen.add((family, case))
+                yield family, case, op
         shape = out
+
+
+def _chain(layers, x, dy):
+    """Forward and backward through the layers, as a training step runs them."""
+    for layer in layers:
+        x = layer.forward(x, True)
+    for layer in reversed(layers):
+        dy = layer.backward(dy)
+    return x, dy
 
 
 def _time(op, reps: int) -> float:
@@ -90,21 +114,48 @@ def compare_kernel_ops(model_names, batch: int, reps: int = 20) -> dict:
     return {"batch": batch, "rows": rows, "families": families}
 
 
+@contextmanager
+def host_kernels():
+    """The kernels compiled for this CPU with g++ (nn/kernels_cuda/host.py) as the layers'
+    launcher, for a comparison without a GPU."""
+    import tempfile
+    from ..nn import cuda_kernels
+    from ..nn.kernels_cuda import host
+    with tempfile.TemporaryDirectory(prefix="dptrain-kernels-") as directory:
+        # a block of one thread and a chunk per channel: no thread start-ups in the times
+        build = host.build(directory, reduce_block=1, reduce_blocks=1, optimize="-O2")
+        before, cuda_kernels.host_launcher = cuda_kernels.host_launcher, build
+        try:
+            yield
+        finally:
+            cuda_kernels.host_launcher = before
+
+
 def run_kernel_ops(args) -> int:
     from ..errors import UsageError
-    if not args.device.startswith("gpu"):
-        raise UsageError("--kernel-ops compares the CUDA kernels with CuPy's generic code: "
-                         "it needs --device gpu")
     from .command import emit_json, select_device
-    select_device(args)
-    report = compare_kernel_ops(args.model.split(","), args.batch_size, reps=args.steps)
+    device = select_device(args)
+    models = args.model.split(",")
+    if device == "cpu":
+        from ..nn.kernels_cuda import host
+        if not host.available():
+            raise UsageError("--kernel-ops on a CPU runs the CUDA kernels compiled with g++, "
+                             "and there is no g++ here (or use --device gpu)")
+        with host_kernels():
+            report = compare_kernel_ops(models, args.batch_size, reps=args.steps)
+    else:
+        report = compare_kernel_ops(models, args.batch_size, reps=args.steps)
+    report["device"] = device
     if emit_json(report, args):
         return 0
-    print(f"dptrain bench --kernel-ops: batch {args.batch_size}, median of {args.steps}")
+    print(f"dptrain bench --kernel-ops: {device}, batch {args.batch_size}, median of {args.steps}")
+    if device == "cpu":
+        print("  (CPU: the kernels' source compiled with g++, run on one thread; the times say "
+              "nothing of a GPU)")
     for r in report["rows"]:
-        print(f"  {r['family']:<10} {r['case']:<60} generic {r['generic_ms']:8.3f} ms  "
+        print(f"  {r['family']:<12} {r['case']:<72} generic {r['generic_ms']:8.3f} ms  "
               f"kernel {r['kernel_ms']:8.3f} ms  x{r['speedup']:.2f}")
     for family, f in report["families"].items():
-        print(f"  {family:<10} total: generic {f['generic_ms']:.3f} ms, kernels {f['kernel_ms']:.3f} ms "
+        print(f"  {family:<12} total: generic {f['generic_ms']:.3f} ms, kernels {f['kernel_ms']:.3f} ms "
               f"-> {'keep the kernels' if f['keep'] else 'generic is faster: leave this family out'}")
     return 0

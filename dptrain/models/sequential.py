@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import to_numpy
+from ..nn.fusion import link_bn_relu_pool
 from .flat import flat_params
 from .summary import Summary
 
@@ -39,6 +40,8 @@ class Sequential:
             shape = layer.output_shape(shape)
             self.shapes.append(shape)
         flat_params(self)                     # one flat buffer, the optimiser's layout (flat.py)
+        # With the bn_relu_pool kernels, BatchNorm -> ReLU -> MaxPool2D run as one kernel.
+        link_bn_relu_pool(self.layers)
         # Up to the first layer with parameters, input gradients would be wasted work.
         for layer in self.layers:
             layer.needs_input_grad = False

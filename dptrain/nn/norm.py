@@ -4,6 +4,12 @@ Training normalises with the batch statistics and updates running estimates
 (momentum 0.1, unbiased variance, as PyTorch does); evaluation uses the running
 estimates. With ``sync`` set (``--sync-bn``), statistics and the two backward
 sums are reduced over every rank, so the layer sees the global batch.
+
+With CUDA kernels (the ``batchnorm`` family) the statistics take one pass over x and the
+backward sums one pass over dy and xhat (nn/kernels_cuda/norm.py); the array code takes two
+passes for the variance, exact in float32. When nn/fusion.py has linked a following ReLU
+and MaxPool2D (``fused_tail``) and the ``bn_relu_pool`` family is on, forward returns the
+pooled output of all three layers and the two others pass their input through.
 """
 from __future__ import annotations
 
@@ -14,12 +20,15 @@ from .layer import Layer
 
 
 class BatchNorm(Layer):
+    fused_tail = None          # (ReLU, MaxPool2D) that may run inside this layer
+
     def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
         self.n = int(n_features)
         self.momentum, self.eps = float(momentum), float(eps)
         # Sum-over-ranks of a small array, or None for local statistics (set by DataParallel).
         self.sync = None
+        self._fused = None
 
     def initialize(self, rng) -> None:
         xp = backend.xp
@@ -48,16 +57,24 @@ class BatchNorm(Layer):
         """Global sum of a small array when synchronised, else itself."""
         return a if self.sync is None else self.sync(a)
 
-    def forward(self, x, train):
+    def _batch_stats(self, x, launch):
+        """(mean, biased variance, count) of the (global) batch per channel, and x - mean from
+        the array code (None from the kernels). Every rank posts the same two reductions
+        whichever path computes its local part."""
         xp = get_array_module(x)
         axes, view = self._axes_and_view(x)
-        if not train:
-            inv_std = 1.0 / xp.sqrt(self.buffers["running_var"] + self.eps)
-            scale = (self.params["gamma"] * inv_std).reshape(view)
-            shift = (self.params["beta"] - self.buffers["running_mean"]
-                     * self.params["gamma"] * inv_std).reshape(view)
-            return x * scale + shift
         count = x.size // self.n
+        if launch is not None:              # one pass: local mean and squared deviations
+            local_mean, local_m2 = cuda_kernels.bn_stats(x, launch=launch)
+            if self.sync is None:
+                return local_mean, local_m2 / count, count, None
+            stats = self._sum(xp.concatenate([local_mean * count, xp.asarray([count], x.dtype)]))
+            total = xp.rint(stats[-1])
+            mean = stats[:-1] / total
+            # each rank's squared deviations about the global mean (parallel axis theorem):
+            # a sum of non-negative terms, no cancellation
+            shift = local_mean - mean
+            return mean, self._sum(local_m2 + count * shift * shift) / total, total, None
         if self.sync is not None:
             stats = self._sum(xp.concatenate([x.sum(axis=axes), xp.asarray([count], x.dtype)]))
             # the global count stays a 0-d array on the device (no host read in a step);
@@ -69,39 +86,73 @@ class BatchNorm(Layer):
             mean = x.mean(axis=axes)
         xc = x - mean.reshape(view)
         var = self._sum((xc * xc).sum(axis=axes)) / total     # two passes: exact in float32
+        return mean, var, total, xc
+
+    def _fusion_launcher(self, x, train):
+        if not train or self.fused_tail is None or x.ndim != 4 or x.shape[0] == 0:
+            return None
+        return cuda_kernels.launcher_for(x, "bn_relu_pool")
+
+    def forward(self, x, train):
+        xp = get_array_module(x)
+        axes, view = self._axes_and_view(x)
+        fused = self._fusion_launcher(x, train)
+        for layer in self.fused_tail or ():
+            layer.bypass = fused is not None
+        self._fused = None
+        if not train:
+            inv_std = 1.0 / xp.sqrt(self.buffers["running_var"] + self.eps)
+            scale = (self.params["gamma"] * inv_std).reshape(view)
+            shift = (self.params["beta"] - self.buffers["running_mean"]
+                     * self.params["gamma"] * inv_std).reshape(view)
+            return x * scale + shift
+        if fused is not None:
+            x = xp.ascontiguousarray(x)     # kept for backward: a copy only if strided
+        launch = fused if fused is not None else cuda_kernels.launcher_for(x, "batchnorm")
+        if x.size == 0:
+            launch = None                   # an empty rank's zeros: the array code is exact
+        mean, var, total, xc = self._batch_stats(x, launch)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
-        launch = cuda_kernels.launcher_for(x, "batchnorm")
-        if launch is not None:                  # normalise, scale and shift in one kernel
-            del xc
-            xhat, y = cuda_kernels.bn_normalize(x, mean, inv_std, self.params["gamma"],
-                                                self.params["beta"], launch=launch)
-        else:
-            xhat = xc
-            xhat *= inv_std.reshape(view)
-            y = None
-        self._xhat, self._inv_std, self._total = xhat, inv_std, total
+        self._inv_std, self._total = inv_std, total
         m = self.momentum
         unbiased = var * (total / xp.maximum(total - 1, 1))
         self.buffers["running_mean"] *= 1 - m
         self.buffers["running_mean"] += m * mean
         self.buffers["running_var"] *= 1 - m
         self.buffers["running_var"] += m * unbiased
-        if y is not None:
+        if fused is not None:               # normalise, ReLU and max-pool in one kernel
+            pool = self.fused_tail[1]
+            y, arg = cuda_kernels.bn_relu_maxpool_forward(
+                x, mean, inv_std, self.params["gamma"], self.params["beta"], pool.kh, pool.kw,
+                pool.stride, pool.padding, launch=fused)
+            self._fused, self._xhat = (x, mean, y, arg), None
             return y
+        if launch is not None:              # normalise, scale and shift in one kernel
+            xhat, y = cuda_kernels.bn_normalize(x, mean, inv_std, self.params["gamma"],
+                                                self.params["beta"], launch=launch)
+            self._xhat = xhat
+            return y
+        xhat = xc
+        xhat *= inv_std.reshape(view)
+        self._xhat = xhat
         return xhat * self.params["gamma"].reshape(view) + self.params["beta"].reshape(view)
 
     def backward(self, dy):
+        if self._fused is not None:
+            return self._fused_backward(dy)
         xp = get_array_module(dy)
         axes, view = self._axes_and_view(dy)
         xhat = self._xhat
-        dy.sum(axis=axes, out=self.grads["beta"])
-        (dy * xhat).sum(axis=axes, out=self.grads["gamma"])
+        launch = cuda_kernels.launcher_for(dy, "batchnorm")
+        if launch is not None:                  # both sums in one pass
+            cuda_kernels.bn_grad_sums(dy, xhat, launch=launch, out_dy=self.grads["beta"],
+                                      out_dy_xhat=self.grads["gamma"])
+        else:
+            dy.sum(axis=axes, out=self.grads["beta"])
+            (dy * xhat).sum(axis=axes, out=self.grads["gamma"])
         if not self.needs_input_grad:
             return None
-        sums = xp.concatenate([self.grads["beta"], self.grads["gamma"]])
-        sums = self._sum(sums)
-        sum_dy, sum_dy_xhat = sums[:self.n], sums[self.n:]
-        launch = cuda_kernels.launcher_for(dy, "batchnorm")
+        sum_dy, sum_dy_xhat = self._global_sums()
         if launch is not None:                  # the input gradient in one kernel
             return cuda_kernels.bn_input_grad(dy, xhat, self.params["gamma"] * self._inv_std,
                                               self._total, sum_dy, sum_dy_xhat, launch=launch)
@@ -111,6 +162,31 @@ class BatchNorm(Layer):
         dx -= xhat * sum_dy_xhat.reshape(view)
         dx *= k
         return dx
+
+    def _global_sums(self):
+        """(sum dy, sum dy * xhat) over the global batch, from the local ones in grads."""
+        sums = get_array_module(self.grads["beta"]).concatenate([self.grads["beta"],
+                                                                 self.grads["gamma"]])
+        sums = self._sum(sums)
+        return sums[:self.n], sums[self.n:]
+
+    def _fused_backward(self, dy):
+        """Backward of BatchNorm -> ReLU -> MaxPool2D from the pooled output's gradient."""
+        x, mean, y, arg = self._fused
+        self._fused = None
+        pool = self.fused_tail[1]
+        launch = cuda_kernels.launcher_for(dy, "bn_relu_pool")
+        cuda_kernels.bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, self._inv_std, pool.kw,
+                                               pool.stride, pool.padding, launch=launch,
+                                               out_dz=self.grads["beta"],
+                                               out_dz_xhat=self.grads["gamma"])
+        if not self.needs_input_grad:
+            return None
+        sum_dz, sum_dz_xhat = self._global_sums()
+        return cuda_kernels.bn_relu_maxpool_input_grad(
+            dy, y, arg, x, mean, self._inv_std, self.params["gamma"] * self._inv_std,
+            self._total, sum_dz, sum_dz_xhat, pool.kh, pool.kw, pool.stride, pool.padding,
+            launch=launch)
 
     def __repr__(self):
         return f"BatchNorm({self.n})"

@@ -49,8 +49,15 @@ class MaxPool2D(_Pool2D):
     finds it again by comparing the input with the output, which is cheaper than storing
     an arg-max; the CUDA kernels store the arg-max (one int32 per output) instead."""
     _arg = None
+    # Set by a BatchNorm linked to this layer (nn/fusion.py) when it has computed this layer
+    # too; taken by the next forward only, so a stale flag never skips a later call.
+    bypass = False
+    _passing = False
 
     def forward(self, x, train):
+        self._passing, self.bypass = self.bypass, False
+        if self._passing:
+            return x
         launch = cuda_kernels.launcher_for(x, "maxpool")
         if launch is not None:
             y, arg = cuda_kernels.maxpool_forward(x, self.kh, self.kw, self.stride, self.padding,
@@ -69,6 +76,8 @@ class MaxPool2D(_Pool2D):
         return y
 
     def backward(self, dy):
+        if self._passing:
+            return dy
         if self._arg is not None:
             arg, self._arg = self._arg, None
             return cuda_kernels.maxpool_backward(dy, arg, self._x_shape, self.kh, self.kw,

@@ -95,6 +95,147 @@ def test_fused_batch_norm_matches_the_generic_path(host_launcher, dtype, shape):
     np.testing.assert_allclose(dx, dx_ref, rtol=TOL[dtype], atol=TOL[dtype])
 
 
+# (shape, chunks per channel, threads per block): channel counts 1, 3 and 32, per-channel
+# sizes that no block size divides, more chunks than a channel has elements, dense (N, F)
+REDUCTIONS = [((5, 3, 7, 9), None, 4), ((2, 1, 13, 11), 7, 8), ((3, 32, 5, 7), None, 4),
+              ((4, 3, 3, 5), 1, 16), ((2, 3, 2, 3), 17, 2), ((4, 1, 2, 2), 1, 1),
+              ((37, 3), None, 4), ((9, 32), 3, 8)]
+
+
+def _reduction_launcher(host_launcher, dtype, block):
+    launch = host_launcher(dtype)
+    launch.reduce_block = block
+    return launch
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,chunks,block", REDUCTIONS)
+def test_one_pass_batch_norm_statistics_are_exact_far_from_zero(host_launcher, dtype, shape,
+                                                                chunks, block):
+    """Mean and squared deviations per channel in one pass (Welford in each thread, Chan's
+    merge in the block's tree and across chunks), against float64 NumPy on the same values:
+    data of mean 1e3 and std 1, where sums of x and x*x in float32 lose the variance."""
+    x = (rng_array(shape, np.float64) + 1e3).astype(dtype)
+    axes = (0,) + tuple(range(2, x.ndim))
+    launch = _reduction_launcher(host_launcher, dtype, block)
+    mean, m2 = ck.bn_stats(x, launch=launch, chunks=chunks)
+    x64 = x.astype(np.float64)
+    count = x.size // shape[1]
+    ref_mean, ref_var = x64.mean(axis=axes), x64.var(axis=axes)
+    assert mean.dtype == m2.dtype == dtype
+    rtol = 1e-13 if dtype == np.float64 else 3e-7
+    np.testing.assert_allclose(mean, ref_mean, rtol=rtol)
+    np.testing.assert_allclose(m2 / count, ref_var, rtol=1e-12 if dtype == np.float64 else 1e-5)
+    if dtype == np.float32 and count > 100:   # the data is hard: naive float32 sums fail here
+        naive = (x * x).mean(axis=axes, dtype=np.float32) - x.mean(axis=axes, dtype=np.float32) ** 2
+        assert np.abs(naive / ref_var - 1).max() > 1e-5
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,chunks,block", REDUCTIONS)
+def test_one_pass_batch_norm_backward_sums(host_launcher, dtype, shape, chunks, block):
+    dy, xhat = rng_array(shape, dtype, seed=4), rng_array(shape, dtype, seed=5)
+    axes = (0,) + tuple(range(2, dy.ndim))
+    launch = _reduction_launcher(host_launcher, dtype, block)
+    out_dy, out_dy_xhat = np.empty(shape[1], dtype), np.empty(shape[1], dtype)
+    sum_dy, sum_dy_xhat = ck.bn_grad_sums(dy, xhat, launch=launch, chunks=chunks, out_dy=out_dy,
+                                          out_dy_xhat=out_dy_xhat)
+    assert sum_dy is out_dy and sum_dy_xhat is out_dy_xhat        # written in place
+    dy64, xhat64 = dy.astype(np.float64), xhat.astype(np.float64)
+    tol = TOL[dtype] * np.sqrt(dy.size)
+    np.testing.assert_allclose(sum_dy, dy64.sum(axis=axes), rtol=tol, atol=tol)
+    np.testing.assert_allclose(sum_dy_xhat, (dy64 * xhat64).sum(axis=axes), rtol=tol, atol=tol)
+
+
+def test_reduction_grid_fills_the_device_and_keeps_work_per_thread(host_launcher):
+    from dptrain.nn.kernels_cuda.compile import reduction_grid
+    gpu = lambda: None                                        # noqa: E731  (no attributes)
+    assert reduction_grid(gpu, 32, 256 * 24 * 24) == (32, 256)     # 1024 blocks for 32 channels
+    assert reduction_grid(gpu, 3, 100) == (1, 256)                  # a small channel: one block
+    assert reduction_grid(host_launcher(np.float32), 1, 10_000) == (64, 4)
+
+
+FUSED = [((2, 3, 8, 8), 2, 2, 0), ((3, 1, 9, 7), 3, 2, 1), ((2, 32, 6, 6), 3, 1, 1),
+         ((2, 3, 5, 5), 2, 3, 0), ((1, 3, 7, 6), 3, 3, 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape,k,stride,pad", FUSED)
+def test_fused_bn_relu_maxpool_matches_the_unfused_layers(host_launcher, dtype, shape, k, stride,
+                                                          pad):
+    """The bn_relu_pool kernels against BatchNorm, ReLU and MaxPool2D run one after the other
+    with the generic array code: outputs, the input gradient and gamma's and beta's. Gammas
+    of both signs and a zero one; ties inside windows."""
+    from dptrain.nn import ReLU
+    from dptrain.nn.fusion import link_bn_relu_pool
+    c = shape[1]
+    backend.set_dtype(np.dtype(dtype).name)
+    try:
+        layers = [BatchNorm(c), ReLU(), MaxPool2D(k, stride, pad)]
+        layers[0].initialize(None)
+    finally:
+        backend.set_dtype("float32")
+    bn = layers[0]
+    bn.params["gamma"][...] = np.linspace(-1.5, 2, c) if c > 1 else -0.7
+    if c >= 3:
+        bn.params["gamma"][1] = 0.0
+    bn.params["beta"][...] = np.linspace(-0.5, 0.5, c)
+    x = rng_array(shape, dtype) * 3 + 1
+    x[0, :, :2, :2] = 1.5                      # ties: the first maximum takes the gradient
+    dx_ref, out_ref, grads_ref = _chain(layers, x, dtype)
+    assert link_bn_relu_pool(layers) == 1
+    launcher, ck.host_launcher = ck.host_launcher, host_launcher
+    mode = backend.kernels
+    backend.set_kernels("bn_relu_pool")
+    try:
+        dx, out, grads = _chain(layers, x, dtype)
+    finally:
+        ck.host_launcher, backend.kernels = launcher, mode
+    assert layers[1]._passing and layers[2]._passing and bn._fused is None
+    tol = TOL[dtype] * (1 if dtype == np.float64 else 10)
+    np.testing.assert_allclose(out, out_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol)
+    for name in grads:
+        np.testing.assert_allclose(grads[name], grads_ref[name], rtol=tol, atol=tol, err_msg=name)
+    backend.set_kernels("generic")             # and the array code runs the three layers again
+    try:
+        np.testing.assert_allclose(_chain(layers, x, dtype)[0], dx_ref, rtol=0, atol=0)
+    finally:
+        backend.kernels = mode
+
+
+def test_fused_bn_relu_maxpool_keeps_a_nan_as_the_unfused_layers_do(host_launcher):
+    """A NaN in a channel makes its statistics NaN: every pooled output of the channel is NaN,
+    fused or not (so the loss, not a silent zero, reports it)."""
+    from dptrain.nn import ReLU
+    from dptrain.nn.fusion import link_bn_relu_pool
+    layers = [BatchNorm(2), ReLU(), MaxPool2D(2)]
+    layers[0].initialize(None)
+    x = rng_array((2, 2, 4, 4), np.float32)
+    x[1, 0, 3, 2] = np.nan
+    reference = _chain(layers, x, np.float32)[1]
+    link_bn_relu_pool(layers)
+    launcher, ck.host_launcher = ck.host_launcher, host_launcher
+    try:
+        fused = _chain(layers, x, np.float32)[1]
+    finally:
+        ck.host_launcher = launcher
+    assert layers[1]._passing
+    assert np.isnan(reference[:, 0]).all() and np.isnan(fused[:, 0]).all()
+    np.testing.assert_allclose(fused[:, 1], reference[:, 1], rtol=1e-5, atol=1e-6)
+
+
+def _chain(layers, x, dtype):
+    """(input gradient, output, BatchNorm's gradients) of the layers for a fixed output gradient."""
+    y = x
+    for layer in layers:
+        y = layer.forward(y, True)
+    dy = rng_array(y.shape, dtype, seed=6)
+    for layer in reversed(layers):
+        dy = layer.backward(dy)
+    return dy, y, {k: v.copy() for k, v in layers[0].grads.items()}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_nvcc_compiles_the_kernels_for_an_h100(tmp_path, dtype):
     nvcc = shutil.which("nvcc")
@@ -126,9 +267,28 @@ def test_training_through_the_kernels_matches_the_generic_path(kernel_path, mode
         generic.run()
     finally:
         cuda_kernels.host_launcher = launcher
-    through = Trainer(cfg)
-    through.run()
+    launched = []
+
+    def recording(dtype):
+        launch = launcher(dtype)
+
+        def recorded(name, *args):
+            launched.append(name)
+            return launch(name, *args)
+        recorded.__dict__.update(launch.__dict__)
+        return recorded
+    cuda_kernels.host_launcher = recording
+    try:
+        through = Trainer(cfg)
+        through.run()
+    finally:
+        cuda_kernels.host_launcher = launcher
     backend.set_dtype("float32")
+    # both BatchNorm -> ReLU -> MaxPool2D runs fused; vgg-cifar's other BatchNorms alone
+    assert {"bn_relu_maxpool_forward", "bn_relu_maxpool_input_grad", "bn_stats_partial",
+            "bn_stats_combine"} <= set(launched)
+    if model == "vgg-cifar":
+        assert {"bn_grad_partial", "sum_pairs_combine", "bn_normalize"} <= set(launched)
     for (k, a), (_, b) in zip(generic.model.named_params(), through.model.named_params()):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=k)
 

@@ -62,6 +62,25 @@ def test_batchnorm_train(float64, rng, kernel_path, shape):
     check_layer(layer, rng.standard_normal(shape) * 2 + 1, rng)
 
 
+@pytest.mark.parametrize("kernel_path", ["cuda-kernels"], indirect=True)
+@pytest.mark.parametrize("k,stride,pad,shape", [
+    (2, None, 0, (3, 3, 6, 6)), (3, 2, 1, (2, 2, 7, 9)), (3, 1, 1, (2, 1, 5, 4)),
+    ((2, 3), 2, 0, (2, 4, 6, 7))])
+def test_fused_batchnorm_relu_maxpool(float64, rng, kernel_path, k, stride, pad, shape):
+    """BatchNorm -> ReLU -> MaxPool2D run as one (the bn_relu_pool kernels, on the CPU): the
+    batch norm's forward is the pooled output and its backward the chain's input gradient.
+    One channel has a negative gamma (the largest x is then the smallest output)."""
+    from dptrain.nn.fusion import link_bn_relu_pool
+    c = shape[1]
+    bn, relu, pool = built(nn.BatchNorm(c), rng), nn.ReLU(), nn.MaxPool2D(k, stride=stride, padding=pad)
+    assert link_bn_relu_pool([bn, relu, pool]) == 1
+    bn.params["gamma"][...] = np.linspace(-1.2, 1.5, c) if c > 1 else -0.8
+    bn.params["beta"][...] = rng.standard_normal(c) * 0.5
+    x = rng.standard_normal(shape) * 2 + 1
+    assert bn.forward(x, True).shape[2:] == pool.output_shape(shape[1:])[1:]
+    check_layer(bn, x, rng)
+
+
 def test_batchnorm_eval(float64, rng):
     layer = built(nn.BatchNorm(3), rng)
     layer.buffers["running_mean"][...] = rng.standard_normal(3)
@@ -157,8 +176,10 @@ def test_mse(float64, rng, labels_as_ids):
     assert rel_error(analytic.reshape(-1)[idx], num) < 1e-6
 
 
-def test_whole_model_gradient(float64, rng):
-    """Backprop through a full zoo model (thesis-cnn on a small input) against differences."""
+def test_whole_model_gradient(float64, rng, kernel_path):
+    """Backprop through a full zoo model (thesis-cnn on a small input) against differences,
+    with the generic array code and through the CUDA kernels (its two BatchNorm -> ReLU ->
+    MaxPool2D runs fused)."""
     from dptrain import models
     model = models.get("thesis-cnn", input_shape=(1, 16, 16), seed=3)
     x = rng.standard_normal((3, 1, 16, 16))

@@ -1,0 +1,23 @@
+"""Links BatchNorm -> ReLU -> MaxPool2D runs of a model so that, with the ``bn_relu_pool``
+CUDA kernels, the batch norm computes all three (nn/kernels_cuda/fused.py) and the ReLU and
+the pooling pass their input through (``bypass``, set by the batch norm's every forward).
+
+The layer list, the parameter names and the checkpoints stay those of the unfused model; the
+array code (CPUs, ``--kernels generic``) runs the three layers as before, and evaluation
+always does.
+"""
+from __future__ import annotations
+
+from .activations import ReLU
+from .norm import BatchNorm
+from .pool import MaxPool2D
+
+
+def link_bn_relu_pool(layers) -> int:
+    """Mark every BatchNorm directly followed by ReLU and MaxPool2D; returns how many."""
+    linked = 0
+    for bn, relu, pool in zip(layers, layers[1:], layers[2:]):
+        if type(bn) is BatchNorm and type(relu) is ReLU and type(pool) is MaxPool2D:
+            bn.fused_tail = (relu, pool)
+            linked += 1
+    return linked

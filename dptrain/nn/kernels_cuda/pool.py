@@ -1,0 +1,82 @@
+"""Max-pooling's kernels: the window scan with its arg-max, and a gather backward reading it."""
+from __future__ import annotations
+
+import numpy as np
+
+from .compile import launcher_or_gpu, xp_of
+
+SOURCE = r"""
+extern "C" __global__ void maxpool_forward(const T* __restrict__ x, T* __restrict__ y,
+        int* __restrict__ arg, long long n_out, int H, int W, int OH, int OW, int KH, int KW,
+        int stride, int pad, T outside)
+{
+    GRID_LOOP(idx, n_out) {
+        long long r = idx;
+        int ow = r % OW; r /= OW;
+        int oh = r % OH; long long nc = r / OH;
+        T best = outside;
+        int best_k = 0;
+        for (int i = 0; i < KH; ++i) {
+            int h = oh * stride - pad + i;
+            for (int j = 0; j < KW; ++j) {
+                int w = ow * stride - pad + j;
+                T v = (h >= 0 && h < H && w >= 0 && w < W) ? x[(nc * H + h) * W + w] : outside;
+                if ((i == 0 && j == 0) || v > best) {      /* the first maximum wins */
+                    best = v;
+                    best_k = i * KW + j;
+                }
+            }
+        }
+        y[idx] = best;
+        arg[idx] = best_k;
+    }
+}
+
+extern "C" __global__ void maxpool_backward(const T* __restrict__ dy, const int* __restrict__ arg,
+        T* __restrict__ dx, long long n_in, int H, int W, int OH, int OW, int KH, int KW,
+        int stride, int pad)
+{
+    GRID_LOOP(idx, n_in) {
+        long long r = idx;
+        int w = r % W; r /= W;
+        int h = r % H; long long nc = r / H;
+        T acc = 0;
+        for (int i = 0; i < KH; ++i) {
+            int oh = window_at(h, i, stride, pad, OH);
+            for (int j = 0; oh >= 0 && j < KW; ++j) {
+                int ow = window_at(w, j, stride, pad, OW);
+                long long o = (nc * OH + oh) * OW + ow;
+                if (ow >= 0 && arg[o] == i * KW + j)
+                    acc += dy[o];
+            }
+        }
+        dx[idx] = acc;
+    }
+}
+"""
+
+SIGNATURES = {"maxpool_forward": "pppqiiiiiiiit", "maxpool_backward": "pppqiiiiiiii"}
+
+
+def maxpool_forward(x, kh: int, kw: int, stride: int, pad: int, launch=None):
+    """(N, C, H, W) -> (max of each window, its flat position in the window as int32)."""
+    xp = xp_of(x)
+    x = xp.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    y = xp.empty((n, c, oh, ow), dtype=x.dtype)
+    arg = xp.empty((n, c, oh, ow), dtype=np.int32)
+    launcher_or_gpu(x, launch)("maxpool_forward", y.size, x, y, arg, y.size, h, w, oh, ow, kh, kw,
+                               stride, pad, -np.inf)
+    return y, arg
+
+
+def maxpool_backward(dy, arg, x_shape, kh: int, kw: int, stride: int, pad: int, launch=None):
+    xp = xp_of(dy)
+    dy = xp.ascontiguousarray(dy)
+    _, _, h, w = x_shape
+    oh, ow = dy.shape[2:]
+    dx = xp.empty(x_shape, dtype=dy.dtype)
+    launcher_or_gpu(dy, launch)("maxpool_backward", dx.size, dy, arg, dx, dx.size, h, w, oh, ow,
+                                kh, kw, stride, pad)
+    return dx
