@@ -16,26 +16,15 @@ array), so compiled for the CPU (tests, g++) it agrees with them to the last bit
 on a GPU NVRTC may contract a multiply and an add into one FMA, which differs by a rounding.
 Weight decay, when set, is added to the gradient first, as Optimizer does.
 
-Like nn/cuda_kernels.py, the source is valid C++ when run as one block of one thread, which
-is how tests/optim/test_fused_kernels.py checks it without a GPU.
+The source is compiled with the layers' kernels, as one module (nn/kernels_cuda/compile.py):
+valid C++ when run as one block of one thread, which is how tests/optim/test_fused_kernels.py
+checks it without a GPU (nn/kernels_cuda/host.py).
 """
 from __future__ import annotations
 
-import functools
-
-import numpy as np
+from ..nn.kernels_cuda import compile
 
 SOURCE = r"""
-#ifndef __CUDACC__          /* g++ (tests): NVRTC and nvcc have the float overloads built in */
-#include <cmath>
-using std::sqrt;
-using std::fabs;
-#endif
-
-#define GRID_LOOP(i, n) \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-         i += (long long)blockDim.x * gridDim.x)
-
 /* the gradient with weight decay, as Optimizer.update adds it (only when set) */
 #define DECAYED(gi, i) T gi = g[i]; if (wd != (T)0) gi = gi + wd * w[i];
 
@@ -174,34 +163,8 @@ SIGNATURES = {
     "adamax": "ppppqttttttp",
 }
 
-TYPES = {"float32": "float", "float64": "double"}
-
 # The backend.kernels family that switches these kernels (``--kernels generic`` leaves it out).
 FAMILY = "optimizer"
-
-
-def source_for(dtype) -> str:
-    return f"typedef {TYPES[np.dtype(dtype).name]} T;\n" + SOURCE
-
-
-@functools.lru_cache(maxsize=None)
-def _cupy_module(dtype_name: str):
-    from .. import backend
-    cupy = backend.cupy_module()
-    return cupy.RawModule(code=source_for(dtype_name), options=("--std=c++14",))
-
-
-def cupy_launcher(dtype):
-    """Runs a kernel of SOURCE on the current CUDA stream, 256 threads a block."""
-    module = _cupy_module(np.dtype(dtype).name)
-    scalar = np.dtype(dtype).type
-
-    def launch(name: str, n: int, *args):
-        cast = {"p": lambda a: a, "q": np.int64, "t": scalar}
-        blocks = max(1, min((n + 255) // 256, 65535))
-        module.get_function(name)((blocks,), (256,),
-                                  tuple(cast[k](a) for k, a in zip(SIGNATURES[name], args)))
-    return launch
 
 
 # Set by tests only: a factory (dtype -> launcher) running the kernels compiled for the CPU,
@@ -216,7 +179,7 @@ def launcher_for(a):
     if not backend.kernels_enabled(FAMILY):
         return None
     if backend.is_device_array(a):
-        return cupy_launcher(a.dtype)
+        return compile.cupy_launcher(a.dtype)
     return host_launcher(a.dtype) if host_launcher is not None else None
 
 

@@ -17,6 +17,12 @@ import functools
 import numpy as np
 
 PRELUDE = r"""
+#ifndef __CUDACC__          /* g++ (tests): NVRTC and nvcc have the float overloads built in */
+#include <cmath>
+using std::sqrt;
+using std::fabs;
+#endif
+
 #define GRID_LOOP(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
@@ -93,8 +99,10 @@ MAX_BLOCK = 256
 
 
 def _parts():
+    """Every hand-written kernel of dptrain, one NVRTC module: the layers' and the optimiser's."""
+    from ...optim import fused as optimizer
     from . import conv, fused, norm, pool
-    return (conv, pool, norm, fused)
+    return (conv, pool, norm, fused, optimizer)
 
 
 def source() -> str:
