@@ -100,8 +100,7 @@ MAX_BLOCK = 256
 
 def _parts():
     """Every hand-written kernel of dptrain, one NVRTC module: the layers' and the optimiser's."""
-    from ...optim import fused as optimizer
-    from . import conv, fused, norm, pool
+    from . import conv, fused, norm, optimizer, pool
     return (conv, pool, norm, fused, optimizer)
 
 
