@@ -13,9 +13,9 @@ import numpy as np
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 xp = np                 # the array module in use
-# Which hand-written CUDA kernels (nn/cuda_kernels.py, optim/fused.py) GPUs use: auto (all),
-# generic (none: array code only), or a comma list of families (im2col,col2im,maxpool,
-# batchnorm,bn_relu_pool,optimizer)
+# Which hand-written CUDA kernels (nn/kernels_cuda/) GPUs use: auto (those that beat the
+# generic array code, below), all, generic (none: array code only), or a comma list of
+# families (im2col,col2im,maxpool,batchnorm,bn_relu_pool,optimizer)
 kernels = os.environ.get("DPTRAIN_KERNELS", "auto")
 dtype = np.float32      # default floating dtype for parameters and activations
 device_name = "cpu"
@@ -37,15 +37,24 @@ def set_kernels(mode: str) -> None:
     from .nn.cuda_kernels import FAMILIES
     from .optim.fused import FAMILY as OPTIMIZER_FAMILY
     families = FAMILIES + (OPTIMIZER_FAMILY,)
-    unknown = [f for f in mode.split(",") if f not in families] if mode not in ("auto", "generic") else []
+    named = mode not in ("auto", "all", "generic")
+    unknown = [f for f in mode.split(",") if f not in families] if named else []
     if unknown or not mode:
-        raise ValueError(f"unknown kernel choice {mode!r} (choose auto, generic or a comma list "
-                         f"of {', '.join(families)})")
+        raise ValueError(f"unknown kernel choice {mode!r} (choose auto, all, generic or a comma "
+                         f"list of {', '.join(families)})")
     kernels = mode
 
 
+# Left out of `auto`: the families that lost to the generic array code where last measured
+# on a GPU (dptrain bench --kernel-ops --device gpu --batch-size 256, H100, 2026-11-26:
+# the im2col kernel 2.0 ms against 1.9 ms for the padded copy and strided view, both models).
+NOT_IN_AUTO = ("im2col",)
+
+
 def kernels_enabled(family: str) -> bool:
-    return kernels == "auto" or (kernels != "generic" and family in kernels.split(","))
+    if kernels == "auto":
+        return family not in NOT_IN_AUTO
+    return kernels == "all" or (kernels != "generic" and family in kernels.split(","))
 
 
 def gpu_available() -> bool:

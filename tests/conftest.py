@@ -45,9 +45,10 @@ def kernel_path(request):
             return launch(name, *args)
         counted.__dict__.update(launch.__dict__)   # the preferred reduction block
         return counted
-    cuda_kernels.host_launcher = counting
+    from dptrain import backend
+    cuda_kernels.host_launcher, before, backend.kernels = counting, backend.kernels, "all"
     try:
         yield "cuda-kernels"
     finally:
-        cuda_kernels.host_launcher = None
+        cuda_kernels.host_launcher, backend.kernels = None, before
     assert used, "the test never reached a CUDA kernel"

@@ -79,7 +79,8 @@ def add_bench_arguments(p) -> None:
                    "layer, the loss and the optimiser update, as medians over --steps and shares "
                    "of the step (CUDA events with --device gpu); --model may list several models")
     p.add_argument("--kernels", default="auto", help="with --batch-sizes: which CUDA kernels GPUs "
-                   "use: auto (all), generic (none), or families joined by + (im2col+col2im); "
+                   "use: auto (those that beat the generic code on a GPU: all but im2col), all, generic "
+                   "(none), or families joined by + (im2col+col2im); "
                    "several choices, comma separated, are compared: auto,generic")
     p.add_argument("--cuda-graph", default="off", help="with --batch-sizes: off, on (each step "
                    "replayed from a CUDA graph, as train --cuda-graph on; GPU only), or off,on "

@@ -44,9 +44,9 @@ def run_layer(make, shape, device, dtype, seed=0):
         backend.set_dtype("float32")
 
 
-@pytest.fixture(params=["auto", "generic"])
+@pytest.fixture(params=["all", "generic"])
 def kernels(request):
-    """CuPy through the CUDA kernels (the default) and through the generic array code."""
+    """CuPy through every CUDA kernel family and through the generic array code."""
     backend.set_kernels(request.param)
     yield request.param
     backend.set_kernels("auto")

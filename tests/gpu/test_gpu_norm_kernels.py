@@ -35,7 +35,7 @@ def run_chain(device, dtype, shape, pool, mean=0.0, seed=0):
         backend.set_dtype("float32")
 
 
-@pytest.mark.parametrize("kernels", ["auto", "batchnorm", "bn_relu_pool", "generic"])
+@pytest.mark.parametrize("kernels", ["all", "batchnorm", "bn_relu_pool", "generic"])
 @pytest.mark.parametrize("dtype,rtol,atol,mean", [("float64", 1e-10, 1e-12, 0.0),
                                                   ("float32", 5e-4, 5e-4, 1e3)])
 @pytest.mark.parametrize("shape,pool", [((8, 32, 24, 24), lambda: nn.MaxPool2D(2)),

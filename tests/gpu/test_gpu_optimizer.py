@@ -34,7 +34,7 @@ def updated_params(device, dtype, name, weight_decay, kernels, steps=5):
         backend.set_dtype("float32")
 
 
-@pytest.mark.parametrize("kernels", ["auto", "generic"])
+@pytest.mark.parametrize("kernels", ["all", "generic"])
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-5)])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 @pytest.mark.parametrize("name", RULES)

@@ -304,4 +304,25 @@ def test_kernel_ops_comparison_covers_every_family(kernel_path):
     assert len(convs) == 2 + 6                  # every conv has its own shape: thesis-cnn 2, vgg-cifar 6
     for r in report["rows"]:
         assert r["generic_ms"] > 0 and r["kernel_ms"] > 0
-    assert backend.kernels == "auto"
+    assert backend.kernels == "all"                  # what kernel_path set: put back
+
+
+def test_auto_leaves_out_the_families_that_lost_on_a_gpu():
+    """`auto` (the default) runs the families that beat the generic array code where last
+    measured on a GPU: not im2col. `all` runs every one, `generic` none."""
+    before = backend.kernels
+    try:
+        backend.set_kernels("auto")
+        assert not backend.kernels_enabled("im2col")
+        assert all(backend.kernels_enabled(f) for f in ck.FAMILIES + ("optimizer",)
+                   if f not in backend.NOT_IN_AUTO)
+        backend.set_kernels("all")
+        assert all(backend.kernels_enabled(f) for f in ck.FAMILIES + ("optimizer",))
+        backend.set_kernels("generic")
+        assert not any(backend.kernels_enabled(f) for f in ck.FAMILIES + ("optimizer",))
+        backend.set_kernels("im2col,optimizer")
+        assert backend.kernels_enabled("im2col") and not backend.kernels_enabled("col2im")
+        with pytest.raises(ValueError, match="auto, all, generic"):
+            backend.set_kernels("im2col,gemm")
+    finally:
+        backend.kernels = before
