@@ -39,7 +39,7 @@ class Optimizer:
         self._plan = None                   # flat.FlatPlan: the update passes
         self._slots = None                  # slot name -> flat buffer, the parameters' layout
         self._t: list[int] = []             # updates so far, per parameter (entry)
-        self._ones = {}                     # dtype -> a one-element 1 (fused kernels' lr_scale)
+        self._ones_by_dtype = {}            # dtype -> fused kernels' dyn for host scalars
 
     # --- the update rule ------------------------------------------------------------
     def update_rule(self, w, g, state: dict, lr: float) -> None:
@@ -47,15 +47,22 @@ class Optimizer:
         ``w``, updated in place) and ``t``. Called on whole flat runs of parameters."""
         raise NotImplementedError
 
-    def kernel(self, lr: float, t: int) -> tuple[str, tuple]:
-        """The fused kernel of this rule and its scalars for step ``t`` (fused.py)."""
+    def kernel(self, lr: float, t: int | None) -> tuple[str, tuple]:
+        """The fused kernel of this rule and its scalars for step ``t`` (fused.py); with
+        ``t`` None, the bias corrections are read on the device (device_scalars), 1 here."""
         raise NotImplementedError
 
-    def _one(self, w):
-        """A one-element 1 on ``w``'s device: the fused kernels' lr_scale for a host lr."""
-        one = self._ones.get(w.dtype)
+    def device_scalars(self, lr: float, t: int) -> tuple:
+        """The per-step scalars a replayed CUDA graph reads on the device (fused.py's dyn):
+        the learning rate, and whatever else changes with ``t``."""
+        return (lr,)
+
+    def _ones(self, w):
+        """Ones on ``w``'s device: the fused kernels' dyn for scalars given on the host."""
+        one = self._ones_by_dtype.get(w.dtype)
         if one is None:
-            one = self._ones[w.dtype] = get_array_module(w).ones(1, dtype=w.dtype)
+            one = get_array_module(w).ones(fused.DYNAMIC_SCALARS, dtype=w.dtype)
+            self._ones_by_dtype[w.dtype] = one
         return one
 
     # --- step counts, for what replays a step without running this code (a CUDA graph) ---
@@ -99,15 +106,17 @@ class Optimizer:
 
     def _one_pass(self, w, g, slots: list, t: int, lr: float) -> None:
         launch = fused.launcher_for(w)
+        dyn = lr if hasattr(lr, "shape") else None    # device scalars, a CUDA graph's
         if launch is not None:
-            if hasattr(lr, "shape"):        # a device scalar (a CUDA graph's): read there
-                kernel, scalars = self.kernel(1.0, t)
-                fused.update(launch, kernel, scalars, w, g, slots, self.weight_decay, lr)
+            if dyn is not None:
+                kernel, scalars = self.kernel(1.0, None)
             else:
                 kernel, scalars = self.kernel(lr, t)
-                fused.update(launch, kernel, scalars, w, g, slots, self.weight_decay,
-                             self._one(w))
+                dyn = self._ones(w)
+            fused.update(launch, kernel, scalars, w, g, slots, self.weight_decay, dyn)
             return
+        if dyn is not None:         # the array rules read the learning rate there; t is host's
+            lr = dyn[0]
         # On the CPU in cache-sized pieces: a rule makes several temporaries, and over a whole
         # bucket each would be a fresh multi-MB allocation streamed through memory.
         step = CPU_CHUNK if not is_device_array(w) else max(int(w.size), 1)

@@ -4,11 +4,11 @@ A flat group (optim/flat.py) holds many layers' parameters, gradients and state 
 one layout, so each rule is a single element-wise grid-stride loop over it instead of several
 array operations per parameter (PyTorch's multi-tensor-apply idea, without the tensor lists).
 Hyper-parameters arrive as scalars; whatever depends on the step count (Adam's and AdaMax's
-bias corrections) is computed on the host, in float64, as the NumPy rules do. The learning
-rate is the scalar times ``lr_scale[0]``, read on the device: 1 for a learning rate given as
-a number (exact), or the learning rate itself, with the scalar 1, when it lives in a device
-array -- what a replayed CUDA graph needs (train/graph_step.py), since the scalars of a
-captured launch are frozen at the capture.
+bias corrections) is computed on the host, in float64, as the NumPy rules do. The scalars
+that change from step to step (the learning rate, the bias corrections) are multiplied by
+``dyn``, a small device array: ones for scalars given on the host (exact), or the values
+themselves, with host scalars of 1, when a replayed CUDA graph (train/graph_step.py) fills
+it before each launch -- the scalars of a captured launch are frozen at the capture.
 
 Each kernel evaluates its rule in the order of the NumPy expressions of rules.py, with every
 scalar rounded to the element type first (as NumPy rounds a Python float against a float32
@@ -23,7 +23,7 @@ checks it without a GPU (nn/kernels_cuda/host.py).
 from __future__ import annotations
 
 from ..nn.kernels_cuda import compile
-from ..nn.kernels_cuda.optimizer import SIGNATURES, SOURCE  # noqa: F401 (the kernels)
+from ..nn.kernels_cuda.optimizer import DYNAMIC_SCALARS, SIGNATURES, SOURCE  # noqa: F401
 
 # The backend.kernels family that switches these kernels (``--kernels generic`` leaves it out).
 FAMILY = "optimizer"
@@ -46,8 +46,8 @@ def launcher_for(a):
 
 
 def update(launch, kernel: str, scalars: tuple, w, g, slots: list, weight_decay: float,
-           lr_scale) -> None:
-    """One launch of ``kernel`` over flat, contiguous ``w``, ``g`` and ``slots``; ``lr_scale``
-    is a one-element array on ``w``'s device that multiplies the learning rate."""
+           dyn) -> None:
+    """One launch of ``kernel`` over flat, contiguous ``w``, ``g`` and ``slots``; ``dyn`` (on
+    ``w``'s device, DYNAMIC_SCALARS long) scales the per-step scalars."""
     n = int(w.size)
-    launch(kernel, n, w, g, *slots, n, weight_decay, *scalars, lr_scale)
+    launch(kernel, n, w, g, *slots, n, weight_decay, *scalars, dyn)

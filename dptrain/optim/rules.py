@@ -126,7 +126,11 @@ class Adam(Optimizer):
 
     def kernel(self, lr, t):
         b1, b2 = self.hyper["beta1"], self.hyper["beta2"]
-        return "adam", (lr, b1, 1 - b1, b2, 1 - b2, 1 - b1 ** t, 1 - b2 ** t, self.hyper["eps"])
+        c1, c2 = (1.0, 1.0) if t is None else (1 - b1 ** t, 1 - b2 ** t)
+        return "adam", (lr, b1, 1 - b1, b2, 1 - b2, c1, c2, self.hyper["eps"])
+
+    def device_scalars(self, lr, t):
+        return (lr, 1 - self.hyper["beta1"] ** t, 1 - self.hyper["beta2"] ** t)
 
 
 class AdaMax(Optimizer):
@@ -149,4 +153,8 @@ class AdaMax(Optimizer):
 
     def kernel(self, lr, t):
         b1, b2 = self.hyper["beta1"], self.hyper["beta2"]
-        return "adamax", (b1, 1 - b1, b2, lr / (1 - b1 ** t), self.hyper["eps"])
+        return "adamax", (b1, 1 - b1, b2, 1.0 if t is None else lr / (1 - b1 ** t),
+                          self.hyper["eps"])
+
+    def device_scalars(self, lr, t):
+        return (lr / (1 - self.hyper["beta1"] ** t),)

@@ -5,8 +5,9 @@ A replay runs no Python: only the kernels and copies recorded at the capture, on
 addresses they had then. So the captured step must
 
 - read its inputs from static buffers: the batch (x, labels, sample ids), the step number
-  (dropout keys, nn/random.step_key) and the learning rate are copied into buffers owned
-  here before each replay, and the outputs (loss, correct count, gradient norms) are read
+  (dropout keys, nn/random.step_key) and the optimiser's per-step scalars (the learning
+  rate; Adam's and AdaMax's bias corrections, Optimizer.device_scalars) are copied into
+  buffers owned here before each replay, and the outputs (loss, correct count, gradient norms) are read
   from the arrays the capture returned;
 - never read a device value on the host, synchronise, or allocate outside the graph's
   private memory pool (graph_capture.py); the gradient-norm check (parallel/nonfinite.py)
@@ -29,6 +30,7 @@ import sys
 import numpy as np
 
 from .. import nn
+from ..optim import fused
 from ..parallel.nonfinite import squared_norm
 
 HOST_STEP_OPTIMIZERS = ("adam", "adamax")      # bias correction 1 - beta^t from a host count
@@ -36,13 +38,17 @@ HOST_STEP_OPTIMIZERS = ("adam", "adamax")      # bias correction 1 - beta^t from
 
 def local_reason(*, capture, size: int, transport: str, schedule: str, auto: bool,
                  optimizer: str, accumulate: int, adaptive: bool, skip_nonfinite: int,
-                 trace: bool, net_emulate: bool, capturable_transports=("nccl",)) -> str | None:
-    """Why this rank cannot capture its steps (None: it can)."""
+                 trace: bool, net_emulate: bool, fused_update: bool = True,
+                 capturable_transports=("nccl",)) -> str | None:
+    """Why this rank cannot capture its steps (None: it can). ``fused_update``: the
+    optimiser runs its fused kernels (optim/fused.py), which read the per-step scalars on
+    the device; the array expressions of rules.py take the bias corrections from the host."""
     if capture is None:
         return "no GPU: CUDA graphs need CuPy on a GPU"
-    if optimizer in HOST_STEP_OPTIMIZERS:
+    if optimizer in HOST_STEP_OPTIMIZERS and not fused_update:
         return (f"{optimizer}'s bias correction is computed from a step count kept on the "
-                "host; a graph would repeat the first step's")
+                "host without the fused optimiser kernels (--kernels generic); a graph "
+                "would repeat the first step's")
     if accumulate > 1:
         return "--accumulate splits each step into micro-batches"
     if adaptive:
@@ -97,7 +103,7 @@ class GraphStep:
         self.disabled = agree(comm, reason)          # why every step runs eagerly, or None
         self._said: set[str] = set()
         self.graph = self.pool = self.outputs = None
-        self.static = None                            # x, y, sample ids, step, lr
+        self.static = None                  # x, y, sample ids, step, per-step scalars
         self._warmed = False
         self.launches = self.eager_steps = 0
         if self.disabled:
@@ -187,7 +193,7 @@ class GraphStep:
 
     def _body(self, global_batch):
         """What the graph records: DataParallel's step, then its update at once, with the
-        learning rate read from the static buffer (a graph bakes in host numbers)."""
+        per-step scalars read from the static buffer (a graph bakes in host numbers)."""
         x, y, ids, step, lr = self.static
         context = nn.BatchContext(np.zeros(0, np.int64), 0, self.seed)
         context.sample_ids, context.step = ids, step            # device values
@@ -204,7 +210,7 @@ class GraphStep:
         self.static = (xp.empty_like(x), xp.empty_like(y),
                        xp.empty_like(x, dtype=np.uint64, shape=(len(context.sample_ids),)),
                        xp.zeros_like(x, dtype=np.uint64, shape=(1,)).reshape(()),
-                       xp.zeros_like(x, shape=(1,)).reshape(()))
+                       xp.ones_like(x, shape=(fused.DYNAMIC_SCALARS,)))
 
     def _fill(self, x, y, lr, context) -> None:
         """The step's inputs into the buffers the graph reads (copies queued before it)."""
@@ -214,7 +220,10 @@ class GraphStep:
         ys[...] = y
         ids[...] = xp.asarray(np.asarray(context.sample_ids, dtype=np.uint64))
         step.fill(context.step)
-        lrs.fill(lr)
+        # the scalars of the update this step makes: each parameter's count, plus one
+        t = max(self.opt.step_counts(), default=0) + 1
+        values = self.opt.device_scalars(lr, t)
+        lrs[:len(values)] = xp.asarray(np.asarray(values, dtype=lrs.dtype))
 
     # --- what a replay does not do: the host's side of the step -------------------------
     def _counters(self):
@@ -253,6 +262,7 @@ def for_trainer(trainer, capture=None, capturable_transports=("nccl",)):
         schedule=trainer.dp.schedule, auto=trainer.dp.auto is not None, optimizer=cfg.optimizer,
         accumulate=cfg.accumulate, adaptive=trainer.sampler.adaptive,
         skip_nonfinite=cfg.skip_nonfinite, trace=bool(cfg.trace), net_emulate=bool(cfg.net_emulate),
+        fused_update=fused.launcher_for(next(trainer.model.named_params())[1]) is not None,
         capturable_transports=capturable_transports)
     comms = graph_capture.nccl_communicators(trainer.comm) if capture is not None \
         and trainer.size > 1 else []

@@ -15,6 +15,7 @@ from cuda_graph_standin import (CaptureViolation, DeviceArray, StandinCapture,  
 from dptrain.comm.local import LocalCommunicator  # noqa: E402
 from dptrain.data.prefetch import Prefetcher, make_transfer  # noqa: E402
 from dptrain.errors import UsageError  # noqa: E402
+from dptrain.optim import fused  # noqa: E402
 from dptrain.parallel.nonfinite import NonfiniteWatch  # noqa: E402
 from dptrain.train import TrainConfig, Trainer, graph_step  # noqa: E402
 
@@ -68,6 +69,25 @@ def test_replayed_steps_equal_eager_steps(tmp_path, monkeypatch, capfd, optimize
     assert_same_training(eager, graphed)
     assert losses(tmp_path, "eager") == losses(tmp_path, "graph")      # outputs read back
     assert "step captured with a batch of 24" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamax"])
+def test_adam_and_adamax_replay_through_the_fused_kernels(tmp_path, monkeypatch, capfd,
+                                                          host_launcher, optimizer):
+    """Their bias corrections change every step. The fused kernels (compiled for the CPU,
+    as CuPy runs them on a GPU) read them, with the learning rate, from the buffer that
+    graph_step fills before each replay (Optimizer.device_scalars): bitwise the eager run
+    through the same kernels. A kernel given host scalars would replay the capture's."""
+    monkeypatch.setattr(fused, "host_launcher", host_launcher)
+    kw = dict(optimizer=optimizer, lr=2e-3)
+    eager = trainer(tmp_path, False, name="eager", **kw)
+    eager.run()
+    graphed = trainer(tmp_path, True, monkeypatch, name="graph", **kw)
+    graphed.run()
+    assert graphed.graph.disabled is None and graphed.capture.captures == 1
+    assert graphed.graph.launches == eager.dp.step - 1
+    assert_same_training(eager, graphed)
+    assert losses(tmp_path, "eager") == losses(tmp_path, "graph")
 
 
 def test_a_partial_batch_runs_eagerly_and_says_so_once(tmp_path, monkeypatch, capfd):
@@ -140,7 +160,7 @@ def test_the_stand_in_refuses_host_reads_syncs_and_a_dropped_pool(monkeypatch):
 
 
 @pytest.mark.parametrize("kw, why", [
-    (dict(optimizer="adam"), "adam's bias correction"),
+    (dict(optimizer="adam"), "adam's bias correction"),        # without the fused kernels
     (dict(accumulate=2), "--accumulate"),
     (dict(sampler="obs"), "adaptive sampler"),
     (dict(skip_nonfinite=1), "--skip-nonfinite"),
@@ -193,9 +213,10 @@ def test_static_scalars_are_0_d_under_cupys_like_rules(monkeypatch):
     g = graph_step.GraphStep.__new__(graph_step.GraphStep)
     x = np.zeros((4, 1, 2, 2), np.float32)
     g._allocate_static(x, np.zeros(4, np.int64), type("C", (), {"sample_ids": np.arange(4)}))
-    xs, ys, ids, step, lr = g.static
-    assert xs.shape == x.shape and ids.shape == (4,) and step.shape == () == lr.shape
-    assert step.dtype == np.uint64 and lr.dtype == np.float32
+    xs, ys, ids, step, scalars = g.static
+    assert xs.shape == x.shape and ids.shape == (4,) and step.shape == ()
+    assert step.dtype == np.uint64 and scalars.dtype == np.float32
+    assert scalars.shape == (fused.DYNAMIC_SCALARS,) and (scalars == 1).all()   # dyn: ones
 
 
 def test_a_checkpoint_written_between_replays_resumes_to_the_eager_run(tmp_path, monkeypatch):

@@ -11,17 +11,17 @@ SOURCE = r"""
 
 extern "C" __global__ void sgd(T* __restrict__ w, const T* __restrict__ g, long long n,
         T wd, T lr,
-        const T* __restrict__ lr_scale)
+        const T* __restrict__ dyn)
 {
-    lr = lr * lr_scale[0];
+    lr = lr * dyn[0];
     GRID_LOOP(i, n) { DECAYED(gi, i) w[i] = w[i] - lr * gi; }
 }
 
 extern "C" __global__ void momentum(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ v, long long n, T wd, T lr, T mu,
-        const T* __restrict__ lr_scale)
+        const T* __restrict__ dyn)
 {
-    lr = lr * lr_scale[0];
+    lr = lr * dyn[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T vi = v[i] * mu;
@@ -33,9 +33,9 @@ extern "C" __global__ void momentum(T* __restrict__ w, const T* __restrict__ g,
 
 extern "C" __global__ void nesterov(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ v, long long n, T wd, T lr, T mu,
-        const T* __restrict__ lr_scale)
+        const T* __restrict__ dyn)
 {
-    lr = lr * lr_scale[0];
+    lr = lr * dyn[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T vi = v[i] * mu;
@@ -47,9 +47,9 @@ extern "C" __global__ void nesterov(T* __restrict__ w, const T* __restrict__ g,
 
 extern "C" __global__ void adagrad(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ G, long long n, T wd, T lr, T eps,
-        const T* __restrict__ lr_scale)
+        const T* __restrict__ dyn)
 {
-    lr = lr * lr_scale[0];
+    lr = lr * dyn[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T Gi = G[i] + gi * gi;
@@ -60,9 +60,9 @@ extern "C" __global__ void adagrad(T* __restrict__ w, const T* __restrict__ g,
 
 extern "C" __global__ void rmsprop(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ v, long long n, T wd, T lr, T gamma, T one_minus_gamma, T eps,
-        const T* __restrict__ lr_scale)
+        const T* __restrict__ dyn)
 {
-    lr = lr * lr_scale[0];
+    lr = lr * dyn[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T vi = v[i] * gamma;
@@ -75,9 +75,9 @@ extern "C" __global__ void rmsprop(T* __restrict__ w, const T* __restrict__ g,
 extern "C" __global__ void adadelta(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ v, T* __restrict__ s, long long n, T wd, T lr, T rho,
         T one_minus_rho, T eps,
-        const T* __restrict__ lr_scale)
+        const T* __restrict__ dyn)
 {
-    lr = lr * lr_scale[0];
+    lr = lr * dyn[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T vi = v[i] * rho;
@@ -95,9 +95,11 @@ extern "C" __global__ void adadelta(T* __restrict__ w, const T* __restrict__ g,
 extern "C" __global__ void adam(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ m, T* __restrict__ v, long long n, T wd, T lr, T beta1,
         T one_minus_beta1, T beta2, T one_minus_beta2, T c1, T c2, T eps,
-        const T* __restrict__ lr_scale)
+        const T* __restrict__ dyn)
 {
-    lr = lr * lr_scale[0];
+    lr = lr * dyn[0];
+    c1 = c1 * dyn[1];
+    c2 = c2 * dyn[2];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T mi = m[i] * beta1;
@@ -114,9 +116,9 @@ extern "C" __global__ void adam(T* __restrict__ w, const T* __restrict__ g,
 extern "C" __global__ void adamax(T* __restrict__ w, const T* __restrict__ g,
         T* __restrict__ m, T* __restrict__ u, long long n, T wd, T beta1,
         T one_minus_beta1, T beta2, T step, T eps,
-        const T* __restrict__ lr_scale)
+        const T* __restrict__ dyn)
 {
-    step = step * lr_scale[0];
+    step = step * dyn[0];
     GRID_LOOP(i, n) {
         DECAYED(gi, i)
         T mi = m[i] * beta1;
@@ -132,7 +134,11 @@ extern "C" __global__ void adamax(T* __restrict__ w, const T* __restrict__ g,
 
 # p: array pointer, q: 64-bit integer, t: a scalar of the element type. Every kernel takes
 # (w, g, the rule's state slots in Optimizer.slot_names order, n, weight decay, its scalars,
-# lr_scale).
+# dyn): dyn, a device array, scales the scalars that change from step to step -- dyn[0] the
+# learning rate (AdaMax: its lr / (1 - beta1^t)), dyn[1] and dyn[2] Adam's bias corrections.
+# All ones for scalars given on the host; the values themselves, with host scalars of 1, for
+# a replayed CUDA graph, whose launches keep the scalars of their capture.
+DYNAMIC_SCALARS = 3
 SIGNATURES = {
     "sgd": "ppqttp",
     "momentum": "pppqtttp",
