@@ -35,33 +35,14 @@ from ..comm.order_check import labelled
 from ..comm.watchdog import guarded
 from ..nn import BatchNorm
 from .fc_replication import FCReplication, choose_layers
+from . import trace
 from .nonfinite import NonfiniteWatch
+from .overlap_stats import OverlapStats
 from .progress import CommThread, Poller, PriorityCommThread
 
 SCHEDULES = ("blocking", "overlap", "overlap-fc")
 PROGRESS_MODES = ("auto", "thread", "poll", "priority")
 GRAD_DTYPES = (None, "float32", "float16")
-
-
-class OverlapStats:
-    """Where communication time went: hidden behind computation or exposed (waited for)."""
-
-    def __init__(self):
-        self.steps = 0
-        self.comm_s = 0.0        # sum over buckets of post -> completion
-        self.exposed_s = 0.0     # time the main thread spent blocked on communication
-        self.bytes = 0           # bytes this rank sends (ring algorithms' count)
-
-    @property
-    def hidden_fraction(self) -> float:
-        if self.comm_s <= 0:
-            return 0.0
-        return max(0.0, 1.0 - self.exposed_s / self.comm_s)
-
-    def as_dict(self) -> dict:
-        return {"steps": self.steps, "comm_s": self.comm_s, "exposed_s": self.exposed_s,
-                "hidden_fraction": self.hidden_fraction,
-                "bytes_per_step": self.bytes / max(self.steps, 1)}
 
 
 class DataParallel:
@@ -303,10 +284,7 @@ class DataParallel:
             self.comm.allreduce(b.wire)
         if self.tracer is not None:
             t1 = time.perf_counter()
-            self.tracer.span(f"allreduce bucket {b.index}", "comm", t0, t1, lane=1,
-                             bucket=b.index, bytes=int(b.wire.nbytes), layers=b.layers,
-                             posted_us=(t0 - self.tracer.t0) * 1e6, completed_us=(t1 - self.tracer.t0) * 1e6)
-            self.tracer.span(f"wait bucket {b.index}", "wait", t0, t1, bucket=b.index)
+            trace.reduction(self.tracer, b, t0, t1, t0, t1)
         self._unpack(b)
         self._check_finite(b)
 
@@ -363,11 +341,8 @@ class DataParallel:
         self.stats.exposed_s += t1 - t0
         self.stats.comm_s += b.handle.done_at - b.posted_at
         if self.tracer is not None:
-            tr = self.tracer
-            tr.span(f"allreduce bucket {b.index}", "comm", b.posted_at, b.handle.done_at, lane=1,
-                    step=b.posted_step, bucket=b.index, bytes=int(b.wire.nbytes), layers=b.layers,
-                    posted_us=(b.posted_at - tr.t0) * 1e6, completed_us=(b.handle.done_at - tr.t0) * 1e6)
-            tr.span(f"wait bucket {b.index}", "wait", t0, t1, bucket=b.index)
+            trace.reduction(self.tracer, b, b.posted_at, b.handle.done_at, t0, t1,
+                            step=b.posted_step)
         b.handle = None
         if self.watchdog is not None:
             self.watchdog.disarm(b.watch)

@@ -55,6 +55,18 @@ class Tracer:
                 json.dump({"traceEvents": merged, "displayTimeUnit": "ms"}, f)
 
 
+def reduction(tracer, b, posted: float, completed: float, waited_from: float, waited_to: float,
+              step: int | None = None) -> None:
+    """A bucket's reduction on the communication lane (post to completion, with its bytes;
+    ``step``: the one that posted it, default the current one) and the main thread's wait
+    for it on the compute lane (in the current step). ``tracer``: a Tracer, or what stands
+    for one (autotune.LayerClock)."""
+    tracer.span(f"allreduce bucket {b.index}", "comm", posted, completed, lane=COMM, step=step,
+                bucket=b.index, bytes=int(b.wire.nbytes), layers=b.layers,
+                posted_us=(posted - tracer.t0) * 1e6, completed_us=(completed - tracer.t0) * 1e6)
+    tracer.span(f"wait bucket {b.index}", "wait", waited_from, waited_to, bucket=b.index)
+
+
 def load(path: str) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
