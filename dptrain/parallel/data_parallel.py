@@ -34,8 +34,8 @@ from ..comm import build_buckets
 from ..comm.order_check import labelled
 from ..comm.watchdog import guarded
 from ..nn import BatchNorm
-from .fc_replication import FCReplication, choose_layers
 from . import trace
+from .fc_replication import FCReplication, choose_layers
 from .nonfinite import NonfiniteWatch
 from .overlap_stats import OverlapStats
 from .progress import CommThread, Poller, PriorityCommThread
