@@ -106,7 +106,7 @@ class Optimizer:
 
     def _one_pass(self, w, g, slots: list, t: int, lr: float) -> None:
         launch = fused.launcher_for(w)
-        dyn = lr if hasattr(lr, "shape") else None    # device scalars, a CUDA graph's
+        dyn = lr if getattr(lr, "ndim", 0) == 1 else None   # device scalars: a CUDA graph's
         if launch is not None:
             if dyn is not None:
                 kernel, scalars = self.kernel(1.0, None)

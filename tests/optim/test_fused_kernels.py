@@ -259,3 +259,16 @@ def test_the_trainer_through_the_kernels_matches_numpy(kernels_on):
     want = numpy_run.model.state_dict()
     for k, v in fused_run.model.state_dict().items():
         np.testing.assert_allclose(v, want[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_a_numpy_scalar_learning_rate_is_a_host_scalar(kernels_on):
+    """NumPy scalars have a shape too; only a 1-D array is a graph's device scalars."""
+    a, b = odd_model(np.float32), odd_model(np.float32)
+    opt_a, opt_b = optim.get("adam", a, lr=1e-3), optim.get("adam", b, lr=1e-3)
+    for step in range(2):
+        for model in (a, b):
+            random_grads(model, step)
+        opt_a.step(1e-3)
+        opt_b.step(np.float64(1e-3))
+    for (key, p), (_, q) in zip(a.named_params(), b.named_params()):
+        np.testing.assert_array_equal(p, q, err_msg=key)
