@@ -13,9 +13,11 @@ def commands() -> list[list[str]]:
             if line.strip().startswith("run \"")]
 
 
-def test_the_graph_test_file_is_run_by_name():
-    assert any("tests/gpu/test_gpu_graph.py" in c for c in commands())
+def test_the_graph_test_file_is_run_by_name_and_only_once():
+    assert any(c[-1] == "tests/gpu/test_gpu_graph.py" for c in commands())
     assert (Path(__file__).parent / "gpu" / "test_gpu_graph.py").exists()
+    (whole,) = [c for c in commands() if "tests/gpu" in c]         # the rest of tests/gpu
+    assert "--ignore=tests/gpu/test_gpu_graph.py" in whole
 
 
 def test_training_runs_with_the_graph_off_and_on_with_metrics():
