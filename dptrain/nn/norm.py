@@ -76,7 +76,8 @@ class BatchNorm(Layer):
             local_mean, local_m2 = cuda_kernels.bn_stats(x, launch=launch)
             if self.sync is None:
                 return local_mean, local_m2 / count, count, None
-            stats = self._sum(xp.concatenate([local_mean * count, _count_column(xp, count, x.dtype)]))
+            stats = self._sum(xp.concatenate([local_mean * count,
+                                              _count_column(xp, count, x.dtype)]))
             total = xp.rint(stats[-1])
             mean = stats[:-1] / total
             # each rank's squared deviations about the global mean (parallel axis theorem):
