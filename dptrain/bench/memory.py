@@ -10,7 +10,8 @@ for reuse), the counterpart of ``torch.cuda.max_memory_reserved``.
 Both are measured on the same work: the model, its optimiser state, eight random batches on
 the device and a few training steps (stepbench.time_training_step). The measurement runs
 apart from the timed steps (the Python wrapper costs a call per allocation). Neither side
-counts memory outside its allocator (the CUDA context, cuBLAS/cuDNN handles). On the CPU
+counts memory outside its allocator (the CUDA context, cuBLAS/cuDNN handles); PyTorch's
+allocator also serves its cuBLAS and cuDNN workspaces, CuPy's pool not cuBLAS's. On the CPU
 nothing is measured: the single-configuration bench reports the process's peak RSS.
 """
 from __future__ import annotations

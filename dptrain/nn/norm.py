@@ -19,6 +19,14 @@ from . import cuda_kernels
 from .layer import Layer
 
 
+def _count_column(xp, count: int, dtype):
+    """[count] on x's device, written by a fill kernel. ``xp.asarray([count])`` copies host
+    data: CuPy stages it in a pinned buffer and frees that buffer once an event recorded
+    behind the copy has passed, so a CUDA graph capture would record a copy from a buffer it
+    does not own, and an event query on a captured event, which CUDA refuses."""
+    return xp.full((1,), count, dtype=dtype)
+
+
 class BatchNorm(Layer):
     fused_tail = None          # (ReLU, MaxPool2D) that may run inside this layer
 
@@ -68,7 +76,8 @@ class BatchNorm(Layer):
             local_mean, local_m2 = cuda_kernels.bn_stats(x, launch=launch)
             if self.sync is None:
                 return local_mean, local_m2 / count, count, None
-            stats = self._sum(xp.concatenate([local_mean * count, xp.asarray([count], x.dtype)]))
+            stats = self._sum(xp.concatenate([local_mean * count,
+                                              _count_column(xp, count, x.dtype)]))
             total = xp.rint(stats[-1])
             mean = stats[:-1] / total
             # each rank's squared deviations about the global mean (parallel axis theorem):
@@ -76,7 +85,7 @@ class BatchNorm(Layer):
             shift = local_mean - mean
             return mean, self._sum(local_m2 + count * shift * shift) / total, total, None
         if self.sync is not None:
-            stats = self._sum(xp.concatenate([x.sum(axis=axes), xp.asarray([count], x.dtype)]))
+            stats = self._sum(xp.concatenate([x.sum(axis=axes), _count_column(xp, count, x.dtype)]))
             # the global count stays a 0-d array on the device (no host read in a step);
             # in the input's dtype, exact up to 2**24 values per channel in float32
             total = xp.rint(stats[-1])

@@ -9,8 +9,10 @@ addresses they had then. So the captured step must
   rate; Adam's and AdaMax's bias corrections, Optimizer.device_scalars) are copied into
   buffers owned here before each replay, and the outputs (loss, correct count, gradient norms) are read
   from the arrays the capture returned;
-- never read a device value on the host, synchronise, or allocate outside the graph's
-  private memory pool (graph_capture.py); the gradient-norm check (parallel/nonfinite.py)
+- never read a device value on the host, synchronise, allocate outside the graph's
+  private memory pool (graph_capture.py), or make a device array from host data (CuPy
+  stages it in a pinned buffer that it frees again; fill on the device instead, as
+  BatchNorm's count column does); the gradient-norm check (parallel/nonfinite.py)
   is recorded into output buffers whose host copies are queued after each replay;
 - apply its update inside the step: eager steps defer it to the next step's start (so that
   --skip-nonfinite can drop it), a graph step applies it before it ends, the same

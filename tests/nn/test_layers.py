@@ -116,3 +116,38 @@ def test_layer_writes_gradients_in_place(float64, rng):
         layer.backward(np.ones_like(y))
         assert {k: id(v) for k, v in layer.grads.items()} == before
         assert all(np.abs(g).sum() > 0 for g in layer.grads.values())
+
+
+class _NoHostDataXP:
+    """NumPy as a device array module that refuses arrays made from host data (lists, Python
+    or NumPy scalars): CuPy copies those through a pinned staging buffer, which a CUDA graph
+    capture would record as a copy from a buffer CuPy frees again (train/graph_capture.py)."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def asarray(self, a, *args, **kwargs):
+        if not isinstance(a, np.ndarray):
+            raise AssertionError(f"device array made from host data {a!r}")
+        return np.asarray(a, *args, **kwargs)
+
+    array = asarray
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5, 5)])
+def test_synchronised_batch_norm_makes_no_array_from_host_data(float64, rng, kernel_path,
+                                                               monkeypatch, shape):
+    """--sync-bn's statistics in a captured step: its count column is filled on the device."""
+    from dptrain.nn import norm
+    layer = nn.BatchNorm(3)
+    layer.initialize(rng)
+    sums = []
+    layer.sync = lambda a: sums.append(a.copy()) or a.copy()     # one rank: the sum is itself
+    x = rng.standard_normal(shape) * 2 + 1
+    expected = layer.forward(x, True)
+    sums.clear()
+    monkeypatch.setattr(norm, "get_array_module", lambda a: _NoHostDataXP())
+    np.testing.assert_array_equal(layer.forward(x, True), expected)
+    count = x.size // 3
+    assert sums[0][-1] == count and sums[0].shape == (4,)        # [3 channel sums, count]
+    layer.backward(rng.standard_normal(shape))
