@@ -37,6 +37,10 @@ class CupyCapture:
 
     def capture(self, fn, pool, comms=()):
         cupy = self.cupy
+        # The default pool still caches the eager warm-up step's freed blocks; the private
+        # pool is about to take the same working set again: give those back to the device
+        # first, or a graphed run holds twice the eager one's memory.
+        cupy.get_default_memory_pool().free_all_blocks()
         swapped = [(c, c.compute_stream) for c in comms]
         for c, _ in swapped:
             c.compute_stream = self.stream

@@ -326,3 +326,26 @@ def test_auto_leaves_out_the_families_that_lost_on_a_gpu():
             backend.set_kernels("im2col,gemm")
     finally:
         backend.kernels = before
+
+
+def test_the_cupy_launcher_looks_each_kernel_up_once(monkeypatch):
+    """CuPy's RawModule.get_function builds a new kernel object at every call: the launcher
+    keeps what it got, so an eager step does not pay that per launch."""
+    from dptrain.nn.kernels_cuda import compile
+    looked_up, launched = [], []
+
+    class Module:
+        def get_function(self, name):
+            looked_up.append(name)
+            return lambda grid, block, args: launched.append((name, grid, block, len(args)))
+    monkeypatch.setattr(compile, "_cupy_module", lambda dtype_name: Module())
+    compile._cupy_launcher.cache_clear()
+    try:
+        launch = compile.cupy_launcher("float32")
+        x = np.zeros(3, np.float32)
+        for _ in range(3):
+            launch("bn_normalize", 600, x, x, x, x, x, x, x, 3, 1, 1)
+        assert looked_up == ["bn_normalize"]
+        assert launched == [("bn_normalize", (3,), (256,), 10)] * 3
+    finally:
+        compile._cupy_launcher.cache_clear()

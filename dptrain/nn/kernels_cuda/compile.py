@@ -137,6 +137,7 @@ def _cupy_launcher(dtype_name: str):
     module = _cupy_module(dtype_name)
     scalar = np.dtype(dtype_name).type
     kinds_of = signatures()
+    functions = {}
 
     def launch(name: str, n, *args):
         kinds = kinds_of[name]
@@ -145,7 +146,10 @@ def _cupy_launcher(dtype_name: str):
             grid, block = n
         else:
             grid, block = max(1, min((n + 255) // 256, 65535)), 256
-        module.get_function(name)((grid,), (block,), tuple(cast[k](a) for k, a in zip(kinds, args)))
+        function = functions.get(name)
+        if function is None:        # get_function builds a new RawKernel every time it is called
+            function = functions[name] = module.get_function(name)
+        function((grid,), (block,), tuple(cast[k](a) for k, a in zip(kinds, args)))
     launch.reduce_block = MAX_BLOCK
     launch.reduce_blocks = 1024           # a few blocks per SM of an H100 (132 SMs)
     return launch
