@@ -37,7 +37,7 @@ class SGD(Optimizer):
         mu = self.hyper["momentum"]
         if not mu:
             return "sgd", (lr,)
-        return ("nesterov" if self.hyper["nesterov"] else "momentum"), (lr, mu)
+        return "momentum", (lr, mu, int(self.hyper["nesterov"]))
 
 
 class AdaGrad(Optimizer):

@@ -97,9 +97,8 @@ def check(model, ref, exact, dtype):
             np.testing.assert_allclose(p, ref.w[key], rtol=tol, atol=tol, err_msg=key)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-wd{kw['weight_decay']}" for n, kw in CASES])
-def test_kernel_matches_the_per_parameter_update(kernels_on, dtype, name, kw):
+def against_reference(name, kw, dtype, exact):
+    """STEPS flat updates of a model, each checked against the per-parameter reference."""
     model = odd_model(dtype)
     opt = optim.get(name, model, **kw)
     ref = PerParameter(optim.get(name, odd_model(dtype), **kw), model)
@@ -107,7 +106,14 @@ def test_kernel_matches_the_per_parameter_update(kernels_on, dtype, name, kw):
         random_grads(model, step)
         ref.step()
         opt.step()
-        check(model, ref, exact=False, dtype=dtype)
+        check(model, ref, exact=exact, dtype=dtype)
+    return opt, ref
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-wd{kw['weight_decay']}" for n, kw in CASES])
+def test_kernel_matches_the_per_parameter_update(kernels_on, dtype, name, kw):
+    opt, ref = against_reference(name, kw, dtype, exact=False)
     assert kernels_on == [opt.kernel(1.0, 1)[0]] * STEPS        # one launch per step
     for key, st in ref.state.items():
         for s in opt.slot_names:
@@ -118,14 +124,7 @@ def test_kernel_matches_the_per_parameter_update(kernels_on, dtype, name, kw):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-wd{kw['weight_decay']}" for n, kw in CASES])
 def test_flat_numpy_update_is_bitwise_the_per_parameter_update(dtype, name, kw):
-    model = odd_model(dtype)
-    opt = optim.get(name, model, **kw)
-    ref = PerParameter(optim.get(name, odd_model(dtype), **kw), model)
-    for step in range(STEPS):
-        random_grads(model, step)
-        ref.step()
-        opt.step()
-        check(model, ref, exact=True, dtype=dtype)
+    against_reference(name, kw, dtype, exact=True)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -38,6 +38,26 @@ __device__ inline int window_at(int x, int k, int stride, int pad, int out)
     return t < out ? t : -1;
 }
 
+/* The gradient that max-pooling sends back to input (h, w) of plane nc: the sum of dy over
+   the windows whose stored arg-max is that input, and, when ``y`` is given (a pooled ReLU),
+   whose pooled output is positive. A gather: no atomics, no per-offset launches. */
+__device__ inline T pooled_grad(const T* __restrict__ dy, const int* __restrict__ arg,
+        const T* __restrict__ y, long long nc, int h, int w, int OH, int OW, int KH, int KW,
+        int stride, int pad)
+{
+    T acc = 0;
+    for (int i = 0; i < KH; ++i) {
+        int oh = window_at(h, i, stride, pad, OH);
+        for (int j = 0; oh >= 0 && j < KW; ++j) {
+            int ow = window_at(w, j, stride, pad, OW);
+            long long o = (nc * OH + oh) * OW + ow;
+            if (ow >= 0 && arg[o] == i * KW + j && (y == 0 || y[o] > 0))
+                acc += dy[o];
+        }
+    }
+    return acc;
+}
+
 /* The elements of channel c of an (N, C, HW) array that thread threadIdx.x of a block
    reduces: chunk k of the channel's N*HW elements, every blockDim.x-th (adjacent threads read
    adjacent addresses). Row and column advance without a division per element. */

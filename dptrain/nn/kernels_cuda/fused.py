@@ -12,10 +12,9 @@ writes the input gradient in one gathering pass over x.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .compile import launcher_or_gpu, reduction_grid, xp_of
 from .norm import combine_sums
+from .pool import pooling_outputs
 
 SOURCE = r"""
 extern "C" __global__ void bn_relu_maxpool_forward(const T* __restrict__ x,
@@ -84,16 +83,7 @@ extern "C" __global__ void bn_relu_maxpool_input_grad(const T* __restrict__ dy,
         int w = r % W; r /= W;
         int h = r % H; long long nc = r / H;
         int c = nc % C;
-        T acc = 0;
-        for (int i = 0; i < KH; ++i) {
-            int oh = window_at(h, i, stride, pad, OH);
-            for (int j = 0; oh >= 0 && j < KW; ++j) {
-                int ow = window_at(w, j, stride, pad, OW);
-                long long o = (nc * OH + oh) * OW + ow;
-                if (ow >= 0 && arg[o] == i * KW + j && y[o] > 0)
-                    acc += dy[o];
-            }
-        }
+        T acc = pooled_grad(dy, arg, y, nc, h, w, OH, OW, KH, KW, stride, pad);
         T xh = (x[idx] - mean[c]) * inv_std[c];
         dx[idx] = scale[c] * acc - scale_over_total[c] * (sum_dz[c] + xh * sum_dz_xhat[c]);
     }
@@ -115,11 +105,7 @@ def bn_relu_maxpool_forward(x, mean, inv_std, gamma, beta, kh, kw, stride, pad, 
     """maxpool(relu(gamma * (x - mean) * inv_std + beta)) of (N, C, H, W), and the window
     offset of each maximum (int32)."""
     xp = xp_of(x)
-    x = xp.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    y = xp.empty((n, c, oh, ow), dtype=x.dtype)
-    arg = xp.empty((n, c, oh, ow), dtype=np.int32)
+    x, (c, h, w, oh, ow), y, arg = pooling_outputs(x, kh, kw, stride, pad)
     launcher_or_gpu(x, launch)("bn_relu_maxpool_forward", y.size, x,
                                *_per_channel(xp, x.dtype, mean, inv_std, gamma, beta), y, arg,
                                y.size, c, h, w, oh, ow, kh, kw, stride, pad)

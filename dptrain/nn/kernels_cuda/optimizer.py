@@ -17,8 +17,9 @@ extern "C" __global__ void sgd(T* __restrict__ w, const T* __restrict__ g, long 
     GRID_LOOP(i, n) { DECAYED(gi, i) w[i] = w[i] - lr * gi; }
 }
 
+/* heavy ball, or Nesterov's look-ahead when nesterov != 0 */
 extern "C" __global__ void momentum(T* __restrict__ w, const T* __restrict__ g,
-        T* __restrict__ v, long long n, T wd, T lr, T mu,
+        T* __restrict__ v, long long n, T wd, T lr, T mu, int nesterov,
         const T* __restrict__ dyn)
 {
     lr = lr * dyn[0];
@@ -27,21 +28,7 @@ extern "C" __global__ void momentum(T* __restrict__ w, const T* __restrict__ g,
         T vi = v[i] * mu;
         vi = vi - lr * gi;
         v[i] = vi;
-        w[i] = w[i] + vi;
-    }
-}
-
-extern "C" __global__ void nesterov(T* __restrict__ w, const T* __restrict__ g,
-        T* __restrict__ v, long long n, T wd, T lr, T mu,
-        const T* __restrict__ dyn)
-{
-    lr = lr * dyn[0];
-    GRID_LOOP(i, n) {
-        DECAYED(gi, i)
-        T vi = v[i] * mu;
-        vi = vi - lr * gi;
-        v[i] = vi;
-        w[i] = w[i] + (mu * vi - lr * gi);
+        w[i] = w[i] + (nesterov ? mu * vi - lr * gi : vi);
     }
 }
 
@@ -141,8 +128,7 @@ extern "C" __global__ void adamax(T* __restrict__ w, const T* __restrict__ g,
 DYNAMIC_SCALARS = 3
 SIGNATURES = {
     "sgd": "ppqttp",
-    "momentum": "pppqtttp",
-    "nesterov": "pppqtttp",
+    "momentum": "pppqtttip",
     "adagrad": "pppqtttp",
     "rmsprop": "pppqtttttp",
     "adadelta": "ppppqtttttp",

@@ -40,17 +40,7 @@ extern "C" __global__ void maxpool_backward(const T* __restrict__ dy, const int*
         long long r = idx;
         int w = r % W; r /= W;
         int h = r % H; long long nc = r / H;
-        T acc = 0;
-        for (int i = 0; i < KH; ++i) {
-            int oh = window_at(h, i, stride, pad, OH);
-            for (int j = 0; oh >= 0 && j < KW; ++j) {
-                int ow = window_at(w, j, stride, pad, OW);
-                long long o = (nc * OH + oh) * OW + ow;
-                if (ow >= 0 && arg[o] == i * KW + j)
-                    acc += dy[o];
-            }
-        }
-        dx[idx] = acc;
+        dx[idx] = pooled_grad(dy, arg, (const T*)0, nc, h, w, OH, OW, KH, KW, stride, pad);
     }
 }
 """
@@ -58,14 +48,20 @@ extern "C" __global__ void maxpool_backward(const T* __restrict__ dy, const int*
 SIGNATURES = {"maxpool_forward": "pppqiiiiiiiit", "maxpool_backward": "pppqiiiiiiii"}
 
 
-def maxpool_forward(x, kh: int, kw: int, stride: int, pad: int, launch=None):
-    """(N, C, H, W) -> (max of each window, its flat position in the window as int32)."""
+def pooling_outputs(x, kh: int, kw: int, stride: int, pad: int):
+    """For a max-pooling kernel over (N, C, H, W) ``x``: x contiguous, (C, H, W, OH, OW), and
+    the pooled output and its arg-max (int32), to be filled."""
     xp = xp_of(x)
     x = xp.ascontiguousarray(x)
     n, c, h, w = x.shape
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
     y = xp.empty((n, c, oh, ow), dtype=x.dtype)
-    arg = xp.empty((n, c, oh, ow), dtype=np.int32)
+    return x, (c, h, w, oh, ow), y, xp.empty((n, c, oh, ow), dtype=np.int32)
+
+
+def maxpool_forward(x, kh: int, kw: int, stride: int, pad: int, launch=None):
+    """(N, C, H, W) -> (max of each window, its flat position in the window as int32)."""
+    x, (_, h, w, oh, ow), y, arg = pooling_outputs(x, kh, kw, stride, pad)
     launcher_or_gpu(x, launch)("maxpool_forward", y.size, x, y, arg, y.size, h, w, oh, ow, kh, kw,
                                stride, pad, -np.inf)
     return y, arg
