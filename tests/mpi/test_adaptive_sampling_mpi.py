@@ -14,6 +14,7 @@ READINGS = [
     {"as_bound": "eq67", "as_refresh": "every-bin", "as_refresh_per_bin": 7},   # 70: not / 4
     {"as_counter": "samples"},
     {"as_bound": "eq67", "as_counter": "samples", "as_weighting": "none"},
+    {"as_refresh": "every-bin", "accumulate": 2},      # observed once per batch, not per micro
 ]
 
 
