@@ -51,6 +51,9 @@ VARIANTS = {
     "as-listing-samples": _AS + ["--as-bound", "listing", "--as-refresh", "drawn",
                                  "--as-counter", "samples"],
     "as-eq67-samples": _AS + ["--as-bound", "eq67", "--as-refresh", "drawn", "--as-counter", "samples"],
+    # Algorithm 1 taken literally in every respect: no importance weights, no floor either
+    "as-literal": _AS + ["--as-bound", "listing", "--as-refresh", "drawn", "--as-counter", "samples",
+                         "--as-weighting", "none", "--sampler-min-prob", "0"],
 }
 MEASURES = {"train_set": "training-set loss", "minibatch": "mini-batch loss"}
 
