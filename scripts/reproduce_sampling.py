@@ -185,7 +185,8 @@ def table(rows, epochs) -> str:
     return head + body
 
 
-def plot(results, out: Path, opts, batches, variants) -> None:
+def plot(results, out: Path, opts, batches, variants, epochs: int) -> None:
+    """Finished runs only, so an unfinished one cannot cut the others' curves short."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -200,7 +201,7 @@ def plot(results, out: Path, opts, batches, variants) -> None:
             ax = axes[i][j]
             for variant in variants:
                 runs = [c for (v, o, b, _), (c, _) in results.items()
-                        if (v, o, b) == (variant, opt, batch) and c]
+                        if (v, o, b) == (variant, opt, batch) and len(c) >= epochs]
                 if not runs:
                     continue
                 n = min(len(c) for c in runs)
@@ -217,7 +218,7 @@ def plot(results, out: Path, opts, batches, variants) -> None:
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        fig.suptitle(f"{ylabel}: median and inter-quartile band over the repeats", fontsize=10)
+        fig.suptitle(f"{ylabel}: median over the repeats,\ninter-quartile band", fontsize=9)
         fig.tight_layout()
         fig.savefig(out / f"{name}.png", dpi=80)
         plt.close(fig)
@@ -266,7 +267,7 @@ def main(argv=None):
         {"args": vars(args), "variants": {v: variants[v] for v in chosen}, "rows": rows,
          "curves": {"-".join(map(str, k)): c for k, (c, _) in results.items()}}, indent=1))
     (out / "table.md").write_text(table(rows, args.epochs))
-    plot(results, out, opts, batches, chosen)
+    plot(results, out, opts, batches, chosen, args.epochs)
     print(table(rows, args.epochs))
 
 
