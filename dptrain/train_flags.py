@@ -58,10 +58,20 @@ def add_train_flags(p, model_names) -> None:
     a("--obs-pressure", "OBS selection pressure s", type=float, metavar="S")
     a("--obs-recompute-every", "OBS: recompute every sample's loss every N epochs (0: never)",
       type=int, metavar="N")
-    a("--as-beta", "AS: samples between re-estimates of P", type=int, metavar="N")
+    a("--as-beta", "AS: re-estimate P every N counts (of --as-counter)", type=int, metavar="N")
     a("--as-delta-p", "AS: smoothing of P", type=float, metavar="D")
     a("--as-delta-q", "AS: smoothing of Q", type=float, metavar="D")
-    a("--as-weighting", "AS: importance (unbiased) or none (the thesis as published)")
+    a("--as-weighting", "AS: importance (weights 1/(N p q), unbiased, eq. 64-65) or none",
+      metavar="importance|none")
+    a("--as-bound", "AS: P from listing (sqrt of the raw bounds of the drawn samples, "
+      "Algorithm 1) or eq67 (sqrt of the sum over the whole bin of bound / q)",
+      metavar="listing|eq67")
+    a("--as-refresh", "AS: bounds from the drawn samples only, or also from K samples of "
+      "every bin re-sampled before each re-estimate of P", metavar="drawn|every-bin")
+    a("--as-refresh-per-bin", "AS every-bin: K, samples re-sampled per bin (0: batch size / "
+      "bins)", type=int, metavar="K")
+    a("--as-counter", "AS: what --as-beta counts; samples is the listing read literally, "
+      "which collapses P (docs/sampling.md)", metavar="batches|samples")
 
     a = _adder(p.add_argument_group("model"))
     a("--model", ", ".join(model_names) + " (dptrain models lists them)", metavar="NAME")

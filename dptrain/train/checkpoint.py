@@ -29,7 +29,11 @@ TRAJECTORY_KEYS = ("model", "dataset", "batch_size", "optimizer", "lr", "momentu
                    "weight_decay", "lr_schedule", "warmup_steps", "lr_step_size", "lr_gamma",
                    "augment", "sampler", "sampler_min_prob", "obs_pressure", "obs_recompute_every",
                    "as_beta", "as_delta_p", "as_delta_q", "as_weighting", "seed", "dtype",
-                   "sync_bn", "accumulate", "grad_dtype", "num_classes")
+                   "sync_bn", "accumulate", "grad_dtype", "num_classes", "as_bound",
+                   "as_refresh", "as_refresh_per_bin", "as_counter")
+# what a checkpoint written before a key existed ran with
+ADDED_KEYS = {"as_bound": "listing", "as_refresh": "drawn", "as_refresh_per_bin": 0,
+              "as_counter": "batches"}
 
 
 class CheckpointError(ValueError):
@@ -156,7 +160,7 @@ def check_compatible(ckpt: dict, config: dict) -> None:
     """Refuse a checkpoint from a run whose model or configuration differs."""
     saved = ckpt["meta"].get("config", {})
     diffs = [f"{k}={saved.get(k)!r} (now {config.get(k)!r})"
-             for k in TRAJECTORY_KEYS if saved.get(k) != config.get(k)]
+             for k in TRAJECTORY_KEYS if saved.get(k, ADDED_KEYS.get(k)) != config.get(k)]
     if diffs:
         raise CheckpointError(f"{ckpt['path']}: checkpoint does not match this run: "
                               + ", ".join(diffs))

@@ -46,7 +46,11 @@ class TrainConfig:
     as_beta: int = 10
     as_delta_p: float = 0.9
     as_delta_q: float = 0.1
-    as_weighting: str = "importance"     # importance | none (the thesis as published)
+    as_weighting: str = "importance"     # importance (eq. 64-65, as published) | none
+    as_bound: str = "listing"            # listing (Algorithm 1) | eq67 (data/adaptive_sampling.py)
+    as_refresh: str = "drawn"            # drawn | every-bin (re-sample every bin before re-estimating P)
+    as_refresh_per_bin: int = 0          # every-bin: samples per bin; 0: batch size / bins
+    as_counter: str = "batches"          # what --as-beta counts: batches | samples (the listing)
     sync: str = "auto"                   # auto | blocking | overlap | overlap-fc (parallel/)
     fc_replicate: str = "auto"           # overlap-fc: auto | all | none
     bucket_mb: float | str = "auto"      # a cap in MB, or auto (parallel/autotune.py)
@@ -143,12 +147,17 @@ class TrainConfig:
                    "sync": ("auto", "blocking", "overlap", "overlap-fc"), "comm_progress": ("auto", "thread", "poll", "priority"),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
-                   "as_weighting": ("importance", "none"), "cuda_graph": ("off", "on")}
+                   "as_weighting": ("importance", "none"), "as_bound": ("listing", "eq67"),
+                   "as_refresh": ("drawn", "every-bin"), "as_counter": ("batches", "samples"),
+                   "cuda_graph": ("off", "on")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 shown = ", ".join(a for a in allowed if a)
                 raise UsageError(f"--{key.replace('_', '-')}: unknown value "
                                  f"{getattr(self, key)!r} (choose {shown})")
+        if self.as_refresh == "every-bin" and self.as_counter == "samples":
+            raise UsageError("--as-refresh every-bin needs --as-counter batches (a refresh every "
+                             "beta samples would evaluate more samples than it trains on)")
         return self
 
 

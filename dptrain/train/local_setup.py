@@ -65,7 +65,9 @@ def prepare(cfg: TrainConfig, comm) -> LocalSetup:
             cfg.sampler, len(ds.x_train), cfg.batch_size, ds.y_train, cfg.seed,
             min_prob=cfg.sampler_min_prob, pressure=cfg.obs_pressure,
             recompute_every=cfg.obs_recompute_every, beta=cfg.as_beta,
-            delta_p=cfg.as_delta_p, delta_q=cfg.as_delta_q, weighting=cfg.as_weighting)
+            delta_p=cfg.as_delta_p, delta_q=cfg.as_delta_q, weighting=cfg.as_weighting,
+            bound=cfg.as_bound, refresh=cfg.as_refresh, refresh_per_bin=cfg.as_refresh_per_bin,
+            counter=cfg.as_counter)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     steps_per_epoch = sampler.steps_per_epoch()

@@ -1,8 +1,11 @@
 """What adaptive samplers (OBS, AS) learn from, gathered from every rank.
 
 Each step, the per-sample losses and gradient bounds of the rank's slice of every global
-micro-batch are gathered into the whole batch's (``observe``); at the end of an epoch, the
-whole training set's, from the training-set evaluation (``refresh``). Both are read on the
+micro-batch are gathered into the whole batch's (``observe``); when the sampler then asks
+for more samples (``probe_ids``: AS with --as-refresh every-bin), each rank evaluates its
+contiguous share of them and the shares are gathered too; at the end of an epoch, the
+whole training set's, from the training-set evaluation (``refresh``). Every rank asks and
+gathers the same at the same step, so the collectives match. The numbers are read on the
 host every step: the sampler lives there.
 """
 from __future__ import annotations
@@ -15,8 +18,10 @@ from .evaluate import gradient_bound
 
 
 class SamplerFeed:
-    def __init__(self, sampler, comm, guard):
-        self.sampler, self.comm, self.guard = sampler, comm, guard
+    def __init__(self, sampler, comm, guard, evaluate=None):
+        """``evaluate(ids)``: this rank's (losses, bounds) of training samples ``ids`` in
+        inference mode, with every pending update applied (what probes need)."""
+        self.sampler, self.comm, self.guard, self.evaluate = sampler, comm, guard, evaluate
 
     @staticmethod
     def local_stats(loss, y, n: int):
@@ -30,14 +35,27 @@ class SamplerFeed:
             return (allgather_concat(self.comm, losses, sizes),
                     allgather_concat(self.comm, bounds, sizes))
 
+    def _sizes(self, positions) -> list[int]:
+        return [len(data.rank_slice(positions, r, self.comm.size)) for r in range(self.comm.size)]
+
     def observe(self, step: int, ids, observed) -> None:
-        """Give the sampler the whole global batch's per-sample losses and bounds;
+        """Give the sampler the whole global batch's per-sample losses and bounds, in the
+        batch's order, once per step (beta counts batches, not micro-batches);
         ``observed`` holds (positions of a micro-batch in ``ids``, local_stats) pairs."""
-        for micro, (losses, bounds) in observed:
-            sizes = [len(data.rank_slice(micro, r, self.comm.size)) for r in range(self.comm.size)]
-            all_losses, all_bounds = self._gather(f"allgather of sample losses at step {step}",
-                                                  losses, bounds, sizes)
-            self.sampler.observe(ids[micro], all_losses, all_bounds)
+        parts = [(ids[micro], *self._gather(f"allgather of sample losses at step {step}",
+                                       losses, bounds, self._sizes(micro)))
+                 for micro, (losses, bounds) in observed]
+        self.sampler.observe(*(np.concatenate(column) for column in zip(*parts)))
+        probe = self.sampler.probe_ids()
+        if probe is not None:
+            self._probe(step, probe)
+
+    def _probe(self, step: int, ids) -> None:
+        mine = data.rank_slice(ids, self.comm.rank, self.comm.size)
+        losses, bounds = self.evaluate(mine)        # on every rank: it flushes pending updates
+        all_losses, all_bounds = self._gather(f"allgather of probed sample losses at step {step}",
+                                              losses, bounds, self._sizes(ids))
+        self.sampler.observe_probe(ids, all_losses, all_bounds)
 
     def refresh(self, step: int, epoch: int, losses, bounds, sizes) -> None:
         """The whole training set's numbers (each rank's share), when the sampler wants them."""

@@ -26,6 +26,7 @@ from . import checkpointing, faults, graph_step, startup, transport
 from .auto_report import auto_schedules, report_plan
 from .config import TrainConfig, parse_interval
 from .epoch_report import EpochReport
+from .evaluate import per_sample_stats
 from .local_setup import prepare
 from .metrics import EpochLog, MetricsWriter, Progress, new_run_id
 from .preemption import PreemptionGuard, StopRequested
@@ -74,7 +75,7 @@ class Trainer:
         self.step_inputs = StepInputs(self.ds, self.augmentations, cfg.seed, cfg.accumulate,
                                       self.rank, self.size, self.model.dtype)
         self.inputs = Prefetcher(self.step_inputs.load, make_transfer())
-        self.feed = SamplerFeed(self.sampler, self.comm, self._guard)
+        self.feed = SamplerFeed(self.sampler, self.comm, self._guard, evaluate=self._sample_stats)
         self.step_metrics = StepMetrics(self.comm, self._guard,
                                         agreed.metrics_pipeline(cfg.skip_nonfinite, self.size))
         self.tracer = None
@@ -185,6 +186,14 @@ class Trainer:
         for r in results:
             self.check_step(r)
         return results
+
+    def _sample_stats(self, ids):
+        """Losses and gradient bounds of training samples ``ids`` (this rank's share of a
+        sampler's probe) in inference mode, after every pending update."""
+        self.dp.flush()
+        losses, bounds, _ = per_sample_stats(self.model, self.ds.x_train[ids], self.ds.y_train[ids],
+                                             self.cfg.eval_batch_size)
+        return losses, bounds
 
     def check_step(self, r) -> None:
         """A NaN/inf loss (or gradient) fails the run, or is skipped with --skip-nonfinite."""

@@ -48,7 +48,7 @@ RULES = {
     "lr_step_size": POSITIVE, "lr_gamma": POSITIVE_REAL,
     "sampler_min_prob": Rule(float, 0, 1, hi_open=True), "obs_pressure": Rule(float, 1),
     "obs_recompute_every": NON_NEGATIVE, "as_beta": POSITIVE,
-    "as_delta_p": FRACTION, "as_delta_q": FRACTION,
+    "as_delta_p": FRACTION, "as_delta_q": FRACTION, "as_refresh_per_bin": NON_NEGATIVE,
     "bucket_mb": POSITIVE_REAL, "accumulate": POSITIVE,
     "seed": Rule(int, 0, 2 ** 63, hi_open=True), "threads": Rule(int, 1, 4096),
     "eval_batch_size": POSITIVE, "eval_every": NON_NEGATIVE, "log_every": NON_NEGATIVE, "keep_checkpoints": POSITIVE,

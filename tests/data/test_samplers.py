@@ -105,3 +105,171 @@ def test_epoch_has_n_samples_worth_of_batches():
               samplers.UniformSampler(10, 4)):
         assert s.steps_per_epoch() == 3
         assert [len(s.batch(0, p)[0]) for p in range(3)] == [4, 4, 2]
+
+
+# --- the readings of Algorithm 1 (--as-bound, --as-refresh, --as-counter) -----------------
+
+BOUND_OF_BIN = np.array([1.0] * 8 + [4.0, 16.0])        # the issue's example: 1 x 8 bins, 4, 16
+
+
+def _settle(bound, batch=2000, rounds=100, **kw):
+    """P after `rounds` re-estimates from bounds fixed per bin and equal losses (so every
+    Q^j stays uniform), no floor."""
+    labels = np.arange(10_000) % 10
+    a = samplers.ASSampler(10_000, batch, labels, min_prob=0.0, beta=5, bound=bound, **kw)
+    steps = a.steps_per_epoch()
+    for step in range(rounds * a.beta):
+        ids, _ = a.batch(step // steps, step % steps)
+        a.observe(ids, np.ones(len(ids)), BOUND_OF_BIN[labels[ids]])
+    return a
+
+
+@pytest.mark.parametrize("bound,closed_form", [
+    ("listing", BOUND_OF_BIN / BOUND_OF_BIN.sum()),                     # [0.0357.., 0.143, 0.571]
+    ("eq67", np.sqrt(BOUND_OF_BIN) / np.sqrt(BOUND_OF_BIN).sum())])     # [0.0714.., 0.143, 0.286]
+def test_p_settles_at_the_closed_form_of_each_reading(bound, closed_form):
+    """listing: p_new ~ sqrt(sum of the drawn samples' bounds) ~ sqrt(p_j b_j), whose fixed
+    point is p ~ b; eq. 67: p ~ sqrt(sum over the bin of b / q) = |bin| sqrt(b) / ... ~ sqrt(b)."""
+    a = _settle(bound)
+    np.testing.assert_allclose(a.P, closed_form, rtol=0.04 if bound == "listing" else 1e-4)
+    np.testing.assert_allclose(a.P[[0, 8, 9]], {"listing": [1 / 28, 4 / 28, 16 / 28],
+                                                  "eq67": [1 / 14, 2 / 14, 4 / 14]}[bound],
+                               rtol=0.04 if bound == "listing" else 1e-4)
+
+
+def test_eq67_weighs_each_bound_by_one_over_q():
+    """Eq. 67's sum is over the whole bin of G_i / q_i, with q_i the drawing probability."""
+    labels = np.array([0, 0, 1, 1])
+    a = samplers.ASSampler(4, 2, labels, min_prob=0.0, bound="eq67")
+    a.bounds[:] = [1.0, 3.0, 2.0, np.nan]                  # sample 3 unseen: its bin's mean
+    a.Q = [np.array([0.25, 0.75]), np.array([0.5, 0.5])]
+    np.testing.assert_allclose(a.bin_sums(), [1 / 0.25 + 3 / 0.75, 2 / 0.5 + 2 / 0.5])
+    a.bounds[:] = [1.0, 3.0, np.nan, np.nan]               # bin 1 unseen: the mean over all
+    np.testing.assert_allclose(a.bin_sums()[1], 2 / 0.5 + 2 / 0.5)
+
+
+def test_every_bin_refresh_touches_every_bin_each_beta_batches():
+    labels = np.arange(300) % 3
+    a = samplers.ASSampler(300, 16, labels, min_prob=0.0, beta=4, bound="eq67",
+                           refresh="every-bin", refresh_per_bin=5)
+    a.P = np.array([0.98, 0.02, 0.0])            # bin 2 is never drawn
+    rng = np.random.default_rng(4)
+    probes = 0
+    for step in range(12):
+        ids, _ = a.batch(0, step)
+        P_before = a.P.copy()
+        a.observe(ids, rng.random(len(ids)), rng.random(len(ids)))
+        probe = a.probe_ids()
+        if (step + 1) % 4:
+            assert probe is None
+            np.testing.assert_array_equal(a.P, P_before)
+            continue
+        # due: P waits for the probe; the probe holds 5 distinct samples of every bin
+        np.testing.assert_array_equal(a.P, P_before)
+        assert len(np.unique(probe)) == 15
+        assert np.bincount(labels[probe], minlength=3).tolist() == [5, 5, 5]
+        np.testing.assert_array_equal(probe, a.probe_ids())         # the same when asked again
+        bounds = np.full(15, 7.0)
+        a.observe_probe(probe, np.ones(15), bounds)
+        probes += 1
+        assert a.probe_ids() is None
+        assert np.all(a.bounds[probe] == 7.0) and np.all(a.losses[probe] == 1.0)
+        if probes == 1:
+            assert P_before[2] == 0 and a.P[2] > 0            # the undrawn bin gained mass
+    assert probes == 3
+
+
+def test_drawn_refresh_never_sees_an_undrawn_bin():
+    """Without the refresh, the listing's P never learns about a bin it does not draw."""
+    labels = np.arange(300) % 3
+    a = samplers.ASSampler(300, 16, labels, min_prob=0.0, beta=4)
+    a.P = np.array([0.98, 0.02, 0.0])
+    rng = np.random.default_rng(4)
+    for step in range(12):
+        ids, _ = a.batch(0, step)
+        a.observe(ids, rng.random(len(ids)), rng.random(len(ids)))
+        assert a.probe_ids() is None
+    assert not np.isfinite(a.bounds[labels == 2]).any() and a.P[2] == 0
+
+
+@pytest.mark.parametrize("bound", ["listing", "eq67"])
+def test_the_per_sample_counter_is_the_per_batch_counter_on_batches_of_beta(bound):
+    """--as-counter samples with beta = 10 re-estimates where batches of 10 with beta = 1 do."""
+    labels = np.arange(200) % 5
+    per_sample = samplers.ASSampler(200, 10, labels, beta=10, counter="samples", bound=bound)
+    per_batch = samplers.ASSampler(200, 10, labels, beta=1, counter="batches", bound=bound)
+    rng = np.random.default_rng(5)
+    for step in range(20):
+        ids, _ = per_sample.batch(0, step)
+        np.testing.assert_array_equal(ids, per_batch.batch(0, step)[0])
+        vals = rng.random((2, len(ids)))
+        per_sample.observe(ids, *vals)
+        per_batch.observe(ids, *vals)
+        np.testing.assert_array_equal(per_sample.P, per_batch.P)
+    assert per_sample.t == 200 and per_batch.t == 20
+
+
+def test_the_per_sample_counter_re_estimates_inside_a_batch():
+    labels = np.arange(100) % 4
+    a = samplers.ASSampler(100, 25, labels, beta=10, counter="samples", min_prob=0.0)
+    ids = np.arange(25)
+    bounds = np.arange(25, dtype=np.float64)
+    a.observe(ids, np.ones(25), bounds)          # re-estimates after samples 10 and 20
+    assert a.t == 25
+    np.testing.assert_allclose(a.gc, np.bincount(labels[20:25], weights=bounds[20:], minlength=4))
+    a.observe(ids[:5], np.ones(5), bounds[:5])   # the 30th sample: a re-estimate, gc empty
+    assert a.t == 30 and not a.gc.any()
+
+
+def test_the_per_sample_counter_lets_noise_drive_p():
+    """Why the listing read literally collapses: with every bound equal there is nothing to
+    learn, and counting batches P stays uniform, but re-estimating every 10 samples makes
+    each p_new the square root of a handful of draws and P wanders off uniform within a few
+    epochs (in training, with bounds that feed back, it collapses onto a few classes:
+    docs/sampling.md)."""
+    labels = np.arange(4000) % 10
+    spread = {}
+    for counter in ("batches", "samples"):
+        a = samplers.ASSampler(4000, 64, labels, min_prob=0.1, counter=counter)
+        for step in range(63 * 3):
+            ids, _ = a.batch(step // 63, step % 63)
+            a.observe(ids, np.ones(len(ids)), np.full(len(ids), 0.5))
+        spread[counter] = a.P.max() / a.P.min()
+    assert spread["batches"] < 1.1
+    assert spread["samples"] > 3
+
+
+@pytest.mark.parametrize("options", [dict(bound="eq67"), dict(refresh="every-bin", refresh_per_bin=2),
+                                     dict(counter="samples", beta=3)])
+def test_state_round_trips_with_every_reading(options):
+    labels = np.arange(60) % 3
+    options = {"beta": 2, **options}
+    a = samplers.ASSampler(60, 8, labels, **options)
+    rng = np.random.default_rng(6)
+
+    def step(s, k):
+        ids, _ = s.batch(0, k)
+        s.observe(ids, *rng.random((2, len(ids))))
+        probe = s.probe_ids()
+        if probe is not None:
+            s.observe_probe(probe, *rng.random((2, len(probe))))
+
+    for k in range(5):
+        step(a, k)
+    b = samplers.ASSampler(60, 8, labels, **options)
+    b.load_state_dict(a.state_dict())
+    state = rng.bit_generator.state
+    step(a, 5)
+    rng.bit_generator.state = state
+    step(b, 5)
+    for key, value in a.state_dict().items():
+        np.testing.assert_array_equal(value, b.state_dict()[key], err_msg=key)
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(bound="sqrt"), "--as-bound"), (dict(refresh="all"), "--as-refresh"),
+    (dict(counter="epochs"), "--as-counter"), (dict(refresh_per_bin=-1), "--as-refresh-per-bin"),
+    (dict(refresh="every-bin", counter="samples"), "--as-counter batches")])
+def test_bad_readings_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        samplers.ASSampler(10, 4, np.arange(10) % 2, **options)
