@@ -9,8 +9,7 @@
 # Writes OUTDIR/report.md as it goes (every section with its command, output, exit status and
 # wall time, for docs/performance.md), OUTDIR/bench.json, OUTDIR/kernel_ops.json,
 # OUTDIR/profile.json, OUTDIR/graph_{off,on}.jsonl (training metrics without and with
-# --cuda-graph: compare the epochs' samples_per_s) and OUTDIR/bench_graph.json (step times
-# with the graph off and on, PyTorch alongside).
+# --cuda-graph: compare the epochs' samples_per_s).
 # Every section runs under `timeout -k 10 S` (SIGTERM, then SIGKILL 10 s later: dptrain
 # finishes its step on SIGTERM, and a stuck collective never finishes it), and every
 # multi-rank run has a short --comm-timeout, so a hang costs one section, not the lease.
@@ -129,11 +128,23 @@ else
     skip "GPU transports and 2-rank training" "$mpi_why (carry mpich, mpi4py and pytest-mpi wheels in WHEELS)"
 fi
 
-# --- one rank -----------------------------------------------------------------------------
+# --- one rank: correctness first, then issue 15's figures, then the detail behind them ---------
 run "GPU tests (every layer NumPy vs CuPy, kernels and generic; 10 steps CPU vs GPU; prefetching trainer)" 180 \
     "$py" -m pytest -q -p no:cacheprovider -m gpu tests/gpu --ignore=tests/gpu/test_gpu_graph.py
 run "CUDA graph: --cuda-graph on against off, bitwise, and no memory taken by replays" 150 \
     "$py" -m pytest -q -p no:cacheprovider -m gpu tests/gpu/test_gpu_graph.py
+# one sweep, one start-up: kernels auto and generic, eager and replayed, PyTorch alongside,
+# and the peak memory of each against PyTorch's (the issue-15 table)
+run "Step time and peak memory against PyTorch + cuDNN, --kernels auto,generic, --cuda-graph off,on" 300 \
+    "${dptrain[@]}" bench --device gpu --model thesis-cnn,vgg-cifar --batch-sizes $batches \
+        --kernels auto,generic --cuda-graph off,on --rounds $rounds --steps $steps --warmup 5 \
+        "${torch_flag[@]}" --json-out "$out/bench.json"
+run "Where a step's GPU time goes: per-layer profile with CUDA events (batch 256)" 120 \
+    "${dptrain[@]}" bench --profile --device gpu --model thesis-cnn,vgg-cifar --batch-size 256 \
+        --steps $steps --warmup 3 --json-out "$out/profile.json"
+run "Each CUDA kernel family against the generic CuPy code (batch 256)" 120 \
+    "${dptrain[@]}" bench --kernel-ops --device gpu --model thesis-cnn,vgg-cifar --batch-size 256 \
+        --steps $steps --json-out "$out/kernel_ops.json"
 for g in off on; do
     run "2-epoch training, 1 rank on the GPU, --cuda-graph $g (samples/s in the metrics)" 120 \
         "${dptrain[@]}" train --device gpu --model thesis-cnn --dataset mnist5k --epochs 2 \
@@ -141,22 +152,6 @@ for g in off on; do
 done
 run "The CUDA kernels' source compiled for the CPU, and by nvcc (what CI checks)" 120 \
     "$py" -m pytest -q -p no:cacheprovider tests/nn/test_cuda_kernels.py
-run "2-epoch training, 1 rank on the GPU" 120 \
-    "${dptrain[@]}" train --device gpu --model thesis-cnn --dataset mnist5k --epochs 2
-run "Each CUDA kernel family against the generic CuPy code (batch 256)" 120 \
-    "${dptrain[@]}" bench --kernel-ops --device gpu --model thesis-cnn,vgg-cifar --batch-size 256 \
-        --steps $steps --json-out "$out/kernel_ops.json"
-run "Where a step's GPU time goes: per-layer profile with CUDA events (batch 256)" 120 \
-    "${dptrain[@]}" bench --profile --device gpu --model thesis-cnn,vgg-cifar --batch-size 256 \
-        --steps $steps --warmup 3 --json-out "$out/profile.json"
-run "Step time against PyTorch + cuDNN on this GPU (target: ratio <= 1.5 at batch 256)" 240 \
-    "${dptrain[@]}" bench --device gpu --model thesis-cnn,vgg-cifar --batch-sizes $batches \
-        --kernels auto,generic --rounds $rounds --steps $steps --warmup 5 "${torch_flag[@]}" \
-        --json-out "$out/bench.json"
-run "Step time with --cuda-graph off,on against PyTorch (thesis-cnn, kernels auto)" 180 \
-    "${dptrain[@]}" bench --device gpu --model thesis-cnn --batch-sizes $batches \
-        --kernels auto --cuda-graph off,on --rounds $rounds --steps $steps --warmup 5 \
-        "${torch_flag[@]}" --json-out "$out/bench_graph.json"
 
 say ""; say "## Summary"; say ""
 say "| section | result | wall time |"; say "|---|---|---|"
