@@ -15,15 +15,14 @@ runs each block's threads as real threads meeting at a barrier, which is how the
 """
 from __future__ import annotations
 
-from .kernels_cuda.compile import cupy_launcher, signatures, source, source_for  # noqa: F401
+from .kernels_cuda import compile
+from .kernels_cuda.compile import signatures, source_for  # noqa: F401
 from .kernels_cuda.conv import col2im, im2col  # noqa: F401
 from .kernels_cuda.fused import (bn_relu_maxpool_forward, bn_relu_maxpool_grad_sums,  # noqa: F401
                                  bn_relu_maxpool_input_grad)
-from .kernels_cuda.norm import (bn_grad_sums, bn_input_grad, bn_normalize, bn_stats,  # noqa: F401
-                                channels)
+from .kernels_cuda.norm import bn_grad_sums, bn_input_grad, bn_normalize, bn_stats  # noqa: F401
 from .kernels_cuda.pool import maxpool_backward, maxpool_forward  # noqa: F401
 
-SOURCE = source()
 SIGNATURES = signatures()
 
 # Set by tests (and `dptrain bench --kernel-ops` on a CPU) only: a factory (dtype -> launcher)
@@ -42,6 +41,6 @@ def launcher_for(a, family: str):
     from .. import backend
     if not backend.kernels_enabled(family):
         return None
-    if type(a).__module__.startswith("cupy"):
-        return cupy_launcher(a.dtype)
+    if backend.is_device_array(a):
+        return compile.cupy_launcher(a.dtype)
     return host_launcher(a.dtype) if host_launcher is not None else None

@@ -23,7 +23,7 @@ checks it without a GPU (nn/kernels_cuda/host.py).
 from __future__ import annotations
 
 from ..nn.kernels_cuda import compile
-from ..nn.kernels_cuda.optimizer import DYNAMIC_SCALARS, SIGNATURES, SOURCE  # noqa: F401
+from ..nn.kernels_cuda.optimizer import DYNAMIC_SCALARS, SIGNATURES  # noqa: F401
 
 # The backend.kernels family that switches these kernels (``--kernels generic`` leaves it out).
 FAMILY = "optimizer"
