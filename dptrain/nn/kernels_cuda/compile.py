@@ -155,21 +155,21 @@ def cupy_launcher(dtype):
 @functools.lru_cache(maxsize=None)          # one per dtype: nothing rebuilt per launch
 def _cupy_launcher(dtype_name: str):
     module = _cupy_module(dtype_name)
-    scalar = np.dtype(dtype_name).type
+    cast = {"p": lambda a: a, "q": np.int64, "i": np.int32, "t": np.dtype(dtype_name).type}
     kinds_of = signatures()
-    functions = {}
+    kernels = {}                    # name -> (RawKernel, its arguments' casts)
 
     def launch(name: str, n, *args):
-        kinds = kinds_of[name]
-        cast = {"p": lambda a: a, "q": np.int64, "i": np.int32, "t": scalar}
         if isinstance(n, tuple):
             grid, block = n
         else:
             grid, block = max(1, min((n + 255) // 256, 65535)), 256
-        function = functions.get(name)
-        if function is None:        # get_function builds a new RawKernel every time it is called
-            function = functions[name] = module.get_function(name)
-        function((grid,), (block,), tuple(cast[k](a) for k, a in zip(kinds, args)))
+        kernel = kernels.get(name)
+        if kernel is None:          # get_function builds a new RawKernel every time it is called
+            kernel = kernels[name] = (module.get_function(name),
+                                      tuple(cast[k] for k in kinds_of[name]))
+        function, casts = kernel
+        function((grid,), (block,), tuple(c(a) for c, a in zip(casts, args)))
     launch.reduce_block = MAX_BLOCK
     launch.reduce_blocks = 1024           # a few blocks per SM of an H100 (132 SMs)
     return launch
@@ -177,11 +177,6 @@ def _cupy_launcher(dtype_name: str):
 
 def launcher_or_gpu(a, launch):
     return launch if launch is not None else cupy_launcher(a.dtype)
-
-
-def xp_of(a):
-    from ...backend import get_array_module
-    return get_array_module(a)
 
 
 def reduction_grid(launch, channels: int, per_channel: int, chunks=None):

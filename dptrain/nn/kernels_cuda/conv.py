@@ -2,7 +2,8 @@
 copy) and col2im as a gather (no atomics, no per-offset launches)."""
 from __future__ import annotations
 
-from .compile import launcher_or_gpu, xp_of
+from ...backend import get_array_module
+from .compile import launcher_or_gpu
 
 SOURCE = r"""
 /* x is read through element strides, so a transposed view (NCHW seen as NHWC) needs no copy */
@@ -52,10 +53,10 @@ def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int, launch=None):
     may be any strided view (the convolution passes NCHW transposed), read in place."""
     x = x_nhwc
     if any(st % x.itemsize for st in x.strides):
-        x = xp_of(x).ascontiguousarray(x)
+        x = get_array_module(x).ascontiguousarray(x)
     n, h, w, c = x.shape
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    cols = xp_of(x).empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
+    cols = get_array_module(x).empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
     launcher_or_gpu(x, launch)("im2col_nhwc", cols.size, x, cols, cols.size, h, w, c, oh, ow,
                                kh, kw, stride, pad, *(st // x.itemsize for st in x.strides))
     return cols
@@ -63,10 +64,10 @@ def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int, launch=None):
 
 def col2im(blocks, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int, launch=None):
     """As kernels.col2im: per-offset blocks (kh*kw, N*OH*OW, C) summed into (N, H, W, C)."""
-    blocks = xp_of(blocks).ascontiguousarray(blocks)
+    blocks = get_array_module(blocks).ascontiguousarray(blocks)
     n, h, w, c = x_shape_nhwc
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    out = xp_of(blocks).empty((n, h, w, c), dtype=blocks.dtype)
+    out = get_array_module(blocks).empty((n, h, w, c), dtype=blocks.dtype)
     launcher_or_gpu(blocks, launch)("col2im_nhwc", out.size, blocks, out, out.size, n, h, w, c,
                                     oh, ow, kh, kw, stride, pad)
     return out

@@ -12,7 +12,8 @@ writes the input gradient in one gathering pass over x.
 """
 from __future__ import annotations
 
-from .compile import launcher_or_gpu, reduction_grid, xp_of
+from ...backend import get_array_module
+from .compile import launcher_or_gpu, reduction_grid
 from .norm import combine_sums
 from .pool import pooling_outputs
 
@@ -104,7 +105,7 @@ def _per_channel(xp, dtype, *values):
 def bn_relu_maxpool_forward(x, mean, inv_std, gamma, beta, kh, kw, stride, pad, launch=None):
     """maxpool(relu(gamma * (x - mean) * inv_std + beta)) of (N, C, H, W), and the window
     offset of each maximum (int32)."""
-    xp = xp_of(x)
+    xp = get_array_module(x)
     x, (c, h, w, oh, ow), y, arg = pooling_outputs(x, kh, kw, stride, pad)
     launcher_or_gpu(x, launch)("bn_relu_maxpool_forward", y.size, x,
                                *_per_channel(xp, x.dtype, mean, inv_std, gamma, beta), y, arg,
@@ -115,7 +116,7 @@ def bn_relu_maxpool_forward(x, mean, inv_std, gamma, beta, kh, kw, stride, pad, 
 def bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, inv_std, kw, stride, pad, launch=None,
                               chunks=None, out_dz=None, out_dz_xhat=None):
     """Per channel (sum(dz), sum(dz * xhat)) for dz, the gradient at the batch norm's output."""
-    xp = xp_of(dy)
+    xp = get_array_module(dy)
     dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
     n, c, h, w = x.shape
     oh, ow = dy.shape[2:]
@@ -132,7 +133,7 @@ def bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, inv_std, kw, stride, pad, lau
 def bn_relu_maxpool_input_grad(dy, y, arg, x, mean, inv_std, scale, total, sum_dz, sum_dz_xhat,
                                kh, kw, stride, pad, launch=None):
     """The gradient at the batch norm's input, as BatchNorm.backward of the unfused chain."""
-    xp = xp_of(dy)
+    xp = get_array_module(dy)
     dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
     n, c, h, w = x.shape
     oh, ow = dy.shape[2:]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compile import launcher_or_gpu, reduction_grid, xp_of
+from ...backend import get_array_module
+from .compile import launcher_or_gpu, reduction_grid
 
 SOURCE = r"""
 /* Chan et al.'s merge of the statistics (count, mean, sum of squared deviations) b into a */
@@ -127,7 +128,7 @@ def channels(x):
 def bn_stats(x, launch=None, chunks=None):
     """Per channel (mean, sum of squared deviations from it) of x, in one pass. An empty x
     gives zeros (a rank with no samples still joins --sync-bn's reductions)."""
-    xp = xp_of(x)
+    xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
     c, hw = channels(x)
     mean, m2 = xp.zeros(c, dtype=x.dtype), xp.zeros(c, dtype=x.dtype)
@@ -146,7 +147,7 @@ def bn_stats(x, launch=None, chunks=None):
 
 def combine_sums(launch, part_a, part_b, c: int, chunks: int, out_a=None, out_b=None):
     """The per-channel totals of two partial sums, written into out_a / out_b when given."""
-    xp = xp_of(part_a)
+    xp = get_array_module(part_a)
     a, b = (o if o is not None and o.flags.c_contiguous and o.dtype == part_a.dtype
             else xp.empty(c, dtype=part_a.dtype) for o in (out_a, out_b))
     launch("sum_pairs_combine", c, part_a, part_b, a, b, c, chunks)
@@ -158,7 +159,7 @@ def combine_sums(launch, part_a, part_b, c: int, chunks: int, out_a=None, out_b=
 
 def bn_grad_sums(dy, xhat, launch=None, chunks=None, out_dy=None, out_dy_xhat=None):
     """Per channel (sum(dy), sum(dy * xhat)), reading dy and xhat once."""
-    xp = xp_of(dy)
+    xp = get_array_module(dy)
     dy, xhat = xp.ascontiguousarray(dy), xp.ascontiguousarray(xhat)
     c, hw = channels(dy)
     per_channel = dy.shape[0] * hw
@@ -172,7 +173,7 @@ def bn_grad_sums(dy, xhat, launch=None, chunks=None, out_dy=None, out_dy_xhat=No
 
 def bn_normalize(x, mean, inv_std, gamma, beta, launch=None):
     """(xhat, y) with xhat = (x - mean) * inv_std and y = xhat * gamma + beta, per channel."""
-    xp = xp_of(x)
+    xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
     xhat, y = xp.empty_like(x), xp.empty_like(x)
     c, hw = channels(x)
@@ -184,7 +185,7 @@ def bn_normalize(x, mean, inv_std, gamma, beta, launch=None):
 def bn_input_grad(dy, xhat, scale, total, sum_dy, sum_dy_xhat, launch=None):
     """dx = scale * dy - scale / total * (sum_dy + xhat * sum_dy_xhat), per channel, where
     scale = gamma * inv_std (batch norm's input gradient)."""
-    xp = xp_of(dy)
+    xp = get_array_module(dy)
     dy = xp.ascontiguousarray(dy)
     dx = xp.empty_like(dy)
     c, hw = channels(dy)

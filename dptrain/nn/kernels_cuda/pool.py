@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compile import launcher_or_gpu, xp_of
+from ...backend import get_array_module
+from .compile import launcher_or_gpu
 
 SOURCE = r"""
 extern "C" __global__ void maxpool_forward(const T* __restrict__ x, T* __restrict__ y,
@@ -51,7 +52,7 @@ SIGNATURES = {"maxpool_forward": "pppqiiiiiiiit", "maxpool_backward": "pppqiiiii
 def pooling_outputs(x, kh: int, kw: int, stride: int, pad: int):
     """For a max-pooling kernel over (N, C, H, W) ``x``: x contiguous, (C, H, W, OH, OW), and
     the pooled output and its arg-max (int32), to be filled."""
-    xp = xp_of(x)
+    xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
     n, c, h, w = x.shape
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
@@ -68,7 +69,7 @@ def maxpool_forward(x, kh: int, kw: int, stride: int, pad: int, launch=None):
 
 
 def maxpool_backward(dy, arg, x_shape, kh: int, kw: int, stride: int, pad: int, launch=None):
-    xp = xp_of(dy)
+    xp = get_array_module(dy)
     dy = xp.ascontiguousarray(dy)
     _, _, h, w = x_shape
     oh, ow = dy.shape[2:]
