@@ -32,6 +32,7 @@ import sys
 import numpy as np
 
 from .. import nn
+from ..backend import get_array_module
 from ..optim import fused
 from ..parallel.nonfinite import squared_norm
 
@@ -91,7 +92,7 @@ class _RecordedWatch:
     def record(self, step, what, grads):
         norm2 = squared_norm(grads)
         if norm2 is not None:
-            self.norms.append((what, _array_module(grads[0]).asarray(norm2)))
+            self.norms.append((what, get_array_module(grads[0]).asarray(norm2)))
 
 
 class GraphStep:
@@ -202,11 +203,11 @@ class GraphStep:
         value, correct = self.dp.train_step(x, y, self.loss, self.opt, lr=lr,
                                             global_batch=global_batch, context=context)
         self.dp.flush()
-        xp = _array_module(x)
+        xp = get_array_module(x)
         return xp.asarray(value), xp.asarray(correct)      # arrays (NumPy gives scalars)
 
     def _allocate_static(self, x, y, context) -> None:
-        xp = _array_module(x)
+        xp = get_array_module(x)
         # *_like: on the device and of the input's kind (the CPU tests' device stand-in);
         # scalars as reshaped 1-element arrays: CuPy's *_like reads shape=() as "x's shape"
         self.static = (xp.empty_like(x), xp.empty_like(y),
@@ -217,7 +218,7 @@ class GraphStep:
     def _fill(self, x, y, lr, context) -> None:
         """The step's inputs into the buffers the graph reads (copies queued before it)."""
         xs, ys, ids, step, lrs = self.static
-        xp = _array_module(xs)
+        xp = get_array_module(xs)
         xs[...] = x
         ys[...] = y
         ids[...] = xp.asarray(np.asarray(context.sample_ids, dtype=np.uint64))
@@ -247,11 +248,6 @@ class GraphStep:
     def _note_norms(self) -> None:
         for what, norm2 in self.outputs[2]:
             self.dp.watch.note(self.dp.step - 1, what, norm2)
-
-
-def _array_module(a):
-    from ..backend import get_array_module
-    return get_array_module(a)
 
 
 def for_trainer(trainer, capture=None, capturable_transports=("nccl",)):

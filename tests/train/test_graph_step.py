@@ -209,7 +209,7 @@ def test_static_scalars_are_0_d_under_cupys_like_rules(monkeypatch):
         @staticmethod
         def zeros_like(a, dtype=None, shape=None):
             return np.zeros_like(a, dtype=dtype, shape=shape if shape else a.shape)
-    monkeypatch.setattr(graph_step, "_array_module", lambda a: CupyLike())
+    monkeypatch.setattr(graph_step, "get_array_module", lambda a: CupyLike())
     g = graph_step.GraphStep.__new__(graph_step.GraphStep)
     x = np.zeros((4, 1, 2, 2), np.float32)
     g._allocate_static(x, np.zeros(4, np.int64), type("C", (), {"sample_ids": np.arange(4)}))
