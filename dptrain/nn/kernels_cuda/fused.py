@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ...backend import get_array_module
 from .compile import launcher_or_gpu, reduction_grid
-from .norm import combine_sums
+from .norm import combine_sums, per_channel_args
 from .pool import pooling_outputs
 
 SOURCE = r"""
@@ -98,17 +98,13 @@ SIGNATURES = {
 }
 
 
-def _per_channel(xp, dtype, *values):
-    return [xp.ascontiguousarray(v, dtype=dtype) for v in values]
-
-
 def bn_relu_maxpool_forward(x, mean, inv_std, gamma, beta, kh, kw, stride, pad, launch=None):
     """maxpool(relu(gamma * (x - mean) * inv_std + beta)) of (N, C, H, W), and the window
     offset of each maximum (int32)."""
     xp = get_array_module(x)
     x, (c, h, w, oh, ow), y, arg = pooling_outputs(x, kh, kw, stride, pad)
     launcher_or_gpu(x, launch)("bn_relu_maxpool_forward", y.size, x,
-                               *_per_channel(xp, x.dtype, mean, inv_std, gamma, beta), y, arg,
+                               *per_channel_args(xp, x.dtype, mean, inv_std, gamma, beta), y, arg,
                                y.size, c, h, w, oh, ow, kh, kw, stride, pad)
     return y, arg
 
@@ -125,7 +121,7 @@ def bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, inv_std, kw, stride, pad, lau
     chunks, block = reduction_grid(launch, c, max(per_channel, 1), chunks)
     part_a, part_b = xp.empty(c * chunks, dtype=dy.dtype), xp.empty(c * chunks, dtype=dy.dtype)
     launch("bn_relu_maxpool_grad_partial", (c * chunks, block), dy, y, arg, x,
-           *_per_channel(xp, dy.dtype, mean, inv_std), part_a, part_b, c, h, w, ow, kw, stride,
+           *per_channel_args(xp, dy.dtype, mean, inv_std), part_a, part_b, c, h, w, ow, kw, stride,
            pad, per_channel, chunks, oh * ow)
     return combine_sums(launch, part_a, part_b, c, chunks, out_dz, out_dz_xhat)
 
@@ -138,7 +134,7 @@ def bn_relu_maxpool_input_grad(dy, y, arg, x, mean, inv_std, scale, total, sum_d
     n, c, h, w = x.shape
     oh, ow = dy.shape[2:]
     dx = xp.empty(x.shape, dtype=dy.dtype)
-    per_channel = _per_channel(xp, dy.dtype, mean, inv_std, scale, scale / total, sum_dz,
+    per_channel = per_channel_args(xp, dy.dtype, mean, inv_std, scale, scale / total, sum_dz,
                                sum_dz_xhat)
     launcher_or_gpu(dy, launch)("bn_relu_maxpool_input_grad", dx.size, dy, y, arg, x,
                                 *per_channel, dx, dx.size, c, h, w, oh, ow, kh, kw, stride, pad)

@@ -125,6 +125,11 @@ def channels(x):
     return x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64))
 
 
+def per_channel_args(xp, dtype, *values):
+    """Per-channel vectors as a kernel reads them: contiguous, of the element type."""
+    return [xp.ascontiguousarray(v, dtype=dtype) for v in values]
+
+
 def bn_stats(x, launch=None, chunks=None):
     """Per channel (mean, sum of squared deviations from it) of x, in one pass. An empty x
     gives zeros (a rank with no samples still joins --sync-bn's reductions)."""
@@ -177,8 +182,9 @@ def bn_normalize(x, mean, inv_std, gamma, beta, launch=None):
     x = xp.ascontiguousarray(x)
     xhat, y = xp.empty_like(x), xp.empty_like(x)
     c, hw = channels(x)
-    per_channel = [xp.ascontiguousarray(v, dtype=x.dtype) for v in (mean, inv_std, gamma, beta)]
-    launcher_or_gpu(x, launch)("bn_normalize", x.size, x, *per_channel, xhat, y, x.size, c, hw)
+    launcher_or_gpu(x, launch)("bn_normalize", x.size, x,
+                               *per_channel_args(xp, x.dtype, mean, inv_std, gamma, beta),
+                               xhat, y, x.size, c, hw)
     return xhat, y
 
 
@@ -189,8 +195,7 @@ def bn_input_grad(dy, xhat, scale, total, sum_dy, sum_dy_xhat, launch=None):
     dy = xp.ascontiguousarray(dy)
     dx = xp.empty_like(dy)
     c, hw = channels(dy)
-    per_channel = [xp.ascontiguousarray(v, dtype=dy.dtype)
-                   for v in (scale, scale / total, sum_dy, sum_dy_xhat)]
+    per_channel = per_channel_args(xp, dy.dtype, scale, scale / total, sum_dy, sum_dy_xhat)
     launcher_or_gpu(dy, launch)("bn_input_grad", dy.size, dy, xp.ascontiguousarray(xhat),
                                 *per_channel, dx, dy.size, c, hw)
     return dx
