@@ -337,7 +337,8 @@ def test_the_cupy_launcher_looks_each_kernel_up_once(monkeypatch):
     class Module:
         def get_function(self, name):
             looked_up.append(name)
-            return lambda grid, block, args: launched.append((name, grid, block, len(args)))
+            return lambda grid, block, args: launched.append(
+                (name, grid, block, len(args), tuple(type(a).__name__ for a in args[-3:])))
     monkeypatch.setattr(compile, "_cupy_module", lambda dtype_name: Module())
     compile._cupy_launcher.cache_clear()
     try:
@@ -346,6 +347,7 @@ def test_the_cupy_launcher_looks_each_kernel_up_once(monkeypatch):
         for _ in range(3):
             launch("bn_normalize", 600, x, x, x, x, x, x, x, 3, 1, 1)
         assert looked_up == ["bn_normalize"]
-        assert launched == [("bn_normalize", (3,), (256,), 10)] * 3
+        # the signature's casts ("...qiq"): CuPy passes a scalar as its NumPy type says
+        assert launched == [("bn_normalize", (3,), (256,), 10, ("int64", "int32", "int64"))] * 3
     finally:
         compile._cupy_launcher.cache_clear()
