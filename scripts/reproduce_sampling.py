@@ -133,25 +133,31 @@ def p_still_uniform(lines: list[dict]) -> float | None:
     return c["as_delta_p"] ** (run["total_steps"] // c["as_beta"])
 
 
+def finished_curves(results: dict, variant, opt, batch, epochs: int) -> dict:
+    """{repeat: curve} of the cell's runs that reached ``epochs``."""
+    return {rep: c for (v, o, b, rep), (c, _) in results.items()
+            if (v, o, b) == (variant, opt, batch) and len(c) >= epochs}
+
+
 def summarise(results: dict, epochs: int, variants: list[str]) -> list[dict]:
     """One row per (optimiser, batch, variant), every number a spread over the repeats."""
     rows = []
     for opt, batch, variant in itertools.product(OPTIMIZERS, sorted({k[2] for k in results}), variants):
-        runs = {rep: c for (v, o, b, rep), (c, _) in results.items()
-                if (v, o, b) == (variant, opt, batch) and len(c) >= epochs}
+        runs = finished_curves(results, variant, opt, batch, epochs)
         if not runs:
             continue
         last = {rep: c[epochs - 1] for rep, c in runs.items()}
         row = {"optimizer": opt, "batch": batch, "variant": variant, "runs": len(runs),
                "test_accuracy": spread(x["test_accuracy"] for x in last.values()),
                "time_s": spread(x["time_s"] for x in last.values())}
+        bases = ("uniform", "obs") if variant.startswith("as") else ()
+        base_last = {base: {rep: c[epochs - 1] for rep, c in
+                            finished_curves(results, base, opt, batch, epochs).items()}
+                     for base in bases}
         for m in MEASURES:
             row[m] = spread(x[m] for x in last.values())
-            for base in ("uniform", "obs"):
-                if variant.startswith("as"):
-                    other = {rep: c[epochs - 1][m] for (v, o, b, rep), (c, _) in results.items()
-                             if (v, o, b) == (base, opt, batch) and len(c) >= epochs}
-                    row[f"{m}_over_{base}"] = spread(last[r][m] / other[r] for r in last if r in other)
+            for base, other in base_last.items():
+                row[f"{m}_over_{base}"] = spread(last[r][m] / other[r][m] for r in last if r in other)
         uniform_left = [u for (v, o, b, _), (c, lines) in results.items()
                         if (v, o, b) == (variant, opt, batch)
                         for u in [p_still_uniform(lines)] if u is not None]
@@ -200,8 +206,7 @@ def plot(results, out: Path, opts, batches, variants, epochs: int) -> None:
         for (i, opt), (j, batch) in itertools.product(enumerate(opts), enumerate(batches)):
             ax = axes[i][j]
             for variant in variants:
-                runs = [c for (v, o, b, _), (c, _) in results.items()
-                        if (v, o, b) == (variant, opt, batch) and len(c) >= epochs]
+                runs = list(finished_curves(results, variant, opt, batch, epochs).values())
                 if not runs:
                     continue
                 n = min(len(c) for c in runs)

@@ -14,8 +14,9 @@ option (docs/sampling.md compares them):
              to the bin's mean bound.
     eq67     sqrt(sum over the *whole* bin of G_i / q_i) (eq. 67, and the Annex D paper's
              division by q_i): the latest bound known for each sample (a bin's unseen samples
-             count at the mean of its seen ones), q_i as drawn. P settles at the square root
-             of the mean bound, as the variance-optimal distribution should.
+             count at the mean of its seen ones), q_i as drawn. With fixed bounds and uniform
+             Q^j, P settles at |bin| sqrt(mean bound) (the square root of the mean bound for
+             bins of equal size), as the variance-optimal distribution should.
 ``refresh`` -- where the bounds come from:
     drawn      the samples of the training batches only: a bin drawn rarely is seen rarely.
     every-bin  also ``refresh_per_bin`` samples of every bin (uniformly, without

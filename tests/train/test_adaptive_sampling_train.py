@@ -1,14 +1,19 @@
 """The readings of Adaptive Sampling in training: flags, refusals, resume, the collapse of
 the per-sample counter, and the mini-batch cost measure of scripts/reproduce_sampling.py."""
+import contextlib
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dptrain.comm.local import LocalCommunicator
+from dptrain.data import rank_slice
+from dptrain.data.samplers import ASSampler
 from dptrain.train import TrainConfig, Trainer, checkpoint
+from dptrain.train.sampler_feed import SamplerFeed
 from test_cli import assert_usage_error, dptrain
 
 BASE = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", dtype="float64", batch_size=24,
@@ -104,3 +109,52 @@ def test_beta_counts_global_batches_under_accumulate():
     """The sampler observes each global batch once, whatever --accumulate cuts it into."""
     _, t = run(epochs=1, accumulate=3)
     assert t.sampler.t == t.step == 4                   # 96 training samples, batch 24
+
+
+def test_every_bin_probe_on_more_ranks_than_probed_samples():
+    """Three probed samples (three bins, one each) on four ranks: shares of 1, 1, 1 and 0.
+    The empty rank still evaluates (which completes its pending update) and joins the gather,
+    and every rank's sampler ends with the same tables. Ranks are threads here."""
+    size, labels = 4, np.array([0, 0, 1, 1, 2, 2])
+    barrier, rows, asked, samplers, errors = threading.Barrier(size, timeout=30), [None] * size, {}, {}, []
+
+    def stats(ids):                                  # a sample's numbers, a function of its id
+        return 1.0 + ids, 0.5 + ids / 10
+
+    class Rank(LocalCommunicator):
+        def __init__(self, rank):
+            self.rank, self.size = rank, size
+
+        def allgather(self, arr):
+            rows[self.rank] = np.array(arr)
+            barrier.wait()
+            out = np.stack(rows)
+            barrier.wait()
+            return out
+
+    def rank_main(r):
+        try:
+            sampler = ASSampler(6, 2, labels, refresh="every-bin", refresh_per_bin=1, beta=1)
+            feed = SamplerFeed(sampler, Rank(r), lambda what: contextlib.nullcontext(),
+                               evaluate=lambda ids: (asked.setdefault(r, ids), stats(ids))[1])
+            ids, _ = sampler.batch(0, 0)             # 2 samples: this rank's share of 1 or 0
+            feed.observe(1, ids, [(np.arange(len(ids)), stats(rank_slice(ids, r, size)))])
+            samplers[r] = sampler
+        except BaseException as exc:                 # noqa: BLE001 -- reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert [len(asked[r]) for r in range(size)] == [1, 1, 1, 0]
+    probed = np.concatenate([asked[r] for r in range(size)])
+    assert sorted(labels[probed]) == [0, 1, 2]
+    np.testing.assert_array_equal(samplers[0].losses[probed], stats(probed)[0])
+    np.testing.assert_array_equal(samplers[0].bounds[probed], stats(probed)[1])
+    for r in range(1, size):
+        for k, v in samplers[0].state_dict().items():
+            np.testing.assert_array_equal(samplers[r].state_dict()[k], v, err_msg=f"rank {r}: {k}")
