@@ -3,7 +3,8 @@
 Each step, the per-sample losses and gradient bounds of the rank's slice of every global
 micro-batch are gathered into the whole batch's (``observe``); when the sampler then asks
 for more samples (``probe_ids``: AS with --as-refresh every-bin), each rank evaluates its
-contiguous share of them and the shares are gathered too; at the end of an epoch, the
+contiguous share of them once the step has been checked and the shares are gathered too
+(``probe``); at the end of an epoch, the
 whole training set's, from the training-set evaluation (``refresh``). Every rank asks and
 gathers the same at the same step, so the collectives match. The numbers are read on the
 host every step: the sampler lives there.
@@ -46,11 +47,14 @@ class SamplerFeed:
                                        losses, bounds, self._sizes(micro)))
                  for micro, (losses, bounds) in observed]
         self.sampler.observe(*(np.concatenate(column) for column in zip(*parts)))
-        probe = self.sampler.probe_ids()
-        if probe is not None:
-            self._probe(step, probe)
 
-    def _probe(self, step: int, ids) -> None:
+    def probe(self, step: int) -> None:
+        """When the sampler asks for more samples (probe_ids), evaluate them: each rank its
+        share, then gathered. Called after the step's non-finite check: the evaluation
+        applies the pending update, which --skip-nonfinite must be able to drop first."""
+        ids = self.sampler.probe_ids()
+        if ids is None:
+            return
         mine = data.rank_slice(ids, self.comm.rank, self.comm.size)
         losses, bounds = self.evaluate(mine)        # on every rank: it flushes pending updates
         all_losses, all_bounds = self._gather(f"allgather of probed sample losses at step {step}",

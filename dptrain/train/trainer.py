@@ -185,6 +185,8 @@ class Trainer:
         results = self.step_metrics.post(self.step, lr, global_batch, loss_sum, correct_sum, stop_flag)
         for r in results:
             self.check_step(r)
+        if observed:
+            self.feed.probe(self.step)
         return results
 
     def _sample_stats(self, ids):

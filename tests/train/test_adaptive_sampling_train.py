@@ -139,6 +139,7 @@ def test_every_bin_probe_on_more_ranks_than_probed_samples():
                                evaluate=lambda ids: (asked.setdefault(r, ids), stats(ids))[1])
             ids, _ = sampler.batch(0, 0)             # 2 samples: this rank's share of 1 or 0
             feed.observe(1, ids, [(np.arange(len(ids)), stats(rank_slice(ids, r, size)))])
+            feed.probe(1)                            # after the step's check, as the trainer
             samplers[r] = sampler
         except BaseException as exc:                 # noqa: BLE001 -- reported below
             errors.append(exc)
@@ -158,3 +159,18 @@ def test_every_bin_probe_on_more_ranks_than_probed_samples():
     for r in range(1, size):
         for k, v in samplers[0].state_dict().items():
             np.testing.assert_array_equal(samplers[r].state_dict()[k], v, err_msg=f"rank {r}: {k}")
+
+
+@pytest.mark.parametrize("sync", ["blocking", "overlap"])
+def test_a_probe_never_applies_an_update_that_skip_nonfinite_drops(sync):
+    """The every-bin probe evaluates the model after every pending update. It must come after
+    the step's non-finite check, or it applies the update --skip-nonfinite would drop. At lr
+    1e30 step 0 is finite and every later one is not (and a probe is due every step):
+    skipping them all leaves exactly the parameters after step 0."""
+    kw = dict(model="mlp", dataset="synthetic:1x8x8:400", optimizer="sgd", lr=1e30, epochs=1,
+              sync=sync, as_refresh="every-bin", as_beta=1, as_refresh_per_bin=2, dtype="float32")
+    one_step, _ = run(max_steps=1, **kw)
+    skipped, t = run(skip_nonfinite=100, **kw)
+    assert t.skipped == t.step - 1 > 0
+    for k in one_step:
+        np.testing.assert_array_equal(skipped[k], one_step[k], err_msg=k)
