@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .layer import Layer
+from .layer import Layer, PassThrough
 
 
 class _Elementwise(Layer):
@@ -13,15 +13,9 @@ class _Elementwise(Layer):
         return size
 
 
-class ReLU(_Elementwise):
-    # Set by a BatchNorm linked to this layer (nn/fusion.py) when it has computed this layer
-    # too; taken by the next forward only, so a stale flag never skips a later call.
-    bypass = False
-    _passing = False
-
+class ReLU(_Elementwise, PassThrough):
     def forward(self, x, train):
-        self._passing, self.bypass = self.bypass, False
-        if self._passing:
+        if self._take_bypass():
             return x
         xp = get_array_module(x)
         y = xp.maximum(x, 0)

@@ -74,3 +74,17 @@ class Layer:
 
     def __repr__(self) -> str:
         return type(self).__name__
+
+
+class PassThrough:
+    """A layer that a linked BatchNorm may compute itself (nn/fusion.py): the batch norm sets
+    ``bypass`` in each forward, and this layer's next forward then returns its input, as does
+    the backward that follows. Taken by that forward only, so a stale flag never skips a
+    later call."""
+    bypass = False
+    _passing = False
+
+    def _take_bypass(self) -> bool:
+        self._passing, self.bypass = self.bypass, False
+        return self._passing
+

@@ -11,7 +11,7 @@ import numpy as np
 from ..backend import get_array_module
 from . import cuda_kernels
 from .kernels import out_size, pad_hw, window_slices
-from .layer import Layer
+from .layer import Layer, PassThrough
 
 
 class _Pool2D(Layer):
@@ -44,19 +44,14 @@ class _Pool2D(Layer):
         return f"{type(self).__name__}({self.kh}x{self.kw}, stride {self.stride})"
 
 
-class MaxPool2D(_Pool2D):
+class MaxPool2D(_Pool2D, PassThrough):
     """The gradient goes to the first maximum of each window. With array code, backward
     finds it again by comparing the input with the output, which is cheaper than storing
     an arg-max; the CUDA kernels store the arg-max (one int32 per output) instead."""
     _arg = None
-    # Set by a BatchNorm linked to this layer (nn/fusion.py) when it has computed this layer
-    # too; taken by the next forward only, so a stale flag never skips a later call.
-    bypass = False
-    _passing = False
 
     def forward(self, x, train):
-        self._passing, self.bypass = self.bypass, False
-        if self._passing:
+        if self._take_bypass():
             return x
         launch = cuda_kernels.launcher_for(x, "maxpool")
         if launch is not None:
