@@ -1,9 +1,12 @@
 """``--sync auto`` and ``--bucket-mb auto``: measure, plan on rank 0, broadcast, re-plan on drift.
 
-At start-up the link is measured (comm/link_probe.py). The first WARMUP_STEPS steps run with
-one bucket per layer (or the fixed cap) under the requested schedule (overlap when it is
-auto), and every rank times each layer's forward, backward and update (the first step is
-cold and not counted). Then the ranks all-gather their median times, rank 0 takes the slowest
+At start-up the link is measured (comm/link_probe.py). Before the first training step, that
+step is rehearsed WARMUP_STEPS times with one bucket per layer (or the fixed cap) under the
+requested schedule (overlap when it is auto), and every rank times each layer's forward,
+backward and update (the first rehearsal is cold and not counted); the rehearsals are then
+undone, so every training step runs under the plan and the parameters never depend on it
+(overlap-fc rounds differently from the others: a warm-up of real steps under overlap
+followed by overlap-fc would make a resumed run's result depend on where its warm-up fell). Then the ranks all-gather their median times, rank 0 takes the slowest
 rank's time per layer, plans (parallel/planner.py) and broadcasts the plan, and every rank
 rebuilds its buckets (and schedule) from the broadcast plan: the collectives every rank posts
 depend only on what rank 0 sent, never on a rank's own clock.
@@ -20,6 +23,8 @@ The plan is saved in checkpoints; a resumed run adopts it and skips the warm-up.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..comm.emulated import AlphaBeta
@@ -28,7 +33,7 @@ from ..nn import Dense
 from . import planner
 from .predict import LayerTimes
 
-WARMUP_STEPS = 5           # steps before the plan; the first one is not timed
+WARMUP_STEPS = 5           # rehearsals before the plan; the first one is not timed
 REPORT_AFTER = 5           # steps of the plan whose exposed time is reported
 REPLAN_EVERY = 200         # steps between re-timings
 REPLAN_WINDOW = 4          # steps timed for a re-plan
@@ -43,6 +48,7 @@ class LayerClock:
 
     def __init__(self, n_layers: int, inner=None):
         self.inner = inner
+        self.passes_on = True          # False while rehearsing: no training step to trace
         self.times = {cat: [[] for _ in range(n_layers)] for cat in ("forward", "backward", "update")}
 
     @property
@@ -56,7 +62,7 @@ class LayerClock:
     def span(self, name, cat, start, end, lane=0, step=None, **args):
         if cat in self.times and "layer" in args:
             self.times[cat][args["layer"]].append(end - start)
-        if self.inner is not None:
+        if self.inner is not None and self.passes_on:
             self.inner.span(name, cat, start, end, lane=lane, step=step, **args)
 
     def medians(self) -> np.ndarray:
@@ -117,15 +123,28 @@ class AutoTuner:
             self._adopt(planner.Plan.from_dict(plan), resumed=True)
 
     # --- the step hook (DataParallel.train_step, at a step boundary) ----------------
+    def rehearse(self, run_step) -> None:
+        """The warm-up: time WARMUP_STEPS runs of the step at hand (``run_step``, one whole
+        step under the warm-up schedule), undo everything they changed (parameters, buffers,
+        optimiser state, counters), then plan. Training steps all run under the plan, so the
+        parameters never depend on when a run (or a resumed one) warmed up, nor on which
+        schedule it then chose for its steps after the warm-up."""
+        dp = self.dp
+        saved = (dp.model.state_dict(), dp._opt.state_dict(), dp.step, copy.copy(dp.stats))
+        for k in range(WARMUP_STEPS):
+            self._time_step(record=k > 0)
+            self.clock.passes_on = False
+            run_step()
+        self._stop_clock()
+        dp.flush()                                  # complete what is in flight, then undo it
+        params, opt_state, dp.step, dp.stats = saved
+        dp.model.load_state_dict(params)
+        dp._opt.load_state_dict(opt_state)
+        dp.watch.clear()
+        self._make_plan()
+
     def before_step(self) -> None:
         k, self.k = self.k, self.k + 1
-        if self.plan is None:
-            if k < WARMUP_STEPS:
-                self._time_step(record=k > 0)
-            else:
-                self._stop_clock()
-                self._make_plan()
-            return
         since = k - self.planned_at
         if since == REPORT_AFTER and self.measured_exposed_s is None:
             stats, (exposed0, steps0) = self.dp.stats, self._stats_at_plan

@@ -171,7 +171,13 @@ class DataParallel:
         lr = opt.lr if lr is None else lr
         self._opt = opt
         if self.auto is not None and not self._mid_step:
+            if self.auto.plan is None:              # timed rehearsals of this step, undone
+                self.auto.rehearse(lambda: self._one_step(x, y, loss, opt, lr, global_batch,
+                                                          context, True, weights))
             self.auto.before_step()                 # may re-plan: every rank at the same step
+        return self._one_step(x, y, loss, opt, lr, global_batch, context, communicate, weights)
+
+    def _one_step(self, x, y, loss, opt, lr, global_batch, context, communicate, weights):
         self._mid_step = not communicate
         if self._pending_lr is not None:            # blocking: the previous step's update
             self._apply_pending_step()
