@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from . import checkpoint
+from . import checkpoint, checkpoint_check
 
 
 @dataclass
@@ -23,8 +23,9 @@ class Position:
     comm_plan: dict | None = None   # the communication plan in force (parallel/autotune.py)
 
 
-def resume_position(cfg, model, opt, sampler, is_root: bool) -> Position:
-    """Restore model, optimiser and sampler from the newest valid checkpoint in place."""
+def resume_position(cfg, model, opt, sampler, is_root: bool, total_steps: int | None = None) -> Position:
+    """Restore model, optimiser and sampler from the newest valid checkpoint in place
+    (``total_steps``: this run's length, which a cosine learning-rate curve spans)."""
     warn = (lambda m: print(m, file=sys.stderr)) if is_root else (lambda m: None)
     found = checkpoint.list_checkpoints(cfg.checkpoint_dir)
     ckpt = checkpoint.latest(cfg.checkpoint_dir, warn=warn)
@@ -35,11 +36,14 @@ def resume_position(cfg, model, opt, sampler, is_root: bool) -> Position:
         raise UsageError(f"--resume: no checkpoint in {cfg.checkpoint_dir}")
     try:
         checkpoint.check_compatible(ckpt, dataclasses.asdict(cfg))
+        checkpoint_check.check_complete(ckpt, model, opt, sampler)
+        if total_steps is not None:
+            checkpoint_check.check_lr_curve(ckpt, cfg, sampler.steps_per_epoch(), total_steps)
         checkpoint.restore(ckpt, model, opt)
+        sampler.load_state_dict(ckpt["meta"]["sampler"])
     except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
         raise UsageError(str(exc)) from None
     meta = ckpt["meta"]
-    sampler.load_state_dict(meta["sampler"])
     return Position(meta["step"], meta["epoch"], meta["pos"], ckpt["path"], meta.get("comm_plan"))
 
 

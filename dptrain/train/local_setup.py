@@ -77,7 +77,8 @@ def prepare(cfg: TrainConfig, comm) -> LocalSetup:
                                   cfg.lr_step_size, cfg.lr_gamma, warmup_steps=cfg.warmup_steps)
     except ValueError as exc:
         raise UsageError(f"--lr-schedule: {exc}") from None
-    position = resume_position(cfg, model, opt, sampler, is_root) if cfg.resume else Position()
+    position = (resume_position(cfg, model, opt, sampler, is_root, length.total_steps)
+                if cfg.resume else Position())
     # last: nothing after it can refuse and leave the lock behind
     lock = outputs.lock_checkpoint_dir(cfg, warn=lambda m: print(m, file=sys.stderr)) \
         if is_root else None
