@@ -54,7 +54,8 @@ def test_checkpoint_into_a_full_file_system(small_filesystem):
                   "--checkpoint-dir", d, "--checkpoint-every", 2, "--max-steps", 6, "--epochs", 10)
     assert res.returncode == 3, res.stderr
     lines = res.stderr.strip().splitlines()
-    assert lines == [f"dptrain: training failed: cannot write the checkpoint of step 4 in {d} "
+    assert lines == [f"dptrain: training failed: cannot write the checkpoint of step 4 to "
+                     f"{d / 'ckpt-000000004.npz'} "
                      "(No space left on device); the previous checkpoints are intact"], lines
     assert [p.name for p in checkpoint.list_checkpoints(d)] == ["ckpt-000000002.npz"]
     assert checkpoint.read(d / "ckpt-000000002.npz")["meta"]["step"] == 2

@@ -10,6 +10,7 @@ clocks. Rank 0 gathers every rank's events and writes one file.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 COMPUTE, COMM, STEPS = 0, 1, 2
@@ -51,8 +52,23 @@ class Tracer:
         """Every rank calls this; rank 0 writes the file holding all ranks' events."""
         merged = comm.allreduce_obj(self.metadata() + self.events)
         if comm.rank == 0:
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump({"traceEvents": merged, "displayTimeUnit": "ms"}, f)
+            write_atomically(path, {"traceEvents": merged, "displayTimeUnit": "ms"})
+
+
+def write_atomically(path: str, doc) -> None:
+    """Whole or not at all: a temporary file renamed over ``path``, so a reader (or a run
+    killed meanwhile) never sees half a JSON document; errors name ``path``."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OSError(exc.errno, exc.strerror or str(exc), path) from exc
 
 
 def reduction(tracer, b, posted: float, completed: float, waited_from: float, waited_to: float,

@@ -92,13 +92,49 @@ def save(directory, step: int, model, opt, meta: dict, keep: int = 3) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)      # a full disk or a signal: the previous ones stay intact
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)  # a full disk or a signal: the previous ones stay intact
+        except OSError:
+            pass                         # a directory gone read-only: the write's error counts
+        if isinstance(exc, OSError):     # a failed write() names no file: name the checkpoint
+            raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from exc
         raise
     _fsync_dir(directory)
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+    if keep > 0:
+        prune(directory, keep)
     return final
+
+
+def prune(directory, keep: int) -> None:
+    """Remove all but the newest ``keep`` checkpoints, counting only files that are
+    checkpoints (their metadata names their step): a stray file named like a later
+    checkpoint must neither be kept in place of the real ones nor removed."""
+    written = [p for p in list_checkpoints(directory) if is_checkpoint(p)]
+    for old in written[:-keep]:
+        try:
+            old.unlink(missing_ok=True)
+        except OSError:
+            pass                         # kept: a checkpoint too many is no loss
+
+
+def is_checkpoint_name(name: str) -> bool:
+    """ckpt-<step>.npz, or the temporary file of one being written."""
+    return bool(_NAME.match(name)) or (name.startswith(".ckpt-") and name.endswith(".tmp"))
+
+
+def is_checkpoint(path) -> bool:
+    """A dptrain checkpoint whose metadata says it is the step its name says (only the
+    metadata is read, not the arrays)."""
+    m = _NAME.match(Path(path).name)
+    if not m or not Path(path).is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+        return meta.get("version") == FORMAT_VERSION and meta.get("step") == int(m.group(1))
+    except Exception:
+        return False
 
 
 def sweep_temporary(directory) -> int:

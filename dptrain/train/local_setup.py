@@ -32,7 +32,7 @@ class LocalSetup:
     length: run_length.RunLength
     schedule: object
     position: Position
-    lock: object                # rank 0's lock on --checkpoint-dir (train/lock.py), or None
+    lock: object                # rank 0's locks on its outputs (train/lock.py), or None
 
 
 def prepare(cfg: TrainConfig, comm) -> LocalSetup:
@@ -80,7 +80,7 @@ def prepare(cfg: TrainConfig, comm) -> LocalSetup:
     position = (resume_position(cfg, model, opt, sampler, is_root, length.total_steps)
                 if cfg.resume else Position())
     # last: nothing after it can refuse and leave the lock behind
-    lock = outputs.lock_checkpoint_dir(cfg, warn=lambda m: print(m, file=sys.stderr)) \
+    lock = outputs.lock_outputs(cfg, warn=lambda m: print(m, file=sys.stderr)) \
         if is_root else None
     return LocalSetup(cfg, augmentations, ds, model, opt, nn.SoftmaxCrossEntropy(),
                       sampler, steps_per_epoch, length, schedule, position, lock)

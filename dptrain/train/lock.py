@@ -1,4 +1,4 @@
-"""One run per checkpoint directory: a lock file naming its owner.
+"""One run per checkpoint directory and per output file: a lock file naming its owner.
 
 Two runs writing checkpoints into one directory would overwrite and prune each other's
 files. Rank 0 takes ``DIR/.dptrain.lock`` (created with O_EXCL, so only one process can) and
@@ -55,6 +55,7 @@ def owner_alive(owner: dict) -> bool:
 class DirectoryLock:
     def __init__(self, directory, flag: str = "--checkpoint-dir"):
         self.directory = Path(directory)
+        self.target = self.directory               # what the lock guards, for messages
         self.path = self.directory / LOCK_NAME
         self.flag = flag
         self.held = False
@@ -70,9 +71,10 @@ class DirectoryLock:
 
     def _refuse(self, owner: dict):
         raise UsageError(
-            f"{self.flag} {self.directory} is in use by pid {owner.get('pid')} on "
+            f"{self.flag} {self.target} is in use by pid {owner.get('pid')} on "
             f"{owner.get('host')} (since {owner.get('started')}: {owner.get('command')}); "
-            f"give another directory, or remove {self.path} if that run is gone")
+            f"give another {'directory' if self.target == self.directory else 'file'}, or "
+            f"remove {self.path} if that run is gone")
 
     def check_free(self) -> None:
         """Refuse now, naming the owner, a directory another live process holds (acquire()
@@ -102,18 +104,18 @@ class DirectoryLock:
                     self._refuse(owner)
                 who = (f"pid {owner.get('pid')} on {owner.get('host')}" if owner
                        else "an unreadable lock")
-                warn(f"dptrain: warning: {self.flag} {self.directory}: taking over the lock of "
+                warn(f"dptrain: warning: {self.flag} {self.target}: taking over the lock of "
                      f"{who}, which is no longer running")
                 self.path.unlink(missing_ok=True)
                 continue
             except OSError as exc:
-                raise UsageError(f"{self.flag} {self.directory}: cannot create the lock file "
-                                 f"({exc.strerror})") from None
+                raise UsageError(f"{self.flag} {self.target}: cannot create the lock file "
+                                 f"{self.path} ({exc.strerror})") from None
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.held = True
             return self
-        raise UsageError(f"{self.flag} {self.directory}: could not take the lock {self.path}")
+        raise UsageError(f"{self.flag} {self.target}: could not take the lock {self.path}")
 
     def release(self) -> None:
         if not self.held:
@@ -121,4 +123,39 @@ class DirectoryLock:
         self.held = False
         owner = self._owner()
         if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:
+                # a directory that became read-only: whatever failed in it was reported
+                # already; the next run takes this stale lock over
+                print(f"dptrain: warning: cannot remove the lock {self.path} ({exc.strerror}); "
+                      "the next run will take it over", file=sys.stderr)
+
+
+class OutputLock(DirectoryLock):
+    """The same lock for an output file (--metrics-out, --trace, --save-weights): a hidden
+    ``.<name>.dptrain-lock`` beside it, so that two live runs never write one file (their
+    metrics lines interleaved, one trace or weights file overwriting the other's)."""
+
+    def __init__(self, path, flag: str):
+        super().__init__(Path(os.path.abspath(path)).parent, flag)
+        self.target = Path(path)
+        self.path = self.directory / f".{self.target.name}.dptrain-lock"
+
+
+class Locks:
+    """Every lock a run holds, released together."""
+
+    def __init__(self):
+        self.held: list[DirectoryLock] = []
+
+    def take(self, lock: DirectoryLock, warn) -> None:
+        try:
+            self.held.append(lock.acquire(warn))
+        except BaseException:
+            self.release()                     # a refusal leaves none of this run's locks
+            raise
+
+    def release(self) -> None:
+        while self.held:
+            self.held.pop().release()

@@ -23,9 +23,11 @@ def new_run_id() -> str:
 class MetricsWriter:
     def __init__(self, path: str | None, run_id: str = "", enabled: bool = True):
         self.run_id = run_id
+        self.path = path
         self._f = None
         if path and enabled:
             try:
+                drop_cut_line(path)
                 self._f = open(path, "a", encoding="utf-8")
             except OSError as exc:
                 from ..errors import UsageError
@@ -36,13 +38,45 @@ class MetricsWriter:
             raise ValueError(f"metrics line type {kind!r} is not in the schema")
         if self._f is not None:
             line = {"schema": SCHEMA_VERSION, "run_id": self.run_id, "type": kind, **record}
-            self._f.write(json.dumps(line) + "\n")
-            self._f.flush()
+            try:
+                self._f.write(json.dumps(line) + "\n")
+                self._f.flush()
+            except OSError as exc:       # a failed write() names no file: name the metrics
+                raise OSError(exc.errno, exc.strerror or str(exc), self.path) from exc
 
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
             self._f = None
+
+
+def drop_cut_line(path: str) -> None:
+    """A run that died mid-line left a last line without its newline: cut it off, so the
+    next line appended is not glued to it and every line stays one JSON object."""
+    try:
+        f = open(path, "rb+")
+    except FileNotFoundError:
+        return
+    with f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:                   # back to the last newline, a block at a time
+            start = max(end - 65536, 0)
+            f.seek(start)
+            block = f.read(end - start)
+            at = block.rfind(b"\n")
+            if at >= 0:
+                end = start + at + 1
+                break
+            end = start
+        f.truncate(end)
+    print(f"dptrain: warning: --metrics-out {path}: removed its cut last line ({size - end} "
+          "bytes, from a run that died while writing it)", file=sys.stderr)
 
 
 class EpochLog:

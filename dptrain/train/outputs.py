@@ -13,7 +13,7 @@ import socket
 
 from ..errors import UsageError
 from . import checkpoint
-from .lock import DirectoryLock, owner_alive
+from .lock import LOCK_NAME, DirectoryLock, Locks, OutputLock, owner_alive
 from .setup import check_writable
 
 
@@ -40,6 +40,9 @@ def check(cfg, is_root: bool) -> None:
         for other, other_path in named[i + 1:]:
             if os.path.abspath(path) == os.path.abspath(other_path):
                 raise UsageError(f"{flag} and {other} are the same file {path}")
+    for flag, path in named:
+        OutputLock(path, flag).check_free()            # not another live run's file
+        _check_not_checkpoint_named(cfg.checkpoint_dir, flag, path)
     sweep_weights_temporary(cfg.save_weights)
     if cfg.metrics_out and _non_empty(cfg.metrics_out) and not cfg.resume:
         # another run's lines would be interleaved with this one's, indistinguishably
@@ -68,11 +71,28 @@ def _non_empty(path: str) -> bool:
         return False
 
 
-def lock_checkpoint_dir(cfg, warn) -> DirectoryLock | None:
-    """Rank 0: take the checkpoint directory's lock and sweep the temporary files that killed
-    or failed writes left there (no other run can be writing them: we hold the lock)."""
-    if not cfg.checkpoint_dir:
-        return None
-    lock = DirectoryLock(cfg.checkpoint_dir).acquire(warn)
-    checkpoint.sweep_temporary(cfg.checkpoint_dir)
-    return lock
+def _check_not_checkpoint_named(directory: str | None, flag: str, path: str) -> None:
+    """An output inside the checkpoint directory named like a checkpoint, a temporary of
+    one or the lock would be taken (and pruned, or swept) as one."""
+    if not directory or os.path.dirname(os.path.abspath(path)) != os.path.abspath(directory):
+        return
+    name = os.path.basename(path)
+    if checkpoint.is_checkpoint_name(name) or name == LOCK_NAME:
+        raise UsageError(f"{flag} {path}: inside --checkpoint-dir {directory} and named like "
+                         "its checkpoints (ckpt-<step>.npz, .ckpt-*.tmp, .dptrain.lock); give "
+                         "another name")
+
+
+def lock_outputs(cfg, warn) -> Locks | None:
+    """Rank 0: take the locks of the checkpoint directory and of every output file, and sweep
+    the temporary files that killed or failed checkpoint writes left (no other run can be
+    writing them: we hold the lock). A live owner of any of them refuses the run (exit 2)."""
+    locks = Locks()
+    if cfg.checkpoint_dir:
+        locks.take(DirectoryLock(cfg.checkpoint_dir), warn)
+        checkpoint.sweep_temporary(cfg.checkpoint_dir)
+    for flag, path in (("--metrics-out", cfg.metrics_out), ("--save-weights", cfg.save_weights),
+                       ("--trace", cfg.trace)):
+        if path:
+            locks.take(OutputLock(path, flag), warn)
+    return locks

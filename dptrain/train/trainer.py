@@ -129,9 +129,9 @@ class Trainer:
                 checkpointing.write(self.cfg, checkpointing.Position(self.step, self.epoch, self.pos),
                                     self.model, self.opt, self.sampler, comm_plan=plan)
             except OSError as exc:                 # a full disk, a quota, a vanished mount
-                error = (f"cannot write the checkpoint of step {self.step} in "
-                         f"{self.cfg.checkpoint_dir} ({exc.strerror or exc}); the previous "
-                         "checkpoints are intact")
+                error = (f"cannot write the checkpoint of step {self.step} to "
+                         f"{exc.filename or self.cfg.checkpoint_dir} ({exc.strerror or exc}); "
+                         "the previous checkpoints are intact")
         # no rank runs ahead of a checkpoint: once any rank returns, it is on disk (or every
         # rank stops with the reason)
         with self._guard(f"agreement after the checkpoint of step {self.step}"):
