@@ -21,6 +21,7 @@ class Position:
     pos: int = 0               # steps done within the current epoch
     resumed_from: Path | None = None
     comm_plan: dict | None = None   # the communication plan in force (parallel/autotune.py)
+    epoch_sums: dict | None = None  # mid-epoch: the epoch's metrics so far (metrics.EpochLog)
 
 
 def resume_position(cfg, model, opt, sampler, is_root: bool, total_steps: int | None = None) -> Position:
@@ -44,13 +45,16 @@ def resume_position(cfg, model, opt, sampler, is_root: bool, total_steps: int | 
     except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
         raise UsageError(str(exc)) from None
     meta = ckpt["meta"]
-    return Position(meta["step"], meta["epoch"], meta["pos"], ckpt["path"], meta.get("comm_plan"))
+    sums = meta.get("epoch_sums")
+    return Position(meta["step"], meta["epoch"], meta["pos"], ckpt["path"], meta.get("comm_plan"),
+                    sums if isinstance(sums, dict) and meta["pos"] else None)
 
 
 def write(cfg, position: Position, model, opt, sampler, comm_plan: dict | None = None) -> None:
     """Rank 0 only: the checkpoint of ``position`` (atomic, the oldest beyond --keep pruned)."""
     meta = {"epoch": position.epoch, "pos": position.pos, "model": cfg.model,
             "config": dataclasses.asdict(cfg), "sampler": sampler.state_dict(),
-            "rng": {"seed": cfg.seed, "step": position.step}, "comm_plan": comm_plan}
+            "rng": {"seed": cfg.seed, "step": position.step}, "comm_plan": comm_plan,
+            "epoch_sums": position.epoch_sums if position.pos else None}
     checkpoint.save(cfg.checkpoint_dir, position.step, model, opt, meta,
                     keep=cfg.keep_checkpoints)

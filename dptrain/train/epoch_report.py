@@ -56,6 +56,8 @@ class EpochReport:
         result = {"epochs": epoch, "steps": t.step, "train_loss": train_line["loss"]}
         text = (f"epoch {epoch:>3}  step {t.step:>6}  loss {train_line['loss']:.4f}  "
                 f"acc {train_line['accuracy']:.4f}")
+        if "since_step" in train_line:         # resumed from a checkpoint without the sums
+            text += f" (steps {train_line['since_step'] + 1}-{t.step} only)"
         if self.test_due(epoch, last):
             test = self.evaluate_test()
             metrics.write("eval", {"epoch": epoch, "step": t.step, "split": "test", **test})

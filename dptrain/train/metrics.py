@@ -90,6 +90,25 @@ class EpochLog:
         self.say = say
         self.t0 = time.perf_counter()
         self.seen, self.loss_sum, self.correct, self.lr = 0, 0.0, 0, lr
+        self.since_step = None              # resumed mid-epoch without the epoch's sums
+
+    def sums(self, pending=()) -> dict:
+        """The epoch's running sums, with ``pending`` results not yet added, for a checkpoint
+        written mid-epoch: a run resumed from it reports the whole epoch."""
+        seen, loss_sum, correct = self.seen, self.loss_sum, self.correct
+        for r in pending:
+            seen, loss_sum, correct = seen + r.samples, loss_sum + r.loss * r.samples, correct + r.correct
+        return {"samples": int(seen), "loss_sum": float(loss_sum), "correct": int(correct),
+                "time_s": time.perf_counter() - self.t0}
+
+    def resume(self, sums: dict | None, step: int) -> None:
+        """Continue an epoch a checkpoint cut: from its sums, or (a checkpoint without them)
+        marked as covering the steps from ``step`` on only."""
+        if sums is None:
+            self.since_step = step
+            return
+        self.seen, self.loss_sum, self.correct = sums["samples"], sums["loss_sum"], sums["correct"]
+        self.t0 -= sums["time_s"]
 
     def add(self, r) -> None:
         self.seen += r.samples
@@ -109,9 +128,12 @@ class EpochLog:
 
     def training_line(self, epoch: int, step: int) -> dict:
         elapsed = time.perf_counter() - self.t0
-        return {"epoch": epoch, "step": step, "loss": self.loss_sum / max(self.seen, 1),
+        line = {"epoch": epoch, "step": step, "loss": self.loss_sum / max(self.seen, 1),
                 "accuracy": self.correct / max(self.seen, 1), "lr": self.lr,
                 "samples_per_s": self.seen / elapsed, "time_s": elapsed}
+        if self.since_step is not None:
+            line["since_step"] = self.since_step
+        return line
 
 
 class Progress:

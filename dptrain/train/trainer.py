@@ -96,6 +96,9 @@ class Trainer:
         p = setup.position
         self.step, self.epoch, self.pos, self.resumed_from = p.step, p.epoch, p.pos, p.resumed_from
         self._resumed_plan = p.comm_plan                # the checkpoint's communication plan
+        # its epoch's metrics so far (None: not carried; False: not resumed mid-epoch)
+        self._resumed_sums = p.epoch_sums if p.resumed_from and p.pos else False
+        self.epoch_log = None
         self.lock = setup.lock
 
     def _release_outputs(self) -> None:
@@ -126,8 +129,10 @@ class Trainer:
         if self.is_root:
             plan = self.dp.auto.plan.as_dict() if self.dp.auto and self.dp.auto.plan else None
             try:
-                checkpointing.write(self.cfg, checkpointing.Position(self.step, self.epoch, self.pos),
-                                    self.model, self.opt, self.sampler, comm_plan=plan)
+                sums = self.epoch_log.sums(results) if self.epoch_log is not None else None
+                checkpointing.write(self.cfg, checkpointing.Position(
+                    self.step, self.epoch, self.pos, epoch_sums=sums),
+                    self.model, self.opt, self.sampler, comm_plan=plan)
             except OSError as exc:                 # a full disk, a quota, a vanished mount
                 error = (f"cannot write the checkpoint of step {self.step} to "
                          f"{exc.filename or self.cfg.checkpoint_dir} ({exc.strerror or exc}); "
@@ -292,8 +297,11 @@ class Trainer:
             while self.step < self.total_steps:
                 n_batches = min(self.steps_per_epoch - self.pos, self.total_steps - self.step)
                 progress.start(n_batches, f"epoch {self.epoch + 1}/{self.length.epochs}")
-                log = EpochLog(metrics, progress, cfg.log_every, self.epoch + 1,
-                               self.schedule(self.step), say)
+                log = self.epoch_log = EpochLog(metrics, progress, cfg.log_every, self.epoch + 1,
+                                                self.schedule(self.step), say)
+                if self.pos and self._resumed_sums is not False:   # the epoch a resume cut
+                    log.resume(self._resumed_sums, self.step)
+                self._resumed_sums = False
 
                 def account(results):
                     """Fold completed step results into the epoch's numbers; stop if asked."""
