@@ -27,6 +27,7 @@ from .auto_report import auto_schedules, report_plan
 from .config import TrainConfig, parse_interval
 from .epoch_report import EpochReport
 from .evaluate import per_sample_stats
+from .final_state import check_finite_state
 from .local_setup import prepare
 from .metrics import EpochLog, MetricsWriter, Progress, new_run_id
 from .preemption import PreemptionGuard, StopRequested
@@ -113,6 +114,8 @@ class Trainer:
             self.check_step(r)
         if problem:
             raise TrainingFailure(problem)
+        check_finite_state(self.model, self.comm, self.step, self._guard,
+                           rank_local=not self.cfg.sync_bn and any(self.model.named_buffers()))
         return results
 
     def save_checkpoint(self) -> list:

@@ -1,0 +1,70 @@
+"""No non-finite state is ever evaluated as the result, checkpointed or saved (issue 20, kind 4).
+
+`dptrain train --max-steps 4 --lr 50 --optimizer sgd` used to end exit 0 with a NaN test loss
+and weights `dptrain eval` refuses: step 3's loss and gradients are finite, but its forward
+pass overflowed a batch-norm running variance, and nothing looked at the state after the
+last step. Every settle now checks the parameters and buffers themselves."""
+from contextlib import nullcontext
+
+import numpy as np
+import pytest
+
+from dptrain import models
+from dptrain.comm.local import LocalCommunicator
+from dptrain.errors import TrainingFailure
+from dptrain.train import TrainConfig, Trainer
+from dptrain.train.final_state import check_finite_state, first_nonfinite
+
+
+def no_guard(what):
+    return nullcontext()
+
+
+def test_first_nonfinite_names_a_parameter_or_a_buffer():
+    model = models.get("thesis-cnn", (1, 28, 28), 10, seed=0)
+    assert first_nonfinite(model) is None
+    buffers = dict(model.named_buffers())
+    buffers["5.running_var"][3] = np.inf
+    assert first_nonfinite(model) == "5.running_var"
+    dict(model.named_params())["0.W"].reshape(-1)[7] = np.nan
+    assert first_nonfinite(model) == "0.W"          # parameters first
+
+
+def test_check_finite_state_fails_with_the_array_and_the_last_step():
+    model = models.get("mlp", (1, 8, 8), 4, seed=0)
+    check_finite_state(model, LocalCommunicator(), 5, no_guard, rank_local=False)
+    next(iter(dict(model.named_params()).values())).reshape(-1)[0] = np.inf
+    with pytest.raises(TrainingFailure, match=r"^1\.W holds NaN or infinite values after step 4 "):
+        check_finite_state(model, LocalCommunicator(), 5, no_guard, rank_local=False)
+
+
+@pytest.mark.parametrize("max_steps", range(1, 7))
+def test_a_diverging_run_never_ends_with_poisoned_state(tmp_path, max_steps):
+    """The issue's reproduction for 1..6 steps: either exit 3 (TrainingFailure) naming the step,
+    with no weights file and no checkpoint of the diverged state, or a finite test loss and
+    finite weights. Before the fix 4 steps returned a NaN test loss and wrote inf weights."""
+    weights, ckpts = tmp_path / "n.npz", tmp_path / "ck"
+    cfg = TrainConfig(max_steps=max_steps, lr=50, optimizer="sgd", quiet=True, threads=1,
+                      save_weights=str(weights), checkpoint_dir=str(ckpts), checkpoint_every="2")
+    try:
+        result = Trainer(cfg).run()
+    except TrainingFailure as exc:
+        assert max_steps >= 3, exc
+        assert "step" in str(exc) and not weights.exists()
+        for ckpt in ckpts.glob("ckpt-*.npz"):          # earlier checkpoints: finite, intact
+            with np.load(ckpt) as saved:
+                assert all(np.isfinite(saved[k]).all() for k in saved.files
+                           if saved[k].dtype.kind == "f"), ckpt
+        return
+    assert max_steps <= 2                 # the reproduction diverges by step 3 (0-based 2)
+    assert np.isfinite(result["test_loss"])
+    with np.load(weights) as saved:
+        assert all(np.isfinite(saved[k]).all() for k in saved.files)
+
+
+def test_the_issue_reproduction_fails_at_four_steps(tmp_path):
+    cfg = TrainConfig(max_steps=4, lr=50, optimizer="sgd", quiet=True, threads=1,
+                      save_weights=str(tmp_path / "n.npz"))
+    with pytest.raises(TrainingFailure, match=r"running_var holds NaN or infinite values after step 3"):
+        Trainer(cfg).run()
+    assert not (tmp_path / "n.npz").exists()
