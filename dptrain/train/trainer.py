@@ -22,7 +22,7 @@ from ..errors import EXIT_INTERRUPTED, RankFailure, TrainingFailure, UsageError,
 from ..last_words import end_job
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
-from . import checkpointing, faults, graph_step, startup, transport
+from . import checkpointing, faults, fingerprint, graph_step, startup, transport
 from .auto_report import auto_schedules, report_plan
 from .config import TrainConfig, parse_interval
 from .epoch_report import EpochReport
@@ -55,8 +55,10 @@ class Trainer:
         # Everything that can fail on bad input happens before the first collective, and the
         # ranks agree on the outcome: one rank's unreadable file stops every rank with exit 2
         # instead of leaving the others waiting in a broadcast.
+        # The same exchange compares what every rank was given (fingerprint.py), before
+        # anything a difference could break (the order check, the link probe, the broadcast).
         startup.agree(self.comm, lambda: self._adopt(prepare(cfg, self.comm)),
-                      on_refusal=self._release_outputs)
+                      on_refusal=self._release_outputs, fingerprint=fingerprint.of_rank)
         try:
             agreed = transport.agree(self.comm, self.cfg)
         except UsageError:
@@ -87,7 +89,7 @@ class Trainer:
         # --cuda-graph on: full-batch steps replayed from a CUDA graph (graph_step.py)
         self.graph = graph_step.for_trainer(self) if cfg.cuda_graph == "on" else None
 
-    def _adopt(self, setup) -> None:
+    def _adopt(self, setup):
         self.cfg = setup.cfg
         self.augmentations, self.ds = setup.augmentations, setup.ds
         self.model, self.opt, self.loss = setup.model, setup.opt, setup.loss
@@ -98,6 +100,7 @@ class Trainer:
         self.step, self.epoch, self.pos, self.resumed_from = p.step, p.epoch, p.pos, p.resumed_from
         self._resumed_plan = p.comm_plan                # the checkpoint's communication plan
         self.lock = setup.lock
+        return setup
 
     def _release_outputs(self) -> None:
         if self.lock is not None:
