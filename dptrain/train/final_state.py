@@ -27,9 +27,10 @@ def first_nonfinite(model) -> str | None:
 def check_finite_state(model, comm, step: int, guard, rank_local: bool) -> None:
     """Raise TrainingFailure, on every rank alike, if the model holds NaN/inf after ``step``
     steps. Parameters are the same on every rank (same reduced updates); buffers are too
-    unless ``rank_local`` (batch norm without --sync-bn), and only then is the verdict
-    all-gathered: ``rank_local`` comes from the agreed configuration, so the collective is
-    posted by every rank or by none."""
+    unless ``rank_local`` (no --sync-bn), and only then, if the model has buffers, is the
+    verdict all-gathered: both come from the agreed configuration and model layout, so the
+    collective is posted by every rank or by none."""
+    rank_local = rank_local and any(True for _ in model.named_buffers())
     name = first_nonfinite(model)
     where = f"after step {step - 1}" if step > 0 else "before the first step"
     found = [(comm.rank, name)] if name else []

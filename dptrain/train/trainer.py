@@ -52,11 +52,10 @@ class Trainer:
         self.skipped = 0
         self._saved_step = None
         self.lock = None
-        # Everything that can fail on bad input happens before the first collective, and the
-        # ranks agree on the outcome: one rank's unreadable file stops every rank with exit 2
-        # instead of leaving the others waiting in a broadcast.
-        # The same exchange compares what every rank was given (fingerprint.py), before
-        # anything a difference could break (the order check, the link probe, the broadcast).
+        # Everything that can fail on bad input happens before the first collective, which
+        # agrees on the outcome and compares what each rank was given (fingerprint.py): one
+        # rank's unreadable file or other --seed stops every rank with exit 2 before anything
+        # a difference could break (the order check, the link probe, the broadcast).
         startup.agree(self.comm, lambda: self._adopt(prepare(cfg, self.comm)),
                       on_refusal=self._release_outputs, fingerprint=fingerprint.of_rank)
         try:
@@ -117,8 +116,7 @@ class Trainer:
             self.check_step(r)
         if problem:
             raise TrainingFailure(problem)
-        check_finite_state(self.model, self.comm, self.step, self._guard,
-                           rank_local=not self.cfg.sync_bn and any(self.model.named_buffers()))
+        check_finite_state(self.model, self.comm, self.step, self._guard, not self.cfg.sync_bn)
         return results
 
     def save_checkpoint(self) -> list:

@@ -68,3 +68,28 @@ def test_the_issue_reproduction_fails_at_four_steps(tmp_path):
     with pytest.raises(TrainingFailure, match=r"running_var holds NaN or infinite values after step 3"):
         Trainer(cfg).run()
     assert not (tmp_path / "n.npz").exists()
+
+
+class PeerReports:
+    """Rank 0 of two whose peer reports ``peer`` to allreduce_obj (MPI's sum of lists)."""
+    rank, size = 0, 2
+
+    def __init__(self, peer):
+        self.peer, self.exchanges = peer, 0
+
+    def allreduce_obj(self, obj):
+        self.exchanges += 1
+        return obj + self.peer
+
+
+def test_rank_local_statistics_are_agreed_so_every_rank_fails_alike():
+    """Without --sync-bn each rank's running statistics are its own: a rank whose copy is
+    finite still fails when its peer's is not (else it would wait in the evaluation)."""
+    model = models.get("thesis-cnn", (1, 28, 28), 10, seed=0)
+    comm = PeerReports([(1, "5.running_var")])
+    with pytest.raises(TrainingFailure, match=r"^5\.running_var holds NaN .* after step 2 on rank 1 "):
+        check_finite_state(model, comm, 3, no_guard, rank_local=True)
+    assert comm.exchanges == 1
+    shared = PeerReports([])                     # identical state: no collective at all
+    check_finite_state(model, shared, 3, no_guard, rank_local=False)
+    assert shared.exchanges == 0
