@@ -2,7 +2,9 @@
 
 Two copies of a data file at the same path on two nodes can differ (a stale copy, a partial
 rsync); every rank then trains on its own data and the replicas mix silently. The fingerprint
-is each split's shape and dtype, the class count, and a content digest of every array.
+is each split's shape and dtype, the class count, and a content digest of every array, taken
+by the loader as the arrays are read, before normalisation (whose sums a CPU's SIMD width
+may order differently on another node).
 
 The digest must cost little beside loading: CRC-32 (zlib, ~2 GB/s, several times faster than
 a cryptographic hash here) over all of an array's bytes up to ``FULL_BYTES``; beyond that, and
@@ -22,6 +24,7 @@ SAMPLE_ROWS = 4096              # rows digested of a larger or memory-mapped arr
 
 SPLITS = (("x_train", "training images"), ("y_train", "training labels"),
           ("x_test", "test images"), ("y_test", "test labels"))
+SPLIT_ARRAYS = tuple(attr for attr, _ in SPLITS)
 
 
 def _crc(a: np.ndarray, crc: int = 0) -> int:
@@ -50,6 +53,8 @@ def dataset_fields(ds) -> list[tuple[str, str]]:
         a = getattr(ds, attr)
         fields.append((f"the shape of the {what} of {ds.name}",
                        f"{'x'.join(map(str, a.shape))} {a.dtype}"))
+    digests = ds.digests or {}        # taken as read (datasets.py), else of the arrays held
     for attr, what in SPLITS:
-        fields.append((f"the content of the {what} of {ds.name}", array_digest(getattr(ds, attr))))
+        fields.append((f"the content of the {what} of {ds.name}",
+                       digests.get(attr) or array_digest(getattr(ds, attr))))
     return fields
