@@ -156,3 +156,23 @@ def test_ranks_that_resume_different_checkpoints_are_refused(tmp_path):
                               (1, ["-wdir", tmp_path / "b"], resume))
     assert_one_line(code, lines, "the checkpoint resumed from: rank 0 has ckpt-000000002.npz "
                                  "(step 2), rank 1 has ckpt-000000003.npz (step 3)")
+
+
+@pytest.mark.parametrize("edit,named", [
+    (lambda text: text.replace('__version__ = "', '__version__ = "9.'), "the dptrain version: "),
+    (lambda text: text + "# another copy\n", "the dptrain code (its source files): "),
+])
+def test_another_dptrain_on_one_rank_is_refused(tmp_path, npz, edit, named):
+    """Rank 1 imports a copy of the package (PYTHONPATH), as a node with another install
+    would: another version, or the same version with other code."""
+    import shutil
+    import dptrain
+    copy = tmp_path / "other" / "dptrain"
+    shutil.copytree(os.path.dirname(dptrain.__file__), copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    init = copy / "__init__.py"
+    init.write_text(edit(init.read_text()))
+    code, lines = mpmd_within(DEADLINE_S, (1, [], train(npz)),
+                              (1, ["-env", "PYTHONPATH", tmp_path / "other"], train(npz)),
+                              cwd=tmp_path)
+    assert_one_line(code, lines, named, "rank 0 has ", "rank 1 has ")
