@@ -93,3 +93,27 @@ def test_rank_local_statistics_are_agreed_so_every_rank_fails_alike():
     shared = PeerReports([])                     # identical state: no collective at all
     check_finite_state(model, shared, 3, no_guard, rank_local=False)
     assert shared.exchanges == 0
+
+
+@pytest.mark.parametrize("sync", ["blocking", "overlap"])
+def test_a_skipped_step_leaves_no_running_statistics_behind(monkeypatch, sync):
+    """--skip-nonfinite drops a step whose batch holds a NaN: its forward pass had already
+    folded NaN into the batch-norm running statistics, which only evaluation reads, so the
+    run ended exit 0 with a NaN test loss; then, with the state check, exit 3. The skip now
+    undoes them too, and the run ends well."""
+    cfg = TrainConfig(model="thesis-cnn", dataset="synthetic:1x28x28:200", batch_size=16,
+                      max_steps=6, quiet=True, threads=1, sync=sync, skip_nonfinite=1)
+    t = Trainer(cfg)
+    forward = t.model.forward
+    saved = {}
+
+    def poisoned(x, *args, **kw):
+        if t.step == 3 and not saved:
+            saved.update({k: v.copy() for k, v in t.model.named_buffers()})
+            x = x.copy()
+            x[0] = np.nan
+        return forward(x, *args, **kw)
+    monkeypatch.setattr(t.model, "forward", poisoned)
+    result = t.run()
+    assert t.skipped == 1 and np.isfinite(result["test_loss"])
+    assert all(np.isfinite(v).all() for _, v in t.model.named_buffers())
