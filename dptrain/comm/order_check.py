@@ -74,6 +74,13 @@ def mode_from_env() -> int | str:
     return parse_mode(os.environ.get(ENV, ""))
 
 
+def resolved(flag) -> str:
+    """The mode --check-collectives ``flag`` (None: the environment's) names, canonically:
+    'off', 'strict' or a number of steps."""
+    mode = mode_from_env() if flag is None else parse_mode(flag)
+    return "off" if mode == 0 else str(mode)
+
+
 class CollectiveOrderError(TrainingFailure):
     """Ranks posted different collectives at the same position of a communicator."""
 

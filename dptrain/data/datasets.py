@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import readers
+from .fingerprint import SPLIT_ARRAYS as SPLITS, array_digest
 from .readers import DataError
 from .validate import as_images, as_labels, check_fits, inferred_classes
 
@@ -31,6 +32,8 @@ class Dataset:
     num_classes: int
     mean: np.ndarray             # per-channel statistics of the training split
     std: np.ndarray
+    # content digests of the splits as read, before normalisation (data/fingerprint.py)
+    digests: dict | None = None
 
     @property
     def input_shape(self) -> tuple:
@@ -129,6 +132,9 @@ def _assemble(name, x, y, xt, yt, num_classes) -> Dataset:
         if len(yt) and yt.max() >= num_classes:
             raise DataError(f"{name} test labels: label {int(yt.max())} out of range "
                             f"[0, {num_classes}) of the training labels")
+    # digested as read: normalising sums in an order a CPU's SIMD width may change, and
+    # ranks on different nodes must not differ by that
+    digests = {attr: array_digest(a) for attr, a in zip(SPLITS, (x, y, xt, yt))}
     mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
     std = x.std(axis=(0, 2, 3), dtype=np.float64)
     std[std < 1e-8] = 1.0
@@ -137,4 +143,4 @@ def _assemble(name, x, y, xt, yt, num_classes) -> Dataset:
     shift = mean.astype(np.float32).reshape(view)
     x = (x - shift) * scale
     xt = (xt - shift) * scale
-    return Dataset(name, x, y, xt, yt, num_classes, mean, std)
+    return Dataset(name, x, y, xt, yt, num_classes, mean, std, digests)

@@ -83,6 +83,7 @@ class DataParallel:
         self._opt = None
         self._sync_bn = sync_bn
         self._mid_step = False                      # between micro-batches of one step
+        self._buffers_before = None                 # settle_each_step: to undo a dropped step
         self._engine = self.fc = None
         self.buckets = []
         # auto buckets: one per layer until planned (on one rank: today's 4 MB cap)
@@ -170,6 +171,9 @@ class DataParallel:
         """
         lr = opt.lr if lr is None else lr
         self._opt = opt
+        if self.settle_each_step and not self._mid_step:
+            # a step --skip-nonfinite may drop must not leave its running statistics behind
+            self._buffers_before = [b.copy() for _, b in self.model.named_buffers()]
         if self.auto is not None and not self._mid_step:
             if self.auto.plan is None:              # timed rehearsals of this step, undone
                 self.auto.rehearse(lambda: self._one_step(x, y, loss, opt, lr, global_batch,
@@ -362,8 +366,11 @@ class DataParallel:
             self._apply_deferred(i)
 
     def discard(self) -> None:
-        """Drop the last step's update (its reductions still complete): --skip-nonfinite."""
+        """Drop the last step's update and running statistics (its reductions still
+        complete): --skip-nonfinite."""
         self.watch.clear()
+        for (_, b), saved in zip(self.model.named_buffers(), self._buffers_before or ()):
+            b[...] = saved
         self._pending_lr = None
         if self.fc is not None:
             for i in self.fc.layers:

@@ -7,6 +7,9 @@ rank reaches the same decisions from the same configuration, so the collectives 
 """
 from __future__ import annotations
 
+import math
+
+from ..errors import TrainingFailure
 from .evaluate import evaluate_shares
 
 
@@ -62,6 +65,12 @@ class EpochReport:
             test = self.evaluate_test()
             metrics.write("eval", {"epoch": epoch, "step": t.step, "split": "test", **test})
             result.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
+            if not math.isfinite(test["loss"]):
+                # finite parameters whose evaluation overflows (the same on every rank: the
+                # loss is all-reduced): a diverged model, not a result to report and save
+                raise TrainingFailure(f"the test loss is {test['loss']} after step {t.step - 1}: "
+                                      "the model overflows in evaluation (the run diverged; "
+                                      "nothing was saved from this state)")
             text += f"  test_loss {test['loss']:.4f}  test_acc {test['accuracy']:.4f}"
         if self._train_set_due(complete):
             train_set = self.evaluate_training_set(refresh=complete)

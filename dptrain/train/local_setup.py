@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from .. import data, nn, optim
+from ..comm import order_check
 from ..data import augment
 from ..errors import UsageError
 from . import outputs, run_length
@@ -39,6 +40,10 @@ def prepare(cfg: TrainConfig, comm) -> LocalSetup:
     cfg = cfg.validate()
     if cfg.threads is None:
         cfg.threads = default_threads()
+    try:        # resolved here, so that the ranks compare it before it wraps anything
+        cfg.check_collectives = order_check.resolved(cfg.check_collectives)
+    except ValueError as exc:
+        raise UsageError(f"${order_check.ENV} {exc}") from None
     is_root = comm.rank == 0
     outputs.check(cfg, is_root)
     try:

@@ -1,23 +1,39 @@
 """The agreed start-up: every rank checks its own configuration, data and outputs without
 communicating, then one collective combines the verdicts, so that one rank's problem stops
-every rank with exit 2 and the same line, instead of leaving the others in a collective."""
+every rank with exit 2 and the same line, instead of leaving the others in a collective.
+
+The same exchange compares what the ranks were given (train/fingerprint.py): each sends a
+digest of its description; only when the digests differ, which every rank then sees alike,
+do all of them post a second exchange of the full descriptions to name the difference."""
 from __future__ import annotations
 
 from ..errors import UsageError
 
 
-def agree(comm, setup, on_refusal=None):
+def agree(comm, setup, on_refusal=None, fingerprint=None):
     """Run ``setup()`` here; if it raised a UsageError on any rank, every rank raises the one of
-    the lowest such rank (prefixed ``rank R:`` unless R is 0) after ``on_refusal()``."""
-    error, result = None, None
+    the lowest such rank (prefixed ``rank R:`` unless R is 0) after ``on_refusal()``.
+    With ``fingerprint`` (setup's result -> (what, value) pairs), the ranks' descriptions
+    must also be equal, else every rank raises the line that names the first difference."""
+    from . import fingerprint as fp
+    error, result, fields = None, None, None
     try:
         result = setup()
+        if fingerprint is not None:
+            fields = fingerprint(result)
     except UsageError as exc:
         error = str(exc)
-    errors = comm.allreduce_obj([(comm.rank, error)] if error is not None else [])
+    posted = [(comm.rank, error, None if fields is None else fp.digest(fields))]
+    verdicts = sorted(comm.allreduce_obj(posted if error or fingerprint else []))
+    errors = [(rank, message) for rank, message, _ in verdicts if message is not None]
+    problem = None
     if errors:
+        rank, message = errors[0]
+        problem = message if rank == 0 else f"rank {rank}: {message}"
+    elif len({d for _, _, d in verdicts}) > 1:       # seen alike: every rank posts this
+        problem = fp.disagreement(comm.allreduce_obj([(comm.rank, fields)]))
+    if problem:
         if on_refusal is not None:
             on_refusal()
-        rank, message = min(errors)
-        raise UsageError(message if rank == 0 else f"rank {rank}: {message}")
+        raise UsageError(problem)
     return result

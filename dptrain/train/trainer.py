@@ -22,11 +22,12 @@ from ..errors import EXIT_INTERRUPTED, RankFailure, TrainingFailure, UsageError,
 from ..last_words import end_job
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
-from . import checkpointing, faults, graph_step, startup, transport
+from . import checkpointing, faults, fingerprint, graph_step, startup, transport
 from .auto_report import auto_schedules, report_plan
 from .config import TrainConfig, parse_interval
 from .epoch_report import EpochReport
 from .evaluate import per_sample_stats
+from .final_state import check_finite_state
 from .local_setup import prepare
 from .metrics import EpochLog, MetricsWriter, Progress, new_run_id
 from .preemption import PreemptionGuard, StopRequested
@@ -51,11 +52,12 @@ class Trainer:
         self.skipped = 0
         self._saved_step = None
         self.lock = None
-        # Everything that can fail on bad input happens before the first collective, and the
-        # ranks agree on the outcome: one rank's unreadable file stops every rank with exit 2
-        # instead of leaving the others waiting in a broadcast.
+        # Everything that can fail on bad input happens before the first collective, which
+        # agrees on the outcome and compares what each rank was given (fingerprint.py): one
+        # rank's unreadable file or other --seed stops every rank with exit 2 before anything
+        # a difference could break (the order check, the link probe, the broadcast).
         startup.agree(self.comm, lambda: self._adopt(prepare(cfg, self.comm)),
-                      on_refusal=self._release_outputs)
+                      on_refusal=self._release_outputs, fingerprint=fingerprint.of_rank)
         try:
             agreed = transport.agree(self.comm, self.cfg)
         except UsageError:
@@ -86,7 +88,7 @@ class Trainer:
         # --cuda-graph on: full-batch steps replayed from a CUDA graph (graph_step.py)
         self.graph = graph_step.for_trainer(self) if cfg.cuda_graph == "on" else None
 
-    def _adopt(self, setup) -> None:
+    def _adopt(self, setup):
         self.cfg = setup.cfg
         self.augmentations, self.ds = setup.augmentations, setup.ds
         self.model, self.opt, self.loss = setup.model, setup.opt, setup.loss
@@ -100,6 +102,7 @@ class Trainer:
         self._resumed_sums = p.epoch_sums if p.resumed_from and p.pos else False
         self.epoch_log = None
         self.lock = setup.lock
+        return setup
 
     def _release_outputs(self) -> None:
         if self.lock is not None:
@@ -116,6 +119,7 @@ class Trainer:
             self.check_step(r)
         if problem:
             raise TrainingFailure(problem)
+        check_finite_state(self.model, self.comm, self.step, self._guard, not self.cfg.sync_bn)
         return results
 
     def save_checkpoint(self) -> list:

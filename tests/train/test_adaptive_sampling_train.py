@@ -12,6 +12,7 @@ import pytest
 from dptrain.comm.local import LocalCommunicator
 from dptrain.data import rank_slice
 from dptrain.data.samplers import ASSampler
+from dptrain.errors import TrainingFailure
 from dptrain.train import TrainConfig, Trainer, checkpoint
 from dptrain.train.sampler_feed import SamplerFeed
 from test_cli import assert_usage_error, dptrain
@@ -23,6 +24,15 @@ BASE = dict(model="thesis-cnn", dataset="synthetic:1x28x28:120", dtype="float64"
 def run(**kw):
     t = Trainer(TrainConfig(**{**BASE, **kw}), comm=LocalCommunicator())
     t.run()
+    return t.model.state_dict(), t
+
+
+def run_to_overflow(**kw):
+    """A run whose parameters stay finite but whose model overflows in the final evaluation:
+    it ends as a diverged run (train/epoch_report.py) after its last step."""
+    t = Trainer(TrainConfig(**{**BASE, **kw}), comm=LocalCommunicator())
+    with pytest.raises(TrainingFailure, match="the test loss is nan"):
+        t.run()
     return t.model.state_dict(), t
 
 
@@ -169,8 +179,8 @@ def test_a_probe_never_applies_an_update_that_skip_nonfinite_drops(sync):
     skipping them all leaves exactly the parameters after step 0."""
     kw = dict(model="mlp", dataset="synthetic:1x8x8:400", optimizer="sgd", lr=1e30, epochs=1,
               sync=sync, as_refresh="every-bin", as_beta=1, as_refresh_per_bin=2, dtype="float32")
-    one_step, _ = run(max_steps=1, **kw)
-    skipped, t = run(skip_nonfinite=100, **kw)
+    one_step, _ = run_to_overflow(max_steps=1, **kw)
+    skipped, t = run_to_overflow(skip_nonfinite=100, **kw)
     assert t.skipped == t.step - 1 > 0
     for k in one_step:
         np.testing.assert_array_equal(skipped[k], one_step[k], err_msg=k)
