@@ -3,6 +3,7 @@ communicating, then one collective combines the verdicts, so that one rank's pro
 every rank with exit 2 and the same line, instead of leaving the others in a collective."""
 from __future__ import annotations
 
+from .. import phase_watch
 from ..errors import UsageError
 
 
@@ -14,7 +15,8 @@ def agree(comm, setup, on_refusal=None):
         result = setup()
     except UsageError as exc:
         error = str(exc)
-    errors = comm.allreduce_obj([(comm.rank, error)] if error is not None else [])
+    with phase_watch.start_up("the start-up agreement (a rank did not reach it)"):
+        errors = comm.allreduce_obj([(comm.rank, error)] if error is not None else [])
     if errors:
         if on_refusal is not None:
             on_refusal()
