@@ -20,6 +20,7 @@ import threading
 
 JOIN_TIMEOUT_S = 30.0      # the others are importing too; a peer that never comes is stuck
 _initializing = threading.Event()
+_initialized = threading.Event()       # the main thread's MPI_Init returned
 _finalizing = threading.Event()        # MPI_Abort cannot be called then
 
 
@@ -44,6 +45,7 @@ def initialize():
         return MPI
     init = getattr(_library(MPI), "MPI_Init_thread", None)
     _initializing.set()
+    _initialized.clear()
     try:
         if init is None:
             MPI.Init_thread(MPI.THREAD_MULTIPLE)
@@ -55,6 +57,7 @@ def initialize():
                 raise RuntimeError("MPI_Init_thread failed")
     finally:
         _initializing.clear()
+        _initialized.set()
     for comm in (MPI.COMM_SELF, MPI.COMM_WORLD):    # what mpi4py sets when it initialises
         comm.Set_errhandler(MPI.ERRORS_RETURN)
     return MPI
@@ -86,13 +89,17 @@ def kill_this_rank() -> None:
 
 
 def join_and_abort(code: int) -> None:
-    """Before MPI is up: initialise it (the others are on their way there) and abort the job
-    with ``code``; if that does not happen within JOIN_TIMEOUT_S, or MPI is being initialised
-    by another thread, die of SIGKILL instead."""
-    if _initializing.is_set():
-        kill_this_rank()
+    """Before MPI is up: initialise it (the others are on their way there), or wait for the
+    main thread's MPI_Init, and abort the job with ``code``; if that does not happen within
+    JOIN_TIMEOUT_S (a peer never comes), die of SIGKILL instead."""
     timer = threading.Timer(JOIN_TIMEOUT_S, kill_this_rank)
     timer.daemon = True
     timer.start()
-    MPI = initialize()
+    if _initializing.is_set():
+        _initialized.wait()
+        MPI = sys.modules["mpi4py.MPI"]
+    else:
+        MPI = initialize()
+    if not MPI.Is_initialized():
+        kill_this_rank()
     MPI.COMM_WORLD.Abort(code)
