@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import last_words, phase_watch  # noqa: F401 (phase_watch: the start-up clock starts)
-from .errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, RankFailure, TrainingFailure,
+from .errors import (EXIT_FAILURE, EXIT_USAGE, RankFailure, TrainingFailure,
                      UsageError, on_this_rank_only)
 from .interrupts import interrupt_on_signals, signal_received
 from .launch_env import launch_rank
