@@ -11,9 +11,10 @@ import json
 import sys
 import time
 
-from . import last_words
-from .errors import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, RankFailure, TrainingFailure,
+from . import last_words, phase_watch  # noqa: F401 (phase_watch: the start-up clock starts)
+from .errors import (EXIT_FAILURE, EXIT_USAGE, RankFailure, TrainingFailure,
                      UsageError, on_this_rank_only)
+from .interrupts import interrupt_on_signals, signal_received
 from .launch_env import launch_rank
 
 # Nothing above imports numpy or MPI: a Ctrl-C during the heavy imports, which happen inside
@@ -121,19 +122,31 @@ def train_config(args):
 
 
 def _cmd_train(args) -> int:
-    from . import comm as comms
-    from .train import startup
-    from .train.preemption import StopRequested, interrupt_on_signals, signals_held
+    from . import comm as comms, phase_watch
+    from .interrupts import Watcher, deferred
+    from .train import faults, startup
+    from .train.preemption import StopRequested
     from .train.trainer import Trainer
-    interrupt_on_signals()          # until the training loop's guard takes over, and after it
-    with signals_held():
-        world = comms.default()
-    trainer = Trainer(startup.agree(world, lambda: train_config(args)), world)
-    try:
-        trainer.run()
-    except StopRequested as stop:
-        if trainer.is_root:            # a second signal may abort the job right after this
-            last_words.say(f"dptrain: {stop}")
+    rank = launch_rank()
+    # Every phase is bounded (phase_watch.py), and a signal the main thread cannot act on,
+    # blocked in MPI, still ends the job (interrupts.py).
+    with Watcher(rank):
+        phase_watch.begin(getattr(args, "comm_timeout", None), rank)
+        faults.at_phase("start", rank)
+        with phase_watch.start_up("MPI initialisation (a rank did not reach it)"), deferred():
+            world = comms.default()
+
+        def setup():
+            faults.at_phase("setup", rank)
+            return train_config(args)
+        trainer = Trainer(startup.agree(world, setup), world)
+        try:
+            trainer.run()
+        except StopRequested as stop:
+            if trainer.is_root:            # a second signal may abort the job right after this
+                last_words.say(f"dptrain: {stop}")
+        faults.at_phase("end", rank)
+        phase_watch.finish(world, trainer.cfg.comm_timeout)
     return 0
 
 
@@ -226,6 +239,20 @@ def _report(exc, prefix: str, code: int, report: bool) -> int:
     return code
 
 
+def _interrupted(signum: int, rank: int) -> int:
+    """Ctrl-C reaches every rank: rank 0 says so and its abort ends them all. Another rank
+    gives it a moment first, then speaks and ends the job itself, for a signal that reached
+    this rank alone (a scheduler's SIGTERM to one process). Exit 128 + the signal's number."""
+    import signal
+    from .last_words import end_job
+    code = 128 + signum
+    if rank:
+        time.sleep(1.0)
+    end_job(f"dptrain: {f'rank {rank}: ' if rank else ''}interrupted by "
+            f"{signal.Signals(signum).name}", code)
+    return code
+
+
 COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary, "models": _cmd_models,
             "bench": _cmd_bench, "plot": _cmd_plot}
 
@@ -239,6 +266,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     rank = launch_rank()
     report = rank == 0
+    interrupt_on_signals()      # before the heavy imports: a Ctrl-C there is an interruption
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -247,20 +275,15 @@ def main(argv=None) -> int:
     except TrainingFailure as exc:
         return _report(exc, "dptrain: training failed:", EXIT_FAILURE, report)
     except OSError as exc:        # a file system that filled up or went away, on this rank
+        if signal_received():
+            return _interrupted(signal_received(), rank)
         return _report(on_this_rank_only(exc), "dptrain: failed:", EXIT_FAILURE, report)
     except KeyboardInterrupt as exc:
-        # Ctrl-C reaches every rank: rank 0 says so and its abort ends them all. Another rank
-        # gives it a moment first, then speaks and ends the job itself, for a signal that
-        # reached this rank alone (a scheduler's SIGTERM to one process).
         import signal
-        signum = getattr(exc, "signum", signal.SIGINT)
-        code = 128 + signum if signum else EXIT_INTERRUPTED
-        if not report:
-            time.sleep(1.0)
-        end_job(f"dptrain: {'' if report else f'rank {rank}: '}interrupted by "
-                f"{signal.Signals(signum).name}", code)
-        return code
+        return _interrupted(getattr(exc, "signum", signal.SIGINT), rank)
     except Exception as exc:
+        if signal_received():     # raised inside an import, which turned it into another error
+            return _interrupted(signal_received(), rank)
         import traceback
         cause = exc.cause if isinstance(exc, RankFailure) else exc
         detail = "".join(traceback.format_exception(cause)) if "--debug" in argv else None

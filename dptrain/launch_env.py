@@ -27,11 +27,25 @@ def launch_rank() -> int:
     return 0
 
 
+def launch_size() -> int:
+    """How many ranks the launcher started (1 without one)."""
+    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS"):
+        try:
+            return int(os.environ[key])
+        except (KeyError, ValueError):
+            pass
+    return 1
+
+
 def abort_world(code: int) -> None:
-    """End every rank of the job (MPI_Abort) if MPI is running with more than one rank."""
+    """End every rank of the job (MPI_Abort) if it has more than one rank; before MPI is up,
+    join it first (mpi_start.py), else the others would wait for this rank for ever."""
     import sys
     MPI = sys.modules.get("mpi4py.MPI")
     if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized() \
             and MPI.COMM_WORLD.Get_size() > 1:
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(code)
+    elif (MPI is None or not MPI.Is_initialized()) and launched_under_mpi() and launch_size() > 1:
+        from .mpi_start import join_and_abort
+        join_and_abort(code)

@@ -1,7 +1,10 @@
 """Communicator over mpi4py, with buffer methods (no pickling) on the hot path."""
 from __future__ import annotations
 
+import functools
+import operator
 import os
+import pickle
 
 import numpy as np
 
@@ -9,11 +12,11 @@ from .base import Communicator, Handle
 
 
 def _mpi():
-    import mpi4py
-    # The overlap schedule's communication thread issues MPI calls beside the main thread.
-    mpi4py.rc.thread_level = "multiple"
-    from mpi4py import MPI
-    return MPI
+    # The overlap schedule's communication thread issues MPI calls beside the main thread;
+    # MPI_Init runs without the interpreter lock, so the start-up watchdog can end a wait
+    # for a rank that never comes (dptrain/mpi_start.py).
+    from ..mpi_start import initialize
+    return initialize()
 
 
 class _Request(Handle):
@@ -66,11 +69,29 @@ class MPICommunicator(Communicator):
     def barrier(self) -> None:
         self.comm.Barrier()
 
+    # The object collectives go over buffer ones: mpi4py runs those without the interpreter
+    # lock, but holds it through its pickled ones, so no watchdog thread could end a wait there
+    # for a rank that never comes (a frozen peer at the start-up agreement hung the job).
     def allreduce_obj(self, obj):
-        return self.comm.allreduce(obj)
+        """The sum (``+``, in rank order, as MPI.SUM on objects) of every rank's ``obj``."""
+        mine = np.frombuffer(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+        sizes = np.empty(self.size, dtype=np.int64)
+        self.comm.Allgather(np.array([mine.size], dtype=np.int64), sizes)
+        counts = [int(n) for n in sizes]
+        data = np.empty(sum(counts), dtype=np.uint8)
+        self.comm.Allgatherv(mine, [data, counts])
+        ends = np.cumsum(counts)
+        return functools.reduce(operator.add, (pickle.loads(data[e - n:e].tobytes())
+                                               for n, e in zip(counts, ends)))
 
     def bcast_obj(self, obj, root: int = 0):
-        return self.comm.bcast(obj, root=root)
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL) if self.rank == root else b""
+        size = np.array([len(data)], dtype=np.int64)
+        self.comm.Bcast(size, root=root)
+        buf = np.frombuffer(data, dtype=np.uint8).copy() if self.rank == root \
+            else np.empty(int(size[0]), dtype=np.uint8)
+        self.comm.Bcast(buf, root=root)
+        return pickle.loads(buf.tobytes())
 
     def dup(self) -> "MPICommunicator":
         return MPICommunicator(self.comm.Dup())

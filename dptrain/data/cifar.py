@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..input_files import NotRegularFile, open_input
 from .readers import DataError
 
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -68,9 +69,12 @@ def safe_load(raw: bytes):
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        with open_input(path) as f:
+            return f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except NotRegularFile as exc:
+        raise DataError(str(exc)) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..input_files import NotRegularFile, open_input
+
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -22,11 +24,14 @@ class DataError(ValueError):
 
 
 def _open(path: Path):
-    """The file, decompressed as it is read when it is gzip (a bomb is never inflated whole)."""
-    f = open(path, "rb")
+    """The file, decompressed as it is read when it is gzip (a bomb is never inflated whole);
+    only a regular file (input_files.py: a FIFO would block for ever)."""
+    f = open_input(path)
     if f.read(2) == b"\x1f\x8b":
-        f.close()
-        return gzip.open(path, "rb")
+        f.seek(0)
+        gz = gzip.GzipFile(fileobj=f, mode="rb")
+        gz.myfileobj = f                 # closed with it, as gzip.open does with its own
+        return gz
     f.seek(0)
     return f
 
@@ -56,6 +61,8 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: no such file") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
+    except NotRegularFile as exc:
+        raise DataError(str(exc)) from None
     except (OSError, EOFError, zlib.error) as exc:     # a damaged gzip body is a zlib.error
         raise DataError(f"{path}: cannot read ({exc})") from None
     if len(body) < expected:
@@ -67,7 +74,7 @@ def find_idx(directory: Path, stem: str) -> Path:
     """train-images-idx3-ubyte, its .gz, or the dotted variant train-images.idx3-ubyte."""
     dotted = stem.replace("-idx", ".idx")
     for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
-        if (directory / name).is_file():
+        if (directory / name).exists():          # not only regular files: refused by name
             return directory / name
     raise DataError(f"{directory}: missing {stem} (or {stem}.gz)")
 
@@ -95,7 +102,7 @@ def read_cifar10(directory: Path):
 def load_npz(path) -> dict:
     """Every array of an .npz file (no pickles), or a DataError naming the file."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_input(path) as f, np.load(f, allow_pickle=False) as z:
             zipped = getattr(z, "zip", None)
             if zipped is not None:         # what the members inflate to, before inflating them
                 from .validate import check_fits
@@ -103,6 +110,8 @@ def load_npz(path) -> dict:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except NotRegularFile as exc:
+        raise DataError(str(exc)) from None
     except DataError:
         raise
     except Exception as exc:       # zipfile, pickle and format errors alike

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..input_files import NotRegularFile, open_input
+
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.npz$")
 
@@ -163,9 +165,11 @@ def list_checkpoints(directory) -> list[Path]:
 def read(path) -> dict:
     """{'meta': dict, 'model': {...}, 'optim': {...}}; CheckpointError if unusable."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_input(path) as f, np.load(f, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}           # reading every member checks its CRC
         meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except NotRegularFile:
+        raise                           # not a damaged checkpoint: something else put there
     except Exception as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {exc})") from None
     if meta.get("version") != FORMAT_VERSION:

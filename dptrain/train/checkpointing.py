@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..input_files import NotRegularFile
 from . import checkpoint, checkpoint_check
 
 
@@ -29,7 +30,10 @@ def resume_position(cfg, model, opt, sampler, is_root: bool, total_steps: int | 
     (``total_steps``: this run's length, which a cosine learning-rate curve spans)."""
     warn = (lambda m: print(m, file=sys.stderr)) if is_root else (lambda m: None)
     found = checkpoint.list_checkpoints(cfg.checkpoint_dir)
-    ckpt = checkpoint.latest(cfg.checkpoint_dir, warn=warn)
+    try:
+        ckpt = checkpoint.latest(cfg.checkpoint_dir, warn=warn)
+    except NotRegularFile as exc:
+        raise UsageError(f"--resume: {exc}") from None
     if ckpt is None:
         if found:
             raise UsageError(f"--resume: no usable checkpoint in {cfg.checkpoint_dir} "

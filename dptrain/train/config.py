@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass, fields
 
 from ..errors import UsageError
+from ..input_files import NotRegularFile, read_config_bytes
 
 
 def parse_interval(text) -> tuple[int, str]:
@@ -167,10 +168,11 @@ FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 def load_toml(path: str) -> dict:
     """Read a config file into {field_name: value}; errors name the file and the key."""
     try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
+        raw = tomllib.loads(read_config_bytes(path).decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such config file") from None
+    except (NotRegularFile, TimeoutError) as exc:      # a pipe is fine, a silent one is not
+        raise UsageError(f"--config {exc}") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read config file ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:

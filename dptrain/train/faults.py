@@ -5,6 +5,10 @@ error that rank alone finds during training), ``stall`` (that rank
 sleeps there, so the others wait in a collective until the watchdog fires) or ``perturb``
 (that rank's replica silently drifts, for --check-replicas). Unset in normal use; the
 trainer reads it once at start-up.
+
+``stop:RANK:PHASE`` freezes that rank (SIGSTOP, as a hung node would) at a phase outside the
+training loop: ``start`` (before MPI starts), ``setup`` (after MPI started, before the start-up
+agreement) or ``end`` (after the last step, before MPI finalize).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import os
 import time
 
 KINDS = ("raise", "usage", "stall", "perturb")
+PHASES = ("start", "setup", "end")
 
 
 class InjectedFault(RuntimeError):
@@ -23,6 +28,8 @@ def from_env() -> tuple | None:
     if not spec:
         return None
     kind, rank, step = spec.split(":")
+    if kind == "stop":
+        return None                    # at_phase's, not the training loop's
     if kind not in KINDS:
         raise ValueError(f"DPTRAIN_FAULT: unknown kind {kind!r}")
     return kind, int(rank), int(step)
@@ -41,3 +48,11 @@ def maybe_inject(fault, rank: int, step: int, model=None) -> None:
         first.reshape(-1)[0] += 1e-3
         return
     time.sleep(3600)
+
+
+def at_phase(phase: str, rank: int) -> None:
+    """Freeze this rank here if DPTRAIN_FAULT says ``stop:RANK:PHASE``."""
+    spec = os.environ.get("DPTRAIN_FAULT", "")
+    if spec == f"stop:{rank}:{phase}" and phase in PHASES:
+        import signal
+        os.kill(os.getpid(), signal.SIGSTOP)

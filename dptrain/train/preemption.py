@@ -2,8 +2,10 @@
 
 The handler only records the signal; the trainer reduces the flag with the step's metrics,
 so every rank stops after the same step even if only some of them were signalled. A second
-signal while stopping is not delayed again: ``on_second_signal`` runs at once (the trainer
-ends the job there, or raises), else it raises Interrupted at once.
+signal while stopping is not delayed again: ``on_second_signal(signum)`` runs at once (the
+trainer ends the job there with 128 + signum, or raises), else it raises Interrupted at once.
+While the guard is in force the signal watcher (interrupts.py) lets a rank blocked in a
+bounded collective finish it instead of ending the job on the first signal.
 
 Outside the training loop (start-up, which reads data and builds the model, and the end)
 ``interrupt_on_signals`` makes either signal raise Interrupted at once: nothing is written
@@ -12,49 +14,12 @@ there that a signal could leave half-done, and the command exits 128 + the signa
 from __future__ import annotations
 
 import signal
-from contextlib import contextmanager
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from ..interrupts import SIGNALS, Interrupted, acted, interrupt_on_signals, patient  # noqa: F401
 
 
 class StopRequested(Exception):
     """Raised by the trainer once every rank agreed to stop after a signal."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """A signal that ends the command at once (exit 128 + signum)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _interrupt(signum, frame):
-    raise Interrupted(signum)
-
-
-@contextmanager
-def signals_held():
-    """Hold SIGTERM and SIGINT back (delivered on exit) while MPI starts: an exception raised
-    inside the import of mpi4py.MPI would leave MPI initialised but out of reach, so this rank
-    could neither abort the job nor leave it, and the others would wait for it for ever."""
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    except (AttributeError, ValueError, OSError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def interrupt_on_signals() -> None:
-    for sig in SIGNALS:
-        try:
-            signal.signal(sig, _interrupt)
-        except ValueError:                # not the main thread
-            pass
 
 
 class PreemptionGuard:
@@ -64,14 +29,17 @@ class PreemptionGuard:
         self._previous = {}
 
     def _handle(self, signum, frame):
+        acted(signum)
         if self.signum:
             if self.on_second_signal is None:
                 raise Interrupted(signum)
-            self.on_second_signal()
+            self.on_second_signal(signum)
             return
         self.signum = signum
 
     def __enter__(self):
+        self._patience = patient()
+        self._patience.__enter__()
         for sig in SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -80,6 +48,7 @@ class PreemptionGuard:
         return self
 
     def __exit__(self, exc_type, *exc):
+        self._patience.__exit__(None, None, None)
         stopping = exc_type is StopRequested
         for sig, handler in self._previous.items():
             # once stopped, the run only reports and exits: a late signal changes nothing

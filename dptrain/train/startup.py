@@ -7,6 +7,7 @@ digest of its description; only when the digests differ, which every rank then s
 do all of them post a second exchange of the full descriptions to name the difference."""
 from __future__ import annotations
 
+from .. import phase_watch
 from ..errors import UsageError
 
 
@@ -24,14 +25,16 @@ def agree(comm, setup, on_refusal=None, fingerprint=None):
     except UsageError as exc:
         error = str(exc)
     posted = [(comm.rank, error, None if fields is None else fp.digest(fields))]
-    verdicts = sorted(comm.allreduce_obj(posted if error or fingerprint else []))
+    with phase_watch.start_up("the start-up agreement (a rank did not reach it)"):
+        verdicts = sorted(comm.allreduce_obj(posted if error or fingerprint else []))
     errors = [(rank, message) for rank, message, _ in verdicts if message is not None]
     problem = None
     if errors:
         rank, message = errors[0]
         problem = message if rank == 0 else f"rank {rank}: {message}"
     elif len({d for _, _, d in verdicts}) > 1:       # seen alike: every rank posts this
-        problem = fp.disagreement(comm.allreduce_obj([(comm.rank, fields)]))
+        with phase_watch.start_up("the start-up comparison of what the ranks were given"):
+            problem = fp.disagreement(comm.allreduce_obj([(comm.rank, fields)]))
     if problem:
         if on_refusal is not None:
             on_refusal()

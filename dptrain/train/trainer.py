@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import sys
 import time
 
@@ -18,7 +19,7 @@ from ..comm import order_check
 from ..comm.link_probe import describe as describe_link
 from ..comm.watchdog import Watchdog, guarded
 from ..data.prefetch import Prefetcher, make_transfer
-from ..errors import EXIT_INTERRUPTED, RankFailure, TrainingFailure, UsageError, on_this_rank_only
+from ..errors import RankFailure, TrainingFailure, UsageError, on_this_rank_only
 from ..last_words import end_job
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
@@ -30,7 +31,7 @@ from .evaluate import per_sample_stats
 from .final_state import check_finite_state
 from .local_setup import prepare
 from .metrics import EpochLog, MetricsWriter, Progress, new_run_id
-from .preemption import PreemptionGuard, StopRequested
+from .preemption import Interrupted, PreemptionGuard, StopRequested
 from .replicas import check_replicas
 from .sampler_feed import SamplerFeed
 from .setup import save_weights
@@ -263,13 +264,14 @@ class Trainer:
                 self.watchdog.close()
             self._release_outputs()
 
-    def _stop_at_once(self) -> None:
-        """A second SIGINT/SIGTERM: end the job now, without unwinding through MPI calls."""
+    def _stop_at_once(self, signum: int) -> None:
+        """A second SIGINT/SIGTERM: end the job now (128 + signum), without unwinding through
+        MPI calls."""
         if self.size == 1:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         if self.is_root:
-            end_job("dptrain: interrupted again: ending the job now, without a checkpoint",
-                    EXIT_INTERRUPTED)
+            end_job(f"dptrain: interrupted again by {signal.Signals(signum).name}: ending the "
+                    "job now, without a checkpoint", 128 + signum)
         # Other ranks carry on stopping: rank 0 may be waiting for them in a collective
         # before it can see its own signal, say why, and end the job.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import backend, comm as comms
+from .. import backend, comm as comms, phase_watch
 from ..comm import order_check
 from ..errors import UsageError
 
@@ -33,7 +33,8 @@ class Agreement:
 
 def agree(comm, cfg) -> Agreement:
     mine = comms.choice.local_caps(backend.device_name, backend.device_identity())
-    caps = [c for _, c in sorted(comm.allreduce_obj([(comm.rank, mine)]))]
+    with phase_watch.start_up("the transport agreement"):
+        caps = [c for _, c in sorted(comm.allreduce_obj([(comm.rank, mine)]))]
     try:
         transport, why = comms.choose(cfg.comm, caps)
     except ValueError as exc:
