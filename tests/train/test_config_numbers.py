@@ -13,7 +13,7 @@ from dptrain.train.validate import RULES, check_number
     ("bucket_mb", math.nan, "--bucket-mb must be a finite number"),
     ("lr", math.inf, "--lr must be a finite number, got inf"),
     ("weight_decay", math.nan, "--weight-decay must be a finite number"),
-    ("lr_gamma", -1.0, "--lr-gamma must be positive, got -1"),
+    ("lr_gamma", -1.0, "--lr-gamma must be in (0, 1], got -1"),
     ("lr_step_size", 0, "--lr-step-size must be positive, got 0"),
     ("momentum", -5.0, "--momentum must be in [0, 1), got -5"),
     ("momentum", 1.0, "--momentum must be in [0, 1), got 1"),
