@@ -61,3 +61,66 @@ def test_absurd_flag_values_are_exit_2(argv, says):
     res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x8x8:200", "--max-steps", 3,
                   "--batch-size", 16, "--quiet", *argv, timeout=120)
     assert_usage_error(res, says)
+
+
+# --- data files ----------------------------------------------------------------------------
+def idx_bytes(shape, body=None, ndim=None):
+    import struct
+    head = bytes([0, 0, 0x08, len(shape) if ndim is None else ndim])
+    return head + b"".join(struct.pack(">I", n) for n in shape) + (
+        bytes(math.prod(shape)) if body is None else body)
+
+
+def read_idx_error(path):
+    from dptrain.data.readers import DataError, read_idx
+    with pytest.raises(DataError) as exc:
+        read_idx(path)
+    assert str(exc.value).startswith(str(path)) and "\n" not in str(exc.value)
+    return str(exc.value)
+
+
+def test_idx_header_with_255_dimensions(tmp_path):
+    path = tmp_path / "f.idx"
+    path.write_bytes(idx_bytes((1,) * 255))            # numpy stops at 64: was a ValueError
+    assert "255 dimensions" in read_idx_error(path)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_with_trailing_bytes_is_refused(tmp_path, compress):
+    import gzip
+    raw = idx_bytes((3, 2, 2)) + b"\x07" * 5
+    path = tmp_path / "f.idx"
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    assert "after the data" in read_idx_error(path)
+
+
+def test_gzip_idx_promising_more_than_it_holds_allocates_what_it_holds(tmp_path):
+    """200 MB promised, 256 KB held (incompressible): refused as truncated, and never more
+    than a few MB allocated on the way (one read(n) allocated all n at once)."""
+    import gzip
+    import os
+    import tracemalloc
+    path = tmp_path / "f.idx.gz"
+    path.write_bytes(gzip.compress(idx_bytes((200, 1000, 1000), os.urandom(256 << 10))))
+    tracemalloc.start()
+    try:
+        assert "truncated" in read_idx_error(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+
+
+def test_idx_promising_more_than_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    import gzip
+    from dptrain.data import validate
+    monkeypatch.setattr(validate, "available_memory", lambda: 1 << 20)
+    path = tmp_path / "f.idx.gz"
+    path.write_bytes(gzip.compress(idx_bytes((4, 1000, 1000))))
+    assert "GiB of memory" in read_idx_error(path)
+
+
+def test_synthetic_spec_with_extra_fields_is_exit_2():
+    res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x28x28:100:junk",
+                  "--max-steps", 1, "--quiet", timeout=120)
+    assert_usage_error(res, "synthetic:1x28x28:100:junk")

@@ -67,7 +67,10 @@ def safe_load(raw: bytes):
 
 
 def _read(path: Path) -> bytes:
+    from .validate import check_fits
     try:
+        check_fits(f"{path}: a CIFAR-10 batch of {path.stat().st_size:,} bytes",
+                   2 * path.stat().st_size)          # the bytes and the arrays built from them
         return path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None

@@ -51,6 +51,8 @@ def _fixed_split(x, y, n_test: int):
 def _synthetic(arg: str):
     """Class prototypes plus noise: learnable, deterministic, any shape."""
     parts = arg.split(":") if arg else []
+    if len(parts) > 2:
+        raise DataError(f"synthetic:{arg}: expected synthetic[:CxHxW[:N]], got {len(parts)} fields")
     try:
         shape = tuple(int(v) for v in parts[0].split("x")) if parts and parts[0] else (1, 28, 28)
         n = int(parts[1]) if len(parts) > 1 else 5000

@@ -21,37 +21,69 @@ class DataError(ValueError):
     """A data set that cannot be read or does not make sense."""
 
 
+_IDX_MAX_DIMS = 4              # labels 1, images 3; numpy itself stops at 64
+_CHUNK = 1 << 20
+
+
 def _open(path: Path):
-    """The file, decompressed as it is read when it is gzip (a bomb is never inflated whole)."""
+    """The file, decompressed as it is read when it is gzip (a bomb is never inflated whole),
+    and whether it is compressed."""
     f = open(path, "rb")
     if f.read(2) == b"\x1f\x8b":
         f.close()
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb"), True
     f.seek(0)
-    return f
+    return f, False
+
+
+def _read_exactly(f, nbytes: int) -> bytearray:
+    """Up to ``nbytes`` in bounded chunks: memory follows what the file really holds, not what
+    its header promises (one read(n) allocates n bytes before reading any)."""
+    out = bytearray()
+    while len(out) < nbytes:
+        chunk = f.read(min(_CHUNK, nbytes - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    return out
 
 
 def read_idx(path) -> np.ndarray:
-    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data.
-    Only as many bytes as the header promises are read, once that size is known to fit."""
+    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data,
+    exactly as many bytes as the header says (not fewer, not more). The size is checked against
+    the file and the free memory before anything is allocated."""
+    from .validate import check_fits
     path = Path(path)
     try:
-        with _open(path) as f:
+        opened, compressed = _open(path)
+        with opened as f:
             head = f.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
                 raise DataError(f"{path}: not an IDX file (bad magic number {head.hex() or 'empty'})")
             ndim = head[3]
+            if not 1 <= ndim <= _IDX_MAX_DIMS:
+                raise DataError(f"{path}: IDX header gives {ndim} dimensions (dptrain reads 1 to "
+                                f"{_IDX_MAX_DIMS})")
             dims = f.read(4 * ndim)
-            if ndim == 0 or len(dims) < 4 * ndim:
+            if len(dims) < 4 * ndim:
                 raise DataError(f"{path}: truncated IDX header")
             shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
             dtype = np.dtype(_IDX_DTYPES[head[2]])
             count = math.prod(shape)             # exact: np.prod would overflow on a bad header
             expected = count * dtype.itemsize
-            if expected > os.path.getsize(path) * 1100:   # deflate cannot do better than ~1032:1
+            size = os.path.getsize(path)
+            if not compressed and 4 + 4 * ndim + expected != size:
+                extra = size - 4 - 4 * ndim - expected
+                raise DataError(f"{path}: " + (f"{extra} bytes after the data its IDX header "
+                                "describes" if extra > 0 else f"truncated IDX file (the header "
+                                f"promises {expected} data bytes, the file holds {expected + extra})"))
+            if expected > size * 1100:           # deflate cannot do better than ~1032:1
                 raise DataError(f"{path}: truncated IDX file (the header promises {expected} data "
                                 "bytes, more than the file can hold)")
-            body = f.read(expected)
+            check_fits(f"{path}: the {'x'.join(map(str, shape))} array its IDX header promises",
+                       expected)
+            body = _read_exactly(f, expected)
+            trailing = compressed and len(body) == expected and f.read(1)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except PermissionError:
@@ -60,6 +92,8 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if len(body) < expected:
         raise DataError(f"{path}: truncated IDX file ({len(body)} of {expected} data bytes)")
+    if trailing:
+        raise DataError(f"{path}: bytes after the data its IDX header describes")
     return np.frombuffer(body, dtype=dtype, count=count).reshape(shape)
 
 
