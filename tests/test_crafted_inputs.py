@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dptrain.comm.local import LocalCommunicator
-from dptrain.errors import UsageError
+from dptrain.errors import TrainingFailure, UsageError
 from dptrain.train import Trainer
 from dptrain.train.config import TrainConfig
 from test_cli import assert_usage_error, dptrain
@@ -35,7 +35,8 @@ def context(name):
 @pytest.mark.parametrize("name", NUMERIC)
 def test_every_numeric_setting_is_refused_naming_it_or_trains(name, value, tmp_path):
     """Refused up front, naming the flag, or a run that ends normally; no value gets through
-    validation to fail inside training (--lr-gamma 1e300 overflowed at step 2)."""
+    validation to fail inside training (--lr-gamma 1e300 overflowed at step 2). A huge --lr or
+    --weight-decay diverges, which is the non-finite check's exit 3 (a training failure)."""
     kind = str(TrainConfig.__dataclass_fields__[name].type).split(" |")[0]
     if kind == "int" and isinstance(value, float) or kind == "float" and value == 2 ** 62:
         pytest.skip("argparse and TOML give an int flag no float (refused by type anyway)")
@@ -44,6 +45,8 @@ def test_every_numeric_setting_is_refused_naming_it_or_trains(name, value, tmp_p
         cfg["checkpoint_dir"] = str(tmp_path / "ck")
     try:
         Trainer(TrainConfig(**cfg).validate(), comm=LocalCommunicator()).run()
+    except TrainingFailure as exc:
+        assert name in ("lr", "weight_decay") and value == 1e300 and "non-finite" in str(exc)
     except UsageError as exc:                # at validation, or at start-up against the data
         assert f"--{name.replace('_', '-')}" in str(exc) and "\n" not in str(exc), str(exc)
 
@@ -52,7 +55,6 @@ def test_every_numeric_setting_is_refused_naming_it_or_trains(name, value, tmp_p
     (["--lr-gamma", "1e300", "--lr-schedule", "step", "--lr-step-size", "1"], "--lr-gamma"),
     (["--comm-timeout", "1e-300"], "--comm-timeout"),
     (["--comm-timeout", "1e300"], "--comm-timeout"),
-    (["--lr", "1e300"], "--lr"),
     (["--net-emulate", "bw=1Gbit,lat=1e300s"], "lat=1e300s"),
     (["--net-emulate", "bw=1e-300bit,lat=1us"], "bw=1e-300bit"),
     (["--net-emulate", "bw=1Gbit,lat=1.2.3us"], "lat=1.2.3us"),
@@ -124,3 +126,70 @@ def test_synthetic_spec_with_extra_fields_is_exit_2():
     res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x28x28:100:junk",
                   "--max-steps", 1, "--quiet", timeout=120)
     assert_usage_error(res, "synthetic:1x28x28:100:junk")
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+def checkpoint_with_meta(tmp_path, edit, sampler="uniform", arrays_edit=lambda arrays: None):
+    """A real checkpoint of a 3-step run, its metadata changed by ``edit(meta)`` (its arrays
+    by ``arrays_edit``)."""
+    import json
+    import numpy as np
+    from dptrain.train import checkpoint
+    directory = tmp_path / "ck"
+    Trainer(TrainConfig(**{**TINY, "sampler": sampler, "checkpoint_dir": str(directory)}),
+            comm=LocalCommunicator()).run()
+    path = checkpoint.list_checkpoints(directory)[-1]
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    edit(meta)
+    arrays_edit(arrays)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return directory, path
+
+
+def setter(*keys, value):
+    def edit(meta):
+        d = meta
+        for k in keys[:-1]:
+            d = d[k]
+        if value is KeyError:
+            del d[keys[-1]]
+        else:
+            d[keys[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize("keys,value,field", [
+    (("step",), "7", "'step'"), (("step",), -3, "'step'"), (("step",), 2 ** 70, "'step'"),
+    (("epoch",), None, "'epoch'"), (("pos",), KeyError, "'pos'"), (("pos",), 1.5, "'pos'"),
+    (("config",), [1], "'config'"), (("sampler",), "x", "'sampler'"),
+    (("optimizer",), 3, "'optimizer'"), (("optimizer", "name"), 5, "'optimizer.name'"),
+    (("optimizer", "lr"), "fast", "'optimizer.lr'"), (("optimizer", "lr"), -1, "'optimizer.lr'"),
+    (("optimizer", "weight_decay"), KeyError, "'optimizer.weight_decay'"),
+    (("optimizer", "hyper"), [0.9], "'optimizer.hyper'"),
+    (("optimizer", "hyper", "momentum"), "x", "'optimizer.hyper.momentum'"),
+    (("optimizer", "t"), [], "'optimizer.t'"), (("optimizer", "t", "1.W"), -1, "'optimizer.t.1.W'"),
+    (("comm_plan",), {"schedule": "overlap", "groups": "abc"}, "'comm_plan'"),
+    (("comm_plan",), [1, 2], "'comm_plan'"),
+])
+def test_crafted_checkpoint_metadata_is_exit_2_naming_file_and_field(tmp_path, keys, value, field):
+    directory, path = checkpoint_with_meta(tmp_path, setter(*keys, value=value))
+    res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x4x4:60", "--batch-size", 8,
+                  "--max-steps", 6, "--epochs", 1, "--sync", "blocking", "--quiet", "--resume",
+                  "--checkpoint-dir", directory, timeout=120)
+    assert_usage_error(res, str(path), field)
+
+
+@pytest.mark.parametrize("key,value", [("sampler/losses", [1.0, 2.0]),
+                                       ("sampler/losses", ["a"] * 48)])
+def test_crafted_sampler_state_is_exit_2_naming_the_file(tmp_path, key, value):
+    import numpy as np
+    directory, path = checkpoint_with_meta(tmp_path, lambda meta: None, sampler="obs",
+                                           arrays_edit=lambda a: a.update({key: np.array(value)}))
+    res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x4x4:60", "--batch-size", 8,
+                  "--max-steps", 6, "--epochs", 1, "--sync", "blocking", "--quiet", "--resume",
+                  "--sampler", "obs", "--checkpoint-dir", directory, timeout=120)
+    assert_usage_error(res, str(path))

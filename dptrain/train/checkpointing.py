@@ -36,10 +36,11 @@ def resume_position(cfg, model, opt, sampler, is_root: bool) -> Position:
     try:
         checkpoint.check_compatible(ckpt, dataclasses.asdict(cfg))
         checkpoint.restore(ckpt, model, opt)
-    except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
-        raise UsageError(str(exc)) from None
-    meta = ckpt["meta"]
-    sampler.load_state_dict(meta["sampler"])
+        meta = ckpt["meta"]
+        sampler.load_state_dict(meta["sampler"])
+    except (checkpoint.CheckpointError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{ckpt['path']}: {exc}" if str(ckpt["path"]) not in str(exc)
+                         else str(exc)) from None
     return Position(meta["step"], meta["epoch"], meta["pos"], ckpt["path"], meta.get("comm_plan"))
 
 

@@ -41,12 +41,13 @@ POSITIVE_REAL = Rule(float, 0, lo_open=True)
 FRACTION = Rule(float, 0, 1)
 
 # None is allowed where the field's default is None (the optimiser's own lr, no step limit...).
-# Upper bounds keep arithmetic finite: lr x gamma^k, the watchdog's deadline, the update size
-# (a value far past them overflowed into an internal error at some step instead of exit 2).
+# Upper bounds keep arithmetic finite: lr x gamma^k, the watchdog's deadline (a value far past
+# them overflowed into an internal error at some step instead of exit 2). A huge --lr or
+# --weight-decay is left alone: it diverges, which the non-finite check reports (exit 3).
 RULES = {
     "epochs": POSITIVE, "max_steps": POSITIVE, "batch_size": POSITIVE,
-    "lr": Rule(float, 0, 1e6, lo_open=True), "momentum": Rule(float, 0, 1, hi_open=True),
-    "weight_decay": Rule(float, 0, 1e6), "warmup_steps": NON_NEGATIVE,
+    "lr": POSITIVE_REAL, "momentum": Rule(float, 0, 1, hi_open=True),
+    "weight_decay": Rule(float, 0), "warmup_steps": NON_NEGATIVE,
     "lr_step_size": POSITIVE, "lr_gamma": Rule(float, 0, 1, lo_open=True),   # a decay
     "sampler_min_prob": Rule(float, 0, 1, hi_open=True), "obs_pressure": Rule(float, 1),
     "obs_recompute_every": NON_NEGATIVE, "as_beta": POSITIVE,
