@@ -193,3 +193,52 @@ def test_crafted_sampler_state_is_exit_2_naming_the_file(tmp_path, key, value):
                   "--max-steps", 6, "--epochs", 1, "--sync", "blocking", "--quiet", "--resume",
                   "--sampler", "obs", "--checkpoint-dir", directory, timeout=120)
     assert_usage_error(res, str(path))
+
+
+# --- lock files ----------------------------------------------------------------------------
+def _lock_json(**fields):
+    import json
+    import socket
+    return json.dumps({"host": socket.gethostname(), **fields}).encode()
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"zz{", b"\xff\xfe\x00" * 10, b"[" * 100000, b"[1, 2]", b" " * (1 << 20),
+    _lock_json(pid=10 ** 30), _lock_json(pid=True), _lock_json(pid="12"), _lock_json(pid=-4),
+    _lock_json(pid=1, start=[1]), b'{"pid": 1, "host": 7}',
+], ids=["empty", "garbage", "binary", "deep", "array", "huge", "pid-huge", "pid-bool", "pid-str",
+        "pid-negative", "start-list", "host-int"])
+def test_garbled_lock_file_is_taken_over_with_one_warning(tmp_path, content):
+    """A lock dptrain cannot have written (a killed writer, a stray file) names no live owner:
+    taken over with a warning, as a dead owner's lock is; never an internal error."""
+    directory = tmp_path / "ck"
+    directory.mkdir()
+    (directory / ".dptrain.lock").write_bytes(content)
+    res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x4x4:60", "--batch-size", 8,
+                  "--max-steps", 2, "--quiet", "--checkpoint-dir", directory, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("\n") == 1 and "taking over the lock of an unreadable lock" in res.stderr
+
+
+def test_lock_naming_another_host_is_shown_on_one_line(tmp_path):
+    import json
+    directory = tmp_path / "ck"
+    directory.mkdir()
+    (directory / ".dptrain.lock").write_text(json.dumps(
+        {"pid": 7, "host": "other\nhost", "command": "rm\n-rf", "started": "x" * 5000}))
+    res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x4x4:60", "--max-steps", 2,
+                  "--batch-size", 8, "--quiet", "--checkpoint-dir", directory, timeout=120)
+    assert_usage_error(res, "is in use by pid 7", str(directory / ".dptrain.lock"))
+    assert len(res.stderr) < 1000
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_lock_path_that_is_not_a_file_is_exit_2(tmp_path, kind):
+    import os
+    directory = tmp_path / "ck"
+    directory.mkdir()
+    lock = directory / ".dptrain.lock"
+    lock.mkdir() if kind == "directory" else os.mkfifo(lock)
+    res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x4x4:60", "--max-steps", 2,
+                  "--batch-size", 8, "--quiet", "--checkpoint-dir", directory, timeout=60)
+    assert_usage_error(res, str(lock))
