@@ -242,3 +242,37 @@ def test_lock_path_that_is_not_a_file_is_exit_2(tmp_path, kind):
     res = dptrain("train", "--model", "mlp", "--dataset", "synthetic:1x4x4:60", "--max-steps", 2,
                   "--batch-size", 8, "--quiet", "--checkpoint-dir", directory, timeout=60)
     assert_usage_error(res, str(lock))
+
+
+# --- dptrain plot --------------------------------------------------------------------------
+EPOCH = '{"type": "epoch", "epoch": 1, "step": 5, "loss": 0.5, "accuracy": 0.8}\n'
+
+
+@pytest.mark.parametrize("content,says", [
+    ("", "no epoch metrics"), ("notjson\n", "line 1: not JSON"),
+    (EPOCH + "\n" + "[" * 100000 + "\n", "line 3: not JSON"),
+    (EPOCH + "[1, 2]\n", "line 2: not a metrics record"),
+    (EPOCH.replace('"epoch": 1', '"epoch": 1e308') , "line 1: 'epoch'"),
+    (EPOCH.replace('"loss": 0.5', '"loss": -1'), "line 1: 'loss'"),
+    (EPOCH.replace('"loss": 0.5', '"loss": "low"'), "line 1: 'loss'"),
+    (EPOCH + EPOCH.replace('"accuracy": 0.8', '"accuracy": null'), "line 2: 'accuracy'"),
+    (EPOCH.replace('"epoch": 1, ', ''), "line 1: 'epoch'"),
+])
+def test_malformed_metrics_for_plot_is_exit_2_naming_file_and_line(tmp_path, content, says):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "m.jsonl"
+    path.write_text(content)
+    res = dptrain("plot", path, "-o", tmp_path / "o.png", timeout=120)
+    assert_usage_error(res, str(path), says)
+
+
+@pytest.mark.parametrize("content", [
+    "[" * 100000, "[1]", '{"a": 1}', '[{"ph": "X", "ts": 1e308, "dur": 1e308, "pid": 0}]',
+    '[{"ph": "X", "ts": 1, "dur": 1, "pid": "zz"}]', '[{"ph": "X", "ts": 1, "dur": 1, "pid": [1]}]',
+])
+def test_file_that_is_not_a_trace_is_exit_2_naming_it(tmp_path, content):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    res = dptrain("plot", "--trace", path, "-o", tmp_path / "o.png", timeout=120)
+    assert_usage_error(res, str(path))
