@@ -69,7 +69,7 @@ def plot_metrics(path: str, out: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("dptrain plot needs matplotlib: pip install 'dptrain[plots]'") from None
+        raise UsageError("plot needs matplotlib: pip install 'dptrain[plots]'") from None
     records = _plotted_records(path, read_metrics(path))
     curves = {"training batches": [r for r in records if r.get("type") == "epoch"]}
     for split in ("test", "train"):                 # evaluations (docs/metrics.md)
@@ -105,7 +105,7 @@ def plot_trace(path: str, out: str) -> None:
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
     except ImportError:
-        raise UsageError("dptrain plot needs matplotlib: pip install 'dptrain[plots]'") from None
+        raise UsageError("plot needs matplotlib: pip install 'dptrain[plots]'") from None
     from .parallel.trace import load
     try:
         events = [e for e in load(path) if isinstance(e, dict) and e.get("ph") == "X"

@@ -149,7 +149,9 @@ def run_bench(args) -> int:
         return run_sweep(args)
     from .. import models
     if args.model not in models.names():
-        raise UsageError(f"unknown model {args.model!r} (choose {', '.join(models.names())})")
+        from ..suggest import did_you_mean
+        raise UsageError(f"unknown model {args.model!r}{did_you_mean(args.model, models.names())} "
+                         f"(choose {', '.join(models.names())})")
     for flag in ("batch_size", "threads", "steps", "rounds"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive")

@@ -109,7 +109,9 @@ def load(spec: str, num_classes: int | None = None) -> Dataset:
         x, y = _synthetic(arg)
         parts = _fixed_split(x, y, max(1, len(x) // 5))
     else:
-        raise DataError(f"unknown dataset {spec!r} (choose mnist5k, mnist:DIR, fashion-mnist:DIR, "
+        from ..suggest import did_you_mean
+        kinds = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "npz", "synthetic")
+        raise DataError(f"unknown dataset {spec!r}{did_you_mean(kind, kinds)} (choose mnist5k, mnist:DIR, fashion-mnist:DIR, "
                         "cifar10:DIR, npz:FILE or synthetic)")
     return _assemble(spec, *parts, num_classes=num_classes)
 

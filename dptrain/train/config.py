@@ -152,9 +152,10 @@ class TrainConfig:
                    "cuda_graph": ("off", "on")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
+                from ..suggest import did_you_mean
                 shown = ", ".join(a for a in allowed if a)
-                raise UsageError(f"--{key.replace('_', '-')}: unknown value "
-                                 f"{getattr(self, key)!r} (choose {shown})")
+                raise UsageError(f"--{key.replace('_', '-')}: unknown value {getattr(self, key)!r}"
+                                 f"{did_you_mean(getattr(self, key), allowed)} (choose {shown})")
         if self.as_refresh == "every-bin" and self.as_counter == "samples":
             raise UsageError("--as-refresh every-bin needs --as-counter batches (a refresh every "
                              "beta samples would evaluate more samples than it trains on)")
