@@ -37,3 +37,68 @@ def test_usage_errors_carry_one_prefix(argv):
     res = dptrain(*argv, timeout=60)
     assert_usage_error(res)
     assert res.stderr.count("dptrain") == 1, res.stderr
+
+
+# --- the README's commands, in order ---------------------------------------------------------
+def readme_commands():
+    """The command lines of README.md's Quick start and Usage code blocks, in order
+    (continuation lines joined, comments dropped)."""
+    from pathlib import Path
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    quick = text[text.index("## Quick start"):text.index("## Status")]
+    usage = text[text.index("## Usage"):text.index("### Samplers")]
+    lines, joined = [], ""
+    for raw in (quick + usage).splitlines():
+        if not raw.startswith("    "):
+            continue
+        joined += raw.strip()
+        if joined.endswith("\\"):
+            joined = joined[:-1] + " "
+            continue
+        command, joined = joined.split("  #")[0].split(" # ")[0].strip(), ""
+        if command.split(" ")[0] in ("dptrain", "mpiexec", "launch/mpirun.sh"):
+            lines.append(command)
+    return lines
+
+
+def test_readme_lists_the_commands_this_test_runs():
+    commands = readme_commands()
+    assert "dptrain train --epochs 2 --metrics-out run.jsonl" in commands
+    assert sum(c.startswith("dptrain plot") for c in commands) == 2
+    assert len(commands) >= 15
+
+
+def test_bench_commands_of_the_readme_parse():
+    import shlex
+    from dptrain.cli import build_parser
+    for command in readme_commands():
+        if command.startswith("dptrain bench"):
+            build_parser().parse_args(shlex.split(command)[1:])
+
+
+def test_readme_commands_run_in_order_in_one_directory(tmp_path):
+    """Each command as a new user types it, one after the other in one directory, training
+    cut to two steps; benchmarks (which write nothing) are left to the parse test above. Two
+    commands wrote run.jsonl: the second was refused, with a hint (--resume) that did not work."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+    pytest.importorskip("matplotlib")
+    root = Path(__file__).parents[1]
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+               DPTRAIN_CHECK_COLLECTIVES="off")
+    for command in readme_commands():
+        argv = shlex.split(command)
+        if argv[:2] == ["dptrain", "bench"]:
+            continue
+        if argv[0] == "launch/mpirun.sh":
+            argv[0] = str(root / "launch" / "mpirun.sh")
+        if "train" in argv and "--help" not in argv:
+            argv += ["--max-steps", "2", "--quiet"]
+        res = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert res.returncode == 0, (command, res.stderr[-2000:])
+    assert (tmp_path / "run.png").is_file() and (tmp_path / "cnn.png").is_file()
