@@ -276,3 +276,28 @@ def test_file_that_is_not_a_trace_is_exit_2_naming_it(tmp_path, content):
     path.write_text(content)
     res = dptrain("plot", "--trace", path, "-o", tmp_path / "o.png", timeout=120)
     assert_usage_error(res, str(path))
+
+
+# --- dptrain bench and eval ----------------------------------------------------------------
+@pytest.mark.parametrize("argv,says", [
+    (["--model", "mlp", "--batch-size", "99999999999", "--steps", "1"], "--batch-size 99999999999"),
+    (["--model", "mlp", "--batch-sizes", "64,99999999999"], "--batch-sizes 99999999999"),
+    (["--model", "mlp", "--steps", "99999999999999999999"], "--steps"),
+    (["--model", "mlp", "--rounds", "10000000"], "--rounds"),
+    (["--predict", "--model", "mlp", "--net", "bw=zz"], "--net: cannot read 'bw=zz'"),
+    (["--ranks", "2", "--net-emulate", "lat=1e300s,bw=1Gbit"], "lat=1e300s"),
+])
+def test_bench_input_is_checked_before_measuring(argv, says):
+    """A MemoryError at the first allocation, a ValueError from the network spec (exit 3), or
+    a run of 10^20 steps: refused up front instead."""
+    res = dptrain("bench", *argv, timeout=120)
+    assert_usage_error(res, says)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"\x93NUMPY" + b"\xff" * 100])
+def test_eval_of_weights_that_are_not_weights_is_exit_2(tmp_path, content):
+    path = tmp_path / "w.npz"
+    path.write_bytes(content)
+    res = dptrain("eval", "--model", "mlp", "--weights", path, "--dataset", "synthetic:1x8x8:100",
+                  timeout=120)
+    assert_usage_error(res, str(path))

@@ -126,6 +126,9 @@ def run_bench(args) -> int:
     from ..train.setup import check_writable
     from ..train.validate import check_bench_numbers
     check_bench_numbers(args)
+    from .inputs import check_batches_fit, check_network_specs
+    check_network_specs(args)
+    check_batches_fit(args)
     check_writable(args.json_out, "--json-out")          # before a long run, not after it
     if args.profile:
         from .profile import run_profile

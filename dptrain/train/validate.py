@@ -61,8 +61,9 @@ RULES = {
 
 
 # dptrain bench: the same kind of check for its own flags
-BENCH_RULES = {"batch_size": POSITIVE, "threads": Rule(int, 1, 4096), "steps": POSITIVE,
-               "warmup": NON_NEGATIVE, "rounds": POSITIVE, "bucket_mb": POSITIVE_REAL,
+# (counts capped where a typo would run for days: 10^6 steps, 10^4 rounds)
+BENCH_RULES = {"batch_size": POSITIVE, "threads": Rule(int, 1, 4096), "steps": Rule(int, 1, 10 ** 6),
+               "warmup": Rule(int, 0, 10 ** 6), "rounds": Rule(int, 1, 10 ** 4), "bucket_mb": POSITIVE_REAL,
                "node_gflops": POSITIVE_REAL}
 
 
