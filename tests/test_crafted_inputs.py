@@ -301,3 +301,104 @@ def test_eval_of_weights_that_are_not_weights_is_exit_2(tmp_path, content):
     res = dptrain("eval", "--model", "mlp", "--weights", path, "--dataset", "synthetic:1x8x8:100",
                   timeout=120)
     assert_usage_error(res, str(path))
+
+
+# --- the battery: one crafted file of each kind through the command line ---------------------
+class _Payload:
+    """Unpickling this runs a shell command that leaves a marker file: it must never run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def _mnist_dir(tmp_path, images: bytes):
+    d = tmp_path / "mnist"
+    d.mkdir()
+    (d / "train-images-idx3-ubyte").write_bytes(images)
+    (d / "train-labels-idx1-ubyte").write_bytes(idx_bytes((4,)))
+    (d / "t10k-images-idx3-ubyte").write_bytes(idx_bytes((4, 28, 28)))
+    (d / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes((4,)))
+    return d
+
+
+def _craft(kind, tmp_path, marker):
+    """(argv, the file the line must name) for one crafted file of ``kind``."""
+    import gzip
+    import pickle
+    import numpy as np
+    train = ["train", "--model", "mlp", "--max-steps", "1", "--quiet"]
+    if kind == "idx-255-dims":
+        d = _mnist_dir(tmp_path, idx_bytes((1,) * 255))
+        return train + ["--dataset", f"mnist:{d}"], d / "train-images-idx3-ubyte"
+    if kind == "idx-trailing":
+        d = _mnist_dir(tmp_path, idx_bytes((4, 28, 28)) + b"junk")
+        return train + ["--dataset", f"mnist:{d}"], d / "train-images-idx3-ubyte"
+    if kind == "idx-gz-promise":
+        d = _mnist_dir(tmp_path, b"")
+        (d / "train-images-idx3-ubyte").unlink()
+        path = d / "train-images-idx3-ubyte.gz"
+        path.write_bytes(gzip.compress(idx_bytes((60000, 1000, 1000), b"\0" * 1000)))
+        return train + ["--dataset", f"mnist:{d}"], path
+    if kind == "cifar-pickle-payload":
+        d = tmp_path / "cifar"
+        d.mkdir()
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            (d / name).write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0]}))
+        return train + ["--dataset", f"cifar10:{d}"], d / "data_batch_1"
+    if kind == "npz-object-payload":
+        path = tmp_path / "d.npz"
+        np.savez(path, x=np.array([_Payload(marker)], dtype=object), y=np.arange(1))
+        return train + ["--dataset", f"npz:{path}"], path
+    if kind == "config-not-toml":
+        path = tmp_path / "c.toml"
+        path.write_bytes(b"epochs = = 3\n\xff")
+        return train + ["--config", str(path)], path
+    if kind == "checkpoint-meta":
+        directory, path = checkpoint_with_meta(tmp_path, setter("step", value="x"))
+        return train[:-3] + ["--dataset", "synthetic:1x4x4:60", "--batch-size", "8", "--epochs",
+                             "1", "--sync", "blocking", "--quiet", "--resume",
+                             "--checkpoint-dir", str(directory)], path
+    if kind == "weights-object-payload":
+        path = tmp_path / "w.npz"
+        np.savez(path, **{"1.W": np.array([_Payload(marker)], dtype=object)})
+        return ["eval", "--model", "mlp", "--weights", str(path), "--dataset",
+                "synthetic:1x8x8:100"], path
+    if kind == "plot-metrics":
+        path = tmp_path / "m.jsonl"
+        path.write_text(EPOCH + '{"type": "epoch", "epoch": 2, "loss": [], "accuracy": 1}\n')
+        return ["plot", str(path), "-o", str(tmp_path / "o.png")], path
+    if kind == "plot-trace":
+        path = tmp_path / "t.json"
+        path.write_text('{"traceEvents": 5}')
+        return ["plot", "--trace", str(path), "-o", str(tmp_path / "o.png")], path
+    if kind == "lock-directory":
+        directory = tmp_path / "ck"
+        (directory / ".dptrain.lock").mkdir(parents=True)
+        return train + ["--dataset", "synthetic:1x4x4:60", "--batch-size", "8",
+                        "--checkpoint-dir", str(directory)], directory / ".dptrain.lock"
+    raise AssertionError(kind)
+
+
+KINDS = ["idx-255-dims", "idx-trailing", "idx-gz-promise", "cifar-pickle-payload",
+         "npz-object-payload", "config-not-toml", "checkpoint-meta", "weights-object-payload",
+         "plot-metrics", "plot-trace", "lock-directory"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_crafted_file_battery(tmp_path, kind):
+    """Each kind of crafted file: exit 2 and one line naming the file, no traceback, within
+    a minute, and nothing in it executed."""
+    import time
+    if kind.startswith("plot"):
+        pytest.importorskip("matplotlib")
+    marker = tmp_path / "executed"
+    argv, path = _craft(kind, tmp_path, marker)
+    start = time.monotonic()
+    res = dptrain(*argv, timeout=120)
+    assert time.monotonic() - start < 60
+    assert_usage_error(res, str(path))
+    assert not marker.exists()
