@@ -402,3 +402,14 @@ def test_crafted_file_battery(tmp_path, kind):
     assert time.monotonic() - start < 60
     assert_usage_error(res, str(path))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("make", ["endless", "deep"])
+def test_config_that_never_ends_or_nests_too_deeply_is_exit_2(tmp_path, make):
+    """--config /dev/zero was read until memory ran out (killed); deep TOML nesting was a
+    RecursionError."""
+    path = "/dev/zero" if make == "endless" else tmp_path / "c.toml"
+    if make == "deep":
+        path.write_text("a = " + "[" * 100000 + "\n")
+    res = dptrain("train", "--config", path, "--max-steps", 1, "--quiet", timeout=60)
+    assert_usage_error(res, str(path))

@@ -165,15 +165,23 @@ class TrainConfig:
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_toml(path: str) -> dict:
     """Read a config file into {field_name: value}; errors name the file and the key."""
     try:
         with open(path, "rb") as f:
-            raw = tomllib.load(f)
+            text = f.read(MAX_CONFIG_BYTES + 1)     # /dev/zero would be read forever
+        if len(text) > MAX_CONFIG_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not a config file")
+        raw = tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such config file") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: malformed TOML (nested too deeply)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: malformed TOML ({exc})") from None
     except UnicodeDecodeError as exc:
