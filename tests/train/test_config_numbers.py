@@ -66,8 +66,8 @@ def test_nan_in_a_config_file_names_the_key(tmp_path):
 @pytest.mark.parametrize("argv,says", [
     (["--bucket-mb", "nan"], "--bucket-mb must be a finite number, got nan"),
     (["--node-gflops", "-1"], "--node-gflops must be positive, got -1"),
-    (["--warmup", "-1"], "--warmup must be non-negative, got -1"),
-    (["--steps", "0"], "--steps must be positive, got 0"),
+    (["--warmup", "-1"], "--warmup must be in [0, 1000000], got -1"),
+    (["--steps", "0"], "--steps must be in [1, 1000000], got 0"),
 ])
 def test_bench_numbers_are_checked_before_running(argv, says):
     from dptrain.cli import build_parser
