@@ -37,12 +37,21 @@ def _check(path, field: str, ok: bool, value, expected: str) -> None:
         raise InvalidCheckpoint(f"{path}: checkpoint field {field!r} must be {expected}, got {shown}")
 
 
+def check_position(path, meta) -> None:
+    """What a resume needs besides check_meta's fields: where in training the checkpoint is
+    (checkpointing.write() puts it there; checkpoint.save() alone does not)."""
+    for name in ("epoch", "pos"):
+        _check(path, name, _count(meta.get(name)), meta.get(name), "a non-negative integer")
+
+
 def check_meta(path, meta) -> None:
     """Raise InvalidCheckpoint naming the first field that is missing or of the wrong type or
-    range; the fields are those checkpointing.write() and checkpoint.save() put there."""
+    range: those checkpoint.save() writes, and any other that is there."""
     _check(path, "meta", isinstance(meta, dict), meta, "a JSON object")
-    for name in ("step", "epoch", "pos"):
-        _check(path, name, _count(meta.get(name)), meta.get(name), "a non-negative integer")
+    _check(path, "step", _count(meta.get("step")), meta.get("step"), "a non-negative integer")
+    for name in ("epoch", "pos"):
+        if name in meta:
+            _check(path, name, _count(meta[name]), meta[name], "a non-negative integer")
     _check(path, "config", isinstance(meta.get("config", {}), dict), meta.get("config"), "an object")
     _check(path, "sampler", isinstance(meta.get("sampler", {}), dict), meta.get("sampler"),
            "an object")

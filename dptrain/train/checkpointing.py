@@ -34,6 +34,8 @@ def resume_position(cfg, model, opt, sampler, is_root: bool) -> Position:
                              f"(all {len(found)} corrupt)")
         raise UsageError(f"--resume: no checkpoint in {cfg.checkpoint_dir}")
     try:
+        from .checkpoint_meta import check_position
+        check_position(ckpt["path"], ckpt["meta"])
         checkpoint.check_compatible(ckpt, dataclasses.asdict(cfg))
         checkpoint.restore(ckpt, model, opt)
         meta = ckpt["meta"]
