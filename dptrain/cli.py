@@ -22,10 +22,27 @@ from .launch_env import launch_rank
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as a UsageError (one line, exit 2)."""
+    """argparse that reports a bad command line as a UsageError (one line, exit 2), takes no
+    abbreviation of a flag (``--epoch`` is not ``--epochs``) and names the closest flag."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
 
     def error(self, message):
         raise UsageError(message)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            from .suggest import did_you_mean
+            command = self._subparsers and self._subparsers._group_actions[0].choices.get(
+                getattr(namespace, "command", None))
+            flags = [o for a in (command or self)._actions for o in a.option_strings]
+            word = extras[0].split("=", 1)[0]
+            hint = did_you_mean(word, flags) if word.startswith("-") else ""
+            self.error(f"unrecognized argument {word}{hint}")
+        return namespace
 
 
 class _Help(argparse.HelpFormatter):
@@ -185,7 +202,7 @@ def _cmd_summary(args) -> int:
     if args.list:
         return _cmd_models(args)
     if not args.model:
-        raise UsageError("dptrain summary: give --model NAME (or --list)")
+        raise UsageError("summary: give --model NAME (or --list)")
     shape = None
     if args.input_shape:
         try:
@@ -215,13 +232,13 @@ def _cmd_bench(args) -> int:
 def _cmd_plot(args) -> int:
     from .plot import plot_metrics, plot_trace
     if args.trace and args.metrics:
-        raise UsageError("dptrain plot: give a metrics file or --trace, not both")
+        raise UsageError("plot: give a metrics file or --trace, not both")
     if args.trace:
         plot_trace(args.trace, args.output)
     elif args.metrics:
         plot_metrics(args.metrics, args.output)
     else:
-        raise UsageError("dptrain plot: give a metrics FILE.jsonl or --trace FILE.json")
+        raise UsageError("plot: give a metrics FILE.jsonl or --trace FILE.json")
     print(f"wrote {args.output}")
     return 0
 

@@ -48,19 +48,20 @@ def open_input(path):
     return os.fdopen(fd, "rb")
 
 
-def read_config_bytes(path, wait_s: float = PIPE_WAIT_S) -> bytes:
-    """A regular file's bytes, or a pipe's until its end; a pipe that gives nothing within
-    ``wait_s`` (nobody writes it) is refused with a TimeoutError naming it."""
+def read_config_bytes(path, max_bytes: int, wait_s: float = PIPE_WAIT_S) -> bytes:
+    """A regular file's bytes, or a pipe's until its end, at most ``max_bytes`` + 1 of them
+    (the caller refuses more: an endless writer is not read for ever); a pipe that gives
+    nothing within ``wait_s`` (nobody writes it) is refused with a TimeoutError naming it."""
     fd, st = _open_nonblocking(path)
     try:
         if stat.S_ISREG(st.st_mode):
             os.set_blocking(fd, True)
             with os.fdopen(fd, "rb", closefd=False) as f:
-                return f.read()
+                return f.read(max_bytes + 1)
         if not stat.S_ISFIFO(st.st_mode):
             raise NotRegularFile(path, st.st_mode)
         chunks, deadline = [], time.monotonic() + wait_s
-        while True:
+        while sum(map(len, chunks)) <= max_bytes:
             left = deadline - time.monotonic()
             ready, _, _ = select.select([fd], [], [], max(left, 0))
             if not ready:
@@ -73,5 +74,6 @@ def read_config_bytes(path, wait_s: float = PIPE_WAIT_S) -> bytes:
                 return b"".join(chunks)
             chunks.append(chunk)
             deadline = time.monotonic() + wait_s        # the writer is alive: keep reading
+        return b"".join(chunks)
     finally:
         os.close(fd)

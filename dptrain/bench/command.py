@@ -126,6 +126,9 @@ def run_bench(args) -> int:
     from ..train.setup import check_writable
     from ..train.validate import check_bench_numbers
     check_bench_numbers(args)
+    from .inputs import check_batches_fit, check_network_specs
+    check_network_specs(args)
+    check_batches_fit(args)
     check_writable(args.json_out, "--json-out")          # before a long run, not after it
     if args.profile:
         from .profile import run_profile
@@ -149,7 +152,9 @@ def run_bench(args) -> int:
         return run_sweep(args)
     from .. import models
     if args.model not in models.names():
-        raise UsageError(f"unknown model {args.model!r} (choose {', '.join(models.names())})")
+        from ..suggest import did_you_mean
+        raise UsageError(f"unknown model {args.model!r}{did_you_mean(args.model, models.names())} "
+                         f"(choose {', '.join(models.names())})")
     for flag in ("batch_size", "threads", "steps", "rounds"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive")

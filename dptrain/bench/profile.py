@@ -88,7 +88,9 @@ def run_profile(args) -> int:
     names = args.model.split(",")
     for name in names:
         if name not in models.names():
-            raise UsageError(f"unknown model {name!r} (choose {', '.join(models.names())})")
+            from ..suggest import did_you_mean
+            raise UsageError(f"unknown model {name!r}{did_you_mean(name, models.names())} "
+                             f"(choose {', '.join(models.names())})")
     device = select_device(args)
     backend.set_threads(args.threads)
     timer = timer_for_device()

@@ -22,7 +22,7 @@ def _mpiexec() -> str:
     local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     found = local if os.path.exists(local) else shutil.which("mpiexec")
     if not found:
-        raise UsageError("dptrain bench --ranks needs mpiexec (pip install mpich)")
+        raise UsageError("bench --ranks needs mpiexec (pip install mpich)")
     return found
 
 

@@ -37,7 +37,9 @@ def run_sweep(args) -> int:
     names = args.model.split(",")
     for name in names:
         if name not in models.names():
-            raise UsageError(f"unknown model {name!r} (choose {', '.join(models.names())})")
+            from ..suggest import did_you_mean
+            raise UsageError(f"unknown model {name!r}{did_you_mean(name, models.names())} "
+                             f"(choose {', '.join(models.names())})")
     batches = _int_list(args.batch_sizes, "--batch-sizes")
     modes = args.kernels.split(",")             # each: auto, generic or families joined by +
     chosen = backend.kernels

@@ -24,12 +24,19 @@ _UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12,
 _TIMES = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
+# What an emulated link may be: beyond these the model's times overflow a sleep or a deadline
+# (lat=1e300s), or no step would ever end (bw=1bit); the message gives the range.
+BANDWIDTH_BPS = (1e3, 1e15)        # 1 kbit/s .. 1 Pbit/s
+LATENCY_S = (0.0, 10.0)
+
+
 def parse_spec(spec: str) -> dict:
     """'bw=10Gbit,lat=20us' -> {'bandwidth_bps': 1e10, 'latency_s': 2e-5} (bits per second)."""
     out = {"bandwidth_bps": None, "latency_s": 0.0}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, _, value = part.partition("=")
-        m = re.fullmatch(r"([0-9.]+(?:e-?[0-9]+)?)\s*([a-zA-Z]*)", value.strip())
+        m = re.fullmatch(r"((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?)\s*([a-zA-Z]*)",
+                         value.strip())
         if not m:
             raise ValueError(f"--net-emulate: cannot read {part!r}")
         number, unit = float(m.group(1)), m.group(2).lower().removesuffix("/s").removesuffix("ps")
@@ -37,10 +44,16 @@ def parse_spec(spec: str) -> dict:
             if unit not in _UNITS:
                 raise ValueError(f"--net-emulate: unknown bandwidth unit in {part!r} (e.g. 10Gbit)")
             out["bandwidth_bps"] = number * _UNITS[unit]
+            lo, hi = BANDWIDTH_BPS
+            if not lo <= out["bandwidth_bps"] <= hi:
+                raise ValueError(f"--net-emulate: bandwidth {part!r} out of range "
+                                 "(1kbit .. 1000Tbit per second)")
         elif key == "lat":
             if unit not in _TIMES:
                 raise ValueError(f"--net-emulate: unknown latency unit in {part!r} (e.g. 20us)")
             out["latency_s"] = number * _TIMES[unit]
+            if not LATENCY_S[0] <= out["latency_s"] <= LATENCY_S[1]:
+                raise ValueError(f"--net-emulate: latency {part!r} out of range (0 .. 10s)")
         else:
             raise ValueError(f"--net-emulate: unknown key {key!r} (use bw= and lat=)")
     if not out["bandwidth_bps"] or out["bandwidth_bps"] <= 0:

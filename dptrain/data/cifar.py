@@ -68,8 +68,12 @@ def safe_load(raw: bytes):
 
 
 def _read(path: Path) -> bytes:
+    from .validate import check_fits
     try:
         with open_input(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            check_fits(f"{path}: a CIFAR-10 batch of {size:,} bytes",
+                       2 * size)                     # the bytes and the arrays built from them
             return f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None

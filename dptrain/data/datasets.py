@@ -54,6 +54,8 @@ def _fixed_split(x, y, n_test: int):
 def _synthetic(arg: str):
     """Class prototypes plus noise: learnable, deterministic, any shape."""
     parts = arg.split(":") if arg else []
+    if len(parts) > 2:
+        raise DataError(f"synthetic:{arg}: expected synthetic[:CxHxW[:N]], got {len(parts)} fields")
     try:
         shape = tuple(int(v) for v in parts[0].split("x")) if parts and parts[0] else (1, 28, 28)
         n = int(parts[1]) if len(parts) > 1 else 5000
@@ -110,7 +112,9 @@ def load(spec: str, num_classes: int | None = None) -> Dataset:
         x, y = _synthetic(arg)
         parts = _fixed_split(x, y, max(1, len(x) // 5))
     else:
-        raise DataError(f"unknown dataset {spec!r} (choose mnist5k, mnist:DIR, fashion-mnist:DIR, "
+        from ..suggest import did_you_mean
+        kinds = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "npz", "synthetic")
+        raise DataError(f"unknown dataset {spec!r}{did_you_mean(kind, kinds)} (choose mnist5k, mnist:DIR, fashion-mnist:DIR, "
                         "cifar10:DIR, npz:FILE or synthetic)")
     return _assemble(spec, *parts, num_classes=num_classes)
 

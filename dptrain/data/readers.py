@@ -23,40 +23,72 @@ class DataError(ValueError):
     """A data set that cannot be read or does not make sense."""
 
 
+_IDX_MAX_DIMS = 4              # labels 1, images 3; numpy itself stops at 64
+_CHUNK = 1 << 20
+
+
 def _open(path: Path):
-    """The file, decompressed as it is read when it is gzip (a bomb is never inflated whole);
-    only a regular file (input_files.py: a FIFO would block for ever)."""
+    """The file, decompressed as it is read when it is gzip (a bomb is never inflated whole),
+    and whether it is compressed; only a regular file (input_files.py: a FIFO would block
+    for ever)."""
     f = open_input(path)
     if f.read(2) == b"\x1f\x8b":
         f.seek(0)
         gz = gzip.GzipFile(fileobj=f, mode="rb")
         gz.myfileobj = f                 # closed with it, as gzip.open does with its own
-        return gz
+        return gz, True
     f.seek(0)
-    return f
+    return f, False
+
+
+def _read_exactly(f, nbytes: int) -> bytearray:
+    """Up to ``nbytes`` in bounded chunks: memory follows what the file really holds, not what
+    its header promises (one read(n) allocates n bytes before reading any)."""
+    out = bytearray()
+    while len(out) < nbytes:
+        chunk = f.read(min(_CHUNK, nbytes - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    return out
 
 
 def read_idx(path) -> np.ndarray:
-    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data.
-    Only as many bytes as the header promises are read, once that size is known to fit."""
+    """An IDX file: magic 0x00 0x00 <type> <ndim>, ndim big-endian uint32 sizes, then the data,
+    exactly as many bytes as the header says (not fewer, not more). The size is checked against
+    the file and the free memory before anything is allocated."""
+    from .validate import check_fits
     path = Path(path)
     try:
-        with _open(path) as f:
+        opened, compressed = _open(path)
+        with opened as f:
             head = f.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
                 raise DataError(f"{path}: not an IDX file (bad magic number {head.hex() or 'empty'})")
             ndim = head[3]
+            if not 1 <= ndim <= _IDX_MAX_DIMS:
+                raise DataError(f"{path}: IDX header gives {ndim} dimensions (dptrain reads 1 to "
+                                f"{_IDX_MAX_DIMS})")
             dims = f.read(4 * ndim)
-            if ndim == 0 or len(dims) < 4 * ndim:
+            if len(dims) < 4 * ndim:
                 raise DataError(f"{path}: truncated IDX header")
             shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
             dtype = np.dtype(_IDX_DTYPES[head[2]])
             count = math.prod(shape)             # exact: np.prod would overflow on a bad header
             expected = count * dtype.itemsize
-            if expected > os.path.getsize(path) * 1100:   # deflate cannot do better than ~1032:1
+            size = os.path.getsize(path)
+            if not compressed and 4 + 4 * ndim + expected != size:
+                extra = size - 4 - 4 * ndim - expected
+                raise DataError(f"{path}: " + (f"{extra} bytes after the data its IDX header "
+                                "describes" if extra > 0 else f"truncated IDX file (the header "
+                                f"promises {expected} data bytes, the file holds {expected + extra})"))
+            if expected > size * 1100:           # deflate cannot do better than ~1032:1
                 raise DataError(f"{path}: truncated IDX file (the header promises {expected} data "
                                 "bytes, more than the file can hold)")
-            body = f.read(expected)
+            check_fits(f"{path}: the {'x'.join(map(str, shape))} array its IDX header promises",
+                       expected)
+            body = _read_exactly(f, expected)
+            trailing = compressed and len(body) == expected and f.read(1)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except PermissionError:
@@ -67,6 +99,8 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if len(body) < expected:
         raise DataError(f"{path}: truncated IDX file ({len(body)} of {expected} data bytes)")
+    if trailing:
+        raise DataError(f"{path}: bytes after the data its IDX header describes")
     return np.frombuffer(body, dtype=dtype, count=count).reshape(shape)
 
 
@@ -140,13 +174,37 @@ def mnist5k_file() -> Path:
     return path
 
 
+def mnist5k_cache_dir() -> Path | None:
+    """Where the parsed digits are kept: $DPTRAIN_CACHE (``off``: nowhere), else
+    $XDG_CACHE_HOME/dptrain, else ~/.cache/dptrain; None when there is no home to hold it."""
+    chosen = os.environ.get("DPTRAIN_CACHE")
+    if chosen is not None:
+        return None if chosen.strip().lower() in ("", "off", "none", "0") else Path(chosen)
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:                         # no HOME and no passwd entry
+        return None
+    return Path(base) / "dptrain"
+
+
+def _notice_cached(path: Path) -> None:
+    """Say once (the cache is written once) where it went, on rank 0, to a person at a
+    terminal; scripts and logs are not given a line they did not ask for."""
+    import sys
+    from ..launch_env import launch_rank
+    if launch_rank() == 0 and sys.stderr.isatty():
+        print(f"dptrain: note: mnist5k parsed once and cached in {path} (DPTRAIN_CACHE=DIR "
+              "moves it, DPTRAIN_CACHE=off turns it off)", file=sys.stderr)
+
+
 def read_mnist5k():
-    """5,000 MNIST digits (uint8 images, int labels); parsed once, then cached as .npz."""
+    """5,000 MNIST digits (uint8 images, int labels); parsed once, then cached as .npz in
+    mnist5k_cache_dir() when it can be written (a read-only home parses every time)."""
     src = mnist5k_file()
-    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dptrain"
+    cache_dir = mnist5k_cache_dir()
     stat = src.stat()
-    cache = cache_dir / f"mnist5k-{stat.st_size}-{int(stat.st_mtime)}.npz"
-    if cache.is_file():
+    cache = cache_dir / f"mnist5k-{stat.st_size}-{int(stat.st_mtime)}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
         try:
             with np.load(cache) as z:
                 return z["x"], z["y"]
@@ -155,11 +213,14 @@ def read_mnist5k():
     table = np.loadtxt(gzip.open(src, "rt"), delimiter=",", dtype=np.float32)
     x = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
     y = table[:, -1].astype(np.int64)
+    if cache is None:
+        return x, y
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, x=x, y=y)
         os.replace(tmp, cache)
     except OSError:
-        pass                                     # no writable cache: parse every time
+        return x, y                              # no writable cache: parse every time
+    _notice_cached(cache)
     return x, y

@@ -100,7 +100,9 @@ def names() -> list[str]:
 def get(name: str, input_shape=None, num_classes: int = 10, seed: int = 0) -> Sequential:
     """Build a zoo model; ``input_shape`` is per sample (C, H, W), default the model's own."""
     if name not in BUILDERS:
-        raise ValueError(f"unknown model {name!r} (choose {', '.join(names())})")
+        from ..suggest import did_you_mean
+        raise ValueError(f"unknown model {name!r}{did_you_mean(name, names())} "
+                         f"(choose {', '.join(names())})")
     shape = tuple(input_shape) if input_shape is not None else DEFAULT_INPUT[name]
     try:
         layers = BUILDERS[name](shape, num_classes)

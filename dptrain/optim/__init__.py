@@ -17,7 +17,9 @@ def names() -> list[str]:
 def get(name: str, model, **kwargs) -> Optimizer:
     """``optim.get("adadelta", model, lr=1.0, rho=0.9)``; omitted hyper-parameters take defaults."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r} (choose {', '.join(names())})")
+        from ..suggest import did_you_mean
+        raise ValueError(f"unknown optimizer {name!r}{did_you_mean(name, names())} "
+                         f"(choose {', '.join(names())})")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return OPTIMIZERS[name](model, **kwargs)
 

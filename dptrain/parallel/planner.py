@@ -58,8 +58,9 @@ def bucket_layers(times: LayerTimes, exclude=()) -> list[int]:
 
 
 def is_valid_cut(groups, layers: list[int]) -> bool:
-    """``groups`` split ``layers`` (reverse order) into contiguous non-empty runs."""
-    return bool(groups) and all(groups) and [i for g in groups for i in g] == layers
+    """``groups`` split ``layers`` (reverse order) into contiguous non-empty runs. No layers
+    left to reduce (overlap-fc replicating every parametrised layer) is split by no bucket."""
+    return groups is not None and all(groups) and [i for g in groups for i in g] == layers
 
 
 def _gather_costs(times, p, net, fc_layers, global_batch, itemsize):

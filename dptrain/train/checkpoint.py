@@ -172,9 +172,12 @@ def read(path) -> dict:
         raise                           # not a damaged checkpoint: something else put there
     except Exception as exc:
         raise CheckpointError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {exc})") from None
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {meta.get('version')!r}, "
+    version = meta.get("version") if isinstance(meta, dict) else None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version!r}, "
                               f"this dptrain reads {FORMAT_VERSION}")
+    from .checkpoint_meta import check_meta
+    check_meta(path, meta)                  # an intact file with wrong metadata: exit 2
     model = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     meta.setdefault("sampler", {}).update(
         {k[len("sampler/"):]: v for k, v in arrays.items() if k.startswith("sampler/")})

@@ -40,14 +40,17 @@ def resume_position(cfg, model, opt, sampler, is_root: bool, total_steps: int | 
                              f"(all {len(found)} corrupt)")
         raise UsageError(f"--resume: no checkpoint in {cfg.checkpoint_dir}")
     try:
+        from .checkpoint_meta import check_position
+        check_position(ckpt["path"], ckpt["meta"])
         checkpoint.check_compatible(ckpt, dataclasses.asdict(cfg))
         checkpoint_check.check_complete(ckpt, model, opt, sampler)
         if total_steps is not None:
             checkpoint_check.check_lr_curve(ckpt, cfg, sampler.steps_per_epoch(), total_steps)
         checkpoint.restore(ckpt, model, opt)
         sampler.load_state_dict(ckpt["meta"]["sampler"])
-    except (checkpoint.CheckpointError, ValueError, KeyError) as exc:
-        raise UsageError(str(exc)) from None
+    except (checkpoint.CheckpointError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{ckpt['path']}: {exc}" if str(ckpt["path"]) not in str(exc)
+                         else str(exc)) from None
     meta = ckpt["meta"]
     sums = meta.get("epoch_sums")
     return Position(meta["step"], meta["epoch"], meta["pos"], ckpt["path"], meta.get("comm_plan"),

@@ -153,9 +153,10 @@ class TrainConfig:
                    "cuda_graph": ("off", "on")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
+                from ..suggest import did_you_mean
                 shown = ", ".join(a for a in allowed if a)
-                raise UsageError(f"--{key.replace('_', '-')}: unknown value "
-                                 f"{getattr(self, key)!r} (choose {shown})")
+                raise UsageError(f"--{key.replace('_', '-')}: unknown value {getattr(self, key)!r}"
+                                 f"{did_you_mean(getattr(self, key), allowed)} (choose {shown})")
         if self.as_refresh == "every-bin" and self.as_counter == "samples":
             raise UsageError("--as-refresh every-bin needs --as-counter batches (a refresh every "
                              "beta samples would evaluate more samples than it trains on)")
@@ -165,16 +166,24 @@ class TrainConfig:
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_toml(path: str) -> dict:
     """Read a config file into {field_name: value}; errors name the file and the key."""
     try:
-        raw = tomllib.loads(read_config_bytes(path).decode("utf-8"))
+        text = read_config_bytes(path, MAX_CONFIG_BYTES)   # /dev/zero would be read forever
+        if len(text) > MAX_CONFIG_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not a config file")
+        raw = tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such config file") from None
     except (NotRegularFile, TimeoutError) as exc:      # a pipe is fine, a silent one is not
         raise UsageError(f"--config {exc}") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: malformed TOML (nested too deeply)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: malformed TOML ({exc})") from None
     except UnicodeDecodeError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,35 @@ from pathlib import Path
 from ..errors import UsageError
 
 LOCK_NAME = ".dptrain.lock"
+
+
+MAX_LOCK_BYTES = 64 * 1024          # what _me() writes is a few hundred bytes
+MAX_PID = 1 << 22                   # the kernel's pid_max is at most 2^22
+
+
+def _text(value, limit: int = 200) -> str:
+    """A field of the lock shown on the error's one line: printable, bounded."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def parse_owner(raw: bytes) -> dict | None:
+    """The lock's owner from its bytes, or None when they are not what _me() writes (empty,
+    cut by a killed writer, too long, not JSON, fields of the wrong type or range)."""
+    if len(raw) > MAX_LOCK_BYTES:
+        return None
+    try:
+        owner = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):          # UnicodeDecodeError is a ValueError
+        return None
+    if not isinstance(owner, dict):
+        return None
+    pid, host, start = owner.get("pid"), owner.get("host"), owner.get("start")
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < MAX_PID
+            and isinstance(host, str) and (start is None or isinstance(start, str))):
+        return None
+    return {"pid": pid, "host": host, "start": start, "started": _text(owner.get("started")),
+            "command": _text(owner.get("command"))}
 
 
 def _start_time(pid: int) -> str | None:
@@ -61,18 +91,26 @@ class DirectoryLock:
         self.held = False
 
     def _owner(self) -> dict | None:
+        """The owner the lock names; {} when it is gone meanwhile, None when it is garbled."""
         try:
-            owner = json.loads(self.path.read_text())
-            return owner if isinstance(owner, dict) else None
+            # non-blocking: a FIFO put there must not hang the start-up (it is refused below)
+            with os.fdopen(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise UsageError(f"{self.flag} {self.directory}: {self.path} is not a lock "
+                                     "file (not a regular file); remove it")
+                return parse_owner(f.read(MAX_LOCK_BYTES + 1))
         except FileNotFoundError:
             return {}                          # released meanwhile: try again
-        except (OSError, ValueError):
-            return None                        # garbled: a writer killed mid-write
+        except IsADirectoryError:
+            raise UsageError(f"{self.flag} {self.directory}: {self.path} is a directory, not a "
+                             "lock file; remove it") from None
+        except OSError:
+            return None
 
     def _refuse(self, owner: dict):
         raise UsageError(
             f"{self.flag} {self.target} is in use by pid {owner.get('pid')} on "
-            f"{owner.get('host')} (since {owner.get('started')}: {owner.get('command')}); "
+            f"{_text(owner.get('host'))} (since {owner.get('started')}: {owner.get('command')}); "
             f"give another {'directory' if self.target == self.directory else 'file'}, or "
             f"remove {self.path} if that run is gone")
 
@@ -102,7 +140,7 @@ class DirectoryLock:
                     return self
                 if owner is not None and owner_alive(owner):
                     self._refuse(owner)
-                who = (f"pid {owner.get('pid')} on {owner.get('host')}" if owner
+                who = (f"pid {owner.get('pid')} on {_text(owner.get('host'))}" if owner
                        else "an unreadable lock")
                 warn(f"dptrain: warning: {self.flag} {self.target}: taking over the lock of "
                      f"{who}, which is no longer running")

@@ -47,8 +47,8 @@ def check(cfg, is_root: bool) -> None:
     if cfg.metrics_out and _non_empty(cfg.metrics_out) and not cfg.resume:
         # another run's lines would be interleaved with this one's, indistinguishably
         raise UsageError(f"--metrics-out {cfg.metrics_out}: the file exists and holds another "
-                         "run's metrics; give a new file, remove it, or add --resume to continue "
-                         "that run")
+                         "run's metrics; give a new file or remove it (--resume continues that "
+                         "run only with its --checkpoint-dir)")
 
 
 def sweep_weights_temporary(path: str | None) -> None:

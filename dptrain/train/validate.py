@@ -41,25 +41,29 @@ POSITIVE_REAL = Rule(float, 0, lo_open=True)
 FRACTION = Rule(float, 0, 1)
 
 # None is allowed where the field's default is None (the optimiser's own lr, no step limit...).
+# Upper bounds keep arithmetic finite: lr x gamma^k, the watchdog's deadline (a value far past
+# them overflowed into an internal error at some step instead of exit 2). A huge --lr or
+# --weight-decay is left alone: it diverges, which the non-finite check reports (exit 3).
 RULES = {
     "epochs": POSITIVE, "max_steps": POSITIVE, "batch_size": POSITIVE,
     "lr": POSITIVE_REAL, "momentum": Rule(float, 0, 1, hi_open=True),
     "weight_decay": Rule(float, 0), "warmup_steps": NON_NEGATIVE,
-    "lr_step_size": POSITIVE, "lr_gamma": POSITIVE_REAL,
+    "lr_step_size": POSITIVE, "lr_gamma": Rule(float, 0, 1, lo_open=True),   # a decay
     "sampler_min_prob": Rule(float, 0, 1, hi_open=True), "obs_pressure": Rule(float, 1),
     "obs_recompute_every": NON_NEGATIVE, "as_beta": POSITIVE,
     "as_delta_p": FRACTION, "as_delta_q": FRACTION, "as_refresh_per_bin": NON_NEGATIVE,
     "bucket_mb": POSITIVE_REAL, "accumulate": POSITIVE,
     "seed": Rule(int, 0, 2 ** 63, hi_open=True), "threads": Rule(int, 1, 4096),
     "eval_batch_size": POSITIVE, "eval_every": NON_NEGATIVE, "log_every": NON_NEGATIVE, "keep_checkpoints": POSITIVE,
-    "trace_steps": POSITIVE, "comm_timeout": POSITIVE_REAL, "check_replicas": NON_NEGATIVE,
+    "trace_steps": POSITIVE, "comm_timeout": Rule(float, 1, 1e7), "check_replicas": NON_NEGATIVE,
     "skip_nonfinite": NON_NEGATIVE, "num_classes": Rule(int, 2),
 }
 
 
 # dptrain bench: the same kind of check for its own flags
-BENCH_RULES = {"batch_size": POSITIVE, "threads": Rule(int, 1, 4096), "steps": POSITIVE,
-               "warmup": NON_NEGATIVE, "rounds": POSITIVE, "bucket_mb": POSITIVE_REAL,
+# (counts capped where a typo would run for days: 10^6 steps, 10^4 rounds)
+BENCH_RULES = {"batch_size": POSITIVE, "threads": Rule(int, 1, 4096), "steps": Rule(int, 1, 10 ** 6),
+               "warmup": Rule(int, 0, 10 ** 6), "rounds": Rule(int, 1, 10 ** 4), "bucket_mb": POSITIVE_REAL,
                "node_gflops": POSITIVE_REAL}
 
 
@@ -129,7 +133,7 @@ def check_model_fits(name: str, input_shape, num_classes: int, dtype: str = "flo
     if params is None:
         return                             # reported where the model is built
     try:
-        check_fits(what or f"{name} with {num_classes:,} classes on {'x'.join(map(str, input_shape))} "
+        check_fits(what or f"{name} with {num_classes:,} classes (--num-classes) on {'x'.join(map(str, input_shape))} "
                    f"inputs ({params:,} parameters)", 4.0 * params * (8 if dtype == "float64" else 4))
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -194,3 +194,24 @@ def test_resume_from_any_step_under_auto_is_bitwise(monkeypatch, tmp_path_factor
         for k, v in expected.items():
             np.testing.assert_array_equal(resumed.model.state_dict()[k], v,
                                           err_msg=f"resumed from step {step}: {k}")
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sync,bucket_mb", [("auto", "auto"), ("auto", 1.0), ("blocking", "auto"),
+                                            ("overlap", "auto"), ("overlap-fc", "auto"),
+                                            ("overlap-fc", 1.0)])
+def test_every_layer_replicated_leaves_no_bucket_and_every_schedule_trains(monkeypatch, sync,
+                                                                           bucket_mb):
+    """--fc-replicate all on an MLP (every parametrised layer a Dense): overlap-fc reduces no
+    bucket at all, which is a valid plan (it was "invalid communication plan" at step 5), and
+    every schedule gives one process's parameters."""
+    monkeypatch.setattr(link_probe, "measure_link", lambda comm, xp=None: SLOW)
+    monkeypatch.setattr(autotune, "REPLAN_EVERY", 3)         # re-planning an empty cut too
+    monkeypatch.setattr(autotune, "REPLAN_WINDOW", 1)
+    kw = dict(sync=sync, bucket_mb=bucket_mb, fc_replicate="all", max_steps=12, epochs=4)
+    auto = trainer(world(), **kw)
+    if sync == "auto" or sync == "overlap-fc":
+        assert auto.dp.schedule == "overlap-fc" and auto.dp.buckets == []
+    reference = trainer(LocalCommunicator(), **kw)
+    for k, v in reference.model.state_dict().items():
+        np.testing.assert_allclose(auto.model.state_dict()[k], v, rtol=1e-9, atol=1e-12, err_msg=k)

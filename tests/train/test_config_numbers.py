@@ -13,7 +13,7 @@ from dptrain.train.validate import RULES, check_number
     ("bucket_mb", math.nan, "--bucket-mb must be a finite number"),
     ("lr", math.inf, "--lr must be a finite number, got inf"),
     ("weight_decay", math.nan, "--weight-decay must be a finite number"),
-    ("lr_gamma", -1.0, "--lr-gamma must be positive, got -1"),
+    ("lr_gamma", -1.0, "--lr-gamma must be in (0, 1], got -1"),
     ("lr_step_size", 0, "--lr-step-size must be positive, got 0"),
     ("momentum", -5.0, "--momentum must be in [0, 1), got -5"),
     ("momentum", 1.0, "--momentum must be in [0, 1), got 1"),
@@ -66,8 +66,8 @@ def test_nan_in_a_config_file_names_the_key(tmp_path):
 @pytest.mark.parametrize("argv,says", [
     (["--bucket-mb", "nan"], "--bucket-mb must be a finite number, got nan"),
     (["--node-gflops", "-1"], "--node-gflops must be positive, got -1"),
-    (["--warmup", "-1"], "--warmup must be non-negative, got -1"),
-    (["--steps", "0"], "--steps must be positive, got 0"),
+    (["--warmup", "-1"], "--warmup must be in [0, 1000000], got -1"),
+    (["--steps", "0"], "--steps must be in [1, 1000000], got 0"),
 ])
 def test_bench_numbers_are_checked_before_running(argv, says):
     from dptrain.cli import build_parser

@@ -120,7 +120,8 @@ def test_metrics_of_another_run_are_not_appended_to(tmp_path):
     m = tmp_path / "m.jsonl"
     m.write_text('{"epoch": 1}\n')
     with pytest.raises(UsageError, match=r"--metrics-out .*m.jsonl: the file exists and holds another "
-                                         r"run's metrics; .* or add --resume"):
+                                         r"run's metrics; give a new file or remove it \(--resume continues that run only "
+                                         r"with its --checkpoint-dir\)"):
         trainer(metrics_out=str(m))
     m.write_text("")
     trainer(metrics_out=str(m))                       # an empty file holds nobody's lines

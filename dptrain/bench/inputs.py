@@ -1,0 +1,41 @@
+"""``dptrain bench``'s input checked before any measurement: network specs, and batches whose
+inputs would not fit in memory (a MemoryError at the first allocation was exit 3)."""
+from __future__ import annotations
+
+import math
+
+from ..errors import UsageError
+
+
+def check_network_specs(args) -> None:
+    from ..comm.emulated import parse_spec
+    given = [("--net", getattr(args, "net", None))]
+    given += [("--net-emulate", s) for s in getattr(args, "net_emulate", None) or []]
+    for flag, spec in given:
+        if spec:
+            try:
+                parse_spec(spec)
+            except ValueError as exc:
+                raise UsageError(str(exc).replace("--net-emulate", flag, 1)) from None
+
+
+def check_batches_fit(args) -> None:
+    """The input batch (and its gradient-sized companions) of every model and batch size the
+    bench would run, against the memory available."""
+    from ..data.validate import check_fits
+    from ..data.readers import DataError
+    from ..models.zoo import DEFAULT_INPUT
+    sizes = [("--batch-size", args.batch_size)]
+    if getattr(args, "batch_sizes", None):
+        sizes += [("--batch-sizes", int(v)) for v in str(args.batch_sizes).split(",")
+                  if v.strip().isdigit()]
+    names = set(str(getattr(args, "model", "") or "").split(","))
+    names |= set(str(getattr(args, "models", "") or "").split(","))
+    for name in sorted(n for n in names if n in DEFAULT_INPUT):
+        for flag, batch in sizes:
+            try:
+                check_fits(f"{flag} {batch} of {name} inputs "
+                           f"({'x'.join(map(str, DEFAULT_INPUT[name]))})",
+                           4.0 * 4 * batch * math.prod(DEFAULT_INPUT[name]))
+            except DataError as exc:
+                raise UsageError(str(exc)) from None
