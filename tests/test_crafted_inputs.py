@@ -418,3 +418,15 @@ def test_config_that_never_ends_or_nests_too_deeply_is_exit_2(tmp_path, make):
         path.write_text("a = " + "[" * 100000 + "\n")
     res = dptrain("train", "--config", path, "--max-steps", 1, "--quiet", timeout=60)
     assert_usage_error(res, str(path))
+
+
+def test_config_from_an_endless_pipe_is_exit_2(tmp_path):
+    """A --config pipe whose writer never stops (`<(yes)`) is read up to the size limit and
+    refused, not read until memory runs out."""
+    import subprocess
+    import sys
+    script = (f'exec "{sys.executable}" -m dptrain.cli train --config <(yes) '
+              '--max-steps 1 --quiet')
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path)
+    assert_usage_error(res, "--config", "larger than")

@@ -174,7 +174,7 @@ def load_toml(path: str) -> dict:
     try:
         text = read_config_bytes(path, MAX_CONFIG_BYTES)   # /dev/zero would be read forever
         if len(text) > MAX_CONFIG_BYTES:
-            raise UsageError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not a config file")
+            raise UsageError(f"--config {path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, not a config file")
         raw = tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such config file") from None
