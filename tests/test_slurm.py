@@ -39,3 +39,20 @@ def test_slurm_sbatch_two_task_training(slurm, tmp_path):
     assert out.count("test accuracy:") == 1
     kinds = [json.loads(line)["type"] for line in metrics.read_text().splitlines()]
     assert kinds == ["run", "epoch", "eval", "epoch", "eval"]    # one writer: rank 0
+
+
+def test_a_missing_slurm_is_a_skip_reason_never_an_install(monkeypatch):
+    """`make test` installs nothing outside the project: without Slurm the test skips with a
+    reason naming `make test-slurm`, and no command (apt-get) is run to install it."""
+    import shutil
+    import subprocess
+    import slurm_cluster
+
+    def no_commands(*args, **kwargs):
+        raise AssertionError(f"ran {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(subprocess, "run", no_commands)
+    monkeypatch.setattr(subprocess, "Popen", no_commands)
+    why = slurm_cluster.ensure_installed()
+    assert why and "make test-slurm" in why and "slurmctld" in why
