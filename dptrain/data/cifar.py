@@ -13,6 +13,7 @@ the file.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from pathlib import Path
 

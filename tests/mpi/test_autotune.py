@@ -59,11 +59,17 @@ def test_link_measurement_is_agreed_from_rank_dependent_timings():
 
 @pytest.mark.mpi(min_size=2)
 def test_emulated_link_is_what_is_measured():
+    """The probe's timings of an emulated link are never below what the emulator's model
+    charges (it holds every reduction at least its model time, counted from this rank's own
+    post), whatever the load: a link that bypassed the emulation (shared memory) would time in
+    microseconds. Only lower bounds are asserted: on a loaded machine a rank is descheduled,
+    which adds time (it inflated the 1 KiB times and so the fitted slope read 42 Mbit/s for
+    20 Mbit/s: the fit is tested on exact times in tests/parallel/test_planner.py)."""
     c = comms.create("emulated", inner=world(), spec="bw=20Mbit")
-    got = link_probe.measure_link(c, sizes=(1 << 10, 8 << 10, 32 << 10), repeats=2)
-    # the emulator holds each reduction at least its model time; sleeping overshoots a little
-    # (a shared-memory link would measure in Gbit/s)
-    assert 0.5 * 20e6 <= 8 / got.beta <= 1.5 * 20e6
+    sizes = (1 << 10, 8 << 10, 32 << 10)
+    medians = link_probe.time_allreduces(c, sizes=sizes, repeats=2)
+    for nbytes, seconds in zip(sizes, medians):
+        assert seconds >= c.model.allreduce(c.size, nbytes), (nbytes, seconds)
 
 
 @pytest.mark.mpi(min_size=2)
