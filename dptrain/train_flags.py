@@ -9,17 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from .train.config import TrainConfig
+from .train.config import TrainConfig, shown_value
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-
-
-def _shown(value) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
 
 
 def _mb_or_auto(text: str):
@@ -35,7 +27,7 @@ def _adder(group):
     def add(flag, help, default_text=None, **kw):
         name = flag.lstrip("-").replace("-", "_")
         if default_text is None and name in _DEFAULTS:
-            default_text = _shown(_DEFAULTS[name])
+            default_text = shown_value(_DEFAULTS[name])
         if default_text:
             help = f"{help} (default: {default_text})"
         group.add_argument(flag, default=argparse.SUPPRESS, help=help, **kw)

@@ -16,11 +16,11 @@ pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="no mpiexec 
 DEADLINE_S = 10
 
 
-def mpirun_within(deadline, n, *args, env=None):
-    """(returncode, stderr lines, seconds); fails the test when the job outlives ``deadline``."""
-    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "dptrain.cli", *map(str, args)]
+def job_within(deadline, cmd, env=None, cwd=None):
+    """Run the launcher command ``cmd`` in a session of its own: (returncode, stderr lines,
+    seconds); kills the whole job and fails the test when it outlives ``deadline``."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **(env or {})), start_new_session=True)
+                            env=dict(os.environ, **(env or {})), cwd=cwd, start_new_session=True)
     t0 = time.time()
     try:
         _, err = proc.communicate(timeout=deadline)
@@ -29,6 +29,12 @@ def mpirun_within(deadline, n, *args, env=None):
         proc.communicate()
         pytest.fail(f"the job was still running after {deadline} s: it hung")
     return proc.returncode, err.strip().splitlines(), time.time() - t0
+
+
+def mpirun_within(deadline, n, *args, env=None):
+    """(returncode, stderr lines, seconds); fails the test when the job outlives ``deadline``."""
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, "-m", "dptrain.cli", *map(str, args)]
+    return job_within(deadline, cmd, env=env)
 
 
 @pytest.fixture

@@ -6,13 +6,12 @@ file or variable of its own. Before the comparison these ran to exit 0 with mixe
 (--seed, --lr, data contents) or died in a raw MPI abort (--max-steps, --batch-size,
 --check-collectives)."""
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+
+from test_agreed_startup import job_within
 
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="no mpiexec beside the Python")
@@ -26,15 +25,8 @@ def mpmd_within(deadline, *blocks, cwd=None):
     for i, (n, options, args) in enumerate(blocks):
         cmd += ([":"] if i else []) + ["-n", str(n), *options, sys.executable, "-m",
                                         "dptrain.cli", *map(str, args)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=deadline)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"the job was still running after {deadline} s: it hung")
-    return proc.returncode, err.strip().splitlines()
+    code, lines, _ = job_within(deadline, cmd, cwd=cwd)
+    return code, lines
 
 
 def write_npz(path, change=False):

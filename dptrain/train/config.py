@@ -169,6 +169,16 @@ FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 MAX_CONFIG_BYTES = 1 << 20
 
 
+def shown_value(value) -> str:
+    """A setting as a user writes it: none, on/off for switches, else its text (in --help's
+    defaults and in the line naming a setting ranks disagree on)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
 def load_toml(path: str) -> dict:
     """Read a config file into {field_name: value}; errors name the file and the key."""
     try:

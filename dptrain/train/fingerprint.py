@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..data.fingerprint import dataset_fields
+from .config import shown_value
 
 MAY_DIFFER = {
     "threads": "BLAS threads per process, resolved per node from SLURM_CPUS_PER_TASK or "
@@ -43,16 +44,8 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def shown(value) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
-
-
 def config_fields(cfg) -> list[tuple[str, str]]:
-    return [(ENV_FLAGS.get(name, f"--{name.replace('_', '-')}"), shown(value))
+    return [(ENV_FLAGS.get(name, f"--{name.replace('_', '-')}"), shown_value(value))
             for name, value in dataclasses.asdict(cfg).items() if name not in MAY_DIFFER]
 
 
