@@ -141,3 +141,16 @@ def test_detection_on_this_machines_mpi_answers():
     supported, how = cuda_aware.detect(env={})
     assert how in ("MPIX_Query_cuda_support()", "MPIX_GPU_query_support(CUDA)") or "no" in how
     assert isinstance(supported, bool)
+
+
+def test_link_fit_is_not_flattened_by_a_load_spike_on_a_small_size():
+    """Load only adds time; a spike on the smallest transfer must not make the link look
+    faster than the larger transfers allow (before: a flat line, a Tbit/s link)."""
+    from dptrain.comm import link_probe
+    from dptrain.comm.emulated import AlphaBeta
+    sizes = (1 << 10, 8 << 10, 32 << 10)
+    true = AlphaBeta(0.0, 20e6)
+    seconds = [true.allreduce(2, n) for n in sizes]
+    seconds[0] += 0.02                                # the smallest size hit by a 20 ms stall
+    got = link_probe.fit_alpha_beta(sizes, seconds, 2)
+    assert 8 / got.beta <= 20e6 * 1.5     # 1.2x: the spike is capped at the 8 KiB time
