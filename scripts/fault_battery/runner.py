@@ -29,6 +29,7 @@ class Result:
     verdict: str          # held, defect, hang
     seconds: float
     reason: str = ""
+    rc: int | None = None   # the job's exit status (None for a hang)
 
 
 def _digest(path: Path) -> str | None:
@@ -135,7 +136,8 @@ def run_case(case: Case, keep: bool = False) -> Result:
             time.sleep(POLL_S)
         seconds = time.monotonic() - t0
         reason = _judge(case, tmp, job.returncode, state, before)
-        return Result(case.name, case.kind, "defect" if reason else "held", seconds, reason)
+        return Result(case.name, case.kind, "defect" if reason else "held", seconds, reason,
+                      job.returncode)
     finally:
         tracker.kill_all()
         if not keep:
