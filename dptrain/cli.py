@@ -33,16 +33,44 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
     def parse_args(self, args=None, namespace=None):
-        namespace, extras = self.parse_known_args(args, namespace)
+        args = sys.argv[1:] if args is None else list(args)
+        try:
+            namespace, extras = self.parse_known_args(args, namespace)
+        except UsageError:
+            # argparse reports a missing required flag before an unknown one: `eval --weight
+            # w.npz` would say "--weights is required", never naming the mistyped flag
+            known = set(self._flags(args))
+            unknown = [a for a in args if a.startswith("-") and not _is_number(a)
+                       and a.split("=", 1)[0] not in known]
+            if unknown:
+                self._unrecognized(unknown[0], args)
+            raise
         if extras:
-            from .suggest import did_you_mean
-            command = self._subparsers and self._subparsers._group_actions[0].choices.get(
-                getattr(namespace, "command", None))
-            flags = [o for a in (command or self)._actions for o in a.option_strings]
-            word = extras[0].split("=", 1)[0]
-            hint = did_you_mean(word, flags) if word.startswith("-") else ""
-            self.error(f"unrecognized argument {word}{hint}")
+            self._unrecognized(extras[0], args)
         return namespace
+
+    def _command(self, args):
+        """The subcommand's parser named in ``args`` (None when there is none)."""
+        choices = self._subparsers._group_actions[0].choices if self._subparsers else {}
+        return next((choices[a] for a in args if a in choices), None)
+
+    def _flags(self, args) -> list[str]:
+        return [o for p in (self, self._command(args)) if p is not None
+                for a in p._actions for o in a.option_strings]
+
+    def _unrecognized(self, word: str, args) -> None:
+        from .suggest import did_you_mean
+        word = word.split("=", 1)[0]
+        hint = did_you_mean(word, self._flags(args)) if word.startswith("-") else ""
+        self.error(f"unrecognized argument {word}{hint}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 class _Help(argparse.HelpFormatter):

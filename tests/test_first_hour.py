@@ -14,6 +14,11 @@ from test_cli import assert_usage_error, dptrain
      "unrecognized argument --batch (did you mean --batch-size?)"),
     (["bench", "--setps", "3"], "unrecognized argument --setps (did you mean --steps?)"),
     (["train", "stray"], "unrecognized argument stray"),
+    # a mistyped required flag: argparse's "--weights is required" came first (fault battery)
+    (["eval", "--model", "mlp", "--weight", "w.npz"],
+     "unrecognized argument --weight (did you mean --weights?)"),
+    (["eval", "--weight=w.npz", "--model", "mlp"],
+     "unrecognized argument --weight (did you mean --weights?)"),
 ])
 def test_abbreviated_or_mistyped_flag_is_refused_with_the_closest(argv, says):
     """argparse took --epoch 2 as --epochs 2 (an abbreviation): a typo changed the run."""
