@@ -2,7 +2,8 @@
 
 Exit codes (docs/errors.md): 0 success; 2 bad input or configuration, reported as
 one line ``dptrain: error: ...`` naming the culprit; 3 a failure during training;
-130 interrupted.
+128 + N interrupted by signal N (130 for Ctrl-C, 143 for SIGTERM). The parsers are in
+cli_parsing.py.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from . import last_words, phase_watch  # noqa: F401 (phase_watch: the start-up clock starts)
 from .errors import (EXIT_FAILURE, EXIT_USAGE, RankFailure, TrainingFailure,
                      UsageError, on_this_rank_only)
+from .cli_parsing import Help, Parser, add_command
 from .interrupts import interrupt_on_signals, signal_received
 from .launch_env import launch_rank
 
@@ -21,99 +23,21 @@ from .launch_env import launch_rank
 # main(), is caught there and reported once.
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as a UsageError (one line, exit 2), takes no
-    abbreviation of a flag (``--epoch`` is not ``--epochs``) and names the closest flag."""
-
-    def __init__(self, *args, **kw):
-        kw.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kw)
-
-    def error(self, message):
-        raise UsageError(message)
-
-    def parse_args(self, args=None, namespace=None):
-        args = sys.argv[1:] if args is None else list(args)
-        try:
-            namespace, extras = self.parse_known_args(args, namespace)
-        except UsageError:
-            # argparse reports a missing required flag before an unknown one: `eval --weight
-            # w.npz` would say "--weights is required", never naming the mistyped flag
-            known = set(self._flags(args))
-            unknown = [a for a in args if a.startswith("-") and not _is_number(a)
-                       and a.split("=", 1)[0] not in known]
-            if unknown:
-                self._unrecognized(unknown[0], args)
-            raise
-        if extras:
-            self._unrecognized(extras[0], args)
-        return namespace
-
-    def _command(self, args):
-        """The subcommand's parser named in ``args`` (None when there is none)."""
-        choices = self._subparsers._group_actions[0].choices if self._subparsers else {}
-        return next((choices[a] for a in args if a in choices), None)
-
-    def _flags(self, args) -> list[str]:
-        return [o for p in (self, self._command(args)) if p is not None
-                for a in p._actions for o in a.option_strings]
-
-    def _unrecognized(self, word: str, args) -> None:
-        from .suggest import did_you_mean
-        word = word.split("=", 1)[0]
-        hint = did_you_mean(word, self._flags(args)) if word.startswith("-") else ""
-        self.error(f"unrecognized argument {word}{hint}")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-class _Help(argparse.HelpFormatter):
-    """Every flag's help ends with its default, unless its text already states it."""
-
-    def __init__(self, prog):
-        super().__init__(prog, max_help_position=32)
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "(default:" in text or action.default is argparse.SUPPRESS or not action.option_strings:
-            return text
-        if action.required:
-            return f"{text} (required)"
-        if action.default is None:
-            shown = "not set"
-        elif action.default is False and action.nargs == 0:
-            shown = "off"
-        else:
-            shown = "%(default)s"
-        return f"{text} (default: {shown})"
-
-
-def _command(sub, name, help, description=None):
-    return sub.add_parser(name, help=help, description=description or help,
-                          formatter_class=_Help)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .models import names as model_names
     from .train_flags import add_debug_flag, add_train_flags
-    p = _Parser(prog="dptrain", formatter_class=_Help,
-                description="Data-parallel training of image classifiers over MPI. Run a "
-                "command with --help for its flags; run under mpiexec for several ranks.")
+    p = Parser(prog="dptrain", formatter_class=Help,
+               description="Data-parallel training of image classifiers over MPI. Run a "
+               "command with --help for its flags; run under mpiexec for several ranks.")
     p.add_argument("--version", action="version", version=f"dptrain {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser,
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser,
                            metavar="COMMAND")
 
-    add_train_flags(_command(sub, "train", "train a model (under mpiexec: data-parallel)"),
+    add_train_flags(add_command(sub, "train", "train a model (under mpiexec: data-parallel)"),
                     model_names())
 
-    e = _command(sub, "eval", "evaluate saved weights on a data set's test split")
+    e = add_command(sub, "eval", "evaluate saved weights on a data set's test split")
     e.add_argument("--model", required=True, metavar="NAME",
                    help="the model the weights belong to: " + ", ".join(model_names()))
     e.add_argument("--weights", required=True, metavar="FILE.npz",
@@ -126,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="one JSON object instead of a sentence")
     add_debug_flag(e)
 
-    s = _command(sub, "summary", "per-layer parameters, activation memory and FLOPs of a model")
+    s = add_command(sub, "summary", "per-layer parameters, activation memory and FLOPs of a model")
     s.add_argument("--model", metavar="NAME", help="one of: " + ", ".join(model_names()))
     s.add_argument("--list", action="store_true", help="list the models and what they are")
     s.add_argument("--input-shape", metavar="CxHxW",
@@ -136,17 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     add_debug_flag(s)
 
-    m = _command(sub, "models", "list the models, with their input shape and parameter count")
+    m = add_command(sub, "models", "list the models, with their input shape and parameter count")
     m.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     add_debug_flag(m)
 
     from .bench.command import add_bench_arguments
-    b = _command(sub, "bench", "training-step benchmarks: against PyTorch, weak scaling over "
+    b = add_command(sub, "bench", "training-step benchmarks: against PyTorch, weak scaling over "
                  "ranks, overlap under emulated networks, scaling predictions")
     add_bench_arguments(b)
     add_debug_flag(b)
 
-    pl = _command(sub, "plot", "plot a metrics JSONL file, or a --trace timeline, to PNG")
+    pl = add_command(sub, "plot", "plot a metrics JSONL file, or a --trace timeline, to PNG")
     pl.add_argument("metrics", metavar="FILE.jsonl", nargs="?",
                     help="metrics written by train --metrics-out")
     pl.add_argument("--trace", metavar="FILE.json", help="draw this timeline (a lane per rank)")
