@@ -43,7 +43,7 @@ def test_slurm_sbatch_two_task_training(slurm, tmp_path):
 
 def test_a_missing_slurm_is_a_skip_reason_never_an_install(monkeypatch):
     """`make test` installs nothing outside the project: without Slurm the test skips with a
-    reason naming `make test-slurm`, and no command (apt-get) is run to install it."""
+    reason naming `make test-slurm`, and no command is run (no package manager)."""
     import shutil
     import subprocess
     import slurm_cluster
