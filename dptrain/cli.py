@@ -91,31 +91,8 @@ def train_config(args):
 
 
 def _cmd_train(args) -> int:
-    from . import comm as comms, phase_watch
-    from .interrupts import Watcher, deferred
-    from .train import faults, startup
-    from .train.preemption import StopRequested
-    from .train.trainer import Trainer
-    rank = launch_rank()
-    # Every phase is bounded (phase_watch.py), and a signal the main thread cannot act on,
-    # blocked in MPI, still ends the job (interrupts.py).
-    with Watcher(rank):
-        phase_watch.begin(getattr(args, "comm_timeout", None), rank)
-        faults.at_phase("start", rank)
-        with phase_watch.start_up("MPI initialisation (a rank did not reach it)"), deferred():
-            world = comms.default()
-
-        def setup():
-            faults.at_phase("setup", rank)
-            return train_config(args)
-        trainer = Trainer(startup.agree(world, setup), world)
-        try:
-            trainer.run()
-        except StopRequested as stop:
-            if trainer.is_root:            # a second signal may abort the job right after this
-                last_words.say(f"dptrain: {stop}")
-        faults.at_phase("end", rank)
-        phase_watch.finish(world, trainer.cfg.comm_timeout)
+    from .train.command import run_training
+    run_training(lambda: train_config(args), getattr(args, "comm_timeout", None))
     return 0
 
 
@@ -227,18 +204,26 @@ COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary, "mo
 
 
 def main(argv=None) -> int:
-    """Usage errors and training failures are agreed on by every rank (the trainer reduces
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    interrupt_on_signals()      # before the heavy imports: a Ctrl-C there is an interruption
+
+    def command() -> int:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    return run_reported(command, debug="--debug" in argv)
+
+
+def run_reported(command, debug: bool = False) -> int:
+    """Run ``command()`` and turn what it raises into the exit code (also for dptrain.train).
+    Usage errors and training failures are agreed on by every rank (the trainer reduces
     them), so rank 0 alone reports them and every rank exits with the same code. Anything
     else may have hit one rank only: that rank says why in one line (the traceback too with
     --debug) and ends the whole job with exit 3 (last_words.py: the line survives the abort)."""
     from .last_words import end_job
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     rank = launch_rank()
     report = rank == 0
-    interrupt_on_signals()      # before the heavy imports: a Ctrl-C there is an interruption
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        return command()
     except UsageError as exc:
         return _report(exc, "dptrain: error:", EXIT_USAGE, report)
     except TrainingFailure as exc:
@@ -255,7 +240,7 @@ def main(argv=None) -> int:
             return _interrupted(signal_received(), rank)
         import traceback
         cause = exc.cause if isinstance(exc, RankFailure) else exc
-        detail = "".join(traceback.format_exception(cause)) if "--debug" in argv else None
+        detail = "".join(traceback.format_exception(cause)) if debug else None
         if isinstance(exc, RankFailure):
             line = f"dptrain: {exc}"
         else:

@@ -6,6 +6,7 @@
     cifar10:DIR          the python or the binary batches (cifar.py)
     npz:FILE             arrays x, y and optionally x_test, y_test
     synthetic[:CxHxW[:N]] generated, learnable, for benchmarks and tests
+    arrays:NAME          a script's own arrays, registered in this process (in_memory.py)
 
 Normalisation uses per-channel mean and standard deviation of the training split.
 """
@@ -78,6 +79,9 @@ def load(spec: str, num_classes: int | None = None) -> Dataset:
     ``num_classes`` (--num-classes) fixes the model's classes instead of the data set's own:
     10 for the named sets, 1 + the largest training label (without gaps) for npz."""
     kind, _, arg = spec.partition(":")
+    if kind == "arrays":
+        from .in_memory import load_registered
+        return load_registered(spec, num_classes)
     given = num_classes
     num_classes = given or 10
     if kind == "mnist5k" and not arg:
