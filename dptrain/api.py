@@ -1,7 +1,8 @@
-"""``dptrain.train``: the one entry point of the Python API, which runs what ``dptrain train``
-runs (docs/api.md).
+"""``dptrain.fit``: the one entry point of the Python API, which runs what ``dptrain train``
+runs (docs/api.md). (Not ``dptrain.train``: that name is the subpackage dptrain/train/, which
+Python binds on the package as soon as any of its modules is imported.)
 
-A script calls ``dptrain.train(model=..., dataset=..., **options)`` and is started as
+A script calls ``dptrain.fit(model=..., dataset=..., **options)`` and is started as
 ``mpiexec -n P python script.py`` (or plainly, as one rank). The call goes through the
 command line's own path (train/command.py, cli.run_reported): the options become a TrainConfig
 inside the agreed start-up, so a bad option, file or array is one ``dptrain: error:`` line
@@ -22,18 +23,18 @@ from dataclasses import dataclass, field
 
 from .errors import UsageError
 
-__all__ = ["train", "TrainResult", "JobEnded"]
+__all__ = ["fit", "TrainResult", "JobEnded"]
 
 
 class JobEnded(SystemExit):
-    """Raised by ``train`` on every rank when the run ends with a non-zero exit code (2: bad
+    """Raised by ``fit`` on every rank when the run ends with a non-zero exit code (2: bad
     input, 3: a failure during training, 128 + N: signal N), after rank 0 printed the one line
     that says why. Uncaught, the script exits with ``code``, as ``dptrain train`` would."""
 
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns on every rank when the run ends well (exit code 0).
+    """What ``fit`` returns on every rank when the run ends well (exit code 0).
 
     ``metrics``: the last epoch's numbers as Python numbers (``epochs``, ``steps``,
     ``train_loss`` and, when the test split was evaluated, ``test_loss``, ``test_accuracy``);
@@ -58,7 +59,7 @@ class TrainResult:
     stopped: str | None = None
 
 
-def train(model=None, dataset=None, *, config: str | None = None, debug: bool = False,
+def fit(model=None, dataset=None, *, config: str | None = None, debug: bool = False,
           **options) -> TrainResult:
     """Train ``model`` on ``dataset`` data-parallel over the ranks of this MPI job.
 
@@ -107,10 +108,10 @@ def _config(model, dataset, config, options):
     for name, value in options.items():
         if name not in FIELD_NAMES or name in ("model", "dataset"):
             from .suggest import did_you_mean
-            raise UsageError(f"train(): unknown option {name!r}"
+            raise UsageError(f"fit(): unknown option {name!r}"
                              f"{did_you_mean(name, sorted(FIELD_NAMES))} (the options are "
                              "TrainConfig's fields, the train flags' Python names)")
-        values[name] = coerce(name, _plain(value), f"train({name}=...)")
+        values[name] = coerce(name, _plain(value), f"fit({name}=...)")
     if model is not None:
         values["model"] = _model_spec(model)
     if dataset is not None:
@@ -125,13 +126,13 @@ def _model_spec(model) -> str:
         try:
             from .models import reference
         except ImportError:
-            raise UsageError("train(model=...): a callable builder needs "
+            raise UsageError("fit(model=...): a callable builder needs "
                              "dptrain.models.reference, which this installation lacks") from None
         try:
             return reference.register(model)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"train(model=...): {exc}") from None
-    raise UsageError(f"train(model=...): expected a model name, 'FILE.py:NAME' or a builder "
+            raise UsageError(f"fit(model=...): {exc}") from None
+    raise UsageError(f"fit(model=...): expected a model name, 'FILE.py:NAME' or a builder "
                      f"callable, got {type(model).__name__}")
 
 
@@ -144,12 +145,12 @@ def _dataset_spec(dataset) -> str:
     if isinstance(dataset, dict):
         unknown = sorted(set(dataset) - {"x", "y", "x_test", "y_test"})
         if unknown or not {"x", "y"} <= set(dataset):
-            raise UsageError(f"train(dataset=...): a dict needs the keys x, y and optionally "
+            raise UsageError(f"fit(dataset=...): a dict needs the keys x, y and optionally "
                              f"x_test, y_test; got {sorted(dataset)}")
         return in_memory.register(**dataset)
     if isinstance(dataset, (tuple, list)) and len(dataset) in (2, 4):
         return in_memory.register(*dataset)
-    raise UsageError("train(dataset=...): expected a data-set name, (x, y), (x, y, x_test, "
+    raise UsageError("fit(dataset=...): expected a data-set name, (x, y), (x, y, x_test, "
                      f"y_test), a dict of those arrays or a dptrain.data.Dataset; got "
                      f"{type(dataset).__name__}" + (f" of {len(dataset)}" if
                                                     isinstance(dataset, (tuple, list)) else ""))
@@ -176,7 +177,7 @@ def _refuse_second_run_after_finalize() -> None:
     import sys
     MPI = sys.modules.get("mpi4py.MPI")
     if MPI is not None and MPI.Is_finalized():
-        raise UsageError("train(): MPI was finalized by an earlier train() in this process; "
+        raise UsageError("fit(): MPI was finalized by an earlier fit() in this process; "
                          "under mpiexec a process trains once (start one job per run)")
 
 

@@ -214,7 +214,7 @@ def main(argv=None) -> int:
 
 
 def run_reported(command, debug: bool = False) -> int:
-    """Run ``command()`` and turn what it raises into the exit code (also for dptrain.train).
+    """Run ``command()`` and turn what it raises into the exit code (also for dptrain.fit).
     Usage errors and training failures are agreed on by every rank (the trainer reduces
     them), so rank 0 alone reports them and every rank exits with the same code. Anything
     else may have hit one rank only: that rank says why in one line (the traceback too with

@@ -5,7 +5,7 @@
     mpiexec -n 2 python examples/train_mine.py --out run2 --steps 40 --resume
 
 Every rank runs this whole script: each builds the same arrays (a fixed seed) and calls
-dptrain.train, which splits every global batch over the ranks, averages the gradients and
+dptrain.fit, which splits every global batch over the ranks, averages the gradients and
 writes metrics and checkpoints from rank 0. A bad option is one "dptrain: error:" line and
 exit 2 on every rank, before training (docs/api.md).
 """
@@ -50,7 +50,7 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     x, y = make_data()
-    result = dptrain.train(
+    result = dptrain.fit(
         model=build, dataset=(x, y),
         batch_size=args.batch_size, max_steps=args.steps, optimizer="adam", lr=0.01, seed=1,
         metrics_out=f"{args.out}/metrics.jsonl", checkpoint_dir=f"{args.out}/checkpoints",

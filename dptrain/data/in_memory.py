@@ -38,7 +38,7 @@ def from_arrays(x, y, x_test=None, y_test=None, *, name: str = PREFIX,
 
 def register(x, y, x_test=None, y_test=None, *, name: str = "default") -> str:
     """Make the arrays loadable as ``arrays:NAME`` in this process (by ``data.load``, by
-    ``dptrain.train`` and by a config's ``dataset``); returns that name. The arrays are kept
+    ``dptrain.fit`` and by a config's ``dataset``); returns that name. The arrays are kept
     by reference and checked when loaded; registering a name again replaces it."""
     spec = _spec(name)
     _registry[spec] = lambda num_classes: from_arrays(x, y, x_test, y_test, name=spec,
@@ -66,7 +66,7 @@ def load_registered(spec: str, num_classes: int | None = None) -> Dataset:
     if spec not in _registry:
         raise DataError(f"--dataset {spec}: no arrays are registered under this name in this "
                         "process (dptrain.data.register(x, y, name=...) or "
-                        "dptrain.train(dataset=(x, y)) registers them)")
+                        "dptrain.fit(dataset=(x, y)) registers them)")
     return _registry[spec](num_classes)
 
 

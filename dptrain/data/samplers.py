@@ -31,6 +31,9 @@ __all__ = ["UniformSampler", "OBSSampler", "ASSampler", "with_floor", "create", 
 
 
 class UniformSampler:
+    """Every sample once per epoch, in an order fixed by (seed, epoch): the global batches
+    the ranks split (sampling.py)."""
+
     name = "uniform"
     adaptive = False
 

@@ -16,6 +16,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def steps_per_epoch(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Global batches in an epoch of ``n`` samples (the last one short unless ``drop_last``)."""
     return n // batch_size if drop_last else -(-n // batch_size)
 
 

@@ -25,6 +25,9 @@ from .summary import Summary
 
 
 class Sequential:
+    """A model: ``layers`` run in order on per-sample ``input_shape`` (C, H, W); initial
+    parameters drawn from ``seed``; the hooks above for data parallelism."""
+
     def __init__(self, layers, input_shape, seed: int = 0, name: str = "sequential"):
         self.layers = list(layers)
         self.input_shape = tuple(input_shape)

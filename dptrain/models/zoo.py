@@ -94,6 +94,7 @@ BUILDERS = {"mlp": mlp, "thesis-cnn": thesis_cnn, "lenet5": lenet5, "vgg-cifar":
 
 
 def names() -> list[str]:
+    """The zoo's model names, sorted (what ``get`` builds by name)."""
     return sorted(BUILDERS)
 
 

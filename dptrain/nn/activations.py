@@ -14,6 +14,8 @@ class _Elementwise(Layer):
 
 
 class ReLU(_Elementwise, PassThrough):
+    """max(0, x)."""
+
     def forward(self, x, train):
         if self._take_bypass():
             return x
@@ -29,6 +31,8 @@ class ReLU(_Elementwise, PassThrough):
 
 
 class LeakyReLU(_Elementwise):
+    """x for x > 0, else ``alpha`` * x."""
+
     def __init__(self, alpha: float = 0.01):
         super().__init__()
         self.alpha = float(alpha)
@@ -73,6 +77,8 @@ class PReLU(_Elementwise):
 
 
 class ELU(_Elementwise):
+    """x for x > 0, else ``alpha`` * (e^x - 1)."""
+
     def __init__(self, alpha: float = 1.0):
         super().__init__()
         self.alpha = float(alpha)
@@ -89,6 +95,8 @@ class ELU(_Elementwise):
 
 
 class Sigmoid(_Elementwise):
+    """1 / (1 + e^-x)."""
+
     def forward(self, x, train):
         xp = get_array_module(x)
         # exp of a non-positive number only: no overflow for large |x|
@@ -101,6 +109,8 @@ class Sigmoid(_Elementwise):
 
 
 class Tanh(_Elementwise):
+    """tanh(x)."""
+
     def forward(self, x, train):
         self._y = get_array_module(x).tanh(x)
         return self._y

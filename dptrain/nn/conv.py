@@ -15,6 +15,9 @@ from .layer import Layer
 
 
 class Conv2D(Layer):
+    """2-D convolution, NCHW: (B, c_in, H, W) -> (B, c_out, OH, OW); ``kernel`` an int or
+    (kh, kw); ``init`` and ``regularizer`` as for Dense."""
+
     def __init__(self, c_in: int, c_out: int, kernel, stride: int = 1, padding: int = 0,
                  init: str = "he", bias: bool = True, regularizer=None):
         super().__init__()

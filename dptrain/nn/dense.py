@@ -7,6 +7,9 @@ from .layer import Layer
 
 
 class Dense(Layer):
+    """Fully connected: (B, n_in) -> (B, n_out), y = x W + b. ``init``: an initialiser of
+    nn/init.py (he, glorot, lecun, ...); ``regularizer``: nn.L1 or nn.L2 on W."""
+
     # False under FC replication (parallel/fc_replication.py): dW and db are computed from
     # the gathered global batch instead, so the local ones would be wasted work.
     compute_param_grads = True

@@ -16,6 +16,9 @@ from .layer import Layer
 
 
 class Dropout(Layer):
+    """Inverted dropout with probability ``p`` at training time; masks keyed by each
+    sample's global index, so any rank count draws the same ones."""
+
     def __init__(self, p: float = 0.5, seed: int = 0):
         super().__init__()
         if not 0.0 <= p < 1.0:

@@ -28,6 +28,8 @@ class BatchContext:
 
 
 class Layer:
+    """The base of every layer: the contract in this module's docstring (forward, backward,
+    params, grads, buffers), shape and FLOP bookkeeping for summaries."""
     needs_input_grad = True   # the first layer of a model skips computing dx
     regularizer = None
 

@@ -28,6 +28,10 @@ def _count_column(xp, count: int, dtype):
 
 
 class BatchNorm(Layer):
+    """Batch normalisation over the features of (B, F) or the channels of (B, C, H, W);
+    learned gamma and beta, running statistics as buffers (over the global batch with
+    --sync-bn)."""
+
     fused_tail = None          # (ReLU, MaxPool2D) that may run inside this layer
 
     def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5):

@@ -10,6 +10,8 @@ from ..backend import get_array_module
 
 
 class L2:
+    """0.5 * ``strength`` * sum(W^2), added to a layer's loss and its W gradient."""
+
     def __init__(self, strength: float):
         self.strength = float(strength)
 
@@ -22,6 +24,8 @@ class L2:
 
 
 class L1:
+    """``strength`` * sum(|W|), added to a layer's loss and its W gradient."""
+
     def __init__(self, strength: float):
         self.strength = float(strength)
 

@@ -7,6 +7,8 @@ from .layer import Layer
 
 
 class Flatten(Layer):
+    """(B, C, H, W) -> (B, C*H*W), between convolutional and Dense layers."""
+
     def output_shape(self, in_shape):
         return (math.prod(in_shape),)
 

@@ -1,4 +1,8 @@
-"""Optimisers (update rules over a model's params and grads) and learning-rate schedules."""
+"""Optimisers (update rules over a model's params and grads) and learning-rate schedules.
+
+``get(name, model, **hyper)`` builds an optimiser by name (``names()`` lists them);
+``Schedule(lr, kind, total_steps, ...)`` gives the learning rate of each step, for the kinds
+in ``SCHEDULES`` (constant, step, cosine; a linear warm-up optional)."""
 from .base import Optimizer
 from .rules import SGD, AdaGrad, Adadelta, Adam, AdaMax, RMSProp
 from .schedules import SCHEDULES, Schedule
@@ -11,6 +15,7 @@ OPTIMIZERS = {
 
 
 def names() -> list[str]:
+    """The optimisers ``get`` builds by name, sorted."""
     return sorted(OPTIMIZERS)
 
 

@@ -26,6 +26,9 @@ CPU_CHUNK = 1 << 16
 
 
 class Optimizer:
+    """The base of the update rules: ``model``'s params updated from its grads with learning
+    rate ``lr`` and optional L2 ``weight_decay``; the contract in this module's docstring."""
+
     name = "optimizer"
     slot_names: tuple = ()          # per-parameter state arrays, e.g. ("m", "v")
 

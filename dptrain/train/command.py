@@ -1,4 +1,4 @@
-"""One training run as ``dptrain train`` runs it, for the command line and for dptrain.train.
+"""One training run as ``dptrain train`` runs it, for the command line and for dptrain.fit.
 
 Both callers hand in a function that builds the TrainConfig (from flags and --config, or from
 keyword options): it runs on every rank inside the agreed start-up, so a bad option is exit 2
