@@ -1,0 +1,93 @@
+"""dptrain.fit in a script under mpiexec on two ranks, as the command behaves there: arrays that
+differ between ranks are exit 2 on every rank before training, a failure on one rank ends
+the whole job with exit 3 at once, a second fit() after MPI was finalized is exit 2, and the
+collective-order check runs when $DPTRAIN_CHECK_COLLECTIVES asks for it."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+pytestmark = pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="no mpiexec beside the Python")
+DEADLINE_S = 60
+REPORT_EXIT = 'python_rc=$?; echo "rank ${PMI_RANK:-0} exit $python_rc"; exit $python_rc'
+
+SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import dptrain
+
+    rank = int(os.environ.get("PMI_RANK", 0))
+    rng = np.random.default_rng(11)
+    x = rng.random((128, 1, 6, 6), dtype=np.float32)
+    y = np.arange(128) % 4
+    if "--rank-dependent" in sys.argv and rank == 1:
+        x[5, 0, 0, 0] += 0.5                     # one pixel differs on rank 1
+    options = dict(batch_size=16, max_steps=6, quiet=True, comm_timeout=30,
+                   metrics_out="m.jsonl" if "--metrics" in sys.argv else None)
+    result = dptrain.fit(model="mlp", dataset=(x, y), **options)
+    with open(f"result-{result.rank}.json", "w") as f:
+        json.dump({"ranks": result.ranks, "step": result.step, **result.metrics}, f)
+    if "--twice" in sys.argv:
+        dptrain.fit(model="mlp", dataset=(x, y), **options)
+""")
+
+
+def job(tmp_path, *args, env=None):
+    """(returncode, stdout lines, stderr lines) of the script on two ranks."""
+    (tmp_path / "script.py").write_text(SCRIPT)
+    shell = f'"{sys.executable}" script.py {" ".join(args)}; {REPORT_EXIT}'
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", "sh", "-c", shell], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env=dict(os.environ, **(env or {})))
+    try:
+        out, err = proc.communicate(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"the job still ran after {DEADLINE_S} s: it hung")
+    return proc.returncode, out.strip().splitlines(), err.strip().splitlines()
+
+
+def exits(out):
+    """Each rank's "rank R exit C" (found anywhere: the launcher may join ranks' lines)."""
+    return sorted(re.findall(r"rank \d+ exit \d+", "\n".join(out)))
+
+
+def test_two_ranks_train_and_check_their_collectives(tmp_path):
+    code, out, err = job(tmp_path, "--metrics", env={"DPTRAIN_CHECK_COLLECTIVES": "strict"})
+    assert code == 0, (out, err)
+    assert exits(out) == ["rank 0 exit 0", "rank 1 exit 0"], out
+    results = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in (0, 1)]
+    assert results[0] == results[1] and results[0]["ranks"] == 2 and results[0]["step"] == 6
+    run = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])
+    assert run["ranks"] == 2 and run["config"]["check_collectives"] == "strict"
+
+
+def test_rank_dependent_arrays_are_exit_2_on_every_rank(tmp_path):
+    code, out, err = job(tmp_path, "--rank-dependent")
+    assert code == 2, (out, err)
+    assert exits(out) == ["rank 0 exit 2", "rank 1 exit 2"], out
+    assert len(err) == 1 and err[0].startswith(
+        "dptrain: error: ranks disagree on the content of the training images of arrays:default"), err
+
+
+def test_a_failure_on_one_rank_ends_the_job_with_exit_3(tmp_path):
+    code, out, err = job(tmp_path, env={"DPTRAIN_FAULT": "raise:1:2"})
+    assert code == 3, (out, err)
+    assert not list(tmp_path.glob("result-*.json")), out             # no rank returned
+    assert any(line.startswith("dptrain: rank 1 failed at step 2:") for line in err), err
+    assert not any("Traceback" in line for line in err), err
+
+
+def test_a_second_fit_after_mpi_finalized_is_exit_2(tmp_path):
+    code, out, err = job(tmp_path, "--twice")
+    assert code == 2, (out, err)
+    assert exits(out) == ["rank 0 exit 2", "rank 1 exit 2"], out
+    assert err == ["dptrain: error: fit(): MPI was finalized by an earlier fit() in this process; "
+                   "under mpiexec a process trains once (start one job per run)"], err
