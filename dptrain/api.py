@@ -104,7 +104,7 @@ def _config(model, dataset, config, options):
     """The TrainConfig of the call, built as the command builds it from flags and --config;
     every problem a UsageError (agreed over the ranks by the caller)."""
     from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
-    values = load_toml(config) if config else {}
+    values = load_toml(os.fspath(config)) if config else {}
     for name, value in options.items():
         if name not in FIELD_NAMES or name in ("model", "dataset"):
             from .suggest import did_you_mean
