@@ -154,6 +154,41 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint(tmp_path, monkeypatch, 
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_signal_before_training_is_exit_130(monkeypatch, capfd, arrays):
+    """Ctrl-C while the run starts (data loading, model building) ends it as the command does."""
+    from dptrain.train import local_setup
+    original = local_setup.prepare
+
+    def interrupted_prepare(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(local_setup, "prepare", interrupted_prepare)
+    monkeypatch.setattr("dptrain.train.trainer.prepare", interrupted_prepare)
+    with pytest.raises(dptrain.JobEnded) as ended:
+        dptrain.fit(model="mlp", dataset=arrays, **quick())
+    assert ended.value.code == 130
+    assert lines_of(capfd) == ["dptrain: interrupted by SIGINT"]
+
+
+def build_mlp(input_shape, num_classes):
+    """A script's own builder: here the zoo's mlp layers, so the result can be compared."""
+    from dptrain.models import zoo
+    return zoo.mlp(input_shape, num_classes)
+
+
+def test_a_builder_callable_trains_as_the_zoo_model(tmp_path, arrays):
+    pytest.importorskip("dptrain.models.reference",
+                        reason="a callable model needs dptrain.models.reference (issue 21 item 1)")
+    own = dptrain.fit(model=build_mlp, dataset=arrays, save_weights=str(tmp_path / "own.npz"),
+                      **quick())
+    assert own.config.model.endswith(":build_mlp"), own.config.model
+    dptrain.fit(model="mlp", dataset=arrays, save_weights=str(tmp_path / "zoo.npz"), **quick())
+    a, b = np.load(tmp_path / "own.npz"), np.load(tmp_path / "zoo.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_handlers_are_restored_after_an_error(arrays):
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(dptrain.JobEnded):

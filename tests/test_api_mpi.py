@@ -1,7 +1,8 @@
 """dptrain.fit in a script under mpiexec on two ranks, as the command behaves there: arrays that
 differ between ranks are exit 2 on every rank before training, a failure on one rank ends
-the whole job with exit 3 at once, a second fit() after MPI was finalized is exit 2, and the
-collective-order check runs when $DPTRAIN_CHECK_COLLECTIVES asks for it."""
+the whole job with exit 3 at once, so does a stalled rank after comm_timeout, a second fit()
+after MPI was finalized is exit 2, and the collective-order check runs when
+$DPTRAIN_CHECK_COLLECTIVES asks for it."""
 import json
 import os
 import re
@@ -28,7 +29,8 @@ SCRIPT = textwrap.dedent("""
     y = np.arange(128) % 4
     if "--rank-dependent" in sys.argv and rank == 1:
         x[5, 0, 0, 0] += 0.5                     # one pixel differs on rank 1
-    options = dict(batch_size=16, max_steps=6, quiet=True, comm_timeout=30,
+    timeout = float(sys.argv[sys.argv.index("--timeout") + 1]) if "--timeout" in sys.argv else 30
+    options = dict(batch_size=16, max_steps=6, quiet=True, comm_timeout=timeout,
                    metrics_out="m.jsonl" if "--metrics" in sys.argv else None)
     result = dptrain.fit(model="mlp", dataset=(x, y), **options)
     with open(f"result-{result.rank}.json", "w") as f:
@@ -41,7 +43,7 @@ SCRIPT = textwrap.dedent("""
 def job(tmp_path, *args, env=None):
     """(returncode, stdout lines, stderr lines) of the script on two ranks."""
     (tmp_path / "script.py").write_text(SCRIPT)
-    shell = f'"{sys.executable}" script.py {" ".join(args)}; {REPORT_EXIT}'
+    shell = f'"{sys.executable}" script.py {" ".join(map(str, args))}; {REPORT_EXIT}'
     proc = subprocess.Popen([MPIEXEC, "-n", "2", "sh", "-c", shell], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             env=dict(os.environ, **(env or {})))
@@ -91,3 +93,11 @@ def test_a_second_fit_after_mpi_finalized_is_exit_2(tmp_path):
     assert exits(out) == ["rank 0 exit 2", "rank 1 exit 2"], out
     assert err == ["dptrain: error: fit(): MPI was finalized by an earlier fit() in this process; "
                    "under mpiexec a process trains once (start one job per run)"], err
+
+
+def test_a_stalled_rank_is_ended_by_the_watchdog(tmp_path):
+    """comm_timeout= is --comm-timeout: the rank waiting for a stalled peer ends the job."""
+    code, out, err = job(tmp_path, "--timeout", 2, env={"DPTRAIN_FAULT": "stall:1:3"})
+    assert code == 3, (out, err)
+    assert any(re.search(r"rank [01]: .* at step [23] did not complete within 2 s "
+                         r"\(--comm-timeout\)", line) for line in err), err
