@@ -59,8 +59,8 @@ class TrainResult:
     stopped: str | None = None
 
 
-def fit(model=None, dataset=None, *, config: str | None = None, debug: bool = False,
-          **options) -> TrainResult:
+def fit(model=None, dataset=None, *, config: str | os.PathLike | None = None,
+        debug: bool = False, **options) -> TrainResult:
     """Train ``model`` on ``dataset`` data-parallel over the ranks of this MPI job.
 
     ``model``: a zoo name (``"lenet5"``), a reference ``"FILE.py:NAME"`` or
@@ -106,7 +106,7 @@ def _config(model, dataset, config, options):
     from .train.config import FIELD_NAMES, TrainConfig, coerce, load_toml
     values = load_toml(os.fspath(config)) if config else {}
     for name, value in options.items():
-        if name not in FIELD_NAMES or name in ("model", "dataset"):
+        if name not in FIELD_NAMES:
             from .suggest import did_you_mean
             raise UsageError(f"fit(): unknown option {name!r}"
                              f"{did_you_mean(name, sorted(FIELD_NAMES))} (the options are "

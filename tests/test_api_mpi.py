@@ -1,6 +1,7 @@
 """dptrain.fit in a script under mpiexec on two ranks, as the command behaves there: arrays that
 differ between ranks are exit 2 on every rank before training, a failure on one rank ends
-the whole job with exit 3 at once, so does a stalled rank after comm_timeout, a second fit()
+the whole job with exit 3 at once, so does a stalled rank after comm_timeout, SIGTERM stops
+every rank after the step and fit returns with `stopped`, a second fit()
 after MPI was finalized is exit 2, and the collective-order check runs when
 $DPTRAIN_CHECK_COLLECTIVES asks for it."""
 import json
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -32,9 +34,12 @@ SCRIPT = textwrap.dedent("""
     timeout = float(sys.argv[sys.argv.index("--timeout") + 1]) if "--timeout" in sys.argv else 30
     options = dict(batch_size=16, max_steps=6, quiet=True, comm_timeout=timeout,
                    metrics_out="m.jsonl" if "--metrics" in sys.argv else None)
+    if "--long" in sys.argv:
+        options.update(max_steps=100000, checkpoint_dir="ck", checkpoint_every=7)
     result = dptrain.fit(model="mlp", dataset=(x, y), **options)
     with open(f"result-{result.rank}.json", "w") as f:
-        json.dump({"ranks": result.ranks, "step": result.step, **result.metrics}, f)
+        json.dump({"ranks": result.ranks, "step": result.step, "stopped": result.stopped,
+                   "checkpoint": result.checkpoint, **result.metrics}, f)
     if "--twice" in sys.argv:
         dptrain.fit(model="mlp", dataset=(x, y), **options)
 """)
@@ -101,3 +106,30 @@ def test_a_stalled_rank_is_ended_by_the_watchdog(tmp_path):
     assert code == 3, (out, err)
     assert any(re.search(r"rank [01]: .* at step [23] did not complete within 2 s "
                          r"\(--comm-timeout\)", line) for line in err), err
+
+
+def test_sigterm_stops_every_rank_after_the_step_and_fit_returns(tmp_path):
+    """As a scheduler's time limit does: SIGTERM to every process; the step finishes, the
+    checkpoint is written, and fit returns on every rank with ``stopped`` saying so."""
+    (tmp_path / "script.py").write_text(SCRIPT)
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "script.py", "--long"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + DEADLINE_S
+    while time.time() < deadline and not list((tmp_path / "ck").glob("ckpt-*.npz")):
+        time.sleep(0.05)                                       # training is under way
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the job did not stop after SIGTERM")
+    assert proc.returncode == 0, err
+    results = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in (0, 1)]
+    assert results[0]["step"] == results[1]["step"] < 100000, results
+    step = results[0]["step"]
+    for r in results:
+        assert r["stopped"] == f"dptrain: stopped by a signal after step {step}; checkpoint written"
+        assert r["checkpoint"] == f"ck/ckpt-{step:09d}.npz"
+    assert err.count("dptrain: stopped by a signal") == 1, err
