@@ -207,3 +207,21 @@ def test_from_arrays_checks_and_holds_out_a_fifth(arrays):
         data.from_arrays(x, y.astype(str), name="mine")
     with pytest.raises(data.DataError, match="x_test and y_test must come together"):
         data.from_arrays(x, y, x_test=x)
+
+
+def test_start_up_time_counts_from_the_process_start(tmp_path):
+    """The start-up deadline allows twice a rank's own start-up time (phase_watch.py); for a
+    script, what it did before fit (reading its data, here a sleep) is part of it."""
+    import subprocess
+    import sys
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import time; time.sleep(1.0)\n"
+        "import numpy as np, dptrain\n"
+        "from dptrain import phase_watch\n"
+        "x, y = np.random.default_rng(0).random((40, 1, 4, 4)), np.arange(40) % 2\n"
+        "dptrain.fit(model='mlp', dataset=(x, y), batch_size=8, max_steps=1, quiet=True)\n"
+        "print(time.monotonic() - phase_watch.STARTED)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert float(out.stdout.split()[-1]) >= 1.0, out.stdout
