@@ -36,6 +36,11 @@ SCRIPT = textwrap.dedent("""
                    metrics_out="m.jsonl" if "--metrics" in sys.argv else None)
     if "--long" in sys.argv:
         options.update(max_steps=100000, checkpoint_dir="ck", checkpoint_every=7)
+    if "--retry" in sys.argv:
+        try:
+            dptrain.fit(model="mlp", dataset=(x, y), **dict(options, batch_size=0))
+        except dptrain.JobEnded as ended:
+            print(f"rank {rank} caught {ended.code}", flush=True)
     result = dptrain.fit(model="mlp", dataset=(x, y), **options)
     with open(f"result-{result.rank}.json", "w") as f:
         json.dump({"ranks": result.ranks, "step": result.step, "stopped": result.stopped,
@@ -133,3 +138,12 @@ def test_sigterm_stops_every_rank_after_the_step_and_fit_returns(tmp_path):
         assert r["stopped"] == f"dptrain: stopped by a signal after step {step}; checkpoint written"
         assert r["checkpoint"] == f"ck/ckpt-{step:09d}.npz"
     assert err.count("dptrain: stopped by a signal") == 1, err
+
+
+def test_a_script_may_catch_exit_2_and_fit_again(tmp_path):
+    code, out, err = job(tmp_path, "--retry")
+    assert code == 0, (out, err)
+    assert sorted(re.findall(r"rank \d caught \d", "\n".join(out))) == \
+        ["rank 0 caught 2", "rank 1 caught 2"], out
+    assert err == ["dptrain: error: --batch-size must be positive, got 0"], err
+    assert [json.loads((tmp_path / f"result-{r}.json").read_text())["step"] for r in (0, 1)] == [6, 6]
