@@ -22,8 +22,8 @@ import numpy as np
 
 from .. import backend
 from ..backend import to_numpy
-from ..nn.containers import (Residual, as_chain, chain_backward, chain_forward, leaf_runs, leaves,
-                             trace)
+from ..nn.containers import (Residual, as_chain, chain_backward, chain_forward, layout, leaf_runs,
+                             leaves, trace)
 from ..nn.fusion import link_bn_relu_pool
 from .flat import flat_params
 from .summary import Summary
@@ -163,6 +163,10 @@ class Sequential:
                 raise ValueError(f"state entry {k!r} has shape {value.shape}, "
                                  f"model expects {arr.shape}")
             arr[...] = backend.get_array_module(arr).asarray(value, dtype=arr.dtype)
+
+    def layout(self) -> str:
+        """Leaf kinds and their nesting in residual blocks (the start-up fingerprint)."""
+        return layout(self.structure)
 
     def summary(self, input_shape=None, batch_size: int = 1) -> Summary:
         return Summary.of(self, input_shape or self.input_shape, batch_size)

@@ -101,6 +101,19 @@ def leaves(items):
             yield item
 
 
+def layout(items) -> str:
+    """The nesting and leaf kinds, e.g. "Conv2D;Residual(Conv2D;BatchNorm|);ReLU" ("|" then the
+    shortcut, empty for the identity): a chain's is its leaf kinds joined by ";"."""
+    parts = []
+    for item in items:
+        if isinstance(item, Residual):
+            side = "" if item.shortcut is None else layout(item.shortcut)
+            parts.append(f"Residual({layout(item.branch)}|{side})")
+        else:
+            parts.append(type(item).__name__)
+    return ";".join(parts)
+
+
 def leaf_runs(items):
     """Runs of leaves that follow each other directly in one chain (a Residual ends a run),
     over every chain at any depth: what layer fusion may link."""

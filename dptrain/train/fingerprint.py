@@ -53,7 +53,7 @@ def model_fields(model, spec: str) -> list[tuple[str, str]]:
     """The architecture (layer kinds, array names, shapes, dtypes): the initial values are
     broadcast from rank 0, but the shapes must match for that broadcast to mean anything."""
     arrays = list(model.named_params()) + list(model.named_buffers())
-    layout = ";".join(type(layer).__name__ for layer in model.layers) + "|" + ";".join(
+    layout = model.layout() + "|" + ";".join(
         f"{name}:{'x'.join(map(str, a.shape))}:{a.dtype}" for name, a in arrays)
     digest = hashlib.blake2b(layout.encode(), digest_size=4).hexdigest()
     return [(f"the model built by --model {spec}",

@@ -221,3 +221,18 @@ def test_the_parameter_estimate_walks_containers(name):
     if name == "vgg-a":
         pytest.skip("129 M parameters: estimated only")
     assert estimate_params(name, models.zoo.DEFAULT_INPUT[name], 10) == models.get(name).num_params()
+
+
+def test_the_start_up_fingerprint_sees_the_nesting():
+    """Ranks whose models have the same leaves nested differently compute different sums: the
+    start-up comparison must tell them apart."""
+    from dptrain.train.fingerprint import model_fields
+
+    def build(nested):
+        convs = [nn.Conv2D(2, 2, 3, padding=1, bias=False) for _ in range(2)]
+        items = [nn.Residual(convs)] if nested else [nn.Residual(convs[:1]), convs[1]]
+        return Sequential(items, (2, 4, 4), seed=0)
+    assert build(True).layout() == "Residual(Conv2D;Conv2D|)"
+    assert model_fields(build(True), "m") != model_fields(build(False), "m")
+    chain = models.get("mlp")
+    assert chain.layout() == ";".join(type(layer).__name__ for layer in chain.layers)
