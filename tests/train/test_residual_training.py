@@ -116,3 +116,10 @@ def test_the_scaling_predictor_times_every_leaf_of_a_residual_network():
     times = measure_layer_times(model, batch=2, steps=1)
     assert len(times.fwd) == len(model.layers) and all(t > 0 for t in times.fwd)
     assert all(t > 0 for t in times.bwd[1:])          # layer 0 computes no input gradient
+
+
+def test_the_pytorch_reference_resnet20_has_the_same_parameters():
+    pytest.importorskip("torch")
+    from dptrain.bench import torch_reference
+    reference = torch_reference.build("resnet-20")
+    assert sum(p.numel() for p in reference.parameters()) == models.get("resnet-20").num_params()
