@@ -72,3 +72,37 @@ def test_resnet_resume_is_bitwise_identical(tmp_path_factory):
     resumed = trained(c, epochs=3, checkpoint_dir=d, resume=True, **kw).model.state_dict()
     for k in straight:
         np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_resnet_with_the_automatic_schedule_and_buckets():
+    """The defaults, --sync auto --bucket-mb auto: timed rehearsals, a plan from rank 0, and
+    still the parameters of one rank."""
+    kw = dict(sync="auto", bucket_mb="auto")
+    t = trained(world(), **kw)
+    assert t.dp.auto is not None and t.dp.auto.plan is not None
+    order = [i for b in t.dp.buckets for i in b.layers]
+    assert order == sorted(order, reverse=True)
+    assert_same(t.model.state_dict(), trained(LocalCommunicator(), **kw).model.state_dict())
+
+
+def residual_mlp(input_shape, num_classes):
+    """Dense layers inside a branch and a projection shortcut: FC replication there."""
+    from dptrain import nn
+    n = int(np.prod(input_shape))
+    return [nn.Flatten(), nn.Dense(n, 32), nn.ReLU(),
+            nn.Residual([nn.Dense(32, 48), nn.ReLU(), nn.Dense(48, 40)], [nn.Dense(32, 40)]),
+            nn.ReLU(), nn.Residual([nn.BatchNorm(40), nn.Dense(40, 40)]),
+            nn.Dense(40, num_classes)]
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("sync", ["overlap", "overlap-fc"])
+def test_fc_replication_inside_branches_and_shortcuts(sync, monkeypatch):
+    from dptrain.models import zoo
+    monkeypatch.setitem(zoo.BUILDERS, "residual-mlp", residual_mlp)
+    kw = dict(model="residual-mlp", sync=sync, fc_replicate="all", bucket_mb=1e-9)
+    t = trained(world(), **kw)
+    if sync == "overlap-fc":                  # every Dense, inside the blocks too
+        assert t.dp.fc.layers == [1, 3, 5, 6, 9, 10]
+    assert_same(t.model.state_dict(), trained(LocalCommunicator(), **kw).model.state_dict())
