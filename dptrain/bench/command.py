@@ -16,7 +16,8 @@ from .. import backend
 from ..errors import UsageError
 from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 
-TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar", "resnet-20")     # torch_reference.build
+# the models torch_reference.build knows
+TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar", "resnet-20")
 
 
 def torch_skip_reason(args, model: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Layers, containers (Residual), activations, losses, initialisers and regularisers (numpy or cupy)."""
+"""Layers, activations, losses, initialisers and regularisers (numpy or cupy)."""
 from .activations import ELU, LeakyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh
 from .containers import Residual
 from .conv import Conv2D
@@ -13,6 +13,6 @@ from .reshape import Flatten
 
 __all__ = [
     "Layer", "BatchContext", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool",
-    "Flatten", "Residual", "BatchNorm", "Dropout", "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh",
-    "Softplus", "SoftmaxCrossEntropy", "MSE", "L1", "L2",
+    "Flatten", "BatchNorm", "Dropout", "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh",
+    "Softplus", "SoftmaxCrossEntropy", "MSE", "L1", "L2", "Residual",
 ]
