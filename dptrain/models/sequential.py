@@ -30,10 +30,11 @@ from .summary import Summary
 
 
 class Sequential:
-    """``items``: layers, nn.Residual blocks and nested lists (containers.py). ``layers`` is
-    the flat list of leaf layers in forward execution order, ``structure`` the nested items
-    (for display); ``shapes[i]`` / ``input_shapes[i]`` are leaf i's per-sample output and
-    input shapes (a shortcut's first leaf takes its block's input)."""
+    """Built from ``layers``: layers, nn.Residual blocks and nested lists (containers.py).
+    ``self.layers`` is then the flat list of leaf layers in forward execution order,
+    ``self.structure`` the nested items (for display); ``shapes[i]`` / ``input_shapes[i]``
+    are leaf i's per-sample output and input shapes (a shortcut's first leaf takes its
+    block's input)."""
 
     def __init__(self, layers, input_shape, seed: int = 0, name: str = "sequential"):
         self.structure = as_chain(layers, f"model {name!r}")
