@@ -2,6 +2,7 @@
 resume (bitwise), the CUDA kernels' CPU build, CUDA graph capture with its CPU stand-in, the
 per-layer profile and `dptrain summary`."""
 import json
+import os
 import subprocess
 import sys
 
@@ -123,3 +124,28 @@ def test_the_pytorch_reference_resnet20_has_the_same_parameters():
     from dptrain.bench import torch_reference
     reference = torch_reference.build("resnet-20")
     assert sum(p.numel() for p in reference.parameters()) == models.get("resnet-20").num_params()
+
+
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+
+
+@pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="no mpiexec beside the Python")
+def test_the_trace_has_every_leaf_of_a_residual_network(tmp_path):
+    trace = tmp_path / "t.json"
+    res = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "dptrain.cli", "train",
+                          "--model", "resnet-small", "--dataset", "synthetic:1x8x8:200",
+                          "--max-steps", "3", "--trace", str(trace), "--trace-steps", "2",
+                          "--bucket-mb", "0.02", "--sync", "overlap", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    events = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X"]
+    model = models.get("resnet-small", input_shape=(1, 8, 8))
+    leaves = set(range(len(model.layers)))
+    for rank in (0, 1):
+        for step in (1, 2):
+            at = [e for e in events if e["pid"] == rank and e["args"]["step"] == step]
+            assert {e["args"]["layer"] for e in at if e["cat"] == "forward"} == leaves
+            assert {e["args"]["layer"] for e in at if e["cat"] == "backward"} == leaves
+            comm = [e for e in at if e["cat"] == "comm"]
+            assert len(comm) > 1 and sorted(i for e in comm for i in e["args"]["layers"]) == \
+                sorted(i for i in leaves if model.layers[i].params)
