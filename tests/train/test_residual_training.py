@@ -149,3 +149,15 @@ def test_the_trace_has_every_leaf_of_a_residual_network(tmp_path):
             comm = [e for e in at if e["cat"] == "comm"]
             assert len(comm) > 1 and sorted(i for e in comm for i in e["args"]["layers"]) == \
                 sorted(i for i in leaves if model.layers[i].params)
+
+
+def test_saved_weights_of_a_residual_network_load_for_eval(tmp_path):
+    weights = tmp_path / "w.npz"
+    t = run(max_steps=3, save_weights=str(weights))
+    res = subprocess.run([sys.executable, "-m", "dptrain.cli", "eval", "--model", "resnet-small",
+                          "--weights", str(weights), "--dataset", RESNET["dataset"], "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert 0 <= json.loads(res.stdout.splitlines()[-1])["accuracy"] <= 1
+    with np.load(weights) as saved:
+        assert set(saved.files) == set(t.model.state_dict())
