@@ -30,15 +30,21 @@ def _direct_backward(layer, dy):
     return layer.backward(dy)
 
 
+def _is_leaf(item) -> bool:
+    """An nn.Layer, or an object that follows its contract without subclassing it."""
+    return isinstance(item, Layer) or all(callable(getattr(item, name, None)) for name in
+                                          ("forward", "backward", "output_shape", "initialize"))
+
+
 def as_chain(items, where: str = "model") -> list:
     """The items as one chain: layers and Residual blocks, nested plain lists spliced in."""
-    if isinstance(items, (Layer, Residual)):
+    if isinstance(items, Residual) or _is_leaf(items):
         items = [items]
     chain = []
     for item in items:
         if isinstance(item, (list, tuple)):
             chain.extend(as_chain(item, where))
-        elif isinstance(item, (Layer, Residual)):
+        elif isinstance(item, Residual) or _is_leaf(item):
             chain.append(item)
         else:
             raise TypeError(f"{where}: {item!r} is not a dptrain.nn layer, a Residual or a "
