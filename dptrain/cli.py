@@ -240,6 +240,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except UsageError as exc:
+        if report and "--debug" in argv and getattr(exc, "detail", None):
+            sys.stderr.write(exc.detail)     # a model file's own traceback (models/reference.py)
         return _report(exc, "dptrain: error:", EXIT_USAGE, report)
     except TrainingFailure as exc:
         return _report(exc, "dptrain: training failed:", EXIT_FAILURE, report)

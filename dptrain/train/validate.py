@@ -108,13 +108,20 @@ def check_bench_numbers(args) -> None:
 
 
 def estimate_params(name: str, input_shape, num_classes: int) -> int | None:
-    """Parameters of a zoo model from its layer list, before any array is allocated (the
-    layers allocate in initialize()); None for an unknown model or one that does not fit."""
-    from ..models import zoo
-    try:
-        layers = zoo.BUILDERS[name](tuple(input_shape), num_classes)
-    except (KeyError, ValueError, TypeError):
-        return None
+    """Parameters of a model from its layer list, before any array is allocated (the
+    layers allocate in initialize()); None for an unknown zoo model or one that does not fit.
+    A model from the user's code (FILE.py:NAME) is built here, so a broken one raises its
+    ModelError (exit 2) before anything else is allocated."""
+    from ..models import reference, zoo
+    if reference.is_reference(name):
+        layers = reference.build_layers(name, input_shape, num_classes)
+        if not isinstance(layers, list):               # a Sequential, already allocated
+            return layers.num_params()
+    else:
+        try:
+            layers = zoo.BUILDERS[name](tuple(input_shape), num_classes)
+        except (KeyError, ValueError, TypeError):
+            return None
     total = 0
     for layer in layers:
         if hasattr(layer, "n_in") and hasattr(layer, "n_out"):         # Dense
