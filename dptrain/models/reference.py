@@ -51,6 +51,18 @@ def register(builder, spec: str | None = None) -> str:
     return spec
 
 
+def parse_shape(text: str, flag: str = "--input-shape") -> tuple[int, int, int]:
+    """'3x32x32' -> (3, 32, 32); a UsageError naming ``flag`` otherwise."""
+    from ..errors import UsageError
+    try:
+        shape = tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) <= 0:
+        raise UsageError(f"{flag} {text!r}: expected CxHxW, e.g. 3x32x32")
+    return shape
+
+
 def _split(spec: str) -> tuple[str, str]:
     target, _, name = spec.rpartition(":")
     if not target or not name or not all(part.isidentifier() for part in name.split(".")):
