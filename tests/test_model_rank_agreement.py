@@ -46,8 +46,8 @@ def test_a_builder_that_reads_the_rank_is_refused(tmp_path, monkeypatch):
                                                   "os.environ.get('OMPI_COMM_WORLD_RANK', 0)))"))
     code, lines, _ = mpirun_within(DEADLINE_S, 2, *TRAIN)
     assert_one_line(code, lines, "ranks disagree on the model built by --model model.py:net: "
-                                 "rank 0 has 4 layers, 610 parameters (",
-                    "rank 1 has 4 layers, 1,210 parameters (")
+                                 "rank 0 has 4 layers, 610 parameters, "
+                                 "rank 1 has 4 layers, 1,210 parameters")
 
 
 def test_a_model_file_that_differs_between_nodes_is_refused(tmp_path):
@@ -83,4 +83,5 @@ def test_a_rank_dependent_layer_without_parameters_is_refused(tmp_path, monkeypa
     # shapes were compared)
     monkeypatch.chdir(model_file(tmp_path, text=DROPOUT))
     code, lines, _ = mpirun_within(DEADLINE_S, 2, *TRAIN)
-    assert_one_line(code, lines, "ranks disagree on the model built by --model model.py:net")
+    assert_one_line(code, lines, "ranks disagree on layer 2 of the model built by --model "
+                                 "model.py:net: rank 0 has Dropout(0.5), rank 1 has Dropout(0.1)")
