@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,14 @@ def test_debug_shows_the_traceback(model_dir, case):
 
 def test_model_error_is_a_usage_error():
     assert issubclass(ModelError, UsageError) and issubclass(ModelError, ValueError)
+
+
+def test_the_example_of_docs_own_model_trains(tmp_path, monkeypatch, capfd):
+    doc = (Path(__file__).parents[2] / "docs" / "own-model.md").read_text()
+    example = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_model.py").write_text(example)
+    assert main(["train", "--model", "my_model.py:small_cnn", "--dataset", "synthetic:1x28x28:64",
+                 "--batch-size", "16", "--max-steps", "1", "--quiet"]) == 0
+    assert main(["summary", "--model", "my_model.py:small_cnn", "--input-shape", "1x28x28"]) == 0
+    assert "Conv2D(1->16, 3x3, stride 1, pad 1)" in capfd.readouterr().out
