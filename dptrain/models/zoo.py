@@ -139,7 +139,11 @@ def names() -> list[str]:
 
 
 def get(name: str, input_shape=None, num_classes: int = 10, seed: int = 0) -> Sequential:
-    """Build a zoo model; ``input_shape`` is per sample (C, H, W), default the model's own."""
+    """Build a zoo model, or one from the user's code (``FILE.py:NAME``, reference.py);
+    ``input_shape`` is per sample (C, H, W), default the zoo model's own."""
+    from . import reference
+    if reference.is_reference(name):
+        return reference.build(name, input_shape, num_classes, seed)
     if name not in BUILDERS:
         from ..suggest import did_you_mean
         raise ValueError(f"unknown model {name!r}{did_you_mean(name, names())} "
