@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = add_command(sub, "eval", "evaluate saved weights on a data set's test split")
     e.add_argument("--model", required=True, metavar="NAME",
-                   help="the model the weights belong to: " + ", ".join(model_names()))
+                   help="the model the weights belong to: " + ", ".join(model_names())
+                   + ", or FILE.py:NAME / package.module:NAME as given to train")
     e.add_argument("--weights", required=True, metavar="FILE.npz",
                    help="weights written by train --save-weights")
     e.add_argument("--dataset", default="mnist5k", metavar="NAME",
@@ -51,10 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_debug_flag(e)
 
     s = add_command(sub, "summary", "per-layer parameters, activation memory and FLOPs of a model")
-    s.add_argument("--model", metavar="NAME", help="one of: " + ", ".join(model_names()))
+    s.add_argument("--model", metavar="NAME", help="one of: " + ", ".join(model_names())
+                   + "; or your own, FILE.py:NAME or package.module:NAME, with --input-shape")
     s.add_argument("--list", action="store_true", help="list the models and what they are")
     s.add_argument("--input-shape", metavar="CxHxW",
-                   help="per-sample input shape (none: the model's own)")
+                   help="per-sample input shape (none: a zoo model's own)")
     s.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="batch size the activation memory is counted for")
     s.add_argument("--json", action="store_true", help="one JSON object instead of a table")
@@ -225,6 +227,8 @@ def run_reported(command, debug: bool = False) -> int:
     try:
         return command()
     except UsageError as exc:
+        if report and debug and getattr(exc, "detail", None):
+            sys.stderr.write(exc.detail)     # a model file's own traceback (models/reference.py)
         return _report(exc, "dptrain: error:", EXIT_USAGE, report)
     except TrainingFailure as exc:
         return _report(exc, "dptrain: training failed:", EXIT_FAILURE, report)

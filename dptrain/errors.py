@@ -26,3 +26,12 @@ def on_this_rank_only(exc: BaseException) -> BaseException:
     command line reports it from this rank and ends the whole job, so no rank waits for it."""
     exc.local = True
     return exc
+
+
+class ModelError(UsageError):
+    """A model from the user's code that cannot be built (models/reference.py): exit 2, one
+    line naming the file and line; ``detail`` holds the traceback that --debug prints."""
+
+    def __init__(self, message: str, detail: str | None = None):
+        super().__init__(message)
+        self.detail = detail

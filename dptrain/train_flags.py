@@ -66,7 +66,9 @@ def add_train_flags(p, model_names) -> None:
       "which collapses P (docs/sampling.md)", metavar="batches|samples")
 
     a = _adder(p.add_argument_group("model"))
-    a("--model", ", ".join(model_names) + " (dptrain models lists them)", metavar="NAME")
+    a("--model", ", ".join(model_names) + " (dptrain models lists them), or your own: "
+      "FILE.py:NAME or package.module:NAME, NAME(input_shape, num_classes) returning "
+      "dptrain.nn layers (docs/own-model.md)", metavar="NAME")
     a("--num-classes", "classes of the model's output", type=int, metavar="K",
       default_text="1 + the largest training label, every class 0..K-1 present")
     a("--dtype", "float32 or float64 (parameters and activations)")

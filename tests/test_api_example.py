@@ -76,7 +76,7 @@ def test_example_writes_metrics_checkpoints_and_weights(one_and_two_ranks, ranks
     lines = records(out / "metrics.jsonl")
     run_line = lines[0]
     assert run_line["type"] == "run" and run_line["ranks"] == ranks
-    assert run_line["config"]["model"] == "train_mine.py:build"
+    assert run_line["config"]["model"] == f"{EXAMPLE}:build"       # the registered builder
     assert run_line["config"]["dataset"].startswith("arrays:")
     assert run_line["config"]["check_collectives"] == "strict"    # $DPTRAIN_CHECK_COLLECTIVES
     assert run_line["config"]["max_steps"] == 20 and run_line["config"]["optimizer"] == "adam"

@@ -16,13 +16,16 @@ from .. import backend
 from ..errors import UsageError
 from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 
-TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar")     # torch_reference.build
+# the models torch_reference.build knows
+TORCH_MODELS = ("thesis-cnn", "mlp", "mlp-wide", "vgg-cifar", "resnet-20")
 
 
 def torch_skip_reason(args, model: str) -> str | None:
     """Why the PyTorch comparison rows are left out, or None when they are measured."""
     if args.no_torch:
         return "--no-torch"
+    if ":" in model:
+        return f"{model} is a model of your own, which has no PyTorch counterpart"
     if model not in TORCH_MODELS:
         return f"no PyTorch reference model for {model} (there is one for {', '.join(TORCH_MODELS)})"
     if importlib.util.find_spec("torch") is None:
@@ -32,7 +35,10 @@ def torch_skip_reason(args, model: str) -> str | None:
 
 def add_bench_arguments(p) -> None:
     p.add_argument("--model", default="thesis-cnn", metavar="NAME",
-                   help="the model to time (dptrain models lists them)")
+                   help="the model to time (dptrain models lists them), or one of your own: "
+                   "FILE.py:NAME or package.module:NAME (single-step bench, with --input-shape)")
+    p.add_argument("--input-shape", metavar="CxHxW", help="per-sample input shape of a model of "
+                   "your own (none: a zoo model's own)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="batch per step (per rank with --ranks)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads per process")
@@ -130,6 +136,8 @@ def run_bench(args) -> int:
     check_network_specs(args)
     check_batches_fit(args)
     check_writable(args.json_out, "--json-out")          # before a long run, not after it
+    from .inputs import check_reference_mode
+    shape = check_reference_mode(args)
     if args.profile:
         from .profile import run_profile
         return run_profile(args)
@@ -151,7 +159,7 @@ def run_bench(args) -> int:
         args.batch_sizes = args.batch_sizes or str(args.batch_size)
         return run_sweep(args)
     from .. import models
-    if args.model not in models.names():
+    if args.model not in models.names() and shape is None:
         from ..suggest import did_you_mean
         raise UsageError(f"unknown model {args.model!r}{did_you_mean(args.model, models.names())} "
                          f"(choose {', '.join(models.names())})")
@@ -163,7 +171,8 @@ def run_bench(args) -> int:
     with_torch = skipped is None
     ours, theirs, torch_info = [], [], None
     for _ in range(args.rounds):
-        res = time_training_step(args.model, args.batch_size, args.steps, args.warmup)
+        res = time_training_step(args.model, args.batch_size, args.steps, args.warmup,
+                                 input_shape=shape)
         ours.append(res["median_step_s"])
         if with_torch:
             for torch_info in run_torch_reference(args, args.model, [args.batch_size]):

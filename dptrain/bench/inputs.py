@@ -39,3 +39,32 @@ def check_batches_fit(args) -> None:
                            4.0 * 4 * batch * math.prod(DEFAULT_INPUT[name]))
             except DataError as exc:
                 raise UsageError(str(exc)) from None
+
+
+# the modes that build zoo models by name in processes of their own, or need a default shape
+ZOO_ONLY_MODES = (("profile", "--profile"), ("predict", "--predict"), ("ranks", "--ranks"),
+                  ("kernel_ops", "--kernel-ops"), ("batch_sizes", "--batch-sizes"))
+
+
+def check_reference_mode(args):
+    """A model of the user's own (FILE.py:NAME) is timed by the single-step bench, on the
+    CPU, for the shape --input-shape gives: that shape, or None for a zoo model."""
+    from ..models.reference import is_reference, parse_shape
+    named = str(args.model or "").split(",") + str(getattr(args, "models", "") or "").split(",")
+    given = [m for m in named if is_reference(m)]
+    if not given:
+        if getattr(args, "input_shape", None):
+            raise UsageError("--input-shape is for a model of your own (--model FILE.py:NAME); "
+                             "a zoo model has its own")
+        return None
+    for attr, flag in ZOO_ONLY_MODES:
+        if getattr(args, attr, None):
+            raise UsageError(f"bench {flag}: --model {given[0]} is a model of your own, which "
+                             "only the single-step bench times (drop the flag)")
+    if args.device != "cpu":
+        raise UsageError(f"bench --device {args.device}: --model {given[0]} is a model of your "
+                         "own, which the single-step bench times on the CPU")
+    if not args.input_shape:
+        raise UsageError(f"bench --model {given[0]}: give --input-shape CxHxW (a model of your "
+                         "own has no default shape)")
+    return parse_shape(args.input_shape, "--input-shape")

@@ -42,8 +42,8 @@ def _cases(model_name: str, batch: int):
     def rand(*shape):
         return xp.asarray(rng.standard_normal(shape), dtype=model.dtype)
     seen = set()
-    shape = model.input_shape
     for i, layer in enumerate(model.layers):
+        shape = model.input_shapes[i]
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
         out = layer.output_shape(shape)
         where = f"{model_name} {layer!r} on {'x'.join(map(str, shape))}"
@@ -70,7 +70,6 @@ def _cases(model_name: str, batch: int):
             if (family, case) not in seen:
                 seen.add((family, case))
                 yield family, case, op
-        shape = out
 
 
 def _chain(layers, x, dy):

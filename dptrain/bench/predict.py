@@ -32,20 +32,18 @@ def measure_layer_times(model, batch: int, steps: int = 5) -> LayerTimes:
     loss, opt = nn.SoftmaxCrossEntropy(), optim.get("sgd", model)
     n = len(model.layers)
     fwd, bwd, upd = ([[] for _ in range(n)] for _ in range(3))
+    started = {}
+
+    def start(i):
+        started[i] = time.perf_counter()
+
+    def stop(times):
+        return lambda i: times[i].append(time.perf_counter() - started[i])
     for _ in range(steps + 1):                               # the first round warms up
-        h = x
-        for i, layer in enumerate(model.layers):
-            t0 = time.perf_counter()
-            h = layer.forward(h, True)
-            fwd[i].append(time.perf_counter() - t0)
+        # the model's hooks bracket each layer, inside residual blocks too
+        h = model.forward(x, True, before_layer=start, after_layer=stop(fwd))
         loss.forward(h, y)
-        d = loss.backward()
-        for i in range(n - 1, -1, -1):
-            t0 = time.perf_counter()
-            d = model.layers[i].backward(d)
-            bwd[i].append(time.perf_counter() - t0)
-            if d is None:
-                break
+        model.backward(loss.backward(), before_layer=start, after_layer=stop(bwd))
         for i, layer in enumerate(model.layers):
             t0 = time.perf_counter()
             if layer.params:

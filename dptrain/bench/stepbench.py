@@ -41,11 +41,12 @@ def random_batches(model, batch: int, seed: int = 0, count: int = 8):
 
 def time_training_step(model_name: str, batch: int, steps: int, warmup: int,
                        optimizer: str = "adadelta", seed: int = 0, graph: bool = False,
-                       capture=None) -> dict:
+                       capture=None, input_shape=None) -> dict:
     """Median wall time of forward + loss + backward + update on random data (as torch_cnn.py),
     on the device in use (backend.use_device). ``graph``: each step through a CUDA graph
-    (graph_bench.py; ``capture``: its capture backend, the GPU's by default)."""
-    model = models.get(model_name, seed=seed)
+    (graph_bench.py; ``capture``: its capture backend, the GPU's by default). ``input_shape``:
+    per sample, for a model of the user's own (models/reference.py)."""
+    model = models.get(model_name, input_shape, seed=seed)
     opt = optim.get(optimizer, model)
     loss = nn.SoftmaxCrossEntropy()
     xs, ys = random_batches(model, batch, seed)

@@ -21,7 +21,35 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 
+class BasicBlock(tnn.Module):
+    """dptrain/models/zoo.py _basic_block: conv3x3-BN-ReLU-conv3x3-BN plus the input, or a
+    conv1x1(stride)-BN projection of it where the shape changes (option B), then ReLU."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.branch = tnn.Sequential(
+            tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), tnn.BatchNorm2d(c_out), tnn.ReLU(),
+            tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), tnn.BatchNorm2d(c_out))
+        self.shortcut = tnn.Identity() if stride == 1 and c_in == c_out else tnn.Sequential(
+            tnn.Conv2d(c_in, c_out, 1, stride, bias=False), tnn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        return F.relu(self.branch(x) + self.shortcut(x))
+
+
+def resnet20():
+    """dptrain's resnet-20 for 3x32x32 (272,474 parameters)."""
+    layers, c = [tnn.Conv2d(3, 16, 3, 1, 1, bias=False), tnn.BatchNorm2d(16), tnn.ReLU()], 16
+    for stage, width in enumerate((16, 32, 64)):
+        for b in range(3):
+            layers.append(BasicBlock(c, width, 2 if stage > 0 and b == 0 else 1))
+            c = width
+    return tnn.Sequential(*layers, tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(64, 10))
+
+
 def build(name):
+    if name == "resnet-20":
+        return resnet20()
     if name == "thesis-cnn":
         return tnn.Sequential(
             tnn.Conv2d(1, 32, 5), tnn.BatchNorm2d(32), tnn.ReLU(), tnn.MaxPool2d(2),
@@ -45,7 +73,7 @@ def build(name):
     raise SystemExit(f"no PyTorch reference for {name}")
 
 
-INPUT_SHAPES = {"vgg-cifar": (3, 32, 32)}
+INPUT_SHAPES = {"vgg-cifar": (3, 32, 32), "resnet-20": (3, 32, 32)}
 
 
 def time_steps(a, rank=0, world=1, batch=None):

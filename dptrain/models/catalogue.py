@@ -18,6 +18,10 @@ MODELS = {
                              "communication-heavy benchmark"),
     "vgg-a": (128_807_306, "VGG-A / VGG-11 for 224x224x3 ImageNet, Lee et al.'s model; for "
                            "scaling predictions more than training"),
+    "resnet-20": (272_474, "ResNet-20 (He et al. 2016, CIFAR variant) for 32x32x3: 3 stages x 3 "
+                           "basic blocks, 16/32/64 channels, projection shortcuts"),
+    "resnet-small": (19_810, "ResNet-8 for 28x28 digits: 3 stages x 1 basic block, 8/16/32 "
+                             "channels"),
 }
 
 
@@ -28,8 +32,8 @@ def catalogue() -> list[dict]:
 
 def format_catalogue() -> str:
     rows = catalogue()
-    lines = [f"{'model':<11} {'input':<10} {'params':>12}  description"]
-    lines += [f"{r['model']:<11} {r['input_shape']:<10} {r['params']:>12,}  {r['description']}"
+    lines = [f"{'model':<12} {'input':<10} {'params':>12}  description"]
+    lines += [f"{r['model']:<12} {r['input_shape']:<10} {r['params']:>12,}  {r['description']}"
               for r in rows]
     lines.append("Every model adapts to the data set's image shape (dptrain summary --model NAME "
                  "--input-shape CxHxW).")

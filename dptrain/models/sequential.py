@@ -1,4 +1,4 @@
-"""Sequential: a list of layers run in order, with the hooks data parallelism needs.
+"""Sequential: a chain of layers and residual blocks, with the hooks data parallelism needs.
 
     model.forward(x, train, context=None, before_layer=None)
     model.backward(dlogits, on_grad_ready=None, before_layer=None, after_layer=None)
@@ -10,6 +10,9 @@ bracket each layer's backward (the per-layer profile times them); ``on_grad_read
 moment layer i's gradients are final in backprop (reverse order), so their
 Allreduce can start while earlier layers are still being differentiated.
 Parameters are named "<layer-index>.<param>" and ordered identically on every rank.
+Layer indices number the leaf layers in forward execution order, also inside residual
+blocks (nn/containers.py), so the hooks see forward in increasing and backward in strictly
+decreasing index order whatever the nesting.
 """
 from __future__ import annotations
 
@@ -19,46 +22,71 @@ import numpy as np
 
 from .. import backend
 from ..backend import to_numpy
+from ..nn.containers import (Residual, as_chain, chain_backward, chain_forward, layout, leaf_runs,
+                             leaves, trace)
 from ..nn.fusion import link_bn_relu_pool
 from .flat import flat_params
 from .summary import Summary
 
 
 class Sequential:
-    """A model: ``layers`` run in order on per-sample ``input_shape`` (C, H, W); initial
-    parameters drawn from ``seed``; the hooks above for data parallelism."""
+    """Built from ``layers``: layers, nn.Residual blocks and nested lists (containers.py).
+    ``self.layers`` is then the flat list of leaf layers in forward execution order,
+    ``self.structure`` the nested items (for display); ``shapes[i]`` / ``input_shapes[i]``
+    are leaf i's per-sample output and input shapes (a shortcut's first leaf takes its
+    block's input)."""
 
     def __init__(self, layers, input_shape, seed: int = 0, name: str = "sequential"):
-        self.layers = list(layers)
+        self.structure = as_chain(layers, f"model {name!r}")
+        self.layers = list(leaves(self.structure))
         self.input_shape = tuple(input_shape)
         self.name = name
         self.dtype = backend.dtype
         self.tracer = None                    # parallel.trace.Tracer, when --trace is on
-        rng = np.random.default_rng(seed)
-        shape = self.input_shape
-        self.shapes = []                      # per-sample output shape of each layer
-        for i, layer in enumerate(self.layers):
-            layer.index = i
-            layer.initialize(rng)
-            shape = layer.output_shape(shape)
-            self.shapes.append(shape)
-        flat_params(self)                     # one flat buffer, the optimiser's layout (flat.py)
-        # With the bn_relu_pool kernels, BatchNorm -> ReLU -> MaxPool2D run as one kernel.
-        link_bn_relu_pool(self.layers)
-        # Up to the first layer with parameters, input gradients would be wasted work.
+        seen = set()
         for layer in self.layers:
-            layer.needs_input_grad = False
-            if layer.params:
+            if id(layer) in seen:
+                raise ValueError(f"layer {layer!r} appears twice in model {name!r} "
+                                 "(shared layers are not supported: build one per use)")
+            seen.add(id(layer))
+        rng = np.random.default_rng(seed)
+        self.shapes = []                      # per-sample output shape of each leaf
+        self.input_shapes = []                # per-sample input shape of each leaf
+
+        def build(layer, shape, depth):
+            layer.index = len(self.shapes)
+            layer.initialize(rng)
+            out = tuple(layer.output_shape(shape))
+            self.input_shapes.append(tuple(shape))
+            self.shapes.append(out)
+            return out
+        self._output_shape = trace(self.structure, self.input_shape, build)
+        flat_params(self)                     # one flat buffer, the optimiser's layout (flat.py)
+        # With the bn_relu_pool kernels, BatchNorm -> ReLU -> MaxPool2D run as one kernel:
+        # only where the three follow each other in one chain (not across a sum).
+        for run in leaf_runs(self.structure):
+            link_bn_relu_pool(run)
+        # Up to the first item with parameters, input gradients would be wasted work; a
+        # Residual's leaves always pass theirs on (to the sum).
+        for item in self.structure:
+            if isinstance(item, Residual):
+                if item.has_params():
+                    break
+                continue
+            item.needs_input_grad = False
+            if item.params:
                 break
 
     @property
     def output_shape(self):
-        return self.shapes[-1] if self.shapes else self.input_shape
+        return self._output_shape
 
     # --- computation -----------------------------------------------------
     def forward(self, x, train: bool = False, context=None, before_layer=None, after_layer=None):
         tracer = self.tracer if train and self.tracer is not None and self.tracer.active else None
-        for i, layer in enumerate(self.layers):
+
+        def run(layer, x, train):
+            i = layer.index
             if before_layer is not None:
                 before_layer(i)
             layer.context = context
@@ -70,13 +98,16 @@ class Sequential:
                 tracer.span(f"forward {i} {layer!r}", "forward", t0, time.perf_counter(), layer=i)
             if after_layer is not None:
                 after_layer(i)
-        return x
+            return x
+        return chain_forward(self.structure, x, train, run)
 
     def backward(self, dlogits, on_grad_ready=None, before_layer=None, after_layer=None):
+        """Leaves in strictly decreasing index order; stops below the first parametrised
+        item (returns None there)."""
         tracer = self.tracer if self.tracer is not None and self.tracer.active else None
-        dy = dlogits
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
+
+        def run(layer, dy):
+            i = layer.index
             if before_layer is not None:
                 before_layer(i)
             t0 = time.perf_counter()
@@ -87,9 +118,8 @@ class Sequential:
                 tracer.span(f"backward {i} {layer!r}", "backward", t0, time.perf_counter(), layer=i)
             if on_grad_ready is not None and layer.params:
                 on_grad_ready(i)
-            if dy is None:           # nothing below this layer has parameters
-                break
-        return dy
+            return dy
+        return chain_backward(self.structure, dlogits, run)
 
     def regularization_loss(self):
         return sum(layer.regularization_loss() for layer in self.layers)
@@ -134,6 +164,10 @@ class Sequential:
                 raise ValueError(f"state entry {k!r} has shape {value.shape}, "
                                  f"model expects {arr.shape}")
             arr[...] = backend.get_array_module(arr).asarray(value, dtype=arr.dtype)
+
+    def layout(self) -> str:
+        """Leaf kinds and their nesting in residual blocks (the start-up fingerprint)."""
+        return layout(self.structure)
 
     def summary(self, input_shape=None, batch_size: int = 1) -> Summary:
         return Summary.of(self, input_shape or self.input_shape, batch_size)

@@ -1,5 +1,6 @@
 """Layers, activations, losses, initialisers and regularisers (numpy or cupy)."""
 from .activations import ELU, LeakyReLU, PReLU, ReLU, Sigmoid, Softplus, Tanh
+from .containers import Residual
 from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
@@ -13,5 +14,5 @@ from .reshape import Flatten
 __all__ = [
     "Layer", "BatchContext", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool",
     "Flatten", "BatchNorm", "Dropout", "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh",
-    "Softplus", "SoftmaxCrossEntropy", "MSE", "L1", "L2",
+    "Softplus", "SoftmaxCrossEntropy", "MSE", "L1", "L2", "Residual",
 ]

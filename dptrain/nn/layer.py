@@ -8,6 +8,8 @@
 Gradients are written *into* the arrays of ``grads`` (never rebound), so the
 data-parallel code can replace them with views into flat communication buckets.
 Layers own no optimiser: updates happen outside, after gradients are averaged.
+Neither ``forward`` may write into its ``x`` nor ``backward`` into its ``dy``: a residual
+block (containers.py) hands the same array to its branch and its shortcut.
 """
 from __future__ import annotations
 

@@ -71,6 +71,10 @@ def check_meta(path, meta) -> None:
     _check(path, "optimizer.t", isinstance(steps, dict), steps, "an object")
     for key, value in steps.items():
         _check(path, f"optimizer.t.{key}", _count(value), value, "a non-negative integer")
+    if "model_fingerprint" in meta:
+        from ..models.structure import is_fingerprint
+        _check(path, "model_fingerprint", is_fingerprint(meta["model_fingerprint"]),
+               meta["model_fingerprint"], "a model fingerprint (layers, arrays, digest)")
     plan = meta.get("comm_plan")
     if plan is not None:
         from ..parallel.planner import Plan

@@ -42,7 +42,11 @@ def resume_position(cfg, model, opt, sampler, is_root: bool, total_steps: int | 
     try:
         from .checkpoint_meta import check_position
         check_position(ckpt["path"], ckpt["meta"])
-        checkpoint.check_compatible(ckpt, dataclasses.asdict(cfg))
+        config = dataclasses.asdict(cfg)
+        from .model_record import check_same_model
+        if check_same_model(f"checkpoint {ckpt['path']}", ckpt["meta"], cfg.model, model):
+            config["model"] = ckpt["meta"]["config"].get("model")   # same structure: moved is fine
+        checkpoint.check_compatible(ckpt, config)
         checkpoint_check.check_complete(ckpt, model, opt, sampler)
         if total_steps is not None:
             checkpoint_check.check_lr_curve(ckpt, cfg, sampler.steps_per_epoch(), total_steps)
@@ -59,7 +63,8 @@ def resume_position(cfg, model, opt, sampler, is_root: bool, total_steps: int | 
 
 def write(cfg, position: Position, model, opt, sampler, comm_plan: dict | None = None) -> None:
     """Rank 0 only: the checkpoint of ``position`` (atomic, the oldest beyond --keep pruned)."""
-    meta = {"epoch": position.epoch, "pos": position.pos, "model": cfg.model,
+    from .model_record import record
+    meta = {"epoch": position.epoch, "pos": position.pos, **record(model, cfg.model),
             "config": dataclasses.asdict(cfg), "sampler": sampler.state_dict(),
             "rng": {"seed": cfg.seed, "step": position.step}, "comm_plan": comm_plan,
             "epoch_sums": position.epoch_sums if position.pos else None}

@@ -50,14 +50,17 @@ def config_fields(cfg) -> list[tuple[str, str]]:
 
 
 def model_fields(model, spec: str) -> list[tuple[str, str]]:
-    """The architecture (layer kinds, array names, shapes, dtypes): the initial values are
-    broadcast from rank 0, but the shapes must match for that broadcast to mean anything."""
-    arrays = list(model.named_params()) + list(model.named_buffers())
-    layout = ";".join(type(layer).__name__ for layer in model.layers) + "|" + ";".join(
-        f"{name}:{'x'.join(map(str, a.shape))}:{a.dtype}" for name, a in arrays)
-    digest = hashlib.blake2b(layout.encode(), digest_size=4).hexdigest()
-    return [(f"the model built by --model {spec}",
-             f"{len(model.layers)} layers, {model.num_params():,} parameters ({digest})")]
+    """The architecture (models/structure.py: layer kinds and sizes, array names, shapes,
+    dtypes): the initial values are broadcast from rank 0, but the structures must match for
+    that broadcast to mean anything. A builder of the user's that reads the rank, or a model
+    file that differs between nodes, is refused here (exit 2), naming the size, else the
+    first layer that differs, else the digest of the arrays."""
+    from ..models.structure import fingerprint
+    fp = fingerprint(model)
+    what = f"the model built by --model {spec}"
+    return ([(what, f"{len(model.layers)} layers, {model.num_params():,} parameters")]
+            + [(f"layer {i} of {what}", text) for i, text in enumerate(fp["layers"])]
+            + [(f"the structure of {what}", fp["digest"])])
 
 
 def resumed_fields(setup) -> list[tuple[str, str]]:

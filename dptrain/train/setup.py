@@ -29,11 +29,13 @@ def check_writable(path: str | None, what: str) -> None:
         raise UsageError(f"{what} {path}: the file exists and is not writable")
 
 
-def save_weights(model, path: str) -> None:
-    """'<layer-index>.<param>' arrays (buffers too) in an .npz, written atomically."""
+def save_weights(model, path: str, spec: str | None = None) -> None:
+    """'<layer-index>.<param>' arrays (buffers too) in an .npz, written atomically, with the
+    model's reference and structure as the array 'meta' (model_record.py)."""
+    from .model_record import WEIGHTS_META, weights_meta
     tmp = f"{path}.tmp.{os.getpid()}.npz"
     try:
-        np.savez(tmp, **model.state_dict())
+        np.savez(tmp, **model.state_dict(), **{WEIGHTS_META: weights_meta(model, spec or model.name)})
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -41,11 +43,15 @@ def save_weights(model, path: str) -> None:
         raise
 
 
-def load_weights(model, path: str) -> None:
+def load_weights(model, path: str, spec: str | None = None) -> None:
+    """Load a --save-weights file; a file that records another model's structure is refused
+    naming the first difference (model_record.py)."""
+    from .model_record import check_same_model, read_weights_meta
     try:
         state = data.readers.load_npz(path)
     except data.DataError as exc:
         raise UsageError(f"weights {exc}") from None
+    check_same_model(f"weights {path}", read_weights_meta(path, state), spec or model.name, model)
     for name, value in state.items():
         if value.dtype.kind != "f":
             raise UsageError(f"{path}: array {name!r} is {value.dtype}, not floating point")
@@ -62,6 +68,8 @@ def build_model(cfg: TrainConfig, ds: data.Dataset):
         from .validate import check_model_fits           # estimated before allocating
         check_model_fits(cfg.model, ds.input_shape, ds.num_classes, cfg.dtype)
         return models.get(cfg.model, ds.input_shape, ds.num_classes, seed=cfg.seed)
+    except UsageError:
+        raise                    # a ModelError keeps its traceback for --debug
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

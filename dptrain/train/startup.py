@@ -17,13 +17,13 @@ def agree(comm, setup, on_refusal=None, fingerprint=None):
     With ``fingerprint`` (setup's result -> (what, value) pairs), the ranks' descriptions
     must also be equal, else every rank raises the line that names the first difference."""
     from . import fingerprint as fp
-    error, result, fields = None, None, None
+    error, result, fields, detail = None, None, None, None
     try:
         result = setup()
         if fingerprint is not None:
             fields = fingerprint(result)
     except UsageError as exc:
-        error = str(exc)
+        error, detail = str(exc), getattr(exc, "detail", None)
     posted = [(comm.rank, error, None if fields is None else fp.digest(fields))]
     with phase_watch.start_up("the start-up agreement (a rank did not reach it)"):
         verdicts = sorted(comm.allreduce_obj(posted if error or fingerprint else []))
@@ -38,5 +38,7 @@ def agree(comm, setup, on_refusal=None, fingerprint=None):
     if problem:
         if on_refusal is not None:
             on_refusal()
-        raise UsageError(problem)
+        refusal = UsageError(problem)
+        refusal.detail = detail if errors and errors[0][0] == comm.rank else None   # --debug
+        raise refusal
     return result

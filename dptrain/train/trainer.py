@@ -357,7 +357,7 @@ class Trainer:
         if cfg.save_weights and self.is_root:
             self.dp.flush()
             try:
-                save_weights(self.model, cfg.save_weights)
+                save_weights(self.model, cfg.save_weights, cfg.model)
             except OSError as exc:
                 raise on_this_rank_only(TrainingFailure(
                     f"cannot write --save-weights {cfg.save_weights} ({exc.strerror or exc})"))

@@ -108,19 +108,34 @@ def check_bench_numbers(args) -> None:
 
 
 def estimate_params(name: str, input_shape, num_classes: int) -> int | None:
-    """Parameters of a zoo model from its layer list, before any array is allocated (the
-    layers allocate in initialize()); None for an unknown model or one that does not fit."""
-    from ..models import zoo
+    """Parameters of a model from its layer list, before any array is allocated (the
+    layers allocate in initialize()); None for an unknown zoo model or one that does not fit.
+    A model from the user's code (FILE.py:NAME) is built here, so a broken one raises its
+    ModelError (exit 2) before anything else is allocated."""
+    from ..models import reference, zoo
+    from ..nn import BatchNorm, Conv2D, Dense
+    from ..nn.containers import as_chain, leaves
+    if reference.is_reference(name):
+        built = reference.build_layers(name, input_shape, num_classes)
+        if not isinstance(built, list):               # a Sequential, already allocated
+            return built.num_params()
+    else:
+        try:
+            built = zoo.BUILDERS[name](tuple(input_shape), num_classes)
+        except (KeyError, ValueError, TypeError):
+            return None
     try:
-        layers = zoo.BUILDERS[name](tuple(input_shape), num_classes)
-    except (KeyError, ValueError, TypeError):
-        return None
+        layers = leaves(as_chain(built))
+    except (ValueError, TypeError):
+        return None                       # reported where the model is built
     total = 0
-    for layer in layers:
-        if hasattr(layer, "n_in") and hasattr(layer, "n_out"):         # Dense
-            total += layer.n_in * layer.n_out + layer.n_out
-        elif hasattr(layer, "c_in") and hasattr(layer, "kh"):          # Conv2D
-            total += layer.c_out * (layer.c_in * layer.kh * layer.kw + 1)
+    for layer in layers:                    # the leaves, inside residual blocks too
+        if isinstance(layer, Dense):
+            total += layer.n_in * layer.n_out + (layer.n_out if layer.bias else 0)
+        elif isinstance(layer, Conv2D):
+            total += layer.c_out * (layer.c_in * layer.kh * layer.kw + (1 if layer.bias else 0))
+        elif isinstance(layer, BatchNorm):
+            total += 2 * layer.n
     return total
 
 

@@ -75,7 +75,8 @@ def test_resume_refusals(tmp_path):
     with pytest.raises(UsageError, match="no checkpoint in"):
         run(epochs=1, checkpoint_dir=str(d), resume=True)
     run(epochs=1, checkpoint_dir=str(d))
-    with pytest.raises(UsageError, match=r"does not match this run: model='thesis-cnn'"):
+    # another model: named by its first differing layer (the structural fingerprint)
+    with pytest.raises(UsageError, match=r"written by model thesis-cnn .*this run builds lenet5"):
         run(epochs=2, checkpoint_dir=str(d), resume=True, model="lenet5")
     with pytest.raises(UsageError, match=r"batch_size=24 \(now 12\)"):
         run(epochs=2, checkpoint_dir=str(d), resume=True, batch_size=12)
