@@ -125,11 +125,7 @@ def _model_spec(model) -> str:
     if isinstance(model, str):
         return model
     if callable(model):
-        try:
-            from .models import reference
-        except ImportError:
-            raise UsageError("fit(model=...): a callable builder needs "
-                             "dptrain.models.reference, which this installation lacks") from None
+        from .models import reference
         try:
             return reference.register(model)
         except (TypeError, ValueError) as exc:

@@ -177,8 +177,6 @@ def build_mlp(input_shape, num_classes):
 
 
 def test_a_builder_callable_trains_as_the_zoo_model(tmp_path, arrays):
-    pytest.importorskip("dptrain.models.reference",
-                        reason="a callable model needs dptrain.models.reference (issue 21 item 1)")
     own = dptrain.fit(model=build_mlp, dataset=arrays, save_weights=str(tmp_path / "own.npz"),
                       **quick())
     assert own.config.model.endswith(":build_mlp"), own.config.model
@@ -236,8 +234,6 @@ def build_that_raises(input_shape, num_classes):
 def test_a_builder_that_raises_is_exit_2_naming_its_line(capfd, arrays, debug):
     """A script's own builder fails as a model file does: one line naming the file and line,
     the traceback above it with debug=True (--debug)."""
-    pytest.importorskip("dptrain.models.reference",
-                        reason="a callable model needs dptrain.models.reference (issue 21 item 1)")
     with pytest.raises(dptrain.JobEnded) as ended:
         dptrain.fit(model=build_that_raises, dataset=arrays, debug=debug, **quick())
     assert ended.value.code == 2

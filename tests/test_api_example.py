@@ -13,10 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("dptrain.models.reference",
-                    reason="the example's own builder needs dptrain.models.reference (issue 21, "
-                           "item 1: merged from its own branch)")
-
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "train_mine.py"
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
