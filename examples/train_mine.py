@@ -23,7 +23,10 @@ def build(input_shape, num_classes):
     outputs. Every rank calls it; dptrain broadcasts rank 0's initial weights."""
     c, h, w = input_shape
     return [
-        nn.Conv2D(c, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2D(2),
+        nn.Conv2D(c, 8, 3, padding=1), nn.ReLU(),
+        # a skip connection: the branch's output plus the block's input
+        nn.Residual([nn.Conv2D(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2D(8, 8, 3, padding=1)]),
+        nn.ReLU(), nn.MaxPool2D(2),
         nn.Flatten(),
         nn.Dense(8 * (h // 2) * (w // 2), 32), nn.ReLU(),
         nn.Dense(32, num_classes, init="glorot"),

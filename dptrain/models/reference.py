@@ -180,7 +180,10 @@ def _source_file(builder) -> str | None:
 
 
 def _is_layer(obj) -> bool:
-    return all(hasattr(obj, a) for a in ("forward", "backward", "params", "output_shape"))
+    """A layer, or a residual block (nn.Residual: a container, without params of its own)."""
+    from ..nn.containers import Residual
+    return isinstance(obj, Residual) or all(
+        hasattr(obj, a) for a in ("forward", "backward", "params", "output_shape"))
 
 
 def build_layers(spec: str, input_shape, num_classes: int):

@@ -177,3 +177,32 @@ def test_the_example_of_docs_own_model_trains(tmp_path, monkeypatch, capfd):
                  "--batch-size", "16", "--max-steps", "1", "--quiet"]) == 0
     assert main(["summary", "--model", "my_model.py:small_cnn", "--input-shape", "1x28x28"]) == 0
     assert "Conv2D(1->16, 3x3, stride 1, pad 1)" in capfd.readouterr().out
+
+
+RESIDUAL = """
+    from dptrain import nn
+
+
+    def net(input_shape, num_classes):
+        c, h, w = input_shape
+        return [nn.Conv2D(c, 4, 3, padding=1), nn.ReLU(),
+                nn.Residual([nn.Conv2D(4, 4, 3, padding=1), nn.ReLU()]),
+                nn.Flatten(), nn.Dense(4 * h * w, num_classes)]
+
+
+    def misfit(input_shape, num_classes):
+        c, h, w = input_shape
+        return [nn.Conv2D(c, 4, 3, padding=1),
+                nn.Residual([nn.Conv2D(4, 8, 3, padding=1)]),
+                nn.Flatten(), nn.Dense(8 * h * w, num_classes)]
+"""
+
+
+def test_a_model_file_with_a_residual_block_trains(model_dir, capfd):
+    """A builder may return residual blocks (nn.Residual) among its layers; one whose branch
+    and shortcut cannot be summed is the exit-2 line naming the block."""
+    write(model_dir / "res.py", RESIDUAL)
+    assert main(["train", "--model", "res.py:net", *DATA]) == 0
+    line = error_line(capfd, ["train", "--model", "res.py:misfit", *DATA])
+    assert "res.py:misfit: layer 1 Residual(1 items, identity shortcut) does not fit" in line
+    assert "cannot be summed" in line
