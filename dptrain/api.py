@@ -40,9 +40,9 @@ class TrainResult:
     ``metrics``: the last epoch's numbers as Python numbers (``epochs``, ``steps``,
     ``train_loss`` and, when the test split was evaluated, ``test_loss``, ``test_accuracy``);
     ``step``: the optimiser steps taken in all (a resumed run counts from the start);
-    ``rank``/``ranks``: this process's rank and the job's rank count; ``model``: this rank's replica of the trained model (equal on every
-    rank); ``config``: the effective TrainConfig (defaults resolved); the paths written, or None
-    when not asked for: ``metrics_out``, ``save_weights``, ``checkpoint_dir`` and
+    ``rank``/``ranks``: this process's rank and the job's rank count; ``model``: this rank's
+    replica of the trained model (equal on every rank); ``config``: the effective TrainConfig
+    (defaults resolved); the paths written, or None when not asked for: ``metrics_out``, ``save_weights``, ``checkpoint_dir`` and
     ``checkpoint`` (the newest checkpoint file there, as this rank sees the directory);
     ``resumed_from``: the checkpoint a resume started from; ``stopped``: the line printed when
     a SIGTERM/SIGINT stopped the run early (else None)."""
