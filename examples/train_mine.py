@@ -45,7 +45,8 @@ def make_data(n=600, classes=4, shape=(1, 12, 12), seed=7):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="train_mine_out", help="directory for metrics, checkpoints, weights")
+    p.add_argument("--out", default="train_mine_out",
+                   help="directory for the metrics, checkpoints and weights")
     p.add_argument("--steps", type=int, default=20, help="optimiser steps in all")
     p.add_argument("--batch-size", type=int, default=32, help="global batch, split over the ranks")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
