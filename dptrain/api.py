@@ -43,9 +43,9 @@ class TrainResult:
     ``rank``/``ranks``: this process's rank and the job's rank count; ``model``: this rank's
     replica of the trained model (equal on every rank); ``config``: the effective TrainConfig
     (defaults resolved); the paths written, or None when not asked for: ``metrics_out``,
-    ``save_weights``, ``checkpoint_dir`` and ``checkpoint`` (the newest checkpoint file there, as this rank sees the directory);
-    ``resumed_from``: the checkpoint a resume started from; ``stopped``: the line printed when
-    a SIGTERM/SIGINT stopped the run early (else None)."""
+    ``save_weights``, ``checkpoint_dir`` and ``checkpoint`` (the newest checkpoint file there,
+    as this rank sees the directory); ``resumed_from``: the checkpoint a resume started from;
+    ``stopped``: the line printed when a SIGTERM/SIGINT stopped the run early (else None)."""
     metrics: dict
     step: int
     rank: int
