@@ -31,10 +31,11 @@ def release(mapped) -> None:
 
 def as_float32(raw: np.ndarray) -> np.ndarray:
     """Pixel values as datasets.py reads them: uint8 scaled to [0, 1], others cast."""
-    if raw.dtype == np.uint8:
-        return raw.astype(np.float32) / 255.0
     with np.errstate(over="ignore", invalid="ignore"):
-        return raw.astype(np.float32)
+        out = raw.astype(np.float32)
+    if raw.dtype == np.uint8:
+        out /= np.float32(255.0)          # in place: the bits of astype(float32) / 255.0
+    return out
 
 
 class MappedImages:
@@ -94,8 +95,10 @@ class MappedImages:
             key = key[0]
         if isinstance(key, (int, np.integer)):
             return self[np.array([key])][0]
-        raw = self.raw_rows(key)
-        return (as_float32(raw) - self.shift) * self.scale
+        out = as_float32(self.raw_rows(key))
+        out -= self.shift                   # in place, one batch-sized array at a time
+        out *= self.scale
+        return out
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError(f"{self.path}: a memory-mapped data set is read by rows (x[ids], "
