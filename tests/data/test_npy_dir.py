@@ -130,3 +130,23 @@ def test_bad_directories_are_one_line_naming_the_file(tmp_path, capfd, make):
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("dptrain: error: "), err
     assert str(d) in err and says in err, err
+
+
+def test_fingerprint_sees_the_rows_and_the_statistics(tmp_path):
+    """What ranks compare at start-up (data/fingerprint.py): a sampled row that differs, or
+    given statistics that differ, change the content fields; the same files give the same."""
+    from dptrain.data.fingerprint import dataset_fields
+    x, y = sample(np.uint8)
+
+    def changed(d):       # the fields whose values differ from the first directory's
+        return {what.split(" of npy:")[0] for (what, v), (_, v0) in
+                zip(dataset_fields(data.load(f"npy:{d}")), first) if v != v0}
+    first = dataset_fields(data.load(f"npy:{write_dir(tmp_path / 'a', x=x, y=y)}"))
+    assert changed(write_dir(tmp_path / "b", x=x, y=y)) == set()
+    x2 = x.copy()
+    x2[0, 0, 0, 0] ^= 1                         # the first row is always sampled
+    assert changed(write_dir(tmp_path / "c", x=x2, y=y)) & {
+        "the content of the training images", "the content of the test images"}
+    d = write_dir(tmp_path / "d", x=x, y=y)
+    (d / "stats.json").write_text(json.dumps({"mean": [0.5] * 3, "std": [0.25] * 3}))
+    assert changed(d) == {"the content of the training images"}
