@@ -7,7 +7,8 @@ builds DIR/big (a uint8 npy:DIR data set of --gib GiB, 3x32x32 images: each imag
 class's pattern, so the data are valid and learnable) and DIR/small (the same images, 5,000
 of them), trains the same model for the same steps on each under mpiexec, and prints every
 rank's VmHWM (scripts/rss_probe.py). Both have a 2,000-image x_test.npy: evaluation then
-costs the same for both and seconds, not the minutes a fifth of 4 GiB would take. DIR
+costs the same for both and seconds; with --split they have none, and the fixed fifth of
+each is held out and evaluated at the end (a fifth of 4 GiB: minutes). DIR
 (default /tmp/dptrain-mmap-rss) is deleted at the end unless --keep; --sparse leaves most
 of the big images zero (a sparse file: cheap on disk, for tests).
 """
@@ -28,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPE = (3, 32, 32)
 
 
-def build(directory: str, n: int, n_test: int = 2000, sparse: bool = False,
+def build(directory: str, n: int, n_test: int | None = 2000, sparse: bool = False,
           shape=SHAPE, chunk: int = 65536) -> None:
     """x.npy (n images), y.npy, x_test.npy, y_test.npy: image i is its class's fixed random
     pattern (every 64th image only with ``sparse``: the others stay zero, holes in the file)."""
@@ -48,6 +49,8 @@ def build(directory: str, n: int, n_test: int = 2000, sparse: bool = False,
             x[lo:hi] = protos[y[lo:hi]]
     x.flush()
     del x
+    if n_test is None:                 # npy:DIR holds out a fifth of x.npy by index
+        return
     yt = np.arange(n_test) % 10
     np.save(os.path.join(directory, "x_test.npy"), protos[yt])
     np.save(os.path.join(directory, "y_test.npy"), yt)
@@ -84,14 +87,17 @@ def main() -> int:
     p.add_argument("--dir", default="/tmp/dptrain-mmap-rss")
     p.add_argument("--sparse", action="store_true")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--split", action="store_true", help="no x_test.npy: the fixed fifth of "
+                   "each set is held out and evaluated (minutes for the big set)")
     a = p.parse_args()
     if os.path.exists(a.dir):
         sys.exit(f"{a.dir} exists: give another --dir (nothing is overwritten)")
     n_big = int(a.gib * 2**30) // int(np.prod(SHAPE))
     try:
         t0 = time.perf_counter()
-        build(os.path.join(a.dir, "big"), n_big, sparse=a.sparse)
-        build(os.path.join(a.dir, "small"), 5000)
+        n_test = None if a.split else 2000
+        build(os.path.join(a.dir, "big"), n_big, n_test, sparse=a.sparse)
+        build(os.path.join(a.dir, "small"), 5000, n_test)
         print(f"built {n_big:,} images ({a.gib:g} GiB) in {time.perf_counter() - t0:.0f} s")
         rows = {}
         for name in ("small", "big"):

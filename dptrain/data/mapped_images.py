@@ -21,6 +21,10 @@ import mmap
 import numpy as np
 
 
+GROUP_BYTES = 8 << 20           # file pages mapped at a time while rows are read
+FAULT_AROUND_BYTES = 64 << 10    # Linux maps up to this much around a faulting page
+
+
 def release(mapped) -> None:
     """Drop the pages of ``mapped`` (an np.memmap or a view of one) from this process's
     resident set; the page cache keeps them. A no-op where madvise is missing."""
@@ -82,10 +86,18 @@ class MappedImages:
     def raw_rows(self, key) -> np.ndarray:
         """Rows as stored in the file (not converted): what content digests are taken of."""
         rows = self.file_rows(key)
-        got = self.raw[rows]
-        # a slice is a view of the mapping: copied, since its pages are released below
-        out = np.array(got) if isinstance(got, np.memmap) else got
-        release(self.raw)
+        if isinstance(rows, slice):
+            out = np.array(self.raw[rows])     # copied: the mapping's pages are released
+            release(self.raw)
+            return out
+        # Rows scattered over the file: each fault maps up to 16 neighbouring cached pages
+        # too (the kernel's fault-around), so a batch of 1,000 random rows of 3 KB held
+        # 64 MB of the file; read a group at a time and release after each.
+        out = np.empty((len(rows),) + self.raw.shape[1:], self.raw.dtype)
+        group = max(1, GROUP_BYTES // (self.raw[0].nbytes + FAULT_AROUND_BYTES))
+        for lo in range(0, len(rows), group):
+            out[lo:lo + group] = self.raw[rows[lo:lo + group]]
+            release(self.raw)
         return out
 
     def __getitem__(self, key):

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..input_files import NotRegularFile, open_input
 from .fingerprint import SPLIT_ARRAYS, array_digest
-from .mapped_images import MappedImages
+from .mapped_images import MappedImages, release
 from .readers import DataError
 from .stream_scan import scan
 from .validate import as_labels, image_array, inferred_classes
@@ -81,11 +81,23 @@ def write_stats(path: Path, mean, std) -> None:
 
 
 def _split_rows(n: int):
-    """The fixed split of datasets._fixed_split as row indices (train, test), sorted
-    within each part as the permutation gives them."""
+    """The fixed split of datasets._fixed_split as row indices (train, test), in the
+    permutation's order; int32 where they fit (they are held for the whole run)."""
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
+    if n < 2**31:
+        perm = perm.astype(np.int32)
     n_test = max(1, n // 5)
     return perm[n_test:], perm[:n_test]
+
+
+def _labels(path: Path, n: int, num_classes: int | None) -> np.ndarray:
+    """The labels of ``path``, checked (validate.as_labels), as int64 in memory; the pages
+    read through the mapping are released."""
+    mapped = open_npy(path)
+    try:
+        return as_labels(mapped, n, str(path), num_classes)
+    finally:
+        release(mapped)
 
 
 def load_dir(spec: str, directory: Path, num_classes: int | None):
@@ -99,7 +111,7 @@ def load_dir(spec: str, directory: Path, num_classes: int | None):
         raise DataError(f"{directory}: x_test.npy and y_test.npy must come together")
     paths = [directory / f for f in FILES]
     x = image_array(open_npy(paths[0]), str(paths[0]))
-    y = as_labels(open_npy(paths[1]), len(x), str(paths[1]), num_classes)
+    y = _labels(paths[1], len(x), num_classes)
     if len(x) == 0:
         raise DataError(f"{paths[0]}: no samples")
     if has_test[0]:
@@ -109,20 +121,20 @@ def load_dir(spec: str, directory: Path, num_classes: int | None):
                             f"{x.shape[1:]} differ")
         if len(xt) == 0:
             raise DataError(f"{paths[2]}: no test samples (the test split is empty)")
-        yt = as_labels(open_npy(paths[3]), len(xt), str(paths[3]), num_classes)
+        yt = _labels(paths[3], len(xt), num_classes)
         train_rows = test_rows = None
     else:
         xt = x
         if len(x) < 2:
             raise DataError(f"{paths[0]}: one sample cannot make a training and a test split")
         train_rows, test_rows = _split_rows(len(x))
-        y, yt = y[train_rows], y[test_rows]
-    if num_classes is None:
-        whole = y if has_test[0] else np.concatenate([y, yt])    # npz: from every label
-        num_classes = inferred_classes(whole, f"{paths[1]}")
-        if len(yt) and yt.max() >= num_classes:
+    if num_classes is None:     # as npz: without a test file, from every label (before the split)
+        num_classes = inferred_classes(y, f"{paths[1]}")
+        if has_test[0] and len(yt) and yt.max() >= num_classes:
             raise DataError(f"{paths[3]}: label {int(yt.max())} out of range "
                             f"[0, {num_classes}) of the training labels")
+    if train_rows is not None:
+        y, yt = y[train_rows], y[test_rows]
     given = (directory / STATS_FILE).exists()
     stats = read_stats(directory / STATS_FILE, x.shape[1]) if given else None
     mask = None

@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import mmap_rss  # noqa: E402
 
 BUDGET_MIB = 100
+EVAL_BUDGET_MIB = 50
 BIG_GIB = 1.5
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 
@@ -70,8 +71,11 @@ print((peak_kib() - before) / 1024)
 
 
 def test_evaluating_a_split_larger_than_the_budget_reads_it_in_batches(sets):
-    """The held-out fifth of the big set (300 MiB as stored, 1.2 GiB as float32)."""
+    """The held-out fifth of the big set (300 MiB as stored, 1.2 GiB as float32), in batches
+    of 1,000 rows scattered over the file (12 MiB as float32): the growth stays within about
+    four batches. Reading a batch's rows all at once held 86 MiB (the kernel maps up to 64 KB
+    around each faulting page); the whole share at once, 1.8 GiB."""
     done = subprocess.run([sys.executable, "-c", EVALUATE, str(sets / "big"), str(ROOT / "scripts")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert float(done.stdout) < BUDGET_MIB, done.stdout
+    assert float(done.stdout) < EVAL_BUDGET_MIB, done.stdout
