@@ -1,6 +1,7 @@
 """npy:DIR, the memory-mapped directory data set: the same data as npz, read by rows, checked
 in one streamed pass with one line naming the file, trained on to the same parameters."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -83,6 +84,12 @@ def nan_pixel(d):
     return "x.npy: sample 41 has a non-finite pixel value (nan)"
 
 
+def nan_pixel_with_stats(d):            # given statistics do not skip a float file's pass
+    says = nan_pixel(d)
+    (d / "stats.json").write_text('{"mean": [0, 0, 0], "std": [1, 1, 1]}')
+    return says
+
+
 def bad_label(d):
     x, y = sample(np.uint8)
     write_dir(d, x=x, y=np.r_[y[:-1], -3])
@@ -120,8 +127,31 @@ def not_npy(d):
     return "x.npy: not a readable .npy file"
 
 
-@pytest.mark.parametrize("make", [nan_pixel, bad_label, mismatched_counts, wrong_dims,
-                                  shape_mismatch, lonely_test_images, not_npy])
+def pickled_labels(d):
+    x, _ = sample(np.uint8)
+    d.mkdir()
+    np.save(d / "x.npy", x)
+    np.save(d / "y.npy", np.array([object()] * 60), allow_pickle=True)
+    return "y.npy: not a readable .npy file"
+
+
+def fifo_images(d):
+    d.mkdir()
+    os.mkfifo(d / "x.npy")                    # opened without blocking, refused by fstat
+    np.save(d / "y.npy", np.arange(3))
+    return "x.npy: not a regular file (a FIFO)"
+
+
+def bad_stats(d):
+    x, y = sample(np.float32)
+    write_dir(d, x=x, y=y)
+    (d / "stats.json").write_text('{"mean": [0, 0, 0], "std": [1, 0, 1]}')
+    return "stats.json: means must be finite and standard deviations positive"
+
+
+@pytest.mark.parametrize("make", [nan_pixel, nan_pixel_with_stats, bad_label, mismatched_counts, wrong_dims,
+                                  shape_mismatch, lonely_test_images, not_npy, pickled_labels,
+                                  fifo_images, bad_stats])
 def test_bad_directories_are_one_line_naming_the_file(tmp_path, capfd, make):
     d = tmp_path / "d"
     says = make(d)
