@@ -27,19 +27,21 @@ def evaluate(model, x, y, batch_size: int = 1000) -> dict:
 
 
 
-def per_sample_stats(model, x, y, batch_size: int = 1000, start: int = 0, stop=None):
-    """Per sample of rows start..stop (default: all): loss, gradient bound
-    ||softmax - onehot||^2 (seed 003, eq. 80-87) and whether the prediction is right, in
-    inference mode. Host arrays, copied from the device once for the whole split. Rows are
-    read batch by batch (a memory-mapped x is never read whole)."""
+def per_sample_stats(model, x, y, batch_size: int = 1000, start: int = 0, stop=None,
+                     rows=None):
+    """Per sample of rows start..stop (default: all) of x, or of x[rows]: loss, gradient
+    bound ||softmax - onehot||^2 (seed 003, eq. 80-87) and whether the prediction is right,
+    in inference mode. Host arrays, copied from the device once for the whole split. Rows
+    are read batch by batch (a memory-mapped x is never read whole)."""
     xp = backend.xp
     loss = SoftmaxCrossEntropy()
     losses, bounds, right = [], [], []
-    stop = len(x) if stop is None else stop
+    stop = (len(x) if rows is None else len(rows)) if stop is None else stop
     for lo in range(start, stop, batch_size):
         hi = min(lo + batch_size, stop)
-        xb = xp.asarray(x[lo:hi], dtype=model.dtype)
-        yb = xp.asarray(y[lo:hi])
+        at = slice(lo, hi) if rows is None else rows[lo:hi]
+        xb = xp.asarray(x[at], dtype=model.dtype)
+        yb = xp.asarray(y[at])
         logits = model.forward(xb, train=False)
         loss.forward(logits, yb)
         losses.append(loss.sample_losses)

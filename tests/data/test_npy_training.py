@@ -55,3 +55,21 @@ def test_two_ranks_on_npy_equal_one_rank_on_npz(same_data, tmp_path):
     one, two = weights(tmp_path / "one.npz"), weights(tmp_path / "two.npz")
     for k in one:                                      # up to summation order (guarantees.md)
         np.testing.assert_allclose(two[k], one[k], rtol=1e-9, atol=1e-12)
+
+
+def test_no_read_takes_more_rows_than_a_batch(same_data, monkeypatch):
+    """Training, evaluation and the adaptive sampler's probes (--as-refresh every-bin, 40
+    samples per bin, every 2 steps) read at most a batch of rows at a time (16 here): a
+    probe read all of its samples at once before (72)."""
+    from dptrain.data.mapped_images import MappedImages
+    sizes = []
+    read = MappedImages.__getitem__          # what consumers read (digests read raw rows)
+
+    def recorded(self, key):
+        out = read(self, key)
+        sizes.append(len(out))
+        return out
+    monkeypatch.setattr(MappedImages, "__getitem__", recorded)
+    assert main(TRAIN + ["--dataset", "npy:" + str(same_data / "d"), "--as-refresh", "every-bin",
+                         "--as-refresh-per-bin", "40", "--as-beta", "2"]) == 0
+    assert sizes and max(sizes) <= 16, sorted(set(sizes))
