@@ -1,4 +1,4 @@
-"""The ``dptrain`` command: train, eval, summary, models, bench, plot.
+"""The ``dptrain`` command: train, eval, summary, models, bench, plot, data.
 
 Exit codes (docs/errors.md): 0 success; 2 bad input or configuration, reported as
 one line ``dptrain: error: ...`` naming the culprit; 3 a failure during training;
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "ranks, overlap under emulated networks, scaling predictions")
     add_bench_arguments(b)
     add_debug_flag(b)
+
+    from .data_command import add_data_command
+    add_data_command(sub)
 
     pl = add_command(sub, "plot", "plot a metrics JSONL file, or a --trace timeline, to PNG")
     pl.add_argument("metrics", metavar="FILE.jsonl", nargs="?",
@@ -174,6 +177,11 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_data(args) -> int:
+    from .data_command import run_data
+    return run_data(args)
+
+
 def _report(exc, prefix: str, code: int, report: bool) -> int:
     """Agreed errors are printed by rank 0 alone; one only this rank saw (raised after the
     agreed start-up) is printed here, survives the abort (last_words.py), and ends every
@@ -202,7 +210,7 @@ def _interrupted(signum: int, rank: int) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary, "models": _cmd_models,
-            "bench": _cmd_bench, "plot": _cmd_plot}
+            "bench": _cmd_bench, "plot": _cmd_plot, "data": _cmd_data}
 
 
 def main(argv=None) -> int:

@@ -5,6 +5,7 @@
     fashion-mnist:DIR    same file names as MNIST
     cifar10:DIR          the python or the binary batches (cifar.py)
     npz:FILE             arrays x, y and optionally x_test, y_test
+    npy:DIR              x.npy, y.npy (x_test.npy, y_test.npy), memory-mapped (npy_dir.py)
     synthetic[:CxHxW[:N]] generated, learnable, for benchmarks and tests
     arrays:NAME          a script's own arrays, registered in this process (in_memory.py)
 
@@ -26,7 +27,7 @@ from .validate import as_images, as_labels, check_fits, inferred_classes
 @dataclass
 class Dataset:
     name: str
-    x_train: np.ndarray          # (N, C, H, W) float32, normalised
+    x_train: np.ndarray          # (N, C, H, W) float32, normalised (npy:DIR: MappedImages)
     y_train: np.ndarray          # (N,) int64
     x_test: np.ndarray
     y_test: np.ndarray
@@ -112,14 +113,19 @@ def load(spec: str, num_classes: int | None = None) -> Dataset:
             parts = _fixed_split(x, y, max(1, len(x) // 5))
         else:
             parts = (x, y, xt, yt)
+    elif kind == "npy":
+        if not arg:
+            raise DataError("--dataset npy: give the directory, as npy:DIR")
+        from .npy_dir import load_dir
+        return load_dir(spec, Path(arg), given)
     elif kind == "synthetic":
         x, y = _synthetic(arg)
         parts = _fixed_split(x, y, max(1, len(x) // 5))
     else:
         from ..suggest import did_you_mean
-        kinds = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "npz", "synthetic")
+        kinds = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "npz", "npy", "synthetic")
         raise DataError(f"unknown dataset {spec!r}{did_you_mean(kind, kinds)} (choose mnist5k, mnist:DIR, fashion-mnist:DIR, "
-                        "cifar10:DIR, npz:FILE or synthetic)")
+                        "cifar10:DIR, npz:FILE, npy:DIR or synthetic)")
     return _assemble(spec, *parts, num_classes=num_classes)
 
 

@@ -8,8 +8,9 @@ may order differently on another node).
 
 The digest must cost little beside loading: CRC-32 (zlib, ~2 GB/s, several times faster than
 a cryptographic hash here) over all of an array's bytes up to ``FULL_BYTES``; beyond that, and
-for memory-mapped arrays (which must not be read whole), over ``SAMPLE_ROWS`` rows at fixed,
-evenly spaced positions plus the first and last, so the cost is bounded whatever the size. It
+for memory-mapped arrays (which must not be read whole: npy_dir.py), over ``SAMPLE_ROWS``
+rows at fixed, evenly spaced positions plus the first and last, so the cost is bounded
+whatever the size. It
 detects accidental differences, not adversarial ones (nothing here is a security boundary),
 and a sampled array can differ in rows the sample skips (the fingerprint says "sampled").
 """
@@ -35,13 +36,15 @@ def _crc(a: np.ndarray, crc: int = 0) -> int:
 
 def array_digest(a: np.ndarray) -> str:
     """'crc32 <hex>' over every byte, or 'crc32 <hex> of N sampled rows' (see the module doc)."""
-    if not isinstance(a, np.memmap) and a.nbytes <= FULL_BYTES:
+    # rows as stored, of an array-like that normalises them as it reads (mapped_images.py)
+    read = getattr(a, "raw_rows", None) or (lambda index: np.asarray(a[index]))
+    if not isinstance(a, np.memmap) and not hasattr(a, "raw_rows") and a.nbytes <= FULL_BYTES:
         return f"crc32 {_crc(a):08x}"
     n = len(a)
     rows = np.unique(np.linspace(0, n - 1, min(n, SAMPLE_ROWS)).astype(np.int64))
     crc = 0
     for start in range(0, len(rows), 256):          # fancy indexing reads only these rows
-        crc = _crc(np.asarray(a[rows[start:start + 256]]), crc)
+        crc = _crc(read(rows[start:start + 256]), crc)
     return f"crc32 {crc:08x} of {len(rows)} sampled rows"
 
 

@@ -37,9 +37,9 @@ def _first_bad_sample(bad: np.ndarray) -> int:
     return int(np.argmax(bad.reshape(len(bad), -1).any(axis=1)))
 
 
-def as_images(x, where: str) -> np.ndarray:
-    """(N, H, W) or (N, C, H, W) numbers as float32 (uint8 scaled to [0, 1]), all finite."""
-    x = np.asarray(x)
+def image_array(x, where: str):
+    """(N, H, W) or (N, C, H, W) real numbers as (N, C, H, W), checked but not converted (a
+    view: a memory-mapped array stays mapped)."""
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
@@ -52,6 +52,12 @@ def as_images(x, where: str) -> np.ndarray:
                         "dptrain takes (N, C, H, W): store x.transpose(0, 3, 1, 2)")
     if 0 in x.shape[1:]:
         raise DataError(f"{where}: images of shape {x.shape[1:]} hold no pixels")
+    return x
+
+
+def as_images(x, where: str) -> np.ndarray:
+    """(N, H, W) or (N, C, H, W) numbers as float32 (uint8 scaled to [0, 1]), all finite."""
+    x = image_array(np.asarray(x), where)
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     with np.errstate(over="ignore", invalid="ignore"):

@@ -27,16 +27,21 @@ def evaluate(model, x, y, batch_size: int = 1000) -> dict:
 
 
 
-def per_sample_stats(model, x, y, batch_size: int = 1000):
-    """Per sample: loss, gradient bound ||softmax - onehot||^2 (seed 003, eq. 80-87) and
-    whether the prediction is right, in inference mode. Host arrays, copied from the device
-    once for the whole split."""
+def per_sample_stats(model, x, y, batch_size: int = 1000, start: int = 0, stop=None,
+                     rows=None):
+    """Per sample of rows start..stop (default: all) of x, or of x[rows]: loss, gradient
+    bound ||softmax - onehot||^2 (seed 003, eq. 80-87) and whether the prediction is right,
+    in inference mode. Host arrays, copied from the device once for the whole split. Rows
+    are read batch by batch (a memory-mapped x is never read whole)."""
     xp = backend.xp
     loss = SoftmaxCrossEntropy()
     losses, bounds, right = [], [], []
-    for start in range(0, len(x), batch_size):
-        xb = xp.asarray(x[start:start + batch_size], dtype=model.dtype)
-        yb = xp.asarray(y[start:start + batch_size])
+    stop = (len(x) if rows is None else len(rows)) if stop is None else stop
+    for lo in range(start, stop, batch_size):
+        hi = min(lo + batch_size, stop)
+        at = slice(lo, hi) if rows is None else rows[lo:hi]
+        xb = xp.asarray(x[at], dtype=model.dtype)
+        yb = xp.asarray(y[at])
         logits = model.forward(xb, train=False)
         loss.forward(logits, yb)
         losses.append(loss.sample_losses)
@@ -64,8 +69,9 @@ def evaluate_shares(model, comm, x, y, batch_size: int, guard):
     from ..data import rank_slice
     n = len(x)
     sizes = [len(rank_slice(np.arange(n), r, comm.size)) for r in range(comm.size)]
-    part = rank_slice(np.arange(n), comm.rank, comm.size)
-    losses, bounds, right = per_sample_stats(model, x[part], y[part], batch_size)
+    start = sum(sizes[:comm.rank])               # this rank's share: rows start..start+size
+    losses, bounds, right = per_sample_stats(model, x, y, batch_size, start,
+                                             start + sizes[comm.rank])
     sums = np.array([losses.sum(), right.sum(), len(losses)], dtype=np.float64)
     with guard():
         comm.allreduce(sums)

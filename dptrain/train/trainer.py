@@ -203,8 +203,8 @@ class Trainer:
         """Losses and gradient bounds of training samples ``ids`` (this rank's share of a
         sampler's probe) in inference mode, after every pending update."""
         self.dp.flush()
-        losses, bounds, _ = per_sample_stats(self.model, self.ds.x_train[ids], self.ds.y_train[ids],
-                                             self.cfg.eval_batch_size)
+        losses, bounds, _ = per_sample_stats(self.model, self.ds.x_train, self.ds.y_train,
+                                             self.cfg.eval_batch_size, rows=ids)
         return losses, bounds
 
     def check_step(self, r) -> None:
