@@ -186,6 +186,13 @@ def _is_layer(obj) -> bool:
         hasattr(obj, a) for a in ("forward", "backward", "params", "output_shape"))
 
 
+def _spliced(items) -> list:
+    out = []
+    for item in items:
+        out.extend(_spliced(item) if isinstance(item, (list, tuple)) else [item])
+    return out
+
+
 def build_layers(spec: str, input_shape, num_classes: int):
     """Call the builder: a list of layers, or the Sequential it returned. The layers are
     checked against ``input_shape`` (per sample) before any parameter is allocated."""
@@ -214,6 +221,7 @@ def build_layers(spec: str, input_shape, num_classes: int):
         shown = "an empty list" if result == [] else f"a {type(result).__name__}"
         raise ModelError(f"--model {spec}: {name} returned {shown}; it must return a list of "
                          "dptrain.nn layers or a dptrain.models.Sequential")
+    result = _spliced(result)            # nested lists are spliced in, as Sequential does
     for i, layer in enumerate(result):
         if not _is_layer(layer):
             raise ModelError(f"--model {spec}: {name} returned a list whose item {i} is a "

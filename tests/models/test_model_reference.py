@@ -179,6 +179,21 @@ def test_the_example_of_docs_own_model_trains(tmp_path, monkeypatch, capfd):
     assert "Conv2D(1->16, 3x3, stride 1, pad 1)" in capfd.readouterr().out
 
 
+def test_the_residual_example_of_the_docs_trains_and_equals_its_leaf_count(tmp_path, monkeypatch, capfd):
+    """docs/own-model.md's second example (a tiny ResNet) builds, trains a step and sums."""
+    doc = (Path(__file__).parents[2] / "docs" / "own-model.md").read_text()
+    example = doc.split("```python\n")[2].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_resnet.py").write_text(example)
+    assert main(["train", "--model", "my_resnet.py:tiny_resnet", "--dataset",
+                 "synthetic:1x8x8:64", "--batch-size", "16", "--max-steps", "1", "--quiet"]) == 0
+    model = models.get("my_resnet.py:tiny_resnet", (1, 8, 8), 10)
+    # stem 3, block 1: 5 + ReLU, block 2: 5 + projection 2 + ReLU, pool, dense
+    assert len(model.layers) == 3 + 6 + 8 + 2
+    assert main(["summary", "--model", "my_resnet.py:tiny_resnet", "--input-shape", "1x8x8"]) == 0
+    assert "+ sum" in capfd.readouterr().out
+
+
 RESIDUAL = """
     from dptrain import nn
 
