@@ -251,12 +251,22 @@ def test_nvcc_compiles_the_kernels_for_an_h100(tmp_path, dtype):
         assert f".entry {name}(" in ptx, name
 
 
+FUSED = {"bn_relu_maxpool_forward", "bn_relu_maxpool_input_grad", "bn_stats_partial",
+         "bn_stats_combine"}
+ALONE = {"bn_stats_partial", "bn_normalize", "bn_grad_partial", "bn_input_grad"}
+
+
 @pytest.mark.parametrize("kernel_path", ["cuda-kernels"], indirect=True)
-@pytest.mark.parametrize("model,dataset", [("thesis-cnn", "synthetic:1x28x28:120"),
-                                           ("vgg-cifar", "synthetic:3x32x32:40")])
-def test_training_through_the_kernels_matches_the_generic_path(kernel_path, model, dataset):
-    """A few float64 steps of a whole model, every conv/pool/batch-norm dispatched to the
-    CUDA kernels' source, give the generic path's parameters."""
+@pytest.mark.parametrize("model,dataset,expected", [
+    ("thesis-cnn", "synthetic:1x28x28:120", FUSED),     # both BN -> ReLU -> MaxPool2D fused
+    ("vgg-cifar", "synthetic:3x32x32:40",               # and batch norms alone
+     FUSED | {"bn_grad_partial", "sum_pairs_combine", "bn_normalize"}),
+    # batch norms in branches and projection shortcuts, convolutions with stride 1 and 2
+    ("resnet-small", "synthetic:1x8x8:120", ALONE)])
+def test_training_through_the_kernels_matches_the_generic_path(kernel_path, model, dataset,
+                                                               expected):
+    """A few float64 steps of a whole model (residual blocks too), every conv/pool/batch-norm
+    dispatched to the CUDA kernels' source, give the generic path's parameters."""
     from dptrain.nn import cuda_kernels
     from dptrain.train import TrainConfig, Trainer
     cfg = TrainConfig(model=model, dataset=dataset, dtype="float64", max_steps=3, batch_size=8,
@@ -284,11 +294,7 @@ def test_training_through_the_kernels_matches_the_generic_path(kernel_path, mode
     finally:
         cuda_kernels.host_launcher = launcher
     backend.set_dtype("float32")
-    # both BatchNorm -> ReLU -> MaxPool2D runs fused; vgg-cifar's other BatchNorms alone
-    assert {"bn_relu_maxpool_forward", "bn_relu_maxpool_input_grad", "bn_stats_partial",
-            "bn_stats_combine"} <= set(launched)
-    if model == "vgg-cifar":
-        assert {"bn_grad_partial", "sum_pairs_combine", "bn_normalize"} <= set(launched)
+    assert expected <= set(launched)
     for (k, a), (_, b) in zip(generic.model.named_params(), through.model.named_params()):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=k)
 

@@ -40,35 +40,6 @@ def test_resume_of_a_residual_network_is_bitwise_identical(tmp_path, sync):
         np.testing.assert_array_equal(state[k], straight[k], err_msg=k)
 
 
-@pytest.mark.parametrize("kernel_path", ["cuda-kernels"], indirect=True)
-def test_training_a_residual_network_through_the_kernels_matches_the_generic_path(kernel_path):
-    from dptrain.nn import cuda_kernels
-    launcher, cuda_kernels.host_launcher = cuda_kernels.host_launcher, None
-    try:
-        generic = run(max_steps=2)
-    finally:
-        cuda_kernels.host_launcher = launcher
-    launched = []
-
-    def recording(dtype):
-        launch = launcher(dtype)
-
-        def recorded(name, *args):
-            launched.append(name)
-            return launch(name, *args)
-        recorded.__dict__.update(launch.__dict__)
-        return recorded
-    cuda_kernels.host_launcher = recording
-    try:
-        through = run(max_steps=2)
-    finally:
-        cuda_kernels.host_launcher = launcher
-    # batch norms in branches and projection shortcuts, convolutions with stride 1 and 2
-    assert {"bn_stats_partial", "bn_normalize", "bn_grad_partial", "bn_input_grad"} <= set(launched)
-    for (k, a), (_, b) in zip(generic.model.named_params(), through.model.named_params()):
-        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=k)
-
-
 def test_replayed_residual_steps_equal_eager_steps(tmp_path, monkeypatch, capfd):
     kw = dict(model="resnet-small", dataset="synthetic:1x8x8:120", optimizer="momentum")
     eager = graph_trainer(tmp_path, False, name="eager", **kw)
