@@ -1,4 +1,4 @@
-"""The ``dptrain`` command: train, eval, summary, models, bench, plot, data.
+"""The ``dptrain`` command: train, eval, summary, models, bench, check, plot, data.
 
 Exit codes (docs/errors.md): 0 success; 2 bad input or configuration, reported as
 one line ``dptrain: error: ...`` naming the culprit; 3 a failure during training;
@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .data_command import add_data_command
     add_data_command(sub)
+
+    from .model_check.command import add_check_arguments
+    c = add_command(sub, "check", "check a model before a job: each layer's backprop by finite "
+                    "differences, 1 against 2 ranks, the summary")
+    add_check_arguments(c)
+    add_debug_flag(c)
 
     pl = add_command(sub, "plot", "plot a metrics JSONL file, or a --trace timeline, to PNG")
     pl.add_argument("metrics", metavar="FILE.jsonl", nargs="?",
@@ -177,6 +183,11 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_check(args) -> int:
+    from .model_check.command import run_check
+    return run_check(args)
+
+
 def _cmd_data(args) -> int:
     from .data_command import run_data
     return run_data(args)
@@ -210,7 +221,8 @@ def _interrupted(signum: int, rank: int) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary, "models": _cmd_models,
-            "bench": _cmd_bench, "plot": _cmd_plot, "data": _cmd_data}
+            "bench": _cmd_bench, "plot": _cmd_plot, "data": _cmd_data,
+            "check": _cmd_check}
 
 
 def main(argv=None) -> int:

@@ -13,41 +13,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 
-import numpy as np
+from dptrain.model_check.ranks import compare, train
 
 
-def train(ranks: int, device: str, weights: str, flags: list[str]) -> int:
-    cmd = [sys.executable, "-m", "dptrain", "train", "--device", device, "--quiet",
-           "--save-weights", weights, *flags]
-    if device == "gpu" and ranks > 1:
-        cmd.append("--allow-gpu-sharing")
-    if ranks > 1:
-        mpiexec = shutil.which("mpiexec") or os.path.join(os.path.dirname(sys.executable), "mpiexec")
-        cmd = [mpiexec, "-n", str(ranks), *cmd]
-    print("$", " ".join(cmd), flush=True)
-    return subprocess.run(cmd).returncode
-
-
-def compare(one: str, many: str, rtol: float, atol: float) -> bool:
-    a, b = np.load(one), np.load(many)
-    if sorted(a.files) != sorted(b.files):
-        print(f"different arrays: {sorted(set(a.files) ^ set(b.files))}")
+def report(one: str, many: str, rtol: float, atol: float) -> bool:
+    result = compare(one, many, rtol, atol)
+    if result.problem:
+        print(result.problem)
         return False
-    ok = True
-    arrays = [k for k in a.files if k != "meta"]     # "meta": the model record, not a parameter
-    for k in sorted(arrays, key=lambda name: [int(p) if p.isdigit() else p for p in name.split(".")]):
-        x, y = a[k].astype(np.float64), b[k].astype(np.float64)
-        diff = np.abs(x - y)
-        rel = float((diff / np.maximum(np.abs(x), atol)).max()) if x.size else 0.0
-        bad = not np.allclose(y, x, rtol=rtol, atol=atol)
-        ok &= not bad
-        print(f"{k:>14}  {x.size:>8}  max rel diff {rel:.3e}{'  <-- differs' if bad else ''}")
-    return ok
+    for k, size, rel, ok in result.rows:
+        print(f"{k:>14}  {size:>8}  max rel diff {rel:.3e}{'' if ok else '  <-- differs'}")
+    return result.ok
 
 
 def main(argv=None) -> int:
@@ -66,11 +45,11 @@ def main(argv=None) -> int:
     os.makedirs(outdir, exist_ok=True)
     one, many = os.path.join(outdir, "1rank.npz"), os.path.join(outdir, f"{args.ranks}ranks.npz")
     for ranks, path in ((1, one), (args.ranks, many)):
-        rc = train(ranks, args.device, path, flags)
+        rc = train(ranks, path, flags, device=args.device, echo=True).returncode
         if rc != 0:
             print(f"compare_ranks: the {ranks}-rank run failed (exit {rc})")
             return 1
-    ok = compare(one, many, args.rtol, args.atol)
+    ok = report(one, many, args.rtol, args.atol)
     print(f"1 rank vs {args.ranks} ranks: {'the same parameters' if ok else 'DIFFERENT parameters'} "
           f"(rtol {args.rtol:g})")
     return 0 if ok else 1

@@ -31,6 +31,6 @@ def test_a_difference_is_reported_and_fails(tmp_path, capsys):
     import compare_ranks
     np.savez(tmp_path / "a.npz", **{"0.W": np.ones(3), "0.b": np.zeros(2)})
     np.savez(tmp_path / "b.npz", **{"0.W": np.array([1.0, 1.0, 1.001]), "0.b": np.zeros(2)})
-    assert compare_ranks.compare(str(tmp_path / "a.npz"), str(tmp_path / "a.npz"), 1e-9, 1e-12)
-    assert not compare_ranks.compare(str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), 1e-9, 1e-12)
+    assert compare_ranks.report(str(tmp_path / "a.npz"), str(tmp_path / "a.npz"), 1e-9, 1e-12)
+    assert not compare_ranks.report(str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), 1e-9, 1e-12)
     assert "0.W         3  max rel diff 1.000e-03  <-- differs" in capsys.readouterr().out
