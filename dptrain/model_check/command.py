@@ -44,6 +44,11 @@ def add_check_arguments(c) -> None:
 def _shape_and_classes(args):
     from ..models import reference, zoo
     shape, classes = None, args.num_classes
+    if not reference.is_reference(args.model) and args.model not in zoo.BUILDERS:
+        try:
+            zoo.get(args.model)              # the unknown name, with the closest ones
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.input_shape:
         shape = reference.parse_shape(args.input_shape)
     if args.dataset:
