@@ -166,3 +166,34 @@ def test_each_leaf_is_checked_on_the_input_it_receives_inside_a_residual_block()
     assert all(r["ok"] for r in rows), rows
     assert set(rows[2]["errors"]) == {"x", "W", "b"}
     assert np.isfinite([e for r in rows for e in r["errors"].values()]).all()
+
+
+REBINDS = example().replace("self.grads[\"s\"][...] = xp.sum(dy * self._x, axis=axes)",
+                            "self.grads[\"s\"] = xp.sum(dy * self._x, axis=axes)")
+
+
+def test_a_backward_that_rebinds_its_gradients_fails_although_their_values_are_right(tmp_path):
+    """Buckets replace grads with views: a rebound array is never reduced."""
+    assert REBINDS != example()
+    res = check(tmp_path, "--model", "model.py:net", "--input-shape", "1x6x6", "--no-ranks",
+                source=REBINDS)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "backward rebound grads['s']" in res.stdout
+    assert "check: FAILED: layer 1 Scale(8); layer 4 Scale(8)" in res.stdout
+
+
+@NEEDS_RANKS
+def test_a_two_rank_run_that_ran_as_one_rank_fails(tmp_path):
+    """An mpiexec of another MPI starts two separate one-rank runs, which always agree."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "mpiexec").write_text('#!/bin/sh\nshift 2\nexec "$@"\n')     # drops "-n 2"
+    (fake / "mpiexec").chmod(0o755)
+    script = (f"import sys; from dptrain.model_check import ranks; "
+              f"ranks.find_mpiexec = lambda: {str(fake / 'mpiexec')!r}; "
+              f"from dptrain.cli import main; sys.exit(main(sys.argv[1:]))")
+    res = subprocess.run([sys.executable, "-c", script, "check", "--model", "mlp",
+                          "--input-shape", "1x4x4", "--steps", "1"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "the 2-rank run ran as 1 rank(s)" in res.stdout

@@ -96,7 +96,7 @@ def check_layers(model, batch_size: int, tol: float, seed: int = 0) -> list[dict
 
 def check_ranks(args, shape, classes, has_bn: bool) -> dict:
     """Train ``--steps`` steps on 1 and on 2 ranks in float64 and compare the parameters."""
-    from .ranks import compare, train, why_not_runnable
+    from .ranks import compare, find_mpiexec, ranks_reported, train, why_not_runnable
     reason = why_not_runnable()
     if reason:
         return {"skipped": reason}
@@ -114,11 +114,18 @@ def check_ranks(args, shape, classes, has_bn: bool) -> dict:
         paths = {}
         for ranks in (1, 2):
             paths[ranks] = os.path.join(tmp, f"{ranks}.npz")
-            run = train(ranks, paths[ranks], flags, timeout=args.timeout)
+            metrics = os.path.join(tmp, f"{ranks}.jsonl")
+            run = train(ranks, paths[ranks], flags + ["--metrics-out", metrics],
+                        timeout=args.timeout)
             if run.returncode != 0:
                 tail = "\n".join(run.output.strip().splitlines()[-5:])
                 return {**out, "ok": False, "failed": f"the {ranks}-rank run ended with exit "
                         f"{run.returncode}:\n{tail}"}
+            ran_as = ranks_reported(metrics)
+            if ran_as != ranks:
+                # an mpiexec of another MPI starts P separate one-rank runs, which agree
+                return {**out, "ok": False, "failed": f"the {ranks}-rank run ran as {ran_as} "
+                        f"rank(s): is {find_mpiexec()} the mpiexec of this Python's MPI?"}
         result = compare(paths[1], paths[2], rtol=args.rtol)
     if result.problem:
         return {**out, "ok": False, "failed": result.problem}

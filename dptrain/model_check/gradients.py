@@ -54,11 +54,18 @@ def layer_errors(layer, x, rng, train: bool = True) -> dict:
 
     needs = layer.needs_input_grad
     layer.needs_input_grad = True
+    held = dict(layer.grads)
     try:
         layer.forward(x, train)
         dx = layer.backward(r)
     finally:
         layer.needs_input_grad = needs
+    for name, g in held.items():
+        # data parallelism swaps these arrays for views into its buckets: a rebound
+        # gradient is never reduced, whatever its values
+        if layer.grads.get(name) is not g:
+            raise ValueError(f"backward rebound grads[{name!r}]: fill it in place "
+                             f"(grads[{name!r}][...] = ...)")
     analytic = {name: np.array(g, copy=True) for name, g in layer.grads.items()}
     errors = {}
     idx, num = numeric_grad(loss, x, rng)

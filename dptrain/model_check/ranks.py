@@ -9,6 +9,7 @@ whole at its deadline: the check never hangs.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -63,6 +64,15 @@ def train(ranks: int, weights: str, flags: list[str], device: str = "cpu",
         out, _ = proc.communicate()
         return Run(124, (out or "") + f"\n(killed after {timeout:.0f} s)")
     return Run(proc.returncode, out or "")
+
+
+def ranks_reported(metrics: str) -> int | None:
+    """The rank count a run's metrics file reports on its first line (None: unreadable)."""
+    try:
+        with open(metrics) as f:
+            return json.loads(f.readline()).get("ranks")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 @dataclass
