@@ -27,6 +27,7 @@ def main():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--net-emulate", help="alpha-beta network emulation, e.g. bw=100Mbit")
     p.add_argument("--fc-replicate", default="auto")
+    p.add_argument("--input-shape", help="CxHxW, for a model of the user's own (FILE.py:NAME)")
     a = p.parse_args()
     backend.set_threads(a.threads)
     world = comms.default()
@@ -35,7 +36,8 @@ def main():
     # "independent": the same ranks, no gradient exchange: what the machine allows P
     # processes at once, the ceiling that communication is measured against
     comm = comms.create("local") if a.sync == "independent" else world
-    model = models.get(a.model, seed=0)
+    shape = tuple(int(d) for d in a.input_shape.split("x")) if a.input_shape else None
+    model = models.get(a.model, shape, seed=0)
     opt = optim.get("adadelta", model, lr=1.0)
     loss = nn.SoftmaxCrossEntropy()
     sync = "blocking" if a.sync == "independent" else a.sync

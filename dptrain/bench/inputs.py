@@ -42,13 +42,15 @@ def check_batches_fit(args) -> None:
 
 
 # the modes that build zoo models by name in processes of their own, or need a default shape
-ZOO_ONLY_MODES = (("profile", "--profile"), ("predict", "--predict"), ("ranks", "--ranks"),
-                  ("kernel_ops", "--kernel-ops"), ("batch_sizes", "--batch-sizes"))
+ZOO_ONLY_MODES = (("profile", "--profile"), ("predict", "--predict"),
+                  ("net_emulate", "--net-emulate"), ("kernel_ops", "--kernel-ops"),
+                  ("batch_sizes", "--batch-sizes"))
 
 
 def check_reference_mode(args):
-    """A model of the user's own (FILE.py:NAME) is timed by the single-step bench, on the
-    CPU, for the shape --input-shape gives: that shape, or None for a zoo model."""
+    """A model of the user's own (FILE.py:NAME) is timed by the single-step bench and the
+    weak-scaling bench (--ranks), on the CPU, for the shape --input-shape gives: that shape,
+    or None for a zoo model."""
     from ..models.reference import is_reference, parse_shape
     named = str(args.model or "").split(",") + str(getattr(args, "models", "") or "").split(",")
     given = [m for m in named if is_reference(m)]
@@ -60,7 +62,7 @@ def check_reference_mode(args):
     for attr, flag in ZOO_ONLY_MODES:
         if getattr(args, attr, None):
             raise UsageError(f"bench {flag}: --model {given[0]} is a model of your own, which "
-                             "only the single-step bench times (drop the flag)")
+                             "only the single-step and --ranks benches time (drop the flag)")
     if args.device != "cpu":
         raise UsageError(f"bench --device {args.device}: --model {given[0]} is a model of your "
                          "own, which the single-step bench times on the CPU")

@@ -62,7 +62,8 @@ def _run(mpiexec, n, sync, progress, args, model=None, net=None, bucket_mb=None)
            "--model", model or args.model, "--batch-per-rank", str(args.batch_size),
            "--threads", str(args.threads), "--sync", sync, "--progress", progress,
            "--bucket-mb", bucket, "--steps", str(args.steps), "--warmup", str(warmup),
-           *(["--net-emulate", net] if net else [])]
+           *(["--net-emulate", net] if net else []),
+           *(["--input-shape", args.input_shape] if getattr(args, "input_shape", None) else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if out.returncode != 0:

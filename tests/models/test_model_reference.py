@@ -75,6 +75,17 @@ def test_a_model_file_in_a_config_file_and_in_summary_and_bench(model_dir, capfd
     assert "dptrain step" in out and "model of your own, which has no PyTorch counterpart" in out
 
 
+def test_a_model_file_in_the_weak_scaling_bench(model_dir):
+    """bench --ranks runs the file's model in every rank's worker (dp_worker.py)."""
+    res = run("bench", "--model", "good.py:net", "--input-shape", "1x8x8", "--ranks", "1,2",
+              "--schedules", "blocking", "--steps", "2", "--warmup", "1", "--rounds", "1",
+              "--batch-size", "4", "--json-out", "scaling.json", cwd=model_dir)
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads((model_dir / "scaling.json").read_text())
+    assert report["model"] == "good.py:net"
+    assert sorted({r["ranks"] for r in report["rows"]}) == [1, 2], report
+
+
 def test_a_package_module_reference_imports_from_pythonpath(tmp_path):
     pkg = tmp_path / "mypkg"
     pkg.mkdir()
