@@ -18,6 +18,7 @@ class Bucket:
         self.entries = entries                 # (layer index, param name, offset, size, shape)
         self.pending = set(layers)             # layers whose grads are not final yet this step
         self.handle = None                     # in-flight reduction
+        self.posted = False                    # reduced (or in flight) for the update now due
         self.posted_at = 0.0                   # when it was handed to communication
         self.wire = buffer                     # what is reduced: the buffer or a float16 copy
 

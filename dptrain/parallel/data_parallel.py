@@ -39,6 +39,7 @@ from .fc_replication import FCReplication, choose_layers
 from .nonfinite import NonfiniteWatch
 from .overlap_stats import OverlapStats
 from .progress import CommThread, Poller, PriorityCommThread
+from .protocol import ReadyLedger, check_reduced
 
 SCHEDULES = ("blocking", "overlap", "overlap-fc")
 PROGRESS_MODES = ("auto", "thread", "poll", "priority")
@@ -68,6 +69,7 @@ class DataParallel:
             schedule = "overlap" if comm.size > 1 else "blocking"
         self.stats = OverlapStats()
         self._deferred: dict[int, float] = {}       # overlap: layer index -> lr of its update
+        self._ready = ReadyLedger()                 # layers reported final in this backward
         self._pending_lr = None                     # blocking: lr of the step not yet applied
         self.step = 0                               # communicated steps, for messages
         self.watchdog = watchdog
@@ -183,6 +185,7 @@ class DataParallel:
 
     def _one_step(self, x, y, loss, opt, lr, global_batch, context, communicate, weights):
         self._mid_step = not communicate
+        self._ready.start()
         if self._pending_lr is not None:            # blocking: the previous step's update
             self._apply_pending_step()
         norm = global_batch if global_batch is not None else len(x) * self.comm.size
@@ -299,6 +302,7 @@ class DataParallel:
         self._check_finite(b)
 
     def _grad_ready(self, i: int) -> None:
+        self._ready.mark(i, self.step)
         if self.fc is not None and i in self.fc:
             self.fc.after_backward(i)
             self._engine.poll()
@@ -316,6 +320,7 @@ class DataParallel:
                 b.watch = self.watchdog.arm(what)
             with labelled(what):
                 b.handle = self._engine.submit(b.wire, priority=min(b.layers))
+            b.posted = True
             b.reset()
             if b.index == len(self.buckets) - 1:
                 self._acc = None                    # every bucket has taken its share
@@ -332,9 +337,11 @@ class DataParallel:
             layers = (i,)
         else:
             b = self.bucket_of[i]
+            check_reduced(b, self.step - 1)
             if b.handle is not None:
                 self._complete(b)
                 self._check_finite(b)
+            b.posted = False
             # The forward reaches a bucket's lowest layer first and all its layers are still
             # ahead: update them together, one pass over the bucket (optim/flat.py).
             layers = (i,) + tuple(j for j in b.layers if self._deferred.pop(j, None) is not None)
@@ -380,6 +387,7 @@ class DataParallel:
         for b in self.buckets:
             if b.handle is not None:
                 self._complete(b)
+            b.posted = False
 
     def close(self, flush: bool = True, abandon: bool = False) -> None:
         """Finish pending work (unless the run failed) and stop the communication thread.

@@ -1,0 +1,112 @@
+"""The overlapped step's ordering rules raise instead of corrupting replicas silently
+(parallel/protocol.py), and the priority engine sends the most urgent chunk first."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from dptrain import models, nn, optim
+from dptrain.comm.local import LocalCommunicator
+from dptrain.parallel import DataParallel
+from dptrain.parallel.progress import PriorityCommThread
+from dptrain.parallel.protocol import ProtocolError
+
+
+class Mirror(LocalCommunicator):
+    """Two ranks holding the same data: a sum over ranks is twice the local value."""
+    size = 2
+
+    def allreduce(self, buf) -> None:
+        buf *= 2
+
+    def iallreduce(self, buf):
+        self.allreduce(buf)
+        return super().iallreduce(buf)
+
+    def dup(self):
+        return self
+
+
+class StopsEarly(nn.Layer):
+    """A parameter-free layer whose backward returns None: nothing below it gets a gradient,
+    although the Dense layer below has parameters."""
+
+    def forward(self, x, train):
+        return x
+
+    def backward(self, dy):
+        return None
+
+
+def step_twice(model, dp):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 6)).astype(np.float32), rng.integers(0, 3, 8)
+    opt, loss = optim.get("sgd", model, lr=0.1), nn.SoftmaxCrossEntropy()
+    for _ in range(2):
+        dp.train_step(x, y, loss, opt)
+    dp.flush()
+
+
+def overlapped(model):
+    return DataParallel(model, Mirror(), schedule="overlap", bucket_mb=1e-9, progress="poll")
+
+
+def test_a_bucket_never_reduced_is_not_applied():
+    model = models.Sequential([nn.Dense(6, 5), StopsEarly(), nn.ReLU(), nn.Dense(5, 3)], (6,))
+    with pytest.raises(ProtocolError, match=r"bucket \d \(layers \[0\]\) was never reduced in "
+                                            r"step 0.*layers \[0\] never reported"):
+        step_twice(model, overlapped(model))
+
+
+def test_a_layer_reported_ready_twice_in_one_backward_raises():
+    model = models.Sequential([nn.Dense(6, 5), nn.ReLU(), nn.Dense(5, 3)], (6,))
+    dp = overlapped(model)
+    ready = dp._grad_ready
+
+    def twice(i):
+        ready(i)
+        if i == 2:
+            ready(i)
+    dp._grad_ready = twice
+    with pytest.raises(ProtocolError, match="layer 2 reported its gradients final twice in "
+                                            "the backward pass of step 0"):
+        step_twice(model, dp)
+
+
+def test_a_correct_model_keeps_to_the_rules_over_steps_and_flushes():
+    model = models.Sequential([nn.Dense(6, 5), nn.ReLU(), nn.Dense(5, 3)], (6,))
+    step_twice(model, overlapped(model))
+
+
+class Recording(LocalCommunicator):
+    """One rank; the first data reduction waits at a gate, so later ones queue up behind it."""
+
+    def __init__(self):
+        self.order, self.gate = [], threading.Event()
+
+    def allreduce(self, buf) -> None:
+        if buf.dtype == np.int64:                    # the engine's posted-chunk counts
+            return
+        if not self.order:
+            self.gate.wait(10)
+        self.order.append(int(buf[0]))
+
+
+def test_the_priority_engine_sends_the_most_urgent_chunk_first():
+    comm = Recording()
+    engine = PriorityCommThread(comm, chunk_bytes=16)          # two float64 values per chunk
+    try:
+        first = engine.submit(np.full(2, 100.0), priority=100)  # taken at once, held at the gate
+        deadline = time.monotonic() + 10
+        while engine._pending and time.monotonic() < deadline:   # until the thread took it
+            time.sleep(0.001)
+        late = [engine.submit(np.full(4, float(p)), priority=p) for p in (7, 2, 5)]
+        comm.gate.set()
+        for handle in [first, *late]:
+            handle.wait()
+    finally:
+        engine.close()
+    # after the chunk in flight: lowest priority value (the first layers) first, each
+    # bucket's two chunks in posting order
+    assert comm.order == [100, 2, 2, 5, 5, 7, 7]
