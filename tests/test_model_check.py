@@ -197,3 +197,17 @@ def test_a_two_rank_run_that_ran_as_one_rank_fails(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "the 2-rank run ran as 1 rank(s)" in res.stdout
+
+
+# right values (s starts at 1), but computed in the caller's dy
+WRITES_DY = example().replace("return dy * self._view(dy)",
+                              "dy *= 2 * self._view(dy)\n        return dy / 2")
+
+
+def test_a_backward_that_writes_into_its_dy_fails(tmp_path):
+    """A residual block hands one dy to both paths: writing into it changes the other's."""
+    assert WRITES_DY != example()
+    res = check(tmp_path, "--model", "model.py:net", "--input-shape", "1x6x6", "--no-ranks",
+                source=WRITES_DY)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "backward wrote into the dy it was given" in res.stdout

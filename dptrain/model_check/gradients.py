@@ -55,11 +55,17 @@ def layer_errors(layer, x, rng, train: bool = True) -> dict:
     needs = layer.needs_input_grad
     layer.needs_input_grad = True
     held = dict(layer.grads)
+    x_before, r_before = np.array(x, copy=True), np.array(r, copy=True)
     try:
         layer.forward(x, train)
         dx = layer.backward(r)
     finally:
         layer.needs_input_grad = needs
+    # a residual block hands the same array to its branch and its shortcut
+    if not np.array_equal(x, x_before, equal_nan=True):
+        raise ValueError("forward or backward wrote into its input x (work on a copy)")
+    if not np.array_equal(r, r_before, equal_nan=True):
+        raise ValueError("backward wrote into the dy it was given (work on a copy)")
     for name, g in held.items():
         # data parallelism swaps these arrays for views into its buckets: a rebound
         # gradient is never reduced, whatever its values
