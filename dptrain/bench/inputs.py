@@ -23,7 +23,7 @@ def check_batches_fit(args) -> None:
     """The input batch (and its gradient-sized companions) of every model and batch size the
     bench would run, against the memory available."""
     from ..data.validate import check_fits
-    from ..data.readers import DataError
+    from ..data.errors import DataError
     from ..models.zoo import DEFAULT_INPUT
     sizes = [("--batch-size", args.batch_size)]
     if getattr(args, "batch_sizes", None):

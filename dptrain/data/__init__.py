@@ -6,7 +6,8 @@ builds one from a script's own arrays, ``register(x, y, ..., name=...)`` names t
 from . import augment
 from .datasets import Dataset, load
 from .in_memory import from_arrays, register
-from .readers import DataError, read_idx
+from .errors import DataError
+from .readers import read_idx
 from . import samplers
 from .samplers import UniformSampler
 from .sampling import global_batches, rank_slice, steps_per_epoch

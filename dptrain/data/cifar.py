@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..input_files import NotRegularFile, open_input
-from .readers import DataError
+from .errors import DataError
 
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TEST = "test_batch"

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import readers
 from .npy_dir import STATS_FILE, load_dir, write_stats
-from .readers import DataError
+from .errors import DataError
 from .stream_scan import scan
 from .validate import as_labels, image_array, inferred_classes
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import readers
 from .fingerprint import SPLIT_ARRAYS as SPLITS, array_digest
-from .readers import DataError
+from .errors import DataError
 from .validate import as_images, as_labels, check_fits, inferred_classes
 
 

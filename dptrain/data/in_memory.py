@@ -10,7 +10,7 @@ their fingerprints, so arrays that differ between ranks are exit 2, not a silent
 from __future__ import annotations
 
 from .datasets import Dataset, _assemble, _fixed_split
-from .readers import DataError
+from .errors import DataError
 from .validate import as_images, as_labels, inferred_classes
 
 PREFIX = "arrays"

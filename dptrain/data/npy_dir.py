@@ -25,7 +25,7 @@ import numpy as np
 from ..input_files import NotRegularFile, open_input
 from .fingerprint import SPLIT_ARRAYS, array_digest
 from .mapped_images import MappedImages, release
-from .readers import DataError
+from .errors import DataError
 from .stream_scan import scan
 from .validate import as_labels, image_array, inferred_classes
 

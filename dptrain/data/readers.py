@@ -15,12 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..input_files import NotRegularFile, open_input
+from .errors import DataError
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DataError(ValueError):
-    """A data set that cannot be read or does not make sense."""
 
 
 _IDX_MAX_DIMS = 4              # labels 1, images 3; numpy itself stops at 64

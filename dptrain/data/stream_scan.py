@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .mapped_images import as_float32, release
-from .readers import DataError
+from .errors import DataError
 
 CHUNK_BYTES = 16 << 20
 

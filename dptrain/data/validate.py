@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .readers import DataError
+from .errors import DataError
 
 
 def available_memory() -> int:
