@@ -132,7 +132,7 @@ def host_kernels():
 
 def run_kernel_ops(args) -> int:
     from ..errors import UsageError
-    from .command import emit_json, select_device
+    from .shared import emit_json, select_device
     device = select_device(args)
     models = args.model.split(",")
     if device == "cpu":

@@ -137,7 +137,7 @@ def run_predict(args) -> int:
         report = predict_lee(args) if args.lee else predict_model(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    from .command import emit_json
+    from .shared import emit_json
     if not emit_json(report, args):
         print_prediction(report)
     return 0

@@ -14,7 +14,7 @@ import statistics
 
 from .. import backend, models, nn, optim
 from ..errors import UsageError
-from .command import emit_json, select_device
+from .shared import emit_json, select_device
 from .stepbench import random_batches
 from .timers import timer_for_device
 

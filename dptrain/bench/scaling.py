@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from ..errors import UsageError
-from .command import emit_json
+from .shared import emit_json
 
 
 def _mpiexec() -> str:
@@ -86,7 +86,7 @@ def _torch(n, args) -> dict | None:
 
 
 def run_scaling_bench(args) -> int:
-    from .command import torch_skip_reason
+    from .shared import torch_skip_reason
     ranks, schedules = _parse(args)
     mpiexec = _mpiexec()
     configs = [(1, "blocking", "thread", None)] if 1 in ranks else []

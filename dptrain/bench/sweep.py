@@ -15,7 +15,7 @@ import statistics
 
 from .. import backend
 from ..errors import UsageError
-from .command import TORCH_MODELS, emit_json, run_torch_reference, select_device
+from .shared import TORCH_MODELS, emit_json, run_torch_reference, select_device
 from .memory import step_peak_mb
 from .stepbench import time_training_step
 
