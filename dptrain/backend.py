@@ -32,11 +32,15 @@ def set_dtype(name: str) -> None:
     dtype = _DTYPES[name]
 
 
+# The hand-written kernel families (nn/cuda_kernels.py, optim/fused.py), named here so that
+# --kernels is checked without importing the layers: nothing here imports from above.
+LAYER_KERNEL_FAMILIES = ("im2col", "col2im", "maxpool", "batchnorm", "bn_relu_pool")
+OPTIMIZER_KERNEL_FAMILY = "optimizer"
+
+
 def set_kernels(mode: str) -> None:
     global kernels
-    from .nn.cuda_kernels import FAMILIES
-    from .optim.fused import FAMILY as OPTIMIZER_FAMILY
-    families = FAMILIES + (OPTIMIZER_FAMILY,)
+    families = LAYER_KERNEL_FAMILIES + (OPTIMIZER_KERNEL_FAMILY,)
     named = mode not in ("auto", "all", "generic")
     unknown = [f for f in mode.split(",") if f not in families] if named else []
     if unknown or not mode:

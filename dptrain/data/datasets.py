@@ -13,44 +13,14 @@ Normalisation uses per-channel mean and standard deviation of the training split
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import readers
-from .fingerprint import SPLIT_ARRAYS as SPLITS, array_digest
+from .assemble import Dataset, assemble, fixed_split
 from .errors import DataError
 from .validate import as_images, as_labels, check_fits, inferred_classes
-
-
-@dataclass
-class Dataset:
-    name: str
-    x_train: np.ndarray          # (N, C, H, W) float32, normalised (npy:DIR: MappedImages)
-    y_train: np.ndarray          # (N,) int64
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    mean: np.ndarray             # per-channel statistics of the training split
-    std: np.ndarray
-    # content digests of the splits as read, before normalisation (data/fingerprint.py)
-    digests: dict | None = None
-
-    @property
-    def input_shape(self) -> tuple:
-        return tuple(self.x_train.shape[1:])
-
-    def __repr__(self):
-        return (f"Dataset({self.name}: {len(self.x_train)} train, {len(self.x_test)} test, "
-                f"shape {self.input_shape}, {self.num_classes} classes)")
-
-
-def _fixed_split(x, y, n_test: int):
-    """A permutation fixed once and for all (independent of --seed), so test sets are comparable."""
-    perm = np.random.default_rng(20171218).permutation(len(x))
-    test, train = perm[:n_test], perm[n_test:]
-    return x[train], y[train], x[test], y[test]
 
 
 def _synthetic(arg: str):
@@ -87,7 +57,7 @@ def load(spec: str, num_classes: int | None = None) -> Dataset:
     num_classes = given or 10
     if kind == "mnist5k" and not arg:
         x, y = readers.read_mnist5k()
-        parts = _fixed_split(x, y, 1000)
+        parts = fixed_split(x, y, 1000)
     elif kind in ("mnist", "fashion-mnist"):
         if not arg:
             raise DataError(f"--dataset {spec}: give the directory, as {kind}:DIR")
@@ -110,7 +80,7 @@ def load(spec: str, num_classes: int | None = None) -> Dataset:
             y = as_labels(y, len(x), f"{spec} labels", num_classes)
             if num_classes is None:          # from every label: a class may fall in the test part
                 num_classes = inferred_classes(y, f"{spec} labels")
-            parts = _fixed_split(x, y, max(1, len(x) // 5))
+            parts = fixed_split(x, y, max(1, len(x) // 5))
         else:
             parts = (x, y, xt, yt)
     elif kind == "npy":
@@ -120,41 +90,10 @@ def load(spec: str, num_classes: int | None = None) -> Dataset:
         return load_dir(spec, Path(arg), given)
     elif kind == "synthetic":
         x, y = _synthetic(arg)
-        parts = _fixed_split(x, y, max(1, len(x) // 5))
+        parts = fixed_split(x, y, max(1, len(x) // 5))
     else:
         from ..suggest import did_you_mean
         kinds = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "npz", "npy", "synthetic")
         raise DataError(f"unknown dataset {spec!r}{did_you_mean(kind, kinds)} (choose mnist5k, mnist:DIR, fashion-mnist:DIR, "
                         "cifar10:DIR, npz:FILE, npy:DIR or synthetic)")
-    return _assemble(spec, *parts, num_classes=num_classes)
-
-
-def _assemble(name, x, y, xt, yt, num_classes) -> Dataset:
-    x = as_images(x, f"{name} training images")
-    xt = as_images(xt, f"{name} test images")
-    if x.shape[1:] != xt.shape[1:]:
-        raise DataError(f"{name}: training images {x.shape[1:]} and test images {xt.shape[1:]} differ")
-    if len(x) == 0:
-        raise DataError(f"{name}: no training samples")
-    if len(xt) == 0:
-        raise DataError(f"{name}: no test samples (the test split is empty)")
-    y = as_labels(y, len(x), f"{name} training labels", num_classes)
-    yt = as_labels(yt, len(xt), f"{name} test labels", num_classes)
-    if num_classes is None:
-        # classes are what training can learn
-        num_classes = inferred_classes(y, f"{name} training labels")
-        if len(yt) and yt.max() >= num_classes:
-            raise DataError(f"{name} test labels: label {int(yt.max())} out of range "
-                            f"[0, {num_classes}) of the training labels")
-    # digested as read: normalising sums in an order a CPU's SIMD width may change, and
-    # ranks on different nodes must not differ by that
-    digests = {attr: array_digest(a) for attr, a in zip(SPLITS, (x, y, xt, yt))}
-    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
-    std = x.std(axis=(0, 2, 3), dtype=np.float64)
-    std[std < 1e-8] = 1.0
-    view = (1, -1, 1, 1)
-    scale = (1.0 / std).astype(np.float32).reshape(view)
-    shift = mean.astype(np.float32).reshape(view)
-    x = (x - shift) * scale
-    xt = (xt - shift) * scale
-    return Dataset(name, x, y, xt, yt, num_classes, mean, std, digests)
+    return assemble(spec, *parts, num_classes=num_classes)

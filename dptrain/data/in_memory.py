@@ -9,7 +9,7 @@ their fingerprints, so arrays that differ between ranks are exit 2, not a silent
 """
 from __future__ import annotations
 
-from .datasets import Dataset, _assemble, _fixed_split
+from .assemble import Dataset, assemble, fixed_split
 from .errors import DataError
 from .validate import as_images, as_labels, inferred_classes
 
@@ -28,12 +28,12 @@ def from_arrays(x, y, x_test=None, y_test=None, *, name: str = PREFIX,
     if (x_test is None) != (y_test is None):
         raise DataError(f"{name}: x_test and y_test must come together")
     if x_test is not None:
-        return _assemble(name, x, y, x_test, y_test, num_classes=num_classes)
+        return assemble(name, x, y, x_test, y_test, num_classes=num_classes)
     x = as_images(x, f"{name} images")             # before the split: sample = row of x
     y = as_labels(y, len(x), f"{name} labels", num_classes)
     if num_classes is None:                        # from every label, as for npz
         num_classes = inferred_classes(y, f"{name} labels")
-    return _assemble(name, *_fixed_split(x, y, max(1, len(x) // 5)), num_classes=num_classes)
+    return assemble(name, *fixed_split(x, y, max(1, len(x) // 5)), num_classes=num_classes)
 
 
 def register(x, y, x_test=None, y_test=None, *, name: str = "default") -> str:

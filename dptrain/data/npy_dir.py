@@ -31,7 +31,7 @@ from .validate import as_labels, image_array, inferred_classes
 
 FILES = ("x.npy", "y.npy", "x_test.npy", "y_test.npy")
 STATS_FILE = "stats.json"
-SPLIT_SEED = 20171218            # datasets._fixed_split's permutation
+SPLIT_SEED = 20171218            # assemble.fixed_split's permutation
 
 
 def open_npy(path: Path) -> np.ndarray:
@@ -81,7 +81,7 @@ def write_stats(path: Path, mean, std) -> None:
 
 
 def _split_rows(n: int):
-    """The fixed split of datasets._fixed_split as row indices (train, test), in the
+    """The fixed split of assemble.fixed_split as row indices (train, test), in the
     permutation's order; int32 where they fit (they are held for the whole run)."""
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
     if n < 2**31:
@@ -102,7 +102,7 @@ def _labels(path: Path, n: int, num_classes: int | None) -> np.ndarray:
 
 def load_dir(spec: str, directory: Path, num_classes: int | None):
     """The Dataset of an npy directory, its images mapped (see the module doc)."""
-    from .datasets import Dataset
+    from .assemble import Dataset
     if not directory.is_dir():
         raise DataError(f"{directory}: no such directory (npy:DIR names a directory holding "
                         "x.npy and y.npy)")

@@ -15,6 +15,7 @@ runs each block's threads as real threads meeting at a barrier, which is how the
 """
 from __future__ import annotations
 
+from .. import backend
 from .kernels_cuda import compile
 from .kernels_cuda.compile import signatures, source_for  # noqa: F401
 from .kernels_cuda.conv import col2im, im2col  # noqa: F401
@@ -32,13 +33,12 @@ host_launcher = None
 
 # Each family is switched on or off as a whole (backend.kernels), so that a kernel that
 # does not beat the generic array code on a GPU can be left out (`dptrain bench --kernel-ops`).
-FAMILIES = ("im2col", "col2im", "maxpool", "batchnorm", "bn_relu_pool")
+FAMILIES = backend.LAYER_KERNEL_FAMILIES      # named in backend.py, which checks --kernels
 
 
 def launcher_for(a, family: str):
     """How to run ``family``'s kernels on ``a``'s device, or None for the generic array
     code: CuPy arrays take the kernels of the families backend.kernels enables."""
-    from .. import backend
     if not backend.kernels_enabled(family):
         return None
     if backend.is_device_array(a):

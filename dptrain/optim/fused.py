@@ -22,11 +22,12 @@ checks it without a GPU (nn/kernels_cuda/host.py).
 """
 from __future__ import annotations
 
+from .. import backend
 from ..nn.kernels_cuda import compile
 from ..nn.kernels_cuda.optimizer import DYNAMIC_SCALARS, SIGNATURES  # noqa: F401
 
 # The backend.kernels family that switches these kernels (``--kernels generic`` leaves it out).
-FAMILY = "optimizer"
+FAMILY = backend.OPTIMIZER_KERNEL_FAMILY      # named in backend.py, which checks --kernels
 
 
 # Set by tests only: a factory (dtype -> launcher) running the kernels compiled for the CPU,
@@ -37,7 +38,6 @@ host_launcher = None
 def launcher_for(a):
     """How to run the fused update on ``a``'s device, or None for the NumPy/CuPy expressions
     of rules.py: CuPy arrays take the kernels unless backend.kernels leaves them out."""
-    from .. import backend
     if not backend.kernels_enabled(FAMILY):
         return None
     if backend.is_device_array(a):
