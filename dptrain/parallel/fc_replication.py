@@ -19,6 +19,7 @@ import time
 from ..backend import get_array_module
 from ..comm.order_check import labelled
 from ..nn import Dense
+from .protocol import ProtocolError
 
 MODES = ("auto", "all", "none")
 
@@ -103,6 +104,10 @@ class FCReplication:
         g = self._gathers[i]
         if g.x_handle is None:                     # already completed (settled at step end)
             return 0.0
+        if g.dy_handle is None:
+            raise ProtocolError(f"layer {i}'s output errors were never gathered, yet its "
+                                "update is due: its backward never reported its gradients "
+                                "final (did a backward above it return None?)")
         t0 = time.perf_counter()
         g.x_handle.wait()
         g.dy_handle.wait()

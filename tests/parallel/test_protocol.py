@@ -59,6 +59,14 @@ def test_a_bucket_never_reduced_is_not_applied():
         step_twice(model, overlapped(model))
 
 
+def test_a_replicated_layer_whose_output_errors_were_never_gathered_is_not_applied():
+    model = models.Sequential([nn.Dense(6, 40), StopsEarly(), nn.ReLU(), nn.Dense(40, 3)], (6,))
+    dp = DataParallel(model, Mirror(), schedule="overlap-fc", bucket_mb=1e-9, progress="poll",
+                      fc_replicate="all", global_batch=16)
+    with pytest.raises(ProtocolError, match="layer 0's output errors were never gathered"):
+        step_twice(model, dp)
+
+
 def test_a_layer_reported_ready_twice_in_one_backward_raises():
     model = models.Sequential([nn.Dense(6, 5), nn.ReLU(), nn.Dense(5, 3)], (6,))
     dp = overlapped(model)
