@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from dptrain import models, nn
+from dptrain.model_check import gradients
 from dptrain.models.sequential import Sequential
 from dptrain.nn import BatchContext
-import gradcheck
 from gradcheck import numeric_grad, rel_error
 
 
@@ -71,7 +71,7 @@ def test_residual_block_gradients(float64, rng, kernel_path, kind):
 def test_whole_resnet_gradient(float64, rng, kernel_path, monkeypatch):
     """resnet-small on 1x8x8: stem, identity and projection blocks, pooling, FC."""
     if kernel_path == "cuda-kernels":            # the kernels' CPU build is slow: fewer entries
-        monkeypatch.setattr(gradcheck, "MAX_ENTRIES", 3)
+        monkeypatch.setattr(gradients, "MAX_ENTRIES", 3)   # the package's module, which _entries reads
     model = models.get("resnet-small", input_shape=(1, 8, 8), seed=3)
     model.layers[0].needs_input_grad = True
     check_model(model, rng.standard_normal((3, 1, 8, 8)), rng)
@@ -136,7 +136,7 @@ def test_containers_accept_nested_lists_and_refuse_what_is_no_layer():
 def test_only_leading_leaves_skip_the_input_gradient():
     stem = [nn.ReLU(), nn.Conv2D(1, 2, 3, padding=1)]
     block = identity_block(2)
-    model = Sequential([*stem, block, nn.Flatten(), nn.Dense(2 * 4 * 4, 2)], (1, 4, 4))
+    Sequential([*stem, block, nn.Flatten(), nn.Dense(2 * 4 * 4, 2)], (1, 4, 4))
     assert [layer.needs_input_grad for layer in stem] == [False, False]
     assert all(leaf.needs_input_grad for leaf in block.leaves())
     # a parametrised residual first: every leaf inside passes its gradient on to the sum
