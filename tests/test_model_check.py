@@ -168,20 +168,6 @@ def test_each_leaf_is_checked_on_the_input_it_receives_inside_a_residual_block()
     assert np.isfinite([e for r in rows for e in r["errors"].values()]).all()
 
 
-REBINDS = example().replace("self.grads[\"s\"][...] = xp.sum(dy * self._x, axis=axes)",
-                            "self.grads[\"s\"] = xp.sum(dy * self._x, axis=axes)")
-
-
-def test_a_backward_that_rebinds_its_gradients_fails_although_their_values_are_right(tmp_path):
-    """Buckets replace grads with views: a rebound array is never reduced."""
-    assert REBINDS != example()
-    res = check(tmp_path, "--model", "model.py:net", "--input-shape", "1x6x6", "--no-ranks",
-                source=REBINDS)
-    assert res.returncode == 1, res.stdout + res.stderr
-    assert "backward rebound grads['s']" in res.stdout
-    assert "check: FAILED: layer 1 Scale(8); layer 4 Scale(8)" in res.stdout
-
-
 @NEEDS_RANKS
 def test_a_two_rank_run_that_ran_as_one_rank_fails(tmp_path):
     """An mpiexec of another MPI starts two separate one-rank runs, which always agree."""
@@ -199,15 +185,27 @@ def test_a_two_rank_run_that_ran_as_one_rank_fails(tmp_path):
     assert "the 2-rank run ran as 1 rank(s)" in res.stdout
 
 
-# right values (s starts at 1), but computed in the caller's dy
-WRITES_DY = example().replace("return dy * self._view(dy)",
-                              "dy *= 2 * self._view(dy)\n        return dy / 2")
+# Right values, broken contract: the gradient rebound instead of filled (buckets replace
+# grads with views: a rebound array is never reduced), and dy written into (a residual block
+# hands one dy to both paths; s starts at 1, so the values stay right)
+CONTRACT_BREACHES = {
+    "rebinds its gradients": (
+        example().replace("self.grads[\"s\"][...] = xp.sum(dy * self._x, axis=axes)",
+                          "self.grads[\"s\"] = xp.sum(dy * self._x, axis=axes)"),
+        "backward rebound grads['s']"),
+    "writes into its dy": (
+        example().replace("return dy * self._view(dy)",
+                          "dy *= 2 * self._view(dy)\n        return dy / 2"),
+        "backward wrote into the dy it was given"),
+}
 
 
-def test_a_backward_that_writes_into_its_dy_fails(tmp_path):
-    """A residual block hands one dy to both paths: writing into it changes the other's."""
-    assert WRITES_DY != example()
+@pytest.mark.parametrize("breach", sorted(CONTRACT_BREACHES))
+def test_a_layer_that_breaks_the_contract_fails_although_its_values_are_right(tmp_path, breach):
+    source, says = CONTRACT_BREACHES[breach]
+    assert source != example()
     res = check(tmp_path, "--model", "model.py:net", "--input-shape", "1x6x6", "--no-ranks",
-                source=WRITES_DY)
+                source=source)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert "backward wrote into the dy it was given" in res.stdout
+    assert says in res.stdout
+    assert "check: FAILED: layer 1 Scale(8); layer 4 Scale(8)" in res.stdout

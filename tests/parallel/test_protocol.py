@@ -11,21 +11,7 @@ from dptrain.comm.local import LocalCommunicator
 from dptrain.parallel import DataParallel
 from dptrain.parallel.progress import PriorityCommThread
 from dptrain.parallel.protocol import ProtocolError
-
-
-class Mirror(LocalCommunicator):
-    """Two ranks holding the same data: a sum over ranks is twice the local value."""
-    size = 2
-
-    def allreduce(self, buf) -> None:
-        buf *= 2
-
-    def iallreduce(self, buf):
-        self.allreduce(buf)
-        return super().iallreduce(buf)
-
-    def dup(self):
-        return self
+from test_overlap import MirrorComm       # two ranks holding the same data
 
 
 class StopsEarly(nn.Layer):
@@ -49,7 +35,7 @@ def step_twice(model, dp):
 
 
 def overlapped(model):
-    return DataParallel(model, Mirror(), schedule="overlap", bucket_mb=1e-9, progress="poll")
+    return DataParallel(model, MirrorComm([]), schedule="overlap", bucket_mb=1e-9, progress="poll")
 
 
 def test_a_bucket_never_reduced_is_not_applied():
@@ -61,7 +47,7 @@ def test_a_bucket_never_reduced_is_not_applied():
 
 def test_a_replicated_layer_whose_output_errors_were_never_gathered_is_not_applied():
     model = models.Sequential([nn.Dense(6, 40), StopsEarly(), nn.ReLU(), nn.Dense(40, 3)], (6,))
-    dp = DataParallel(model, Mirror(), schedule="overlap-fc", bucket_mb=1e-9, progress="poll",
+    dp = DataParallel(model, MirrorComm([]), schedule="overlap-fc", bucket_mb=1e-9, progress="poll",
                       fc_replicate="all", global_batch=16)
     with pytest.raises(ProtocolError, match="layer 0's output errors were never gathered"):
         step_twice(model, dp)
