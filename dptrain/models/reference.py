@@ -179,20 +179,6 @@ def _source_file(builder) -> str | None:
     return code.co_filename if code is not None else None
 
 
-def _is_layer(obj) -> bool:
-    """A layer, or a residual block (nn.Residual: a container, without params of its own)."""
-    from ..nn.containers import Residual
-    return isinstance(obj, Residual) or all(
-        hasattr(obj, a) for a in ("forward", "backward", "params", "output_shape"))
-
-
-def _spliced(items) -> list:
-    out = []
-    for item in items:
-        out.extend(_spliced(item) if isinstance(item, (list, tuple)) else [item])
-    return out
-
-
 def build_layers(spec: str, input_shape, num_classes: int):
     """Call the builder: a list of layers, or the Sequential it returned. The layers are
     checked against ``input_shape`` (per sample) before any parameter is allocated."""
@@ -221,9 +207,10 @@ def build_layers(spec: str, input_shape, num_classes: int):
         shown = "an empty list" if result == [] else f"a {type(result).__name__}"
         raise ModelError(f"--model {spec}: {name} returned {shown}; it must return a list of "
                          "dptrain.nn layers or a dptrain.models.Sequential")
-    result = _spliced(result)            # nested lists are spliced in, as Sequential does
+    from ..nn.containers import is_item, spliced
+    result = spliced(result)             # nested lists are spliced in, as Sequential does
     for i, layer in enumerate(result):
-        if not _is_layer(layer):
+        if not is_item(layer):
             raise ModelError(f"--model {spec}: {name} returned a list whose item {i} is a "
                              f"{type(layer).__name__}, not a dptrain.nn layer")
     check_fits(spec, result, shape)

@@ -36,17 +36,21 @@ def _is_leaf(item) -> bool:
                                           ("forward", "backward", "output_shape", "initialize"))
 
 
+def spliced(items) -> list:
+    """Nested plain lists and tuples spliced into one list (what they hold is not checked)."""
+    out = []
+    for item in items:
+        out.extend(spliced(item) if isinstance(item, (list, tuple)) else [item])
+    return out
+
+
 def as_chain(items, where: str = "model") -> list:
     """The items as one chain: layers and Residual blocks, nested plain lists spliced in."""
-    if isinstance(items, Residual) or _is_leaf(items):
+    if is_item(items):
         items = [items]
-    chain = []
-    for item in items:
-        if isinstance(item, (list, tuple)):
-            chain.extend(as_chain(item, where))
-        elif isinstance(item, Residual) or _is_leaf(item):
-            chain.append(item)
-        else:
+    chain = spliced(items)
+    for item in chain:
+        if not is_item(item):
             raise TypeError(f"{where}: {item!r} is not a dptrain.nn layer, a Residual or a "
                             "list of them")
     return chain
@@ -96,6 +100,11 @@ class Residual:
     def __repr__(self) -> str:
         kind = "identity" if self.shortcut is None else "projection"
         return f"Residual({len(self.branch)} items, {kind} shortcut)"
+
+
+def is_item(obj) -> bool:
+    """What a chain may hold: a leaf layer or a Residual block."""
+    return isinstance(obj, Residual) or _is_leaf(obj)
 
 
 def leaves(items):
