@@ -143,13 +143,8 @@ def _cmd_summary(args) -> int:
         return _cmd_models(args)
     if not args.model:
         raise UsageError("summary: give --model NAME (or --list)")
-    shape = None
-    if args.input_shape:
-        try:
-            shape = tuple(int(v) for v in args.input_shape.lower().split("x"))
-            assert len(shape) == 3 and min(shape) > 0
-        except (ValueError, AssertionError):
-            raise UsageError(f"--input-shape {args.input_shape!r}: expected CxHxW, e.g. 3x32x32") from None
+    from .models.reference import parse_shape
+    shape = parse_shape(args.input_shape) if args.input_shape else None
     from .train.validate import check_number, check_model_fits
     check_number("batch_size", args.batch_size)
     if shape is not None:
