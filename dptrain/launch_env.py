@@ -6,6 +6,8 @@ MPI, so that a Ctrl-C during start-up is reported once, by rank 0.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 
@@ -49,3 +51,10 @@ def abort_world(code: int) -> None:
     elif (MPI is None or not MPI.Is_initialized()) and launched_under_mpi() and launch_size() > 1:
         from .mpi_start import join_and_abort
         join_and_abort(code)
+
+
+def find_mpiexec() -> str | None:
+    """The mpiexec that belongs to this Python's MPI (the wheel's, next to the interpreter),
+    else the one on PATH; None without one. Every command that starts ranks itself uses it."""
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return here if os.access(here, os.X_OK) else shutil.which("mpiexec")

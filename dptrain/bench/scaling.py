@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -19,8 +18,8 @@ from .shared import emit_json
 
 
 def _mpiexec() -> str:
-    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    found = local if os.path.exists(local) else shutil.which("mpiexec")
+    from ..launch_env import find_mpiexec
+    found = find_mpiexec()
     if not found:
         raise UsageError("bench --ranks needs mpiexec (pip install mpich)")
     return found

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def find_mpiexec() -> str | None:
-    """The mpiexec that belongs to this Python's MPI (the wheel's), else the one on PATH."""
-    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return here if os.access(here, os.X_OK) else shutil.which("mpiexec")
+from ..launch_env import find_mpiexec
 
 
 def why_not_runnable() -> str | None:
