@@ -29,9 +29,11 @@ def launch_rank() -> int:
     return 0
 
 
-def launch_size() -> int:
-    """How many ranks the launcher started (1 without one)."""
-    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS"):
+def launch_size(include_slurm: bool = True) -> int:
+    """How many ranks the launcher started (1 without one). ``include_slurm=False``: only what
+    an MPI launcher announced (a Slurm allocation's task count alone starts no ranks)."""
+    keys = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
+    for key in keys + (("SLURM_NTASKS",) if include_slurm else ()):
         try:
             return int(os.environ[key])
         except (KeyError, ValueError):

@@ -135,19 +135,12 @@ def check_ranks(args, shape, classes, has_bn: bool) -> dict:
             "differing": [name for name, _, _, ok in result.rows if not ok]}
 
 
-def _started_as_ranks() -> bool:
-    """Under `mpiexec -n P` with P > 1 (a Slurm allocation alone does not count)."""
-    for key in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
-        if os.environ.get(key, "1").isdigit() and int(os.environ.get(key, "1")) > 1:
-            return True
-    return False
-
-
 def run_check(args) -> int:
     from .. import backend, models
     from ..nn import BatchNorm
     from ..train.validate import check_number
-    if _started_as_ranks():
+    from ..launch_env import launch_size
+    if launch_size(include_slurm=False) > 1:       # under mpiexec -n P, not just in an allocation
         raise UsageError("check: run it as one process (it starts its own ranks), not under mpiexec")
     check_number("batch_size", args.batch_size)
     if not 1 <= args.steps <= 1000:
