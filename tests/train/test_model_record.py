@@ -78,15 +78,20 @@ def test_the_same_structure_from_a_moved_file_resumes_and_evaluates(trained, cap
                  "--dataset", "synthetic:1x8x8:64"]) == 0
 
 
-def test_files_written_without_a_fingerprint_are_checked_by_name_as_before(trained, capfd):
-    path = trained / "ck" / "ckpt-000000002.npz"
+def rewrite_meta(path, change) -> None:
+    """Rewrite a checkpoint with ``change(meta)`` applied to its JSON record, as an older or
+    a crafted file would hold it."""
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(arrays.pop("meta").tobytes())
-    del meta["model_fingerprint"]
+    change(meta)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with open(path, "wb") as f:
         np.savez(f, **arrays)
+
+
+def test_files_written_without_a_fingerprint_are_checked_by_name_as_before(trained, capfd):
+    rewrite_meta(trained / "ck" / "ckpt-000000002.npz", lambda meta: meta.pop("model_fingerprint"))
     with np.load(trained / "w.npz") as z:
         np.savez(trained / "old.npz", **{k: z[k] for k in z.files if k != "meta"})
     line = one_error(capfd, ["train", "--model", "narrow.py:wide", *RUN, "--max-steps", "4",
@@ -99,14 +104,8 @@ def test_files_written_without_a_fingerprint_are_checked_by_name_as_before(train
 
 
 def test_a_crafted_fingerprint_is_refused_naming_the_field(trained, capfd):
-    path = trained / "ck" / "ckpt-000000002.npz"
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays.pop("meta").tobytes())
-    meta["model_fingerprint"] = {"digest": 3}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    rewrite_meta(trained / "ck" / "ckpt-000000002.npz",
+                 lambda meta: meta.update(model_fingerprint={"digest": 3}))
     line = one_error(capfd, ["train", "--model", "narrow.py:net", *RUN, "--max-steps", "4",
                              "--checkpoint-dir", "ck", "--resume"])
     assert "checkpoint field 'model_fingerprint' must be a model fingerprint" in line
