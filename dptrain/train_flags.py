@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from .comm.choice import preferences as comm_preferences
 from .train.config import TrainConfig, shown_value
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -115,7 +116,7 @@ def add_train_flags(p, model_names) -> None:
     a("--device", "cpu, gpu or auto")
     a("--allow-gpu-sharing", "let more ranks than GPUs share a node's GPUs", action="store_true")
     a("--comm", "how gradients travel: auto (NCCL on GPUs when CuPy has it, else CUDA-aware "
-      "MPI, else MPI through pinned host buffers; MPI on CPUs), mpi, nccl, cuda-mpi, staged")
+      "MPI, else MPI through pinned host buffers; MPI on CPUs), " + ", ".join(comm_preferences()[1:]))
     a("--threads", "BLAS threads per process", type=int, metavar="N",
       default_text="1, or SLURM_CPUS_PER_TASK / OMP_NUM_THREADS when set; more threads than "
       "free cores is slower, docs/performance.md")
