@@ -10,7 +10,19 @@ import argparse
 import dataclasses
 
 from .comm.choice import preferences as comm_preferences
+from .parallel import PROGRESS_MODES
 from .train.config import TrainConfig, shown_value
+
+
+def _progress_engines() -> list[str]:
+    """The registered engines, auto's own (poll) first."""
+    rest = [n for n in PROGRESS_MODES if n not in ("auto", "poll")]
+    return ["poll"] + rest
+
+
+def _either(names: list[str]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -104,7 +116,7 @@ def add_train_flags(p, model_names) -> None:
     a("--bucket-mb", "gradient bucket size cap in MB, or auto (boundaries planned from measured "
       "layer times and the measured link)", type=_mb_or_auto, metavar="MB|auto")
     a("--comm-progress", "how overlapped communication progresses: auto (poll, the faster "
-      "here for every schedule: docs/performance.md), poll, thread or priority")
+      "here for every schedule: docs/performance.md), " + _either(_progress_engines()))
     a("--sync-bn", "batch-norm statistics over the global batch, so P ranks train what one "
       "does; --no-sync-bn keeps them per rank (cheaper, results then depend on the rank count)",
       action=argparse.BooleanOptionalAction, default_text="on for models with BatchNorm")
