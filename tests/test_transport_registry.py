@@ -86,3 +86,12 @@ def test_an_unregistered_name_is_refused_as_before():
         TrainConfig(model="mlp", comm="counting").validate()
     with pytest.raises(ValueError, match="choose mpi, local, nccl, cuda-mpi, staged or emulated"):
         comms.create("counting")
+
+
+def test_registering_the_transports_imports_neither_cupy_nor_mpi4py():
+    import subprocess
+    import sys
+    code = ("import sys, dptrain.comm, dptrain.train_flags; "
+            "print(sorted(m for m in ('cupy', 'mpi4py') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
