@@ -9,7 +9,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from .comm.choice import preferences as comm_preferences
+from .parallel import PROGRESS_MODES
 from .train.config import TrainConfig, shown_value
+
+
+def _progress_engines() -> list[str]:
+    """The registered engines, auto's own (poll) first."""
+    rest = [n for n in PROGRESS_MODES if n not in ("auto", "poll")]
+    return ["poll"] + rest
+
+
+def _either(names: list[str]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -103,7 +116,7 @@ def add_train_flags(p, model_names) -> None:
     a("--bucket-mb", "gradient bucket size cap in MB, or auto (boundaries planned from measured "
       "layer times and the measured link)", type=_mb_or_auto, metavar="MB|auto")
     a("--comm-progress", "how overlapped communication progresses: auto (poll, the faster "
-      "here for every schedule: docs/performance.md), poll, thread or priority")
+      "here for every schedule: docs/performance.md), " + _either(_progress_engines()))
     a("--sync-bn", "batch-norm statistics over the global batch, so P ranks train what one "
       "does; --no-sync-bn keeps them per rank (cheaper, results then depend on the rank count)",
       action=argparse.BooleanOptionalAction, default_text="on for models with BatchNorm")
@@ -115,7 +128,7 @@ def add_train_flags(p, model_names) -> None:
     a("--device", "cpu, gpu or auto")
     a("--allow-gpu-sharing", "let more ranks than GPUs share a node's GPUs", action="store_true")
     a("--comm", "how gradients travel: auto (NCCL on GPUs when CuPy has it, else CUDA-aware "
-      "MPI, else MPI through pinned host buffers; MPI on CPUs), mpi, nccl, cuda-mpi, staged")
+      "MPI, else MPI through pinned host buffers; MPI on CPUs), " + ", ".join(comm_preferences()[1:]))
     a("--threads", "BLAS threads per process", type=int, metavar="N",
       default_text="1, or SLURM_CPUS_PER_TASK / OMP_NUM_THREADS when set; more threads than "
       "free cores is slower, docs/performance.md")

@@ -18,48 +18,11 @@
 """
 from .base import Communicator, Handle
 from .buckets import Bucket, build_buckets
+# Each transport module registers itself; this order is the order names are listed in.
+from . import mpi, local, nccl, cuda_aware, staged, emulated  # noqa: E401,F401
+from .registry import Transport, create, default, register, wrap
 from .choice import RankCaps, choose
 
 
-def create(name: str = "mpi", **kwargs) -> Communicator:
-    if name == "mpi":
-        from .mpi import MPICommunicator
-        return MPICommunicator(**kwargs)
-    if name == "local":
-        from .local import LocalCommunicator
-        return LocalCommunicator()
-    if name == "nccl":
-        from .nccl import NCCLCommunicator
-        return NCCLCommunicator(kwargs.pop("inner", None) or default())
-    if name == "cuda-mpi":
-        from .cuda_aware import CudaAwareMPICommunicator
-        return CudaAwareMPICommunicator(**kwargs)
-    if name == "staged":
-        from .staged import HostStagedCommunicator
-        return HostStagedCommunicator(kwargs.pop("inner", None) or default())
-    if name == "emulated":
-        from .emulated import AlphaBeta, EmulatedCommunicator, parse_spec
-        spec = parse_spec(kwargs.pop("spec")) if "spec" in kwargs else {
-            "bandwidth_bps": kwargs.pop("bandwidth_bps"), "latency_s": kwargs.pop("latency_s", 0.0)}
-        inner = kwargs.pop("inner", None) or default()
-        return EmulatedCommunicator(inner, AlphaBeta(spec["latency_s"], spec["bandwidth_bps"]), **kwargs)
-    raise ValueError(f"unknown communicator {name!r} "
-                     "(choose mpi, local, nccl, cuda-mpi, staged or emulated)")
-
-
-def wrap(name: str, mpi_comm: Communicator) -> Communicator:
-    """A multi-rank MPI communicator carried over the transport ``name`` (from choose)."""
-    if name == "mpi":
-        return mpi_comm
-    if name == "cuda-mpi":
-        return create("cuda-mpi", mpi_comm=mpi_comm.comm)
-    return create(name, inner=mpi_comm)
-
-
-def default() -> Communicator:
-    """MPI.COMM_WORLD under an MPI launcher, else a one-process communicator."""
-    from .mpi import launched_under_mpi
-    return create("mpi" if launched_under_mpi() else "local")
-
-
-__all__ = ["Communicator", "Handle", "Bucket", "build_buckets", "create", "choose", "RankCaps"]
+__all__ = ["Communicator", "Handle", "Bucket", "build_buckets", "create", "wrap", "default",
+           "choose", "RankCaps", "Transport", "register"]

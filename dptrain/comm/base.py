@@ -11,50 +11,65 @@
     c.dup() -> Communicator     a separate channel, e.g. for a communication thread
 
 Collectives on one communicator must be issued in the same order on every rank.
+Both classes are abstract: a transport that leaves an operation out fails at construction
+with a TypeError naming it, not in the middle of a run.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 
-class Handle:
+
+class Handle(ABC):
     """A pending non-blocking operation."""
 
+    @abstractmethod
     def wait(self) -> None:
         raise NotImplementedError
 
+    @abstractmethod
     def test(self) -> bool:
         raise NotImplementedError
 
 
-class Communicator:
+class Communicator(ABC):
     rank = 0
     size = 1
     local_rank = 0
     local_size = 1
     name = "base"
 
+    @abstractmethod
     def allreduce(self, buf) -> None:
         raise NotImplementedError
 
+    @abstractmethod
     def iallreduce(self, buf) -> Handle:
         raise NotImplementedError
 
+    @abstractmethod
     def allgather(self, arr):
         raise NotImplementedError
 
+    @abstractmethod
     def iallgather(self, arr, out) -> Handle:
         raise NotImplementedError
 
+    @abstractmethod
     def bcast(self, buf, root: int = 0) -> None:
         raise NotImplementedError
 
+    @abstractmethod
     def barrier(self) -> None:
         raise NotImplementedError
 
+    @abstractmethod
     def allreduce_obj(self, obj):
         raise NotImplementedError
 
+    @abstractmethod
     def bcast_obj(self, obj, root: int = 0):
         raise NotImplementedError
 
+    @abstractmethod
     def dup(self) -> "Communicator":
         raise NotImplementedError

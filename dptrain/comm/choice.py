@@ -19,7 +19,18 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-PREFERENCES = ("auto", "mpi", "nccl", "cuda-mpi", "staged")
+from . import registry
+
+
+def preferences() -> tuple[str, ...]:
+    """What --comm accepts: auto, then every registered transport that runs over MPI."""
+    return ("auto",) + registry.comm_choices()
+
+
+def __getattr__(name: str):
+    if name == "PREFERENCES":             # read live, so a transport registered later shows
+        return preferences()
+    raise AttributeError(name)
 
 
 @dataclass(frozen=True)
@@ -55,8 +66,8 @@ def _ranks(ranks: list[int]) -> str:
 def choose(preference: str, caps: list[RankCaps]) -> tuple[str, str]:
     """(transport, why) for ranks described by ``caps`` (index = rank); raises ValueError
     with the reason when ``preference`` cannot work for this layout."""
-    if preference not in PREFERENCES:
-        raise ValueError(f"--comm {preference}: choose {', '.join(PREFERENCES)}")
+    if preference not in preferences():
+        raise ValueError(f"--comm {preference}: choose {', '.join(preferences())}")
     gpu = [r for r, c in enumerate(caps) if c.on_gpu]
     cpu = [r for r, c in enumerate(caps) if not c.on_gpu]
     if gpu and cpu:
@@ -65,9 +76,13 @@ def choose(preference: str, caps: list[RankCaps]) -> tuple[str, str]:
     if not gpu:
         if preference in ("auto", "mpi"):
             return "mpi", "host buffers"
+        if "cpu" in registry.get(preference).devices:
+            return preference, "as asked"
         raise ValueError(f"--comm {preference} moves device buffers: it needs --device gpu")
-    if preference == "mpi":
-        raise ValueError("--comm mpi cannot read GPU memory: use nccl, cuda-mpi or staged")
+    if preference != "auto" and "gpu" not in registry.get(preference).devices:
+        gpu_ones = [t.name for t in registry.transports() if t.over_mpi and "gpu" in t.devices]
+        raise ValueError(f"--comm {preference} cannot read GPU memory: use "
+                         f"{', '.join(gpu_ones[:-1])} or {gpu_ones[-1]}")
     seen: dict[str, int] = {}
     shared = None                                   # (rank, rank, device) of a shared device
     for r, c in enumerate(caps):
@@ -91,8 +106,8 @@ def choose(preference: str, caps: list[RankCaps]) -> tuple[str, str]:
             raise ValueError(f"--comm cuda-mpi: the MPI library of {_ranks(not_aware)} is not "
                              f"CUDA-aware ({how}); set DPTRAIN_CUDA_AWARE_MPI=1 if it is")
         return "cuda-mpi", "as asked"
-    if preference == "staged":
-        return "staged", "as asked"
+    if preference != "auto":              # staged, or a transport registered beyond these
+        return preference, "as asked"
     if not no_nccl and not shared:
         return "nccl", "one GPU per rank and NCCL on every rank"
     why = ("NCCL refuses ranks sharing a GPU" if shared and not no_nccl

@@ -107,3 +107,9 @@ class CudaAwareMPICommunicator(MPICommunicator):
 
     def dup(self) -> "CudaAwareMPICommunicator":
         return CudaAwareMPICommunicator(self.comm.Dup())
+
+from .registry import Transport, register  # noqa: E402
+
+register(Transport("cuda-mpi", ("gpu",), "MPI handed device buffers directly, when it is CUDA-aware",
+                   build=lambda **kw: CudaAwareMPICommunicator(**kw),
+                   over_mpi=lambda mpi_comm: CudaAwareMPICommunicator(mpi_comm=mpi_comm.comm)))

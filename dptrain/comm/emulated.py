@@ -162,3 +162,16 @@ class EmulatedCommunicator(Communicator):
 
     def dup(self) -> "EmulatedCommunicator":
         return EmulatedCommunicator(self.inner.dup(), self.model, self.clock, self.sleep, self.link)
+
+from .registry import Transport, default, register  # noqa: E402
+
+
+def _build(**kwargs) -> EmulatedCommunicator:
+    spec = parse_spec(kwargs.pop("spec")) if "spec" in kwargs else {
+        "bandwidth_bps": kwargs.pop("bandwidth_bps"), "latency_s": kwargs.pop("latency_s", 0.0)}
+    inner = kwargs.pop("inner", None) or default()
+    return EmulatedCommunicator(inner, AlphaBeta(spec["latency_s"], spec["bandwidth_bps"]), **kwargs)
+
+
+register(Transport("emulated", ("cpu", "gpu"), "a real communicator held to an alpha-beta network model",
+                   build=_build))

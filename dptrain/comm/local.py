@@ -42,3 +42,8 @@ class LocalCommunicator(Communicator):
 
     def dup(self) -> "LocalCommunicator":
         return LocalCommunicator()
+
+from .registry import Transport, register  # noqa: E402
+
+register(Transport("local", ("cpu",), "one process, no MPI at all (dptrain train without a launcher)",
+                   build=lambda **kw: LocalCommunicator()))

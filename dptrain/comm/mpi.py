@@ -100,3 +100,8 @@ class MPICommunicator(Communicator):
 # What the launcher tells a process before MPI starts, and ending the job, live in a module
 # without heavy imports so the command line can use them from its first instruction.
 from ..launch_env import abort_world, launch_rank, launched_under_mpi  # noqa: E402,F401
+
+from .registry import Transport, register  # noqa: E402
+
+register(Transport("mpi", ("cpu",), "any run under mpiexec/srun; a single process works too (size 1)",
+                   build=lambda **kw: MPICommunicator(**kw), over_mpi=lambda mpi_comm: mpi_comm))

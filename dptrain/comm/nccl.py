@@ -131,3 +131,13 @@ def available() -> bool:
         return bool(backend.cupy_nccl().available)
     except Exception:       # no CuPy, CuPy built without NCCL, or libnccl missing
         return False
+
+from .registry import Transport, default, register  # noqa: E402
+
+
+def _over(inner=None, **kw) -> NCCLCommunicator:
+    return NCCLCommunicator(inner or default())
+
+
+register(Transport("nccl", ("gpu",), "NCCL on a dedicated CUDA stream for device buffers, MPI for the rest",
+                   build=_over, over_mpi=lambda mpi_comm: _over(inner=mpi_comm)))

@@ -97,3 +97,13 @@ class HostStagedCommunicator(Communicator):
 
     def dup(self) -> "HostStagedCommunicator":
         return HostStagedCommunicator(self.inner.dup())
+
+from .registry import Transport, default, register  # noqa: E402
+
+
+def _over(inner=None, **kw) -> HostStagedCommunicator:
+    return HostStagedCommunicator(inner or default())
+
+
+register(Transport("staged", ("gpu",), "MPI fed through pinned host buffers (no NCCL, MPI not CUDA-aware)",
+                   build=_over, over_mpi=lambda mpi_comm: _over(inner=mpi_comm)))

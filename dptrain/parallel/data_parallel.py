@@ -38,11 +38,11 @@ from . import trace
 from .fc_replication import FCReplication, choose_layers
 from .nonfinite import NonfiniteWatch
 from .overlap_stats import OverlapStats
-from .progress import CommThread, Poller, PriorityCommThread
+from . import engine, progress as _engines  # noqa: F401  (progress registers thread, poll, priority)
 from .protocol import ReadyLedger, check_reduced
 
 SCHEDULES = ("blocking", "overlap", "overlap-fc")
-PROGRESS_MODES = ("auto", "thread", "poll", "priority")
+PROGRESS_MODES = engine.LiveNames("auto")       # auto, then the registered engines
 GRAD_DTYPES = (None, "float32", "float16")
 
 
@@ -131,8 +131,7 @@ class DataParallel:
             b.wire = b.buffer if self._grad_dtype != "float16" else b.buffer.astype(np.float16)
         self._engine = None
         if overlapped:
-            self._engine = {"thread": lambda: CommThread(comm.dup()), "poll": lambda: Poller(comm),
-                            "priority": lambda: PriorityCommThread(comm.dup())}[progress]()
+            self._engine = engine.create(progress, comm)
         self.fc = FCReplication(self.model, comm, self._engine, fc_layers, self.global_batch or 0,
                                 self.stats) if fc_layers else None
 

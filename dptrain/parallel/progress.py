@@ -18,6 +18,7 @@ import numpy as np
 
 from ..comm.base import Handle
 from ..comm.order_check import current_origin, labelled
+from .engine import ProgressEngine, register
 
 
 class _Done(Handle):
@@ -45,8 +46,13 @@ def _in_origin(operation):
     return run
 
 
-class CommThread:
+@register("thread")
+class CommThread(ProgressEngine):
     """Reduces submitted buffers in submission order (so every rank's order matches)."""
+
+    @classmethod
+    def over(cls, comm):
+        return cls(comm.dup())
 
     def __init__(self, comm):
         self.comm = comm
@@ -105,7 +111,8 @@ class _Polled(Handle):
             self.done_at = time.perf_counter()
 
 
-class Poller:
+@register("poll")
+class Poller(ProgressEngine):
     """MPI_Iallreduce per bucket; ``poll()`` tests the in-flight requests to drive progress."""
 
     def __init__(self, comm):
@@ -134,7 +141,8 @@ class Poller:
         self._inflight = []
 
 
-class PriorityCommThread:
+@register("priority")
+class PriorityCommThread(ProgressEngine):
     """A communication thread that sends what the next forward pass needs first.
 
     Buckets are cut into chunks of at most ``chunk_bytes``; whenever the channel is free the
@@ -145,6 +153,10 @@ class PriorityCommThread:
     all-reduce how many chunks each rank has posted, and choose only among chunks that every
     rank has posted (ties broken by posting order).
     """
+
+    @classmethod
+    def over(cls, comm):
+        return cls(comm.dup())
 
     def __init__(self, comm, chunk_bytes: int = 64 << 10):
         self.comm, self.chunk_bytes = comm, int(chunk_bytes)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, fields
 
+from ..comm.choice import preferences as comm_preferences
 from ..errors import UsageError
+from ..parallel import PROGRESS_MODES
 from ..input_files import NotRegularFile, read_config_bytes
 
 
@@ -144,8 +146,8 @@ class TrainConfig:
         if self.accumulate > self.batch_size:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
-                   "comm": ("auto", "mpi", "nccl", "cuda-mpi", "staged"),
-                   "sync": ("auto", "blocking", "overlap", "overlap-fc"), "comm_progress": ("auto", "thread", "poll", "priority"),
+                   "comm": comm_preferences(),
+                   "sync": ("auto", "blocking", "overlap", "overlap-fc"), "comm_progress": tuple(PROGRESS_MODES),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
                    "as_weighting": ("importance", "none"), "as_bound": ("listing", "eq67"),
