@@ -260,7 +260,7 @@ def for_trainer(trainer, capture=None, capturable_transports=("nccl",)):
         schedule=trainer.dp.schedule, auto=trainer.dp.auto is not None, optimizer=cfg.optimizer,
         accumulate=cfg.accumulate, adaptive=trainer.sampler.adaptive,
         skip_nonfinite=cfg.skip_nonfinite, trace=bool(cfg.trace), net_emulate=bool(cfg.net_emulate),
-        fused_update=fused.launcher_for(next(trainer.model.named_params())[1]) is not None,
+        fused_update=trainer.opt.fused_launcher(next(trainer.model.named_params())[1]) is not None,
         capturable_transports=capturable_transports)
     comms = graph_capture.nccl_communicators(trainer.comm) if capture is not None \
         and trainer.size > 1 else []
