@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from .optim import registry as optim_registry
 from .train.config import TrainConfig, shown_value
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -79,8 +80,7 @@ def add_train_flags(p, model_names) -> None:
     a("--max-steps", "stop after N optimiser steps (the first line says which limit ends the "
       "run)", type=int, metavar="N")
     a("--batch-size", "global mini-batch size, split over the ranks", type=int, metavar="N")
-    a("--optimizer", "sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam, adamax",
-      metavar="NAME")
+    a("--optimizer", optim_registry.choices_text(), metavar="NAME")
     a("--lr", "learning rate", type=float, default_text="the optimiser's own: 0.05 for momentum")
     a("--momentum", "momentum of momentum/nesterov", type=float,
       default_text="the optimiser's own: 0.9")

@@ -24,7 +24,7 @@ from ..backend import Backend, current, get_array_module, to_numpy
 from ..nn.containers import (Residual, as_chain, chain_backward, chain_forward, layout, leaf_runs,
                              leaves, trace)
 from ..nn.fusion import link_bn_relu_pool
-from .flat import flat_params
+from ..nn.flat import flat_params
 from .summary import Summary
 
 

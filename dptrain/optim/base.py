@@ -6,7 +6,7 @@ An optimiser holds update rules and their state, not the model: it reads each la
 schedule updates a bucket's layers just before the first of them runs in the next forward
 pass); ``step()`` updates them all.
 
-Parameters live in one flat buffer (models/flat.py) and the state slots in buffers of the
+Parameters live in one flat buffer (nn/flat.py) and the state slots in buffers of the
 same layout, so a run of parameters whose gradients are contiguous too -- a gradient bucket,
 or the whole model without buckets (flat.py) -- is updated in one pass: one fused kernel on a
 GPU (fused.py), the rule's array expressions over the whole run otherwise. State is per
