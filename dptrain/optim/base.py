@@ -31,6 +31,10 @@ class Optimizer:
 
     name = "optimizer"
     slot_names: tuple = ()          # per-parameter state arrays, e.g. ("m", "v")
+    # Whether update_rule reads state["t"] (a bias correction): the host's count, which a
+    # replayed CUDA graph would freeze at the capture; only a fused kernel reads it on the
+    # device (device_scalars), so such a rule without its kernel runs eagerly.
+    reads_step_count = False
 
     def __init__(self, model, lr: float, weight_decay: float = 0.0, **hyper):
         if not lr > 0:

@@ -120,6 +120,7 @@ class Adam(Optimizer):
     """Seed 003 eq. 46-51: m, v moving averages, bias-corrected; w <- w - lr m^ / sqrt(v^ + eps)."""
     name = "adam"
     slot_names = ("m", "v")
+    reads_step_count = True
 
     def __init__(self, model, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(model, lr, weight_decay, beta1=float(beta1), beta2=float(beta2),
@@ -151,6 +152,7 @@ class AdaMax(Optimizer):
     """Seed 004: u <- max(beta2 u, |g|); w <- w - lr/(1 - beta1^t) m / u (eps keeps u > 0)."""
     name = "adamax"
     slot_names = ("m", "u")
+    reads_step_count = True
 
     def __init__(self, model, lr=0.002, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(model, lr, weight_decay, beta1=float(beta1), beta2=float(beta2),

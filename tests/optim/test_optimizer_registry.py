@@ -3,6 +3,8 @@ makes it an optimiser of optim.get, of ``dptrain train --optimizer`` (choices an
 of the trainer. It has no fused CUDA kernel, so where CuPy arrays would take the kernels (the
 CPU stand-in of optim/fused.py) it runs its array code."""
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +125,39 @@ def test_the_kernel_choice_is_the_models_backends(cuda_standin):
         model = models.get("mlp", (1, 8, 8), 10, backend=Backend(np, np.float64, kernels))
         assert model.backend.kernels == kernels and model.dtype == np.float64
         assert (optim.get("adam", model).fused_launcher(w) is not None) == fused_update
+
+
+def graph_trainer(*args, **kw):
+    """tests/train/test_graph_step.py's trainer: --cuda-graph on through the stand-in for
+    CUDA stream capture, which replays device work only."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+    from test_graph_step import trainer
+    return trainer(*args, **kw)
+
+
+def test_a_captured_step_replays_its_array_code(sign_sgd, tmp_path, monkeypatch):
+    eager = graph_trainer(tmp_path, False, name="eager", optimizer="sign-sgd", max_steps=4)
+    eager.run()
+    graphed = graph_trainer(tmp_path, True, monkeypatch, name="graph", optimizer="sign-sgd",
+                            max_steps=4)
+    graphed.run()
+    assert graphed.graph.disabled is None and graphed.graph.launches == 3
+    for key, w in eager.model.state_dict().items():
+        np.testing.assert_array_equal(graphed.model.state_dict()[key], w, err_msg=key)
+
+
+def test_a_rule_reading_the_step_count_without_a_kernel_is_not_captured(tmp_path, monkeypatch):
+    class CountedSignSGD(SignSGD):
+        """w <- w - lr/t sign(g): t read on the host, frozen in a replayed graph."""
+        name, reads_step_count = "counted-sign-sgd", True
+
+        def update_rule(self, w, g, state, lr):
+            w -= lr / state["t"] * np.sign(g)
+    optim.register("counted-sign-sgd")(CountedSignSGD)
+    try:
+        t = graph_trainer(tmp_path, True, monkeypatch, optimizer="counted-sign-sgd", max_steps=3)
+        t.run()
+    finally:
+        optim.unregister("counted-sign-sgd")
+    assert "counted-sign-sgd's bias correction" in t.graph.disabled
+    assert t.capture.captures == 0
