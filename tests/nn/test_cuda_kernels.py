@@ -292,7 +292,6 @@ def test_training_through_the_kernels_matches_the_generic_path(kernel_path, mode
         through.run()
     finally:
         cuda_kernels.host_launcher = launcher
-    backend.set_dtype("float32")
     assert expected <= set(launched)
     for (k, a), (_, b) in zip(generic.model.named_params(), through.model.named_params()):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=k)
