@@ -3,10 +3,17 @@
 Layer code is written once against ``xp`` (numpy or cupy). Only this module
 imports cupy, and only when a GPU is asked for. ``get_array_module(a)``
 returns the module an existing array belongs to, the way Chainer does.
+
+A ``Backend`` names the array module, dtype, kernel choice and device a model computes with;
+the model holds one (``model.backend``) and its layers and optimiser read theirs from it.
+The process default (``current()``), which the command sets from --device, --dtype and
+--kernels (``use_device``, ``set_dtype``, ``set_kernels``), is what a model built without one
+takes: a test passes ``Backend(numpy, numpy.float64)`` instead of changing the default.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,15 +45,20 @@ LAYER_KERNEL_FAMILIES = ("im2col", "col2im", "maxpool", "batchnorm", "bn_relu_po
 OPTIMIZER_KERNEL_FAMILY = "optimizer"
 
 
-def set_kernels(mode: str) -> None:
-    global kernels
+def check_kernels(mode: str) -> str:
+    """``mode`` when it is a kernel choice (--kernels), else ValueError naming the choices."""
     families = LAYER_KERNEL_FAMILIES + (OPTIMIZER_KERNEL_FAMILY,)
     named = mode not in ("auto", "all", "generic")
     unknown = [f for f in mode.split(",") if f not in families] if named else []
     if unknown or not mode:
         raise ValueError(f"unknown kernel choice {mode!r} (choose auto, all, generic or a comma "
                          f"list of {', '.join(families)})")
-    kernels = mode
+    return mode
+
+
+def set_kernels(mode: str) -> None:
+    global kernels
+    kernels = check_kernels(mode)
 
 
 # Left out of `auto`: the families that lost to the generic array code where last measured
@@ -55,10 +67,45 @@ def set_kernels(mode: str) -> None:
 NOT_IN_AUTO = ("im2col",)
 
 
-def kernels_enabled(family: str) -> bool:
-    if kernels == "auto":
+def _enabled(mode: str, family: str) -> bool:
+    if mode == "auto":
         return family not in NOT_IN_AUTO
-    return kernels == "all" or (kernels != "generic" and family in kernels.split(","))
+    return mode == "all" or (mode != "generic" and family in mode.split(","))
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What a model computes with: array module (numpy or cupy), floating dtype of its
+    parameters, which hand-written kernels it uses (a --kernels choice, see check_kernels)
+    and the device's name."""
+    xp: object = np
+    dtype: type = np.float32
+    kernels: str = "auto"
+    device_name: str = "cpu"
+
+    def kernels_enabled(self, family: str) -> bool:
+        """Whether this backend runs ``family``'s hand-written kernels (where it has some)."""
+        return _enabled(self.kernels, family)
+
+    def asarray(self, value):
+        """``value`` as a new parameter: an array of this backend's module and dtype."""
+        return self.xp.asarray(value, dtype=self.dtype)
+
+    def zeros(self, shape):
+        return self.xp.zeros(shape, dtype=self.dtype)
+
+    def ones(self, shape):
+        return self.xp.ones(shape, dtype=self.dtype)
+
+
+def current() -> Backend:
+    """The process default: the module, dtype, kernels and device set_dtype, set_kernels and
+    use_device chose (float32 on the CPU until then)."""
+    return Backend(xp, dtype, kernels, device_name)
+
+
+def kernels_enabled(family: str) -> bool:
+    return _enabled(kernels, family)
 
 
 def gpu_available() -> bool:

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 
 from .comm.choice import preferences as comm_preferences
+from .optim import registry as optim_registry
 from .parallel import PROGRESS_MODES
 from .train.config import TrainConfig, shown_value
 
@@ -92,8 +93,7 @@ def add_train_flags(p, model_names) -> None:
     a("--max-steps", "stop after N optimiser steps (the first line says which limit ends the "
       "run)", type=int, metavar="N")
     a("--batch-size", "global mini-batch size, split over the ranks", type=int, metavar="N")
-    a("--optimizer", "sgd, momentum, nesterov, adagrad, rmsprop, adadelta, adam, adamax",
-      metavar="NAME")
+    a("--optimizer", optim_registry.choices_text(), metavar="NAME")
     a("--lr", "learning rate", type=float, default_text="the optimiser's own: 0.05 for momentum")
     a("--momentum", "momentum of momentum/nesterov", type=float,
       default_text="the optimiser's own: 0.9")

@@ -4,13 +4,20 @@ import pytest
 from dptrain import backend
 
 
+@pytest.fixture(autouse=True)
+def process_backend_restored():
+    """The process default backend as it was before each test: a Trainer sets it from its
+    configuration (--dtype, --device) as the command does, and a test may not leak that."""
+    saved = backend.xp, backend.dtype, backend.kernels, backend.device_name
+    yield
+    backend.xp, backend.dtype, backend.kernels, backend.device_name = saved
+
+
 @pytest.fixture
 def float64():
-    """Build layers and models in float64 for the duration of a test."""
-    old = backend.dtype
+    """Build layers and models in float64 (the process default) for the duration of a test."""
     backend.set_dtype("float64")
-    yield np.float64
-    backend.dtype = old
+    return np.float64
 
 
 @pytest.fixture

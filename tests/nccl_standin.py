@@ -109,7 +109,11 @@ def install(monkeypatch, mpi_comm=None):
     cuda.get_current_stream = lambda: COMPUTE
     nccl.available = True
     nccl.get_unique_id = lambda: b"uid"
-    nccl.NcclCommunicator = lambda size, uid, rank: NcclCommunicator(size, uid, rank, mpi_comm)
+    # each NCCL communicator is a channel of its own (a dup for a communication thread is
+    # one): every stand-in gets its own MPI communicator, duplicated collectively as NCCL's
+    # initialisation is collective
+    nccl.NcclCommunicator = lambda size, uid, rank: NcclCommunicator(
+        size, uid, rank, mpi_comm.Dup() if mpi_comm is not None else None)
     nccl.NCCL_SUM = 0
     nccl.NCCL_FLOAT16, nccl.NCCL_FLOAT32, nccl.NCCL_FLOAT64, nccl.NCCL_INT64, nccl.NCCL_INT32 = range(5)
     for name, module in (("cupy", cupy), ("cupy.cuda", cuda), ("cupy.cuda.nccl", nccl)):

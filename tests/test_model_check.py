@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dptrain import backend, models, nn
+from dptrain import models, nn
+from dptrain.backend import Backend
 from dptrain.model_check.command import check_layers
 from dptrain.model_check.ranks import why_not_runnable
 
@@ -153,15 +154,11 @@ def test_under_mpiexec_it_refuses_to_start_ranks_of_its_own(tmp_path):
 
 
 def test_each_leaf_is_checked_on_the_input_it_receives_inside_a_residual_block():
-    backend.set_dtype("float64")
-    try:
-        model = models.Sequential(
-            [nn.Flatten(), nn.Dense(12, 6),
-             nn.Residual([nn.Dense(6, 6), nn.Tanh()], [nn.Dense(6, 6)]), nn.Dense(6, 3)],
-            (3, 2, 2))
-        rows = check_layers(model, batch_size=3, tol=1e-6)
-    finally:
-        backend.set_dtype("float32")
+    model = models.Sequential(
+        [nn.Flatten(), nn.Dense(12, 6),
+         nn.Residual([nn.Dense(6, 6), nn.Tanh()], [nn.Dense(6, 6)]), nn.Dense(6, 3)],
+        (3, 2, 2), backend=Backend(np, np.float64))
+    rows = check_layers(model, batch_size=3, tol=1e-6)
     assert [r["layer"] for r in rows] == [repr(layer) for layer in model.layers]
     assert all(r["ok"] for r in rows), rows
     assert set(rows[2]["errors"]) == {"x", "W", "b"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import statistics
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 
@@ -25,19 +26,24 @@ from ..nn import kernels
 
 
 @contextmanager
-def kernel_choice(mode: str):
-    before = backend.kernels
+def kernel_choice(mode: str, model):
+    """``mode`` as the kernel choice of ``model``'s layers (which take it from their backend)
+    and of the process default (which the bare im2col and col2im calls read)."""
+    before, layer_backends = backend.kernels, [layer.backend for layer in model.layers]
     backend.set_kernels(mode)
+    for layer, own in zip(model.layers, layer_backends):
+        layer.backend = replace(own, kernels=mode)
     try:
         yield
     finally:
         backend.set_kernels(before)
+        for layer, own in zip(model.layers, layer_backends):
+            layer.backend = own
 
 
-def _cases(model_name: str, batch: int):
+def _cases(model, model_name: str, batch: int):
     """(family, description, operation) for each distinct layer shape of the model."""
     xp, rng = backend.xp, np.random.default_rng(0)
-    model = models.get(model_name)
 
     def rand(*shape):
         return xp.asarray(rng.standard_normal(shape), dtype=model.dtype)
@@ -98,10 +104,11 @@ def compare_kernel_ops(model_names, batch: int, reps: int = 20) -> dict:
     totals over all cases and the verdict (keep the kernels when they are faster)."""
     rows = []
     for name in model_names:
-        for family, where, op in _cases(name, batch):
-            with kernel_choice("generic"):
+        model = models.get(name)
+        for family, where, op in _cases(model, name, batch):
+            with kernel_choice("generic", model):
                 generic = _time(op, reps)
-            with kernel_choice(family):
+            with kernel_choice(family, model):
                 kernel = _time(op, reps)
             rows.append({"family": family, "case": where, "generic_ms": generic * 1e3,
                          "kernel_ms": kernel * 1e3, "speedup": generic / kernel})

@@ -7,7 +7,7 @@ communicated: no copy before an Allreduce. Every rank builds identical buckets.
 """
 from __future__ import annotations
 
-from ..models.flat import flatten
+from ..nn.flat import flatten
 
 
 class Bucket:

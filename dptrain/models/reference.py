@@ -229,7 +229,7 @@ def check_fits(spec: str, layers, input_shape) -> None:
                              "".join(traceback.format_exception(exc))) from None
 
 
-def build(spec: str, input_shape, num_classes: int = 10, seed: int = 0):
+def build(spec: str, input_shape, num_classes: int = 10, seed: int = 0, backend=None):
     """The Sequential a reference builds, named by the spec."""
     from .sequential import Sequential
     built = build_layers(spec, input_shape, num_classes)
@@ -237,6 +237,6 @@ def build(spec: str, input_shape, num_classes: int = 10, seed: int = 0):
         built.name = spec
         return built
     try:
-        return Sequential(built, tuple(input_shape), seed=seed, name=spec)
+        return Sequential(built, tuple(input_shape), seed=seed, name=spec, backend=backend)
     except (Exception, SystemExit) as exc:     # a user layer's initialize()
         raise _raised(exc, "initialising the model", [], spec) from None

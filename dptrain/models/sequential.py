@@ -20,12 +20,11 @@ import time
 
 import numpy as np
 
-from .. import backend
-from ..backend import to_numpy
+from ..backend import Backend, current, get_array_module, to_numpy
 from ..nn.containers import (Residual, as_chain, chain_backward, chain_forward, layout, leaf_runs,
                              leaves, trace)
 from ..nn.fusion import link_bn_relu_pool
-from .flat import flat_params
+from ..nn.flat import flat_params
 from .summary import Summary
 
 
@@ -34,14 +33,17 @@ class Sequential:
     ``self.layers`` is then the flat list of leaf layers in forward execution order,
     ``self.structure`` the nested items (for display); ``shapes[i]`` / ``input_shapes[i]``
     are leaf i's per-sample output and input shapes (a shortcut's first leaf takes its
-    block's input)."""
+    block's input). ``backend`` (array module, dtype, kernels) is what every layer creates its
+    parameters with and computes with, and the optimiser follows; None: the process default."""
 
-    def __init__(self, layers, input_shape, seed: int = 0, name: str = "sequential"):
+    def __init__(self, layers, input_shape, seed: int = 0, name: str = "sequential",
+                 backend: Backend | None = None):
         self.structure = as_chain(layers, f"model {name!r}")
         self.layers = list(leaves(self.structure))
         self.input_shape = tuple(input_shape)
         self.name = name
-        self.dtype = backend.dtype
+        self.backend = backend if backend is not None else current()
+        self.dtype = self.backend.dtype
         self.tracer = None                    # parallel.trace.Tracer, when --trace is on
         seen = set()
         for layer in self.layers:
@@ -55,6 +57,7 @@ class Sequential:
 
         def build(layer, shape, depth):
             layer.index = len(self.shapes)
+            layer.backend = self.backend
             layer.initialize(rng)
             out = tuple(layer.output_shape(shape))
             self.input_shapes.append(tuple(shape))
@@ -163,7 +166,7 @@ class Sequential:
             if value.shape != arr.shape:
                 raise ValueError(f"state entry {k!r} has shape {value.shape}, "
                                  f"model expects {arr.shape}")
-            arr[...] = backend.get_array_module(arr).asarray(value, dtype=arr.dtype)
+            arr[...] = get_array_module(arr).asarray(value, dtype=arr.dtype)
 
     def layout(self) -> str:
         """Leaf kinds and their nesting in residual blocks (the start-up fingerprint)."""

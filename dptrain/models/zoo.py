@@ -139,12 +139,14 @@ def names() -> list[str]:
     return sorted(BUILDERS)
 
 
-def get(name: str, input_shape=None, num_classes: int = 10, seed: int = 0) -> Sequential:
+def get(name: str, input_shape=None, num_classes: int = 10, seed: int = 0,
+        backend=None) -> Sequential:
     """Build a zoo model, or one from the user's code (``FILE.py:NAME``, reference.py);
-    ``input_shape`` is per sample (C, H, W), default the zoo model's own."""
+    ``input_shape`` is per sample (C, H, W), default the zoo model's own; ``backend`` (a
+    backend.Backend) that of Sequential."""
     from . import reference
     if reference.is_reference(name):
-        return reference.build(name, input_shape, num_classes, seed)
+        return reference.build(name, input_shape, num_classes, seed, backend)
     if name not in BUILDERS:
         from ..suggest import did_you_mean
         raise ValueError(f"unknown model {name!r}{did_you_mean(name, names())} "
@@ -152,6 +154,6 @@ def get(name: str, input_shape=None, num_classes: int = 10, seed: int = 0) -> Se
     shape = tuple(input_shape) if input_shape is not None else DEFAULT_INPUT[name]
     try:
         layers = BUILDERS[name](shape, num_classes)
-        return Sequential(layers, shape, seed=seed, name=name)
+        return Sequential(layers, shape, seed=seed, name=name, backend=backend)
     except ValueError as exc:
         raise ValueError(f"model {name!r} does not fit input shape {shape}: {exc}") from None

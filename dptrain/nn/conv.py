@@ -58,7 +58,8 @@ class Conv2D(Layer):
         xp = get_array_module(x)
         n = x.shape[0]
         _, oh, ow = self.output_shape(x.shape[1:])
-        cols = im2col(x.transpose(0, 2, 3, 1), self.kh, self.kw, self.stride, self.padding)
+        cols = im2col(x.transpose(0, 2, 3, 1), self.kh, self.kw, self.stride, self.padding,
+                      self.backend)
         y = cols @ self._w_matrix().T                              # (N*OH*OW, c_out), NHWC
         if self.bias:
             y += self.params["b"]
@@ -81,7 +82,8 @@ class Conv2D(Layer):
         # dY W, one (c_out x c_in) GEMM per kernel offset: (kh*kw, N*OH*OW, c_in)
         w_offsets = self.params["W"].transpose(2, 3, 0, 1).reshape(self.kh * self.kw, self.c_out, c)
         blocks = xp.matmul(dy2, w_offsets)
-        dx = col2im(blocks, (n, h, w, c), self.kh, self.kw, self.stride, self.padding)
+        dx = col2im(blocks, (n, h, w, c), self.kh, self.kw, self.stride, self.padding,
+                    self.backend)
         return xp.ascontiguousarray(dx.transpose(0, 3, 1, 2))
 
     def __repr__(self):

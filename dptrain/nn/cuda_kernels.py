@@ -15,7 +15,7 @@ runs each block's threads as real threads meeting at a barrier, which is how the
 """
 from __future__ import annotations
 
-from .. import backend
+from ..backend import LAYER_KERNEL_FAMILIES, Backend, current, is_device_array
 from .kernels_cuda import compile
 from .kernels_cuda.compile import signatures, source_for  # noqa: F401
 from .kernels_cuda.conv import col2im, im2col  # noqa: F401
@@ -31,16 +31,17 @@ SIGNATURES = signatures()
 # layers' kernel dispatch without a GPU.
 host_launcher = None
 
-# Each family is switched on or off as a whole (backend.kernels), so that a kernel that
+# Each family is switched on or off as a whole (a Backend's kernels), so that a kernel that
 # does not beat the generic array code on a GPU can be left out (`dptrain bench --kernel-ops`).
-FAMILIES = backend.LAYER_KERNEL_FAMILIES      # named in backend.py, which checks --kernels
+FAMILIES = LAYER_KERNEL_FAMILIES      # named in backend.py, which checks --kernels
 
 
-def launcher_for(a, family: str):
+def launcher_for(a, family: str, backend: Backend | None = None):
     """How to run ``family``'s kernels on ``a``'s device, or None for the generic array
-    code: CuPy arrays take the kernels of the families backend.kernels enables."""
-    if not backend.kernels_enabled(family):
+    code: CuPy arrays take the kernels of the families ``backend`` (a layer's, None: the
+    process default) enables."""
+    if not (backend or current()).kernels_enabled(family):
         return None
-    if backend.is_device_array(a):
+    if is_device_array(a):
         return compile.cupy_launcher(a.dtype)
     return host_launcher(a.dtype) if host_launcher is not None else None

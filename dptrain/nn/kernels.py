@@ -31,9 +31,10 @@ def pad_hw(x, pad: int, axes=(2, 3), value=0.0):
     return xp.pad(x, width, constant_values=value)
 
 
-def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int):
-    """x (N, H, W, C) -> columns (N*OH*OW, kh*kw*C), one row per output position."""
-    launch = cuda_kernels.launcher_for(x_nhwc, "im2col")
+def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int, backend=None):
+    """x (N, H, W, C) -> columns (N*OH*OW, kh*kw*C), one row per output position; ``backend``
+    (None: the default) says whether its kernel runs."""
+    launch = cuda_kernels.launcher_for(x_nhwc, "im2col", backend)
     if launch is not None:                                # one kernel, no padded copy
         return cuda_kernels.im2col(x_nhwc, kh, kw, stride, pad, launch=launch)
     xp = get_array_module(x_nhwc)
@@ -46,14 +47,14 @@ def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int):
     return view.reshape(n * oh * ow, kh * kw * c)         # the reshape copies the windows
 
 
-def col2im(blocks, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int):
+def col2im(blocks, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int, backend=None):
     """Adjoint of im2col: scatter-add per-offset blocks (kh*kw, N*OH*OW, C) into (N, H, W, C).
 
     The column gradients come grouped by kernel offset (not in im2col's row layout), so
     that each add below reads one contiguous block and, for stride 1, writes runs of
     OW*C contiguous values.
     """
-    launch = cuda_kernels.launcher_for(blocks, "col2im")
+    launch = cuda_kernels.launcher_for(blocks, "col2im", backend)
     if launch is not None:                                # one gathering kernel
         return cuda_kernels.col2im(blocks, x_shape_nhwc, kh, kw, stride, pad, launch=launch)
     xp = get_array_module(blocks)

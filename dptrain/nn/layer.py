@@ -13,7 +13,7 @@ block (containers.py) hands the same array to its branch and its shortcut.
 """
 from __future__ import annotations
 
-from .. import backend
+from ..backend import Backend, current
 
 
 class BatchContext:
@@ -34,6 +34,8 @@ class Layer:
     params, grads, buffers), shape and FLOP bookkeeping for summaries."""
     needs_input_grad = True   # the first layer of a model skips computing dx
     regularizer = None
+    # The model's backend (set by Sequential before ``initialize``); None: the process default
+    backend: Backend | None = None
 
     def __init__(self):
         self.params: dict = {}
@@ -61,10 +63,14 @@ class Layer:
         raise NotImplementedError
 
     # --- helpers ---------------------------------------------------------
+    def compute_backend(self) -> Backend:
+        """The backend this layer's arrays and kernels follow: its model's, else the default."""
+        return self.backend if self.backend is not None else current()
+
     def _add_param(self, name: str, value) -> None:
-        xp = backend.xp
-        self.params[name] = xp.asarray(value, dtype=backend.dtype)
-        self.grads[name] = xp.zeros_like(self.params[name])
+        b = self.compute_backend()
+        self.params[name] = b.asarray(value)
+        self.grads[name] = b.xp.zeros_like(self.params[name])
 
     def regularization_loss(self):
         """The penalty as a 0-d array on the layer's device (0.0 without a regularizer)."""

@@ -13,7 +13,6 @@ pooled output of all three layers and the two others pass their input through.
 """
 from __future__ import annotations
 
-from .. import backend
 from ..backend import get_array_module
 from . import cuda_kernels
 from .layer import Layer
@@ -43,11 +42,11 @@ class BatchNorm(Layer):
         self._fused = None
 
     def initialize(self, rng) -> None:
-        xp = backend.xp
+        b = self.compute_backend()
         self._add_param("gamma", [1.0] * self.n)
         self._add_param("beta", [0.0] * self.n)
-        self.buffers["running_mean"] = xp.zeros(self.n, dtype=backend.dtype)
-        self.buffers["running_var"] = xp.ones(self.n, dtype=backend.dtype)
+        self.buffers["running_mean"] = b.zeros(self.n)
+        self.buffers["running_var"] = b.ones(self.n)
 
     def output_shape(self, in_shape):
         if in_shape[0] != self.n:
@@ -104,7 +103,7 @@ class BatchNorm(Layer):
     def _fusion_launcher(self, x, train):
         if not train or self.fused_tail is None or x.ndim != 4 or x.shape[0] == 0:
             return None
-        return cuda_kernels.launcher_for(x, "bn_relu_pool")
+        return cuda_kernels.launcher_for(x, "bn_relu_pool", self.backend)
 
     def forward(self, x, train):
         xp = get_array_module(x)
@@ -121,7 +120,8 @@ class BatchNorm(Layer):
             return x * scale + shift
         if fused is not None:
             x = xp.ascontiguousarray(x)     # kept for backward: a copy only if strided
-        launch = fused if fused is not None else cuda_kernels.launcher_for(x, "batchnorm")
+        launch = (fused if fused is not None
+                  else cuda_kernels.launcher_for(x, "batchnorm", self.backend))
         if x.size == 0:
             launch = None                   # an empty rank's zeros: the array code is exact
         mean, var, total, xc = self._batch_stats(x, launch)
@@ -156,7 +156,7 @@ class BatchNorm(Layer):
         xp = get_array_module(dy)
         axes, view = self._axes_and_view(dy)
         xhat = self._xhat
-        launch = cuda_kernels.launcher_for(dy, "batchnorm")
+        launch = cuda_kernels.launcher_for(dy, "batchnorm", self.backend)
         if launch is not None:                  # both sums in one pass
             cuda_kernels.bn_grad_sums(dy, xhat, launch=launch, out_dy=self.grads["beta"],
                                       out_dy_xhat=self.grads["gamma"])
@@ -188,7 +188,7 @@ class BatchNorm(Layer):
         x, mean, y, arg = self._fused
         self._fused = None
         pool = self.fused_tail[1]
-        launch = cuda_kernels.launcher_for(dy, "bn_relu_pool")
+        launch = cuda_kernels.launcher_for(dy, "bn_relu_pool", self.backend)
         cuda_kernels.bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, self._inv_std, pool.kw,
                                                pool.stride, pool.padding, launch=launch,
                                                out_dz=self.grads["beta"],

@@ -53,7 +53,7 @@ class MaxPool2D(_Pool2D, PassThrough):
     def forward(self, x, train):
         if self._take_bypass():
             return x
-        launch = cuda_kernels.launcher_for(x, "maxpool")
+        launch = cuda_kernels.launcher_for(x, "maxpool", self.backend)
         if launch is not None:
             y, arg = cuda_kernels.maxpool_forward(x, self.kh, self.kw, self.stride, self.padding,
                                                   launch=launch)
@@ -75,9 +75,9 @@ class MaxPool2D(_Pool2D, PassThrough):
             return dy
         if self._arg is not None:
             arg, self._arg = self._arg, None
+            launch = cuda_kernels.launcher_for(dy, "maxpool", self.backend)
             return cuda_kernels.maxpool_backward(dy, arg, self._x_shape, self.kh, self.kw,
-                                                 self.stride, self.padding,
-                                                 launch=cuda_kernels.launcher_for(dy, "maxpool"))
+                                                 self.stride, self.padding, launch=launch)
         xp = get_array_module(dy)
         dx = xp.zeros(self._xpad.shape, dtype=dy.dtype)
         taken = xp.zeros(dy.shape, dtype=bool)

@@ -6,7 +6,7 @@ An optimiser holds update rules and their state, not the model: it reads each la
 schedule updates a bucket's layers just before the first of them runs in the next forward
 pass); ``step()`` updates them all.
 
-Parameters live in one flat buffer (models/flat.py) and the state slots in buffers of the
+Parameters live in one flat buffer (nn/flat.py) and the state slots in buffers of the
 same layout, so a run of parameters whose gradients are contiguous too -- a gradient bucket,
 or the whole model without buckets (flat.py) -- is updated in one pass: one fused kernel on a
 GPU (fused.py), the rule's array expressions over the whole run otherwise. State is per
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, is_device_array, to_numpy
+from ..backend import current, get_array_module, is_device_array, to_numpy
 from . import fused
 from .flat import FlatPlan
 
@@ -31,11 +31,17 @@ class Optimizer:
 
     name = "optimizer"
     slot_names: tuple = ()          # per-parameter state arrays, e.g. ("m", "v")
+    # Whether update_rule reads state["t"] (a bias correction): the host's count, which a
+    # replayed CUDA graph would freeze at the capture; only a fused kernel reads it on the
+    # device (device_scalars), so such a rule without its kernel runs eagerly.
+    reads_step_count = False
 
     def __init__(self, model, lr: float, weight_decay: float = 0.0, **hyper):
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
         self.model = model
+        # The model's backend (its kernel choice) decides whether the fused kernel runs
+        self.backend = getattr(model, "backend", None) or current()
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.hyper = hyper
@@ -50,10 +56,18 @@ class Optimizer:
         ``w``, updated in place) and ``t``. Called on whole flat runs of parameters."""
         raise NotImplementedError
 
-    def kernel(self, lr: float, t: int | None) -> tuple[str, tuple]:
-        """The fused kernel of this rule and its scalars for step ``t`` (fused.py); with
-        ``t`` None, the bias corrections are read on the device (device_scalars), 1 here."""
-        raise NotImplementedError
+    # An optional fused CUDA kernel: a rule that defines ``kernel`` (its name in fused.py's
+    # source and its scalars) runs it on a GPU; a rule without one runs ``update_rule`` there.
+    kernel = None   # def kernel(self, lr, t) -> (name, scalars); t None: device_scalars read
+
+    @classmethod
+    def has_fused_kernel(cls) -> bool:
+        return cls.kernel is not None
+
+    def fused_launcher(self, w):
+        """How this optimiser's fused kernel runs on ``w`` (fused.py), or None for the array
+        code of update_rule: a rule without a kernel, or a backend that leaves them out."""
+        return fused.launcher_for(w, self.backend) if self.has_fused_kernel() else None
 
     def device_scalars(self, lr: float, t: int) -> tuple:
         """The per-step scalars a replayed CUDA graph reads on the device (fused.py's dyn):
@@ -108,7 +122,7 @@ class Optimizer:
             first = stop
 
     def _one_pass(self, w, g, slots: list, t: int, lr: float) -> None:
-        launch = fused.launcher_for(w)
+        launch = self.fused_launcher(w)
         dyn = lr if getattr(lr, "ndim", 0) == 1 else None   # device scalars: a CUDA graph's
         if launch is not None:
             if dyn is not None:

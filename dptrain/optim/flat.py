@@ -1,6 +1,6 @@
 """Which slices of the flat buffers one update pass covers.
 
-Parameters live in one flat buffer in reverse layer order (models/flat.py); the optimiser
+Parameters live in one flat buffer in reverse layer order (nn/flat.py); the optimiser
 keeps its state slots in buffers of the same layout. Gradients live in communication
 buckets (comm/buckets.py: runs of layers in the same reverse order, left on the model as
 ``model.grad_layout``), or, for layers in no bucket, in a buffer flattened here the same
@@ -14,7 +14,7 @@ again from the new ``model.grad_layout``. Parameters and state never move.
 """
 from __future__ import annotations
 
-from ..models.flat import flat_params, flatten, parametrised_layers
+from ..nn.flat import flat_params, flatten, parametrised_layers
 
 
 class Run:

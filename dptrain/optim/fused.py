@@ -22,12 +22,12 @@ checks it without a GPU (nn/kernels_cuda/host.py).
 """
 from __future__ import annotations
 
-from .. import backend
+from ..backend import OPTIMIZER_KERNEL_FAMILY, Backend, current, is_device_array
 from ..nn.kernels_cuda import compile
 from ..nn.kernels_cuda.optimizer import DYNAMIC_SCALARS, SIGNATURES  # noqa: F401
 
-# The backend.kernels family that switches these kernels (``--kernels generic`` leaves it out).
-FAMILY = backend.OPTIMIZER_KERNEL_FAMILY      # named in backend.py, which checks --kernels
+# The kernel family that switches these kernels (``--kernels generic`` leaves it out).
+FAMILY = OPTIMIZER_KERNEL_FAMILY      # named in backend.py, which checks --kernels
 
 
 # Set by tests only: a factory (dtype -> launcher) running the kernels compiled for the CPU,
@@ -35,12 +35,14 @@ FAMILY = backend.OPTIMIZER_KERNEL_FAMILY      # named in backend.py, which check
 host_launcher = None
 
 
-def launcher_for(a):
+def launcher_for(a, backend: Backend | None = None):
     """How to run the fused update on ``a``'s device, or None for the NumPy/CuPy expressions
-    of rules.py: CuPy arrays take the kernels unless backend.kernels leaves them out."""
-    if not backend.kernels_enabled(FAMILY):
+    of rules.py: CuPy arrays take the kernels unless ``backend``'s kernel choice (None: the
+    process default) leaves them out. Optimizer.fused_launcher asks only for rules with a
+    kernel."""
+    if not (backend or current()).kernels_enabled(FAMILY):
         return None
-    if backend.is_device_array(a):
+    if is_device_array(a):
         return compile.cupy_launcher(a.dtype)
     return host_launcher(a.dtype) if host_launcher is not None else None
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from .base import Optimizer
+from .registry import register
 
 
+@register("sgd")
 class SGD(Optimizer):
     """v <- gamma v - lr g; w <- w + v. Nesterov: w <- w + gamma v_new - lr g."""
     name = "sgd"
@@ -40,6 +42,14 @@ class SGD(Optimizer):
         return "momentum", (lr, mu, int(self.hyper["nesterov"]))
 
 
+register("momentum", lambda model, **kw: SGD(model, momentum=kw.pop("momentum", 0.9), **kw),
+         help="SGD with momentum (0.9 unless --momentum says otherwise)")
+register("nesterov",
+         lambda model, **kw: SGD(model, momentum=kw.pop("momentum", 0.9), nesterov=True, **kw),
+         help="SGD with Nesterov momentum (0.9 unless --momentum says otherwise)")
+
+
+@register("adagrad")
 class AdaGrad(Optimizer):
     """G <- G + g^2; w <- w - lr g / sqrt(G + eps)."""
     name = "adagrad"
@@ -57,6 +67,7 @@ class AdaGrad(Optimizer):
         return "adagrad", (lr, self.hyper["eps"])
 
 
+@register("rmsprop")
 class RMSProp(Optimizer):
     """v <- gamma v + (1 - gamma) g^2; w <- w - lr g / sqrt(v + eps)."""
     name = "rmsprop"
@@ -78,6 +89,7 @@ class RMSProp(Optimizer):
         return "rmsprop", (lr, gamma, 1 - gamma, self.hyper["eps"])
 
 
+@register("adadelta")
 class Adadelta(Optimizer):
     """Seed 003 eq. 52-56: v <- rho v + (1-rho) g^2; dw = -sqrt(s+eps)/sqrt(v+eps) g;
     s <- rho s + (1-rho) dw^2; w <- w + lr dw (lr = 1 is the published rule)."""
@@ -103,10 +115,12 @@ class Adadelta(Optimizer):
         return "adadelta", (lr, rho, 1 - rho, self.hyper["eps"])
 
 
+@register("adam")
 class Adam(Optimizer):
     """Seed 003 eq. 46-51: m, v moving averages, bias-corrected; w <- w - lr m^ / sqrt(v^ + eps)."""
     name = "adam"
     slot_names = ("m", "v")
+    reads_step_count = True
 
     def __init__(self, model, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(model, lr, weight_decay, beta1=float(beta1), beta2=float(beta2),
@@ -133,10 +147,12 @@ class Adam(Optimizer):
         return (lr, 1 - self.hyper["beta1"] ** t, 1 - self.hyper["beta2"] ** t)
 
 
+@register("adamax")
 class AdaMax(Optimizer):
     """Seed 004: u <- max(beta2 u, |g|); w <- w - lr/(1 - beta1^t) m / u (eps keeps u > 0)."""
     name = "adamax"
     slot_names = ("m", "u")
+    reads_step_count = True
 
     def __init__(self, model, lr=0.002, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(model, lr, weight_decay, beta1=float(beta1), beta2=float(beta2),

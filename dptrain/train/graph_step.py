@@ -36,19 +36,19 @@ from ..backend import get_array_module
 from ..optim import fused
 from ..parallel.nonfinite import squared_norm
 
-HOST_STEP_OPTIMIZERS = ("adam", "adamax")      # bias correction 1 - beta^t from a host count
-
 
 def local_reason(*, capture, size: int, transport: str, schedule: str, auto: bool,
                  optimizer: str, accumulate: int, adaptive: bool, skip_nonfinite: int,
                  trace: bool, net_emulate: bool, fused_update: bool = True,
+                 reads_step_count: bool = False,
                  capturable_transports=("nccl",)) -> str | None:
     """Why this rank cannot capture its steps (None: it can). ``fused_update``: the
     optimiser runs its fused kernels (optim/fused.py), which read the per-step scalars on
-    the device; the array expressions of rules.py take the bias corrections from the host."""
+    the device; the array expressions of rules.py take the bias corrections from the host
+    (``reads_step_count``: Optimizer.reads_step_count)."""
     if capture is None:
         return "no GPU: CUDA graphs need CuPy on a GPU"
-    if optimizer in HOST_STEP_OPTIMIZERS and not fused_update:
+    if reads_step_count and not fused_update:
         return (f"{optimizer}'s bias correction is computed from a step count kept on the "
                 "host without the fused optimiser kernels (--kernels generic); a graph "
                 "would repeat the first step's")
@@ -260,7 +260,8 @@ def for_trainer(trainer, capture=None, capturable_transports=("nccl",)):
         schedule=trainer.dp.schedule, auto=trainer.dp.auto is not None, optimizer=cfg.optimizer,
         accumulate=cfg.accumulate, adaptive=trainer.sampler.adaptive,
         skip_nonfinite=cfg.skip_nonfinite, trace=bool(cfg.trace), net_emulate=bool(cfg.net_emulate),
-        fused_update=fused.launcher_for(next(trainer.model.named_params())[1]) is not None,
+        fused_update=trainer.opt.fused_launcher(next(trainer.model.named_params())[1]) is not None,
+        reads_step_count=trainer.opt.reads_step_count,
         capturable_transports=capturable_transports)
     comms = graph_capture.nccl_communicators(trainer.comm) if capture is not None \
         and trainer.size > 1 else []

@@ -69,7 +69,6 @@ def test_without_a_device_nothing_is_loaded_early():
 def test_training_with_an_asynchronous_pipeline_is_unchanged(monkeypatch, accumulate, sampler):
     """Every step's batch but an epoch's first arrives through prefetch (no miss), and
     training is bitwise the same."""
-    from dptrain import backend
     from dptrain.train import TrainConfig, Trainer
     cfg = dict(model="mlp", dataset="synthetic:1x8x8:200", max_steps=12, epochs=2, batch_size=16,
                quiet=True, augment="flip", accumulate=accumulate, sampler=sampler, threads=1)
@@ -77,7 +76,6 @@ def test_training_with_an_asynchronous_pipeline_is_unchanged(monkeypatch, accumu
     def run():
         t = Trainer(TrainConfig(**cfg))
         t.run()
-        backend.set_dtype("float32")
         return t
 
     plain = run()

@@ -3,7 +3,7 @@ plan whatever its own timings, and the plan never changes the result."""
 import numpy as np
 import pytest
 
-from dptrain import backend, comm as comms
+from dptrain import comm as comms
 from dptrain.comm import link_probe
 from dptrain.comm.emulated import AlphaBeta
 from dptrain.comm.local import LocalCommunicator
@@ -20,7 +20,6 @@ def trainer(comm, **overrides):
     cfg.update(overrides)
     t = Trainer(TrainConfig(**cfg), comm=comm)
     t.run()
-    backend.set_dtype("float32")
     return t
 
 
@@ -160,7 +159,6 @@ def test_resume_with_auto_adopts_the_saved_plan_bitwise(monkeypatch, tmp_path_fa
     assert resumed.dp.auto.plan == saved                    # adopted before any step
     assert resumed.dp.schedule == saved.schedule
     resumed.run()
-    backend.set_dtype("float32")
     for k, v in straight.model.state_dict().items():
         np.testing.assert_array_equal(resumed.model.state_dict()[k], v, err_msg=k)
     # with another --sync the saved plan does not apply: warm up and plan again
@@ -168,7 +166,6 @@ def test_resume_with_auto_adopts_the_saved_plan_bitwise(monkeypatch, tmp_path_fa
                                 threads=1, sync="overlap", **kw), comm=c)
     assert other.dp.schedule == "overlap" and other.dp.auto.plan is None
     other.run()
-    backend.set_dtype("float32")
     assert other.dp.auto.plan.schedule == "overlap"
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dptrain import backend, comm as comms
+from dptrain.backend import Backend
 from dptrain.comm import order_check
 from dptrain.comm.local import LocalCommunicator
 from dptrain.train import TrainConfig, Trainer
@@ -25,7 +26,6 @@ def train(comm, **overrides):
     cfg.update(overrides)
     trainer = Trainer(TrainConfig(**cfg), comm=comm)
     trainer.run()
-    backend.set_dtype("float32")
     return trainer.model.state_dict()
 
 
@@ -158,13 +158,12 @@ def _wide_mlp(seed=0):
     from dptrain import models, nn
     layers = [nn.Flatten(), nn.Dense(64, 512), nn.ReLU(), nn.Dense(512, 512), nn.ReLU(),
               nn.Dense(512, 10, init="glorot")]
-    return models.Sequential(layers, (1, 8, 8), seed=seed)
+    return models.Sequential(layers, (1, 8, 8), seed=seed, backend=Backend(np, np.float64))
 
 
 def _run_dp(comm, schedule, fc_replicate="auto", progress="thread", steps=10, batch=16):
     from dptrain import data, nn, optim, parallel
     from dptrain.nn import BatchContext
-    backend.set_dtype("float64")
     model = _wide_mlp()
     opt = optim.get("adam", model, lr=1e-3)
     loss = nn.SoftmaxCrossEntropy()
@@ -178,7 +177,6 @@ def _run_dp(comm, schedule, fc_replicate="auto", progress="thread", steps=10, ba
         dp.train_step(x_all[local], y_all[local], loss, opt, global_batch=batch,
                       context=BatchContext(local, step))
     dp.close()
-    backend.set_dtype("float32")
     return model.state_dict(), dp
 
 
@@ -289,7 +287,6 @@ def test_device_style_late_reads_fail_every_rank_at_one_step_with_a_finite_check
     with pytest.raises(TrainingFailure, match=r"at step (\d+)") as failure:
         train(c, optimizer="sgd", lr=1e30, epochs=2, max_steps=None, sync=sync,
               checkpoint_dir=d, checkpoint_every="1")
-    backend.set_dtype("float32")
     message = str(failure.value)
     assert len({c.bcast_obj(message, root=r) for r in range(c.size)}) == 1, message
     failed_at = int(__import__("re").search(r"at step (\d+)", message).group(1))

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from cuda_graph_standin import DeviceArray, StandinCapture, on_device
-from dptrain import backend
 from dptrain.data.prefetch import Prefetcher, make_transfer
 from dptrain.train import TrainConfig, Trainer, graph_step
 from test_data_parallel import world
@@ -32,7 +31,6 @@ def trainer(graph: bool, monkeypatch, can_capture=lambda rank: True):
         t.inputs = Prefetcher(lambda *a: [v.view(DeviceArray) for v in load(*a)],
                               make_transfer())
     t.run()
-    backend.set_dtype("float32")
     return t
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nccl_standin
-from dptrain import backend, comm as comms
+from dptrain import comm as comms
 from dptrain.comm.local import LocalCommunicator
 from dptrain.comm.nccl import NCCLCommunicator
 from dptrain.train import TrainConfig, Trainer
@@ -18,7 +18,6 @@ def train(comm, sync):
                       bucket_mb=0.05, optimizer="adam", lr=1e-3)
     t = Trainer(cfg, comm=comm)
     t.run()
-    backend.set_dtype("float32")
     return t.model.state_dict()
 
 

@@ -6,7 +6,6 @@ and of several, FC replication, and resume. Tiny inputs keep it fast. Run with:
 import numpy as np
 import pytest
 
-from dptrain import backend
 from dptrain.comm.local import LocalCommunicator
 from dptrain.train import TrainConfig, Trainer
 from test_data_parallel import assert_same, world
@@ -20,7 +19,6 @@ RESNET = dict(model="resnet-small", dataset="synthetic:1x8x8:120", dtype="float6
 def trained(comm, **overrides):
     trainer = Trainer(TrainConfig(**{**RESNET, **overrides}), comm=comm)
     trainer.run()
-    backend.set_dtype("float32")
     return trainer
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dptrain import backend
+from dptrain.backend import Backend
 from dptrain.nn import cuda_kernels as ck
 from dptrain.nn import kernels
 from dptrain.nn.norm import BatchNorm
@@ -71,11 +72,8 @@ def test_fused_batch_norm_matches_the_generic_path(host_launcher, dtype, shape):
     x = rng_array(shape, dtype) * 3 + 1
     launch = host_launcher(dtype)
     layer = BatchNorm(shape[1])
-    backend.set_dtype(np.dtype(dtype).name)        # parameters and gradients in ``dtype``
-    try:
-        layer.initialize(None)
-    finally:
-        backend.set_dtype("float32")
+    layer.backend = Backend(np, dtype)             # parameters and gradients in ``dtype``
+    layer.initialize(None)
     layer.params["gamma"][...] = np.linspace(0.5, 2, shape[1])
     layer.params["beta"][...] = np.linspace(-1, 1, shape[1])
     y_ref = layer.forward(x, True)
@@ -169,12 +167,13 @@ def test_fused_bn_relu_maxpool_matches_the_unfused_layers(host_launcher, dtype, 
     from dptrain.nn import ReLU
     from dptrain.nn.fusion import link_bn_relu_pool
     c = shape[1]
-    backend.set_dtype(np.dtype(dtype).name)
-    try:
-        layers = [BatchNorm(c), ReLU(), MaxPool2D(k, stride, pad)]
-        layers[0].initialize(None)
-    finally:
-        backend.set_dtype("float32")
+    layers = [BatchNorm(c), ReLU(), MaxPool2D(k, stride, pad)]
+
+    def kernels(mode):
+        for layer in layers:
+            layer.backend = Backend(np, dtype, mode)
+    kernels("auto")
+    layers[0].initialize(None)
     bn = layers[0]
     bn.params["gamma"][...] = np.linspace(-1.5, 2, c) if c > 1 else -0.7
     if c >= 3:
@@ -185,23 +184,23 @@ def test_fused_bn_relu_maxpool_matches_the_unfused_layers(host_launcher, dtype, 
     dx_ref, out_ref, grads_ref = _chain(layers, x, dtype)
     assert link_bn_relu_pool(layers) == 1
     launcher, ck.host_launcher = ck.host_launcher, host_launcher
-    mode = backend.kernels
-    backend.set_kernels("bn_relu_pool")
+    kernels("bn_relu_pool")
     try:
         dx, out, grads = _chain(layers, x, dtype)
     finally:
-        ck.host_launcher, backend.kernels = launcher, mode
+        ck.host_launcher = launcher
     assert layers[1]._passing and layers[2]._passing and bn._fused is None
     tol = TOL[dtype] * (1 if dtype == np.float64 else 10)
     np.testing.assert_allclose(out, out_ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol)
     for name in grads:
         np.testing.assert_allclose(grads[name], grads_ref[name], rtol=tol, atol=tol, err_msg=name)
-    backend.set_kernels("generic")             # and the array code runs the three layers again
+    kernels("generic")                         # and the array code runs the three layers again
+    ck.host_launcher = host_launcher
     try:
         np.testing.assert_allclose(_chain(layers, x, dtype)[0], dx_ref, rtol=0, atol=0)
     finally:
-        backend.kernels = mode
+        ck.host_launcher = launcher
 
 
 def test_fused_bn_relu_maxpool_keeps_a_nan_as_the_unfused_layers_do(host_launcher):
@@ -293,7 +292,6 @@ def test_training_through_the_kernels_matches_the_generic_path(kernel_path, mode
         through.run()
     finally:
         cuda_kernels.host_launcher = launcher
-    backend.set_dtype("float32")
     assert expected <= set(launched)
     for (k, a), (_, b) in zip(generic.model.named_params(), through.model.named_params()):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=k)
@@ -316,22 +314,17 @@ def test_kernel_ops_comparison_covers_every_family(kernel_path):
 def test_auto_leaves_out_the_families_that_lost_on_a_gpu():
     """`auto` (the default) runs the families that beat the generic array code where last
     measured on a GPU: not im2col. `all` runs every one, `generic` none."""
-    before = backend.kernels
-    try:
-        backend.set_kernels("auto")
-        assert not backend.kernels_enabled("im2col")
-        assert all(backend.kernels_enabled(f) for f in ck.FAMILIES + ("optimizer",)
-                   if f not in backend.NOT_IN_AUTO)
-        backend.set_kernels("all")
-        assert all(backend.kernels_enabled(f) for f in ck.FAMILIES + ("optimizer",))
-        backend.set_kernels("generic")
-        assert not any(backend.kernels_enabled(f) for f in ck.FAMILIES + ("optimizer",))
-        backend.set_kernels("im2col,optimizer")
-        assert backend.kernels_enabled("im2col") and not backend.kernels_enabled("col2im")
-        with pytest.raises(ValueError, match="auto, all, generic"):
-            backend.set_kernels("im2col,gemm")
-    finally:
-        backend.kernels = before
+    families = ck.FAMILIES + ("optimizer",)
+    auto = Backend(kernels="auto")
+    assert not auto.kernels_enabled("im2col")
+    assert all(auto.kernels_enabled(f) for f in families if f not in backend.NOT_IN_AUTO)
+    assert all(Backend(kernels="all").kernels_enabled(f) for f in families)
+    assert not any(Backend(kernels="generic").kernels_enabled(f) for f in families)
+    named = Backend(kernels="im2col,optimizer")
+    assert named.kernels_enabled("im2col") and not named.kernels_enabled("col2im")
+    assert backend.check_kernels("im2col,optimizer") == "im2col,optimizer"
+    with pytest.raises(ValueError, match="auto, all, generic"):
+        backend.check_kernels("im2col,gemm")
 
 
 def test_the_cupy_launcher_looks_each_kernel_up_once(monkeypatch):

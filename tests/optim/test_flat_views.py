@@ -1,4 +1,4 @@
-"""The flat optimiser updates the parameters through one buffer (models/flat.py) whose views
+"""The flat optimiser updates the parameters through one buffer (nn/flat.py) whose views
 are the layers' ``params``: whatever shares, loads or restores parameters must write into
 those views, never rebind them, or an update (and a captured CUDA graph) would silently miss
 the model. The loading paths are walked here on one rank; FC replication (several ranks only)

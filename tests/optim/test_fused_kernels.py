@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dptrain import backend, models, nn, optim
+from dptrain.backend import Backend
 from dptrain.comm import build_buckets
 from dptrain.optim import fused
 
@@ -50,16 +51,12 @@ def kernels_on(optimizer_launcher):
         fused.host_launcher = None
 
 
-def odd_model(dtype, seed=0):
+def odd_model(dtype, seed=0, kernels="auto"):
     """Odd sizes, several parameter kinds (dense, conv, batch norm), a parameterless layer."""
-    before = backend.dtype
-    backend.set_dtype(np.dtype(dtype).name)
-    try:
-        return models.Sequential([nn.Conv2D(3, 5, 3, padding=1), nn.BatchNorm(5), nn.ReLU(),
-                                  nn.Flatten(), nn.Dense(5 * 7 * 7, 13), nn.ReLU(),
-                                  nn.Dense(13, 3)], (3, 7, 7), seed=seed)
-    finally:
-        backend.dtype = before
+    return models.Sequential([nn.Conv2D(3, 5, 3, padding=1), nn.BatchNorm(5), nn.ReLU(),
+                              nn.Flatten(), nn.Dense(5 * 7 * 7, 13), nn.ReLU(),
+                              nn.Dense(13, 3)], (3, 7, 7), seed=seed,
+                             backend=Backend(np, np.dtype(dtype).type, kernels))
 
 
 def random_grads(model, step):
@@ -197,19 +194,11 @@ def test_one_bucket_is_one_pass(kernels_on, float64):
     assert {st["t"] for st in opt.state.values()} == {3}
 
 
-def test_generic_kernels_leave_the_optimizer_to_numpy(kernels_on, float64):
-    model = odd_model(np.float64)
-    opt = optim.get("adam", model)
-    before = backend.kernels
-    backend.set_kernels("generic")
-    try:
-        opt.step()
-        assert kernels_on == []
-        backend.set_kernels("maxpool,optimizer")
-        opt.step()
-        assert kernels_on == ["adam"]
-    finally:
-        backend.set_kernels(before)
+def test_generic_kernels_leave_the_optimizer_to_numpy(kernels_on):
+    optim.get("adam", odd_model(np.float64, kernels="generic")).step()
+    assert kernels_on == []
+    optim.get("adam", odd_model(np.float64, kernels="maxpool,optimizer")).step()
+    assert kernels_on == ["adam"]
     with pytest.raises(ValueError, match="optimizer"):
         backend.set_kernels("optimiser")
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from dptrain import backend, models
+from dptrain import models
 from dptrain.bench.profile import measure_parts, summarise
 from dptrain.bench.timers import HostTimer
 from dptrain.comm.local import LocalCommunicator
@@ -23,7 +23,6 @@ RESNET = dict(model="resnet-small", dataset="synthetic:1x8x8:72", dtype="float64
 def run(**kw):
     t = Trainer(TrainConfig(**{**RESNET, **kw}), comm=LocalCommunicator())
     t.run()
-    backend.set_dtype("float32")
     return t
 
 
