@@ -146,7 +146,7 @@ def test_one_pass_batch_norm_backward_sums(host_launcher, dtype, shape, chunks, 
 
 
 def test_reduction_grid_fills_the_device_and_keeps_work_per_thread(host_launcher):
-    from dptrain.nn.kernels_cuda.compile import reduction_grid
+    from dptrain.nn.kernels_cuda.grid import reduction_grid
     gpu = lambda: None                                        # noqa: E731  (no attributes)
     assert reduction_grid(gpu, 32, 256 * 24 * 24) == (32, 256)     # 1024 blocks for 32 channels
     assert reduction_grid(gpu, 3, 100) == (1, 256)                  # a small channel: one block

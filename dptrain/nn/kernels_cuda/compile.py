@@ -16,6 +16,8 @@ import functools
 
 import numpy as np
 
+from .grid import MAX_BLOCK
+
 PRELUDE = r"""
 #ifndef __CUDACC__          /* g++ (tests): NVRTC and nvcc have the float overloads built in */
 #include <cmath>
@@ -115,7 +117,6 @@ extern "C" __global__ void sum_pairs_combine(const T* __restrict__ part_a,
 PRELUDE_SIGNATURES = {"sum_pairs_combine": "ppppii"}
 
 TYPES = {"float32": "float", "float64": "double"}
-MAX_BLOCK = 256
 
 
 def _parts():
@@ -173,18 +174,3 @@ def _cupy_launcher(dtype_name: str):
     launch.reduce_block = MAX_BLOCK
     launch.reduce_blocks = 1024           # a few blocks per SM of an H100 (132 SMs)
     return launch
-
-
-def launcher_or_gpu(a, launch):
-    return launch if launch is not None else cupy_launcher(a.dtype)
-
-
-def reduction_grid(launch, channels: int, per_channel: int, chunks=None):
-    """(chunks per channel, threads per block) for a per-channel reduction: enough blocks to
-    fill the device, but at least 8 elements per thread in a chunk."""
-    block = getattr(launch, "reduce_block", MAX_BLOCK)
-    assert block & (block - 1) == 0 and 0 < block <= MAX_BLOCK, block
-    if chunks is None:
-        target = getattr(launch, "reduce_blocks", 1024)
-        chunks = min(max(1, per_channel // (8 * block)), max(1, -(-target // channels)))
-    return int(chunks), int(block)

@@ -3,7 +3,6 @@ copy) and col2im as a gather (no atomics, no per-offset launches)."""
 from __future__ import annotations
 
 from ...backend import get_array_module
-from .compile import launcher_or_gpu
 
 SOURCE = r"""
 /* x is read through element strides, so a transposed view (NCHW seen as NHWC) needs no copy */
@@ -48,7 +47,7 @@ extern "C" __global__ void col2im_nhwc(const T* __restrict__ blocks, T* __restri
 SIGNATURES = {"im2col_nhwc": "ppqiiiiiiiiiqqqq", "col2im_nhwc": "ppqiiiiiiiiii"}
 
 
-def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int, launch=None):
+def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int, launch):
     """As kernels.im2col: (N, H, W, C) -> (N*OH*OW, kh*kw*C), padding read as zeros. ``x``
     may be any strided view (the convolution passes NCHW transposed), read in place."""
     x = x_nhwc
@@ -57,17 +56,17 @@ def im2col(x_nhwc, kh: int, kw: int, stride: int, pad: int, launch=None):
     n, h, w, c = x.shape
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
     cols = get_array_module(x).empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
-    launcher_or_gpu(x, launch)("im2col_nhwc", cols.size, x, cols, cols.size, h, w, c, oh, ow,
+    launch("im2col_nhwc", cols.size, x, cols, cols.size, h, w, c, oh, ow,
                                kh, kw, stride, pad, *(st // x.itemsize for st in x.strides))
     return cols
 
 
-def col2im(blocks, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int, launch=None):
+def col2im(blocks, x_shape_nhwc, kh: int, kw: int, stride: int, pad: int, launch):
     """As kernels.col2im: per-offset blocks (kh*kw, N*OH*OW, C) summed into (N, H, W, C)."""
     blocks = get_array_module(blocks).ascontiguousarray(blocks)
     n, h, w, c = x_shape_nhwc
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
     out = get_array_module(blocks).empty((n, h, w, c), dtype=blocks.dtype)
-    launcher_or_gpu(blocks, launch)("col2im_nhwc", out.size, blocks, out, out.size, n, h, w, c,
+    launch("col2im_nhwc", out.size, blocks, out, out.size, n, h, w, c,
                                     oh, ow, kh, kw, stride, pad)
     return out

@@ -13,7 +13,7 @@ writes the input gradient in one gathering pass over x.
 from __future__ import annotations
 
 from ...backend import get_array_module
-from .compile import launcher_or_gpu, reduction_grid
+from .grid import reduction_grid
 from .norm import combine_sums, per_channel_args
 from .pool import pooling_outputs
 
@@ -98,18 +98,18 @@ SIGNATURES = {
 }
 
 
-def bn_relu_maxpool_forward(x, mean, inv_std, gamma, beta, kh, kw, stride, pad, launch=None):
+def bn_relu_maxpool_forward(x, mean, inv_std, gamma, beta, kh, kw, stride, pad, launch):
     """maxpool(relu(gamma * (x - mean) * inv_std + beta)) of (N, C, H, W), and the window
     offset of each maximum (int32)."""
     xp = get_array_module(x)
     x, (c, h, w, oh, ow), y, arg = pooling_outputs(x, kh, kw, stride, pad)
-    launcher_or_gpu(x, launch)("bn_relu_maxpool_forward", y.size, x,
+    launch("bn_relu_maxpool_forward", y.size, x,
                                *per_channel_args(xp, x.dtype, mean, inv_std, gamma, beta), y, arg,
                                y.size, c, h, w, oh, ow, kh, kw, stride, pad)
     return y, arg
 
 
-def bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, inv_std, kw, stride, pad, launch=None,
+def bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, inv_std, kw, stride, pad, launch,
                               chunks=None, out_dz=None, out_dz_xhat=None):
     """Per channel (sum(dz), sum(dz * xhat)) for dz, the gradient at the batch norm's output."""
     xp = get_array_module(dy)
@@ -117,7 +117,6 @@ def bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, inv_std, kw, stride, pad, lau
     n, c, h, w = x.shape
     oh, ow = dy.shape[2:]
     per_channel = n * oh * ow
-    launch = launcher_or_gpu(dy, launch)
     chunks, block = reduction_grid(launch, c, max(per_channel, 1), chunks)
     part_a, part_b = xp.empty(c * chunks, dtype=dy.dtype), xp.empty(c * chunks, dtype=dy.dtype)
     launch("bn_relu_maxpool_grad_partial", (c * chunks, block), dy, y, arg, x,
@@ -127,7 +126,7 @@ def bn_relu_maxpool_grad_sums(dy, y, arg, x, mean, inv_std, kw, stride, pad, lau
 
 
 def bn_relu_maxpool_input_grad(dy, y, arg, x, mean, inv_std, scale, total, sum_dz, sum_dz_xhat,
-                               kh, kw, stride, pad, launch=None):
+                               kh, kw, stride, pad, launch):
     """The gradient at the batch norm's input, as BatchNorm.backward of the unfused chain."""
     xp = get_array_module(dy)
     dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
@@ -136,6 +135,6 @@ def bn_relu_maxpool_input_grad(dy, y, arg, x, mean, inv_std, scale, total, sum_d
     dx = xp.empty(x.shape, dtype=dy.dtype)
     per_channel = per_channel_args(xp, dy.dtype, mean, inv_std, scale, scale / total, sum_dz,
                                sum_dz_xhat)
-    launcher_or_gpu(dy, launch)("bn_relu_maxpool_input_grad", dx.size, dy, y, arg, x,
+    launch("bn_relu_maxpool_input_grad", dx.size, dy, y, arg, x,
                                 *per_channel, dx, dx.size, c, h, w, oh, ow, kh, kw, stride, pad)
     return dx

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import get_array_module
-from .compile import launcher_or_gpu, reduction_grid
+from .grid import reduction_grid
 
 SOURCE = r"""
 /* Chan et al.'s merge of the statistics (count, mean, sum of squared deviations) b into a */
@@ -130,7 +130,7 @@ def per_channel_args(xp, dtype, *values):
     return [xp.ascontiguousarray(v, dtype=dtype) for v in values]
 
 
-def bn_stats(x, launch=None, chunks=None):
+def bn_stats(x, launch, chunks=None):
     """Per channel (mean, sum of squared deviations from it) of x, in one pass. An empty x
     gives zeros (a rank with no samples still joins --sync-bn's reductions)."""
     xp = get_array_module(x)
@@ -140,7 +140,6 @@ def bn_stats(x, launch=None, chunks=None):
     per_channel = x.shape[0] * hw
     if per_channel == 0:
         return mean, m2
-    launch = launcher_or_gpu(x, launch)
     chunks, block = reduction_grid(launch, c, per_channel, chunks)
     part_n = xp.empty(c * chunks, dtype=np.int64)
     part_mean, part_m2 = xp.empty(c * chunks, dtype=x.dtype), xp.empty(c * chunks, dtype=x.dtype)
@@ -162,13 +161,12 @@ def combine_sums(launch, part_a, part_b, c: int, chunks: int, out_a=None, out_b=
     return a, b
 
 
-def bn_grad_sums(dy, xhat, launch=None, chunks=None, out_dy=None, out_dy_xhat=None):
+def bn_grad_sums(dy, xhat, launch, chunks=None, out_dy=None, out_dy_xhat=None):
     """Per channel (sum(dy), sum(dy * xhat)), reading dy and xhat once."""
     xp = get_array_module(dy)
     dy, xhat = xp.ascontiguousarray(dy), xp.ascontiguousarray(xhat)
     c, hw = channels(dy)
     per_channel = dy.shape[0] * hw
-    launch = launcher_or_gpu(dy, launch)
     chunks, block = reduction_grid(launch, c, max(per_channel, 1), chunks)
     part_a, part_b = xp.empty(c * chunks, dtype=dy.dtype), xp.empty(c * chunks, dtype=dy.dtype)
     launch("bn_grad_partial", (c * chunks, block), dy, xhat, part_a, part_b, c, hw,
@@ -176,19 +174,19 @@ def bn_grad_sums(dy, xhat, launch=None, chunks=None, out_dy=None, out_dy_xhat=No
     return combine_sums(launch, part_a, part_b, c, chunks, out_dy, out_dy_xhat)
 
 
-def bn_normalize(x, mean, inv_std, gamma, beta, launch=None):
+def bn_normalize(x, mean, inv_std, gamma, beta, launch):
     """(xhat, y) with xhat = (x - mean) * inv_std and y = xhat * gamma + beta, per channel."""
     xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
     xhat, y = xp.empty_like(x), xp.empty_like(x)
     c, hw = channels(x)
-    launcher_or_gpu(x, launch)("bn_normalize", x.size, x,
+    launch("bn_normalize", x.size, x,
                                *per_channel_args(xp, x.dtype, mean, inv_std, gamma, beta),
                                xhat, y, x.size, c, hw)
     return xhat, y
 
 
-def bn_input_grad(dy, xhat, scale, total, sum_dy, sum_dy_xhat, launch=None):
+def bn_input_grad(dy, xhat, scale, total, sum_dy, sum_dy_xhat, launch):
     """dx = scale * dy - scale / total * (sum_dy + xhat * sum_dy_xhat), per channel, where
     scale = gamma * inv_std (batch norm's input gradient)."""
     xp = get_array_module(dy)
@@ -196,6 +194,6 @@ def bn_input_grad(dy, xhat, scale, total, sum_dy, sum_dy_xhat, launch=None):
     dx = xp.empty_like(dy)
     c, hw = channels(dy)
     per_channel = per_channel_args(xp, dy.dtype, scale, scale / total, sum_dy, sum_dy_xhat)
-    launcher_or_gpu(dy, launch)("bn_input_grad", dy.size, dy, xp.ascontiguousarray(xhat),
+    launch("bn_input_grad", dy.size, dy, xp.ascontiguousarray(xhat),
                                 *per_channel, dx, dy.size, c, hw)
     return dx

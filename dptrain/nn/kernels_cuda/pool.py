@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...backend import get_array_module
-from .compile import launcher_or_gpu
 
 SOURCE = r"""
 extern "C" __global__ void maxpool_forward(const T* __restrict__ x, T* __restrict__ y,
@@ -60,20 +59,20 @@ def pooling_outputs(x, kh: int, kw: int, stride: int, pad: int):
     return x, (c, h, w, oh, ow), y, xp.empty((n, c, oh, ow), dtype=np.int32)
 
 
-def maxpool_forward(x, kh: int, kw: int, stride: int, pad: int, launch=None):
+def maxpool_forward(x, kh: int, kw: int, stride: int, pad: int, launch):
     """(N, C, H, W) -> (max of each window, its flat position in the window as int32)."""
     x, (_, h, w, oh, ow), y, arg = pooling_outputs(x, kh, kw, stride, pad)
-    launcher_or_gpu(x, launch)("maxpool_forward", y.size, x, y, arg, y.size, h, w, oh, ow, kh, kw,
+    launch("maxpool_forward", y.size, x, y, arg, y.size, h, w, oh, ow, kh, kw,
                                stride, pad, -np.inf)
     return y, arg
 
 
-def maxpool_backward(dy, arg, x_shape, kh: int, kw: int, stride: int, pad: int, launch=None):
+def maxpool_backward(dy, arg, x_shape, kh: int, kw: int, stride: int, pad: int, launch):
     xp = get_array_module(dy)
     dy = xp.ascontiguousarray(dy)
     _, _, h, w = x_shape
     oh, ow = dy.shape[2:]
     dx = xp.empty(x_shape, dtype=dy.dtype)
-    launcher_or_gpu(dy, launch)("maxpool_backward", dx.size, dy, arg, dx, dx.size, h, w, oh, ow,
+    launch("maxpool_backward", dx.size, dy, arg, dx, dx.size, h, w, oh, ow,
                                 kh, kw, stride, pad)
     return dx
