@@ -54,3 +54,15 @@ class PreemptionGuard:
             # once stopped, the run only reports and exits: a late signal changes nothing
             signal.signal(sig, signal.SIG_IGN if stopping else handler)
         return False
+
+
+def stop_at_once(size: int, is_root: bool, signum: int) -> None:
+    """A second SIGINT/SIGTERM while stopping: end the job now (128 + signum), without
+    unwinding through MPI calls. Other ranks carry on stopping: rank 0 may be waiting for
+    them in a collective before it can see its own signal, say why, and end the job."""
+    if size == 1:
+        raise Interrupted(signum)
+    if is_root:
+        from ..last_words import end_job
+        end_job(f"dptrain: interrupted again by {signal.Signals(signum).name}: ending the "
+                "job now, without a checkpoint", 128 + signum)

@@ -6,35 +6,29 @@ the same global batches and takes its own slice of each. The position in trainin
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-import signal
-import sys
 import time
 
 import numpy as np
 
-from .. import backend, comm as comms, nn
-from ..comm import order_check
-from ..comm.link_probe import describe as describe_link
+from .. import comm as comms, nn
 from ..comm.watchdog import Watchdog, guarded
 from ..data.prefetch import Prefetcher, make_transfer
-from ..errors import RankFailure, TrainingFailure, UsageError, on_this_rank_only
-from ..last_words import end_job
+from ..errors import TrainingFailure, UsageError
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
-from . import checkpointing, faults, fingerprint, graph_step, startup, transport
+from . import (checkpointing, faults, fingerprint, graph_step, run_banner, run_end, saving,
+               startup, transport)
 from .auto_report import auto_schedules, report_plan
 from .config import TrainConfig, parse_interval
 from .epoch_report import EpochReport
 from .evaluate import per_sample_stats
-from .final_state import check_finite_state
 from .local_setup import prepare
 from .metrics import EpochLog, MetricsWriter, Progress, new_run_id
-from .preemption import Interrupted, PreemptionGuard, StopRequested
+from .nonfinite_steps import NonfiniteSteps
+from .preemption import PreemptionGuard, StopRequested, stop_at_once
 from .replicas import check_replicas
+from .run_outcome import RunOutcome
 from .sampler_feed import SamplerFeed
-from .setup import save_weights
 from .step_inputs import StepInputs
 from .step_metrics import StepMetrics
 
@@ -50,7 +44,6 @@ class Trainer:
                 pass                      # reported by validate() below, on every rank alike
         self.rank, self.size = self.comm.rank, self.comm.size
         self.is_root = self.rank == 0
-        self.skipped = 0
         self._saved_step = None
         self.lock = None
         # Everything that can fail on bad input happens before the first collective, which
@@ -79,6 +72,9 @@ class Trainer:
                                       self.rank, self.size, self.model.dtype)
         self.inputs = Prefetcher(self.step_inputs.load, make_transfer())
         self.feed = SamplerFeed(self.sampler, self.comm, self._guard, evaluate=self._sample_stats)
+        self.nonfinite = NonfiniteSteps(self.cfg.skip_nonfinite, self.dp, self.is_root)
+        self.report = EpochReport(self.cfg, self.model, self.dp, self.comm, self.ds, self.sampler,
+                                  self.feed, self._guard)
         self.step_metrics = StepMetrics(self.comm, self._guard,
                                         agreed.metrics_pipeline(cfg.skip_nonfinite, self.size))
         self.tracer = None
@@ -111,17 +107,10 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------
     def settle(self) -> list:
-        """Complete every pending update, reduction and check, so that what is saved next is
-        known to be finite; returns the step results this completed (for the epoch's sums)."""
-        self.dp.flush()
-        problem = None if self.dp.watch.synchronous else self.dp.watch.check()
-        results = self.step_metrics.drain()
-        for r in results:
-            self.check_step(r)
-        if problem:
-            raise TrainingFailure(problem)
-        check_finite_state(self.model, self.comm, self.step, self._guard, not self.cfg.sync_bn)
-        return results
+        """Complete every pending update, reduction and check (saving.settle); returns the
+        step results this completed (for the epoch's sums)."""
+        return saving.settle(self.dp, self.step_metrics, self.check_step, self.model,
+                             self.comm, self.step, self._guard, self.cfg.sync_bn)
 
     def save_checkpoint(self) -> list:
         """Settled first, so the parameters are those of the step just finished and a
@@ -130,24 +119,13 @@ class Trainer:
             return []
         self._saved_step = self.step
         results = self.settle()
-        error = None
-        if self.is_root:
-            plan = self.dp.auto.plan.as_dict() if self.dp.auto and self.dp.auto.plan else None
-            try:
-                sums = self.epoch_log.sums(results) if self.epoch_log is not None else None
-                checkpointing.write(self.cfg, checkpointing.Position(
-                    self.step, self.epoch, self.pos, epoch_sums=sums),
-                    self.model, self.opt, self.sampler, comm_plan=plan)
-            except OSError as exc:                 # a full disk, a quota, a vanished mount
-                error = (f"cannot write the checkpoint of step {self.step} to "
-                         f"{exc.filename or self.cfg.checkpoint_dir} ({exc.strerror or exc}); "
-                         "the previous checkpoints are intact")
-        # no rank runs ahead of a checkpoint: once any rank returns, it is on disk (or every
-        # rank stops with the reason)
-        with self._guard(f"agreement after the checkpoint of step {self.step}"):
-            errors = self.comm.allreduce_obj([error] if error else [])
-        if errors:
-            raise TrainingFailure(errors[0])
+        sums = None
+        if self.is_root and self.epoch_log is not None:
+            sums = self.epoch_log.sums(results)
+        plan = self.dp.auto.plan.as_dict() if self.dp.auto and self.dp.auto.plan else None
+        saving.save(self.cfg, self.comm, self._guard, checkpointing.Position(
+            self.step, self.epoch, self.pos, epoch_sums=sums), self.model, self.opt,
+            self.sampler, plan)
         return results
 
     # --- one step --------------------------------------------------------
@@ -209,17 +187,11 @@ class Trainer:
 
     def check_step(self, r) -> None:
         """A NaN/inf loss (or gradient) fails the run, or is skipped with --skip-nonfinite."""
-        problem = (f"loss became {r.loss} at step {r.step}" if not math.isfinite(r.loss)
-                   else self.dp.nonfinite)
-        if not problem:
-            return
-        if self.skipped >= self.cfg.skip_nonfinite:
-            raise TrainingFailure(problem)
-        self.dp.discard()
-        self.skipped += 1
-        if self.is_root:
-            print(f"dptrain: warning: {problem}: update skipped "
-                  f"({self.skipped} of {self.cfg.skip_nonfinite})", file=sys.stderr)
+        self.nonfinite.check(r)
+
+    @property
+    def skipped(self) -> int:
+        return self.nonfinite.skipped
 
     def _guard(self, what: str):
         return guarded(self.watchdog, what)
@@ -230,50 +202,24 @@ class Trainer:
 
     def evaluate(self) -> dict:
         """Loss and accuracy over the test split, shared out over the ranks."""
-        return EpochReport(self).evaluate_test()
+        return self.report.evaluate_test(self.step)
 
     # --- the loop --------------------------------------------------------
     def run(self) -> dict:
         # a diverging run is reported once, as exit 3 with its step, not as numpy warnings
-        ok = disagreed = False
-        try:
-            with np.errstate(over="ignore", invalid="ignore"), \
-                    PreemptionGuard(on_second_signal=self._stop_at_once) as guard:
-                result = self._run(guard)
-            ok = True
-            return result
-        except order_check.CollectiveOrderError:
-            disagreed = True    # the ranks' states differ: nothing more may be posted
-            raise
-        except (TrainingFailure, StopRequested) as exc:
-            if getattr(exc, "local", False):
-                raise
-            # failures every rank agreed on: complete the reduction still in flight, so MPI
-            # finalises cleanly (the others end the job with MPI_Abort anyway)
-            self.step_metrics.drain()
-            raise
-        except UsageError as exc:          # after the start-up only this rank can know it
-            raise on_this_rank_only(exc)
-        except (KeyboardInterrupt, OSError):
-            raise
-        except Exception as exc:        # this rank alone: the command line ends the job
-            raise RankFailure(self.rank, self.step, exc) from exc
-        finally:
-            self.dp.close(flush=ok, abandon=disagreed)
-            if self.watchdog is not None:
-                self.watchdog.close()
-            self._release_outputs()
+        with RunOutcome(self.rank, lambda: self.step, self.step_metrics.drain, self._close), \
+                np.errstate(over="ignore", invalid="ignore"), \
+                PreemptionGuard(on_second_signal=self._stop_at_once) as guard:
+            return self._run(guard)
+
+    def _close(self, ok: bool, abandon: bool) -> None:
+        self.dp.close(flush=ok, abandon=abandon)
+        if self.watchdog is not None:
+            self.watchdog.close()
+        self._release_outputs()
 
     def _stop_at_once(self, signum: int) -> None:
-        """A second SIGINT/SIGTERM: end the job now (128 + signum), without unwinding through
-        MPI calls."""
-        if self.size == 1:
-            raise Interrupted(signum)
-        if self.is_root:
-            end_job(f"dptrain: interrupted again by {signal.Signals(signum).name}: ending the "
-                    "job now, without a checkpoint", 128 + signum)
-        # Other ranks carry on stopping: rank 0 may be waiting for them in a collective
-        # before it can see its own signal, say why, and end the job.
+        stop_at_once(self.size, self.is_root, signum)
 
     def _run(self, guard) -> dict:
         cfg = self.cfg
@@ -281,19 +227,14 @@ class Trainer:
         metrics = MetricsWriter(cfg.metrics_out, run_id=new_run_id(), enabled=self.is_root)
         progress = Progress(self.is_root and not cfg.quiet)
         say = print if self.is_root and not cfg.quiet else (lambda *a, **k: None)
-        say(f"dptrain: {cfg.model} ({self.model.num_params():,} params) on {self.ds.name} "
-            f"({len(self.ds.x_train)} train / {len(self.ds.x_test)} test), batch {cfg.batch_size}, "
-            f"{cfg.optimizer}, {self.size} rank(s), {backend.device_name}"
-            + (f" over {self.transport}" if self.size > 1 else "")
-            + (f" ({self.transport_why})" if self.size > 1 and self.device_reads else "")
-            + (f", link {describe_link(self.dp.auto.link)} (measured)" if self.dp.auto else "")
-            + f", {cfg.threads} thread(s) per rank"
-            + (", sync-bn" if cfg.sync_bn else "")
-            + f"; runs {self.length.describe(self.steps_per_epoch)}"
-            + (f", resumed from {self.resumed_from.name} at step {self.step}"
-               if self.resumed_from else ""), flush=True)
-        metrics.write("run", self._run_record())
-        report = EpochReport(self)
+        say(run_banner.start_line(
+            cfg, self.model, self.ds, self.size, self.transport, self.transport_why,
+            self.device_reads, self.dp.auto.link if self.dp.auto else None, self.length,
+            self.steps_per_epoch, self.resumed_from, self.step), flush=True)
+        metrics.write("run", run_banner.run_record(cfg, self.size, self.steps_per_epoch,
+                                                   self.total_steps, self.length, self.step,
+                                                   self.resumed_from))
+        report = self.report
         result = {}
         if self.tracer is not None:
             with self._guard("barrier before tracing"):
@@ -341,39 +282,15 @@ class Trainer:
                         account(self.save_checkpoint())
                 account(self.settle())                    # the epoch's last steps
                 progress.close()
-                result = report.finish_epoch(metrics, say, log,
-                                             last=self.step == self.total_steps)
+                result = report.finish_epoch(metrics, say, log, self.step == self.total_steps,
+                                             self.step, self.epoch, self.pos)
                 if (cfg.checkpoint_dir and unit == "epoch" and every and self.pos == 0
                         and self.epoch % every == 0):
                     self.save_checkpoint()
         finally:
             progress.close()
             metrics.close()
-        if cfg.checkpoint_dir and self.step == self.total_steps:
-            self.save_checkpoint()                       # the end of training
-        if isinstance(self.comm, order_check.CheckedCommunicator):
-            self.dp.flush()
-            self.comm.verify()
-        if cfg.save_weights and self.is_root:
-            self.dp.flush()
-            try:
-                save_weights(self.model, cfg.save_weights, cfg.model)
-            except OSError as exc:
-                raise on_this_rank_only(TrainingFailure(
-                    f"cannot write --save-weights {cfg.save_weights} ({exc.strerror or exc})"))
-        if self.tracer is not None:
-            self.dp.flush()
-            with self._guard("gathering the trace"):
-                self.tracer.write_merged(self.comm, cfg.trace)
+        run_end.finish(cfg, self.comm, self.dp, self.model, self.tracer, self.is_root,
+                       self._guard, self.save_checkpoint, self.step == self.total_steps)
         say(f"test accuracy: {result.get('test_accuracy', float('nan')):.4f}", flush=True)
         return result
-
-    def _run_record(self) -> dict:
-        """The first metrics line: what this run is and how long it runs."""
-        from .. import __version__
-        return {"version": __version__, "ranks": self.size, "device": backend.device_name,
-                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
-                "epochs": self.length.epochs, "ends_by": self.length.ends_by,
-                "start_step": self.step,
-                "resumed_from": str(self.resumed_from) if self.resumed_from else None,
-                "config": dataclasses.asdict(self.cfg)}
