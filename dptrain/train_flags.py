@@ -11,7 +11,7 @@ import dataclasses
 
 from .comm.choice import preferences as comm_preferences
 from .optim import registry as optim_registry
-from .parallel import PROGRESS_MODES
+from .parallel import PROGRESS_MODES, SCHEDULES, schedules
 from .train.config import TrainConfig, shown_value
 
 
@@ -19,6 +19,12 @@ def _progress_engines() -> list[str]:
     """The registered engines, auto's own (poll) first."""
     rest = [n for n in PROGRESS_MODES if n not in ("auto", "poll")]
     return ["poll"] + rest
+
+
+def _described(schedule: str) -> str:
+    """A schedule's name and, when it has one, its help in brackets."""
+    text = schedules.get(schedule).help
+    return f"{schedule} ({text})" if text else schedule
 
 
 def _either(names: list[str]) -> str:
@@ -109,8 +115,7 @@ def add_train_flags(p, model_names) -> None:
 
     a = _adder(p.add_argument_group("parallelism"))
     a("--sync", "gradient synchronisation: auto (chosen from measured layer times and the "
-      "measured link), blocking, overlap (Allreduce during backprop) or overlap-fc (also "
-      "all-gathers large FC layers' activations)")
+      "measured link), " + _either([_described(s) for s in SCHEDULES]))
     a("--fc-replicate", "overlap-fc: which FC layers all-gather instead of all-reducing: auto, "
       "all, none")
     a("--bucket-mb", "gradient bucket size cap in MB, or auto (boundaries planned from measured "

@@ -11,10 +11,11 @@ from .. import backend, models, nn, optim
 from ..comm.emulated import AlphaBeta, parse_spec
 from ..errors import UsageError
 from ..nn import Dense
+from ..parallel import schedules as registered_schedules
 from ..parallel.predict import LayerTimes, scaling_table
 
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
-SCHEDULES = ["blocking", "overlap", "overlap-fc"]
+SCHEDULES = registered_schedules.Names()          # every registered schedule, one column each
 # Lee et al. (HiPC 2017): VGG-A on ImageNet, 128 nodes, mini-batch 256 and 512
 LEE_REPORTED = {256: 62.97, 512: 77.97}
 

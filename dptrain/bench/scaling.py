@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 from ..errors import UsageError
+from ..parallel import PROGRESS_MODES, SCHEDULES, schedules as registered
 from .shared import emit_json
 
 
@@ -36,8 +37,8 @@ def _parse(args):
     for item in args.schedules.split(","):
         item, _, mb = item.strip().partition("@")
         sync, _, progress = item.partition(":")
-        if sync not in ("blocking", "overlap", "overlap-fc", "independent", "auto") \
-                or progress not in ("", "auto", "thread", "poll", "priority"):
+        if sync not in tuple(SCHEDULES) + ("independent", "auto") \
+                or progress not in ("",) + tuple(PROGRESS_MODES):
             raise UsageError(f"--schedules: {item!r} is not blocking, overlap[:thread|poll], "
                              "overlap-fc[:thread|poll], auto or independent")
         try:
@@ -206,7 +207,7 @@ def run_overlap_bench(args) -> int:
                         row["step_vs_best_hand_set"] = t / min(hand)
                 if sync not in ("independent", "blocking") and blocking_exposed > 0:
                     row["hidden_fraction"] = 1 - exposed / blocking_exposed
-                    if ab and sync in ("overlap", "overlap-fc"):
+                    if ab and sync in SCHEDULES and registered.get(sync).overlaps:
                         fc = auto_fc_layers(times, gb)
                         b, o = (simulate(times, p, ab, s, cap, fc, gb) for s in ("blocking", sync))
                         row["bound_hidden_fraction"] = 1 - o["exposed_s"] / b["exposed_s"]

@@ -30,7 +30,7 @@ import numpy as np
 from ..comm.emulated import AlphaBeta
 from ..comm import link_probe
 from ..nn import Dense
-from . import planner
+from . import planner, schedules
 from .predict import LayerTimes
 
 WARMUP_STEPS = 5           # rehearsals before the plan; the first one is not timed
@@ -75,7 +75,7 @@ class LayerClock:
 def layer_table(dp, medians) -> LayerTimes:
     """Times (3 x layers: forward, backward, update) with what the planner needs of ``dp``'s
     model: gradient bytes on the wire per layer, Dense shapes, the per-rank batch."""
-    wire = 2 if dp._grad_dtype == "float16" else None
+    wire = 2 if dp.grad_dtype == "float16" else None
     nbytes = [sum(int(g.size) * (wire or g.dtype.itemsize) for g in layer.grads.values())
               for layer in dp.model.layers]
     shapes = {i: (layer.n_in, layer.n_out) for i, layer in enumerate(dp.model.layers)
@@ -87,9 +87,9 @@ def layer_table(dp, medians) -> LayerTimes:
 def fits(dp, plan: planner.Plan) -> bool:
     """A known schedule, and buckets that cut the layers it reduces into contiguous runs in
     reverse order (a checkpoint's plan may come from another model)."""
-    if plan.schedule not in ("blocking", "overlap", "overlap-fc"):
+    if plan.schedule not in schedules.names():
         return False
-    fc = set(dp.fc_candidates()) if plan.schedule == "overlap-fc" else set()
+    fc = set(dp.fc_candidates()) if schedules.get(plan.schedule).replicates_fc else set()
     layers = [i for i in range(len(dp.model.layers) - 1, -1, -1)
               if dp.model.layers[i].params and i not in fc]
     return planner.is_valid_cut(plan.groups, layers)
@@ -102,7 +102,7 @@ class AutoTuner:
         if link is None:
             from ..backend import get_array_module
             xp = get_array_module(dp.buckets[0].buffer) if dp.buckets else np
-            with dp._guard("link measurement (allreduce timings)"):
+            with dp.guard("link measurement (allreduce timings)"):
                 link = link_probe.measure_link(dp.comm, xp)
         return cls(dp, link, schedules, bucket_mb, plan)
 
@@ -130,7 +130,7 @@ class AutoTuner:
         parameters never depend on when a run (or a resumed one) warmed up, nor on which
         schedule it then chose for its steps after the warm-up."""
         dp = self.dp
-        saved = (dp.model.state_dict(), dp._opt.state_dict(), dp.step, copy.copy(dp.stats))
+        saved = (dp.model.state_dict(), dp.optimizer.state_dict(), dp.step, copy.copy(dp.stats))
         for k in range(WARMUP_STEPS):
             self._time_step(record=k > 0)
             self.clock.passes_on = False
@@ -139,7 +139,7 @@ class AutoTuner:
         dp.flush()                                  # complete what is in flight, then undo it
         params, opt_state, dp.step, dp.stats = saved
         dp.model.load_state_dict(params)
-        dp._opt.load_state_dict(opt_state)
+        dp.optimizer.load_state_dict(opt_state)
         dp.watch.clear()
         self._make_plan()
 
@@ -183,7 +183,7 @@ class AutoTuner:
         dp = self.dp
         mine = self.clock.medians()
         self.clock = None
-        with dp._guard(f"allgather of layer times at step {dp.step}"):
+        with dp.guard(f"allgather of layer times at step {dp.step}"):
             every = np.asarray(dp.comm.allgather(mine))
         return layer_table(dp, every.max(axis=0))
 
@@ -203,7 +203,7 @@ class AutoTuner:
                 times, self.dp.comm.size, self.link, self.schedules, self._fc_layers(times),
                 self.dp.global_batch, self._itemsize,
                 bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20)).as_dict()
-        with self.dp._guard(f"broadcast of the communication plan at step {self.dp.step}"):
+        with self.dp.guard(f"broadcast of the communication plan at step {self.dp.step}"):
             proposal = self.dp.comm.bcast_obj(proposal, root=0)
         self._adopt(planner.Plan.from_dict(proposal))
 
@@ -214,14 +214,13 @@ class AutoTuner:
             s = self.plan.schedule
             fresh = planner.choose(times, self.dp.comm.size, self.link, (s,), self._fc_layers(times),
                                    self.dp.global_batch, self._itemsize)
-            from .predict import simulate
-            now = simulate(times, self.dp.comm.size, self.link, s, fc_layers=self._fc_layers(times),
-                           global_batch=self.dp.global_batch, itemsize=self._itemsize,
-                           groups=self.plan.groups)
+            now = schedules.get(s).simulate(
+                times, self.dp.comm.size, self.link, fc_layers=self._fc_layers(times),
+                global_batch=self.dp.global_batch, itemsize=self._itemsize, groups=self.plan.groups)
             if now["step_s"] - fresh.predicted[s]["step_s"] > DRIFT * now["step_s"] \
                     and fresh.groups != self.plan.groups:
                 groups = fresh.groups
-        with self.dp._guard(f"broadcast of the re-planned buckets at step {self.dp.step}"):
+        with self.dp.guard(f"broadcast of the re-planned buckets at step {self.dp.step}"):
             groups = self.dp.comm.bcast_obj(groups, root=0)
         if groups is not None:
             self.replans += 1

@@ -5,16 +5,11 @@ gives the exact global-batch mean gradient, even when slices differ in size. (Th
 the pre-division that keeps a float16 reduction from overflowing: every rank sends its
 share of the mean, never a sum of P means.)
 
-- ``blocking`` (Algorithm 2): backprop the whole model, Allreduce every bucket, update.
-- ``overlap-fc`` (Algorithm 3): ``overlap``, and the fully connected layers chosen by
-  ``fc_replicate`` all-gather their inputs and output errors instead of all-reducing their
-  weight gradients (fc_replication.py).
-- ``overlap`` (Lee et al.): a bucket's Allreduce starts the moment its last layer's gradients
-  are final (``on_grad_ready``) and runs while backprop continues below it; each bucket's
-  update is deferred to just before its first layer runs in the next forward pass (one pass
-  over the bucket: optim/flat.py), so the reductions of the first layers (finished last)
-  overlap the next forward too.
-  ``flush()`` completes everything pending (end of training, evaluation, checkpoints).
+The schedule (blocking, overlap, overlap-fc: parallel/schedules/, one class each, registered
+by name) decides when buckets are posted and completed and when updates are applied;
+DataParallel holds what every schedule shares (buckets, the progress engine, statistics,
+the non-finite watch) and calls the schedule's hooks at fixed points of a step.
+``flush()`` completes everything pending (end of training, evaluation, checkpoints).
 
 ``schedule="auto"`` / ``bucket_mb="auto"`` (the trainer's defaults): parallel/autotune.py
 measures the link and the layers, plans on rank 0 and calls ``reconfigure`` on every rank at
@@ -31,17 +26,16 @@ import time
 import numpy as np
 
 from ..comm import build_buckets
-from ..comm.order_check import labelled
 from ..comm.watchdog import guarded
 from ..nn import BatchNorm
-from . import trace
+from . import engine, progress as _engines  # noqa: F401  (progress registers thread, poll, priority)
+from . import schedules, trace
 from .fc_replication import FCReplication, choose_layers
 from .nonfinite import NonfiniteWatch
 from .overlap_stats import OverlapStats
-from . import engine, progress as _engines  # noqa: F401  (progress registers thread, poll, priority)
-from .protocol import ReadyLedger, check_reduced
+from .protocol import ReadyLedger
 
-SCHEDULES = ("blocking", "overlap", "overlap-fc")
+SCHEDULES = schedules.Names()                   # blocking, overlap, overlap-fc, then any registered
 PROGRESS_MODES = engine.LiveNames("auto")       # auto, then the registered engines
 GRAD_DTYPES = (None, "float32", "float16")
 
@@ -51,26 +45,24 @@ class DataParallel:
                  progress: str = "auto", sync_bn: bool = False, grad_dtype: str | None = None,
                  watchdog=None, settle_each_step: bool = False, fc_replicate: str = "auto",
                  global_batch: int | None = None, plan: dict | None = None,
-                 auto_schedules=SCHEDULES, link=None):
+                 auto_schedules=None, link=None):
         """``schedule`` and ``bucket_mb`` may be "auto" (parallel/autotune.py): on several
         ranks the link is measured here (or ``link``, an AlphaBeta, is taken as given), and a
         plan is made after a few steps, or taken from ``plan`` (a checkpoint's)."""
-        if schedule not in SCHEDULES + ("auto",):
-            raise ValueError(f"unknown schedule {schedule!r} (choose {', '.join(SCHEDULES)} or auto)")
+        if schedule != "auto":
+            schedules.get(schedule)                 # an unknown name: ValueError naming the choices
         if progress not in PROGRESS_MODES:
             raise ValueError(f"unknown progress mode {progress!r} (choose {', '.join(PROGRESS_MODES)})")
         if grad_dtype not in GRAD_DTYPES:
             raise ValueError(f"unknown gradient dtype {grad_dtype!r} (choose float32 or float16)")
         self.model, self.comm = model, comm
         self._requested_progress, self._fc_replicate = progress, fc_replicate
-        self.global_batch, self._grad_dtype = global_batch, grad_dtype
+        self.global_batch, self.grad_dtype = global_batch, grad_dtype
         auto_buckets, auto_sync = bucket_mb == "auto", schedule == "auto"
         if auto_sync:           # warm up under overlap; one rank has nothing to overlap
             schedule = "overlap" if comm.size > 1 else "blocking"
         self.stats = OverlapStats()
-        self._deferred: dict[int, float] = {}       # overlap: layer index -> lr of its update
         self._ready = ReadyLedger()                 # layers reported final in this backward
-        self._pending_lr = None                     # blocking: lr of the step not yet applied
         self.step = 0                               # communicated steps, for messages
         self.watchdog = watchdog
         self.tracer = None                          # parallel.trace.Tracer, when tracing
@@ -81,12 +73,12 @@ class DataParallel:
         # Reduced gradients are checked for NaN/inf where they live; the verdict is read at
         # once with settle_each_step, else one step later (no host round trip per bucket).
         self.watch = NonfiniteWatch(synchronous=settle_each_step)
-        self._acc = None                            # per-bucket accumulated micro-batch grads
-        self._opt = None
+        self.accumulated = None                     # per-bucket accumulated micro-batch grads
+        self.optimizer = None
         self._sync_bn = sync_bn
         self._mid_step = False                      # between micro-batches of one step
         self._buffers_before = None                 # settle_each_step: to undo a dropped step
-        self._engine = self.fc = None
+        self._engine = self.fc = self.strategy = None
         self.buckets = []
         # auto buckets: one per layer until planned (on one rank: today's 4 MB cap)
         self._bucket_mb = (1e-9 if comm.size > 1 else 4.0) if auto_buckets else float(bucket_mb)
@@ -94,8 +86,8 @@ class DataParallel:
         self.auto = None
         if comm.size > 1 and (auto_buckets or auto_sync):
             from .autotune import AutoTuner
-            self.auto = AutoTuner.start(self, link, auto_schedules if auto_sync else (schedule,),
-                                        None if auto_buckets else float(bucket_mb), plan)
+            self.auto = AutoTuner.start(self, link, (auto_schedules or SCHEDULES) if auto_sync
+                                        else (schedule,), None if auto_buckets else float(bucket_mb), plan)
         if sync_bn:
             for layer in model.layers:
                 if isinstance(layer, BatchNorm):
@@ -118,22 +110,26 @@ class DataParallel:
             # (overlap-fc too: mlp-wide 204 vs 253 ms at 1 Gbit/s); NCCL progresses by itself
             progress = "poll"
         self.schedule, self.progress = schedule, progress
-        comm = self.comm
-        overlapped = schedule in ("overlap", "overlap-fc") and comm.size > 1
+        comm, kind = self.comm, schedules.get(schedule)
         fc_layers = []
-        if schedule == "overlap-fc" and overlapped:
+        if kind.replicates_fc and comm.size > 1:
             if self.global_batch is None:
-                raise ValueError("overlap-fc needs the global batch size (to size its gathers)")
+                raise ValueError(f"{schedule} needs the global batch size (to size its gathers)")
             fc_layers = choose_layers(self.model, self._fc_replicate, self.global_batch)
         self.buckets = build_buckets(self.model, self._bucket_mb, exclude=set(fc_layers), groups=groups)
         self.bucket_of = {i: b for b in self.buckets for i in b.layers}
         for b in self.buckets:          # what goes on the wire: the buffer, or a float16 copy
-            b.wire = b.buffer if self._grad_dtype != "float16" else b.buffer.astype(np.float16)
-        self._engine = None
-        if overlapped:
-            self._engine = engine.create(progress, comm)
+            b.wire = b.buffer if self.grad_dtype != "float16" else b.buffer.astype(np.float16)
+        runs = kind.resolve(comm.size, fc_layers)   # what runs here (one rank: blocking)
+        self._engine = engine.create(progress, comm) if runs.overlaps else None
         self.fc = FCReplication(self.model, comm, self._engine, fc_layers, self.global_batch or 0,
                                 self.stats) if fc_layers else None
+        self.strategy = runs(self)
+
+    @property
+    def engine(self):
+        """The progress engine of an overlapping schedule (None otherwise)."""
+        return self._engine
 
     def fc_candidates(self) -> list[int]:
         """The layers overlap-fc would replicate (--fc-replicate's rule)."""
@@ -146,18 +142,19 @@ class DataParallel:
         """Why the gradients of a step are unusable (with its step), once known."""
         return self.watch.found
 
-    def _guard(self, what: str):
+    def guard(self, what: str):
+        """A collective bounded by the watchdog, named ``what`` in its messages."""
         return guarded(self.watchdog, what)
 
     def _sum_over_ranks(self, a):
         out = a.copy()                      # host or device array, whichever the layer uses
-        with self._guard(f"batch-norm allreduce at step {self.step}"):
+        with self.guard(f"batch-norm allreduce at step {self.step}"):
             self.comm.allreduce(out)
         return out
 
     def broadcast_parameters(self, root: int = 0) -> None:
         """Every replica starts from rank ``root``'s parameters and buffers."""
-        with self._guard("broadcast of the initial parameters"):
+        with self.guard("broadcast of the initial parameters"):
             for _, arr in list(self.model.named_params()) + list(self.model.named_buffers()):
                 self.comm.bcast(arr, root=root)
 
@@ -171,7 +168,7 @@ class DataParallel:
         ``weights`` (one per local sample) scale each sample's loss, e.g. importance weights.
         """
         lr = opt.lr if lr is None else lr
-        self._opt = opt
+        self.optimizer = opt
         if self.settle_each_step and not self._mid_step:
             # a step --skip-nonfinite may drop must not leave its running statistics behind
             self._buffers_before = [b.copy() for _, b in self.model.named_buffers()]
@@ -185,10 +182,9 @@ class DataParallel:
     def _one_step(self, x, y, loss, opt, lr, global_batch, context, communicate, weights):
         self._mid_step = not communicate
         self._ready.start()
-        if self._pending_lr is not None:            # blocking: the previous step's update
-            self._apply_pending_step()
+        self.strategy.start_step()                  # blocking: the previous step's update
         norm = global_batch if global_batch is not None else len(x) * self.comm.size
-        before = self._apply_deferred if self._deferred else None
+        before, after = self.strategy.forward_hooks(communicate)
         overlapped = self._engine is not None and communicate
         # A rank with no samples (a last partial batch smaller than the rank count) still takes
         # part in every reduction; with --sync-bn it runs the empty batch through the model so
@@ -200,20 +196,11 @@ class DataParallel:
             for _, g in self.model.named_grads():
                 g[...] = 0
             if overlapped:                          # post everything in the usual order
-                if self.fc is not None:
-                    for i in self.fc.layers:
-                        self.fc.post_empty(i, "x")
-                for i in range(len(self.model.layers) - 1, -1, -1):
-                    if self.model.layers[i].params:
-                        if self.fc is not None and i in self.fc:
-                            self.fc.post_empty(i, "dy")
-                        else:
-                            self._grad_ready(i)
+                self.strategy.empty_backward()
             self._backprop_done(lr, communicate)
             return 0.0, 0
-        after = self.fc.after_forward if self.fc is not None and overlapped else None
         logits = self.model.forward(x, train=True, context=context, before_layer=before,
-                                    after_layer=after)
+                                    after_layer=after if overlapped else None)
         value = loss.forward(logits, y, weights=weights, normalizer=norm)
         value = value + self.model.regularization_loss() / self.comm.size
         correct = (logits.argmax(axis=1) == y).sum()
@@ -223,134 +210,51 @@ class DataParallel:
 
     def _backprop_done(self, lr: float, communicate: bool) -> None:
         if not communicate:                         # a micro-batch: keep its gradients
-            if self._acc is None:
-                self._acc = [b.buffer.copy() for b in self.buckets]
+            if self.accumulated is None:
+                self.accumulated = [b.buffer.copy() for b in self.buckets]
             else:
-                for acc, b in zip(self._acc, self.buckets):
+                for acc, b in zip(self.accumulated, self.buckets):
                     acc += b.buffer
             return
         self.stats.steps += 1
         self.step += 1
         if self.watch.synchronous:
             self.watch.clear()                      # each step is judged on its own
-        if self._engine is None:                    # blocking, or a single rank
-            t0 = time.perf_counter()
-            for b in self.buckets:
-                self._reduce_blocking(b)
-            spent = time.perf_counter() - t0
-            self.stats.comm_s += spent
-            self.stats.exposed_s += spent
-            self._acc = None
-            # Applied at the start of the next step (or flush): the same update, but the
-            # caller can still discard() it once it knows the step's global loss.
-            self._pending_lr = lr
-            return
-        self._deferred = {i: lr for b in self.buckets for i in b.layers}
-        if self.fc is not None:
-            self._deferred.update({i: lr for i in self.fc.layers})
-        if self.settle_each_step:
-            for b in self.buckets:
-                self._complete(b)
-                self._check_finite(b)
-            for i in self.fc.layers if self.fc is not None else ():
-                self.fc.complete(i)
-                self._check_finite_layer(i)
+        self.strategy.step_end(lr)
 
-    def _apply_pending_step(self) -> None:
-        lr, self._pending_lr = self._pending_lr, None
-        if self.tracer is None:
-            self._opt.step(lr)
-            return
-        for i, layer in enumerate(self.model.layers):      # per layer, for the timeline
-            if layer.params:
-                t0 = time.perf_counter()
-                self._opt.update(i, lr)
-                self.tracer.span(f"update {i}", "update", t0, time.perf_counter(), layer=i)
+    def _grad_ready(self, i: int) -> None:
+        self._ready.mark(i, self.step)
+        self.strategy.grad_ready(i)
 
-    def _check_finite_layer(self, i: int) -> None:
+    def layer_ready(self, i: int) -> None:
+        """Layer i's gradients are final (what backprop reports), checked for the protocol."""
+        self._grad_ready(i)
+
+    # --- what every schedule does with a bucket -----------------------------------
+    def check_finite_layer(self, i: int) -> None:
         """The same check for an FC-replicated layer's own gradients."""
         self.watch.record(self.step - 1, f"layer {i}", list(self.model.layers[i].grads.values()))
 
-    def _check_finite(self, b) -> None:
+    def check_finite(self, b) -> None:
         """A reduced gradient is the same on every rank, so every rank decides alike: the
         caller skips or fails the step (trainer.check_step), now or one step later."""
         self.watch.record(self.step - 1, f"bucket {b.index} (layers {b.layers})", [b.buffer])
 
-    def _prepare(self, b) -> None:
+    def prepare(self, b) -> None:
         """Fold in accumulated micro-batches and fill the float16 wire copy."""
-        if self._acc is not None:
-            b.buffer += self._acc[b.index]
+        if self.accumulated is not None:
+            b.buffer += self.accumulated[b.index]
         if b.wire is not b.buffer:
             b.wire[...] = b.buffer
         if self.comm.size > 1:                     # a ring Allreduce sends 2 (P-1)/P n bytes
             self.stats.bytes += int(2 * (self.comm.size - 1) * b.wire.nbytes // self.comm.size)
 
-    def _unpack(self, b) -> None:
+    def unpack(self, b) -> None:
         if b.wire is not b.buffer:
             b.buffer[...] = b.wire
 
-    def _reduce_blocking(self, b) -> None:
-        self._prepare(b)
-        t0 = time.perf_counter()
-        with self._guard(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) at step {self.step - 1}"):
-            self.comm.allreduce(b.wire)
-        if self.tracer is not None:
-            t1 = time.perf_counter()
-            trace.reduction(self.tracer, b, t0, t1, t0, t1)
-        self._unpack(b)
-        self._check_finite(b)
-
-    def _grad_ready(self, i: int) -> None:
-        self._ready.mark(i, self.step)
-        if self.fc is not None and i in self.fc:
-            self.fc.after_backward(i)
-            self._engine.poll()
-            return
-        b = self.bucket_of.get(i)
-        if b is None:
-            return
-        b.pending.discard(i)
-        if not b.pending:
-            self._prepare(b)
-            b.posted_at = time.perf_counter()
-            b.posted_step = self.tracer.step if self.tracer is not None else None
-            what = f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) at step {self.step}"
-            if self.watchdog is not None:
-                b.watch = self.watchdog.arm(what)
-            with labelled(what):
-                b.handle = self._engine.submit(b.wire, priority=min(b.layers))
-            b.posted = True
-            b.reset()
-            if b.index == len(self.buckets) - 1:
-                self._acc = None                    # every bucket has taken its share
-        self._engine.poll()
-
-    def _apply_deferred(self, i: int) -> None:
-        self._engine.poll()
-        lr = self._deferred.pop(i, None)
-        if lr is None:
-            return
-        if self.fc is not None and i in self.fc:
-            self.stats.exposed_s += self.fc.complete(i)
-            self._check_finite_layer(i)
-            layers = (i,)
-        else:
-            b = self.bucket_of[i]
-            check_reduced(b, self.step - 1)
-            if b.handle is not None:
-                self._complete(b)
-                self._check_finite(b)
-            b.posted = False
-            # The forward reaches a bucket's lowest layer first and all its layers are still
-            # ahead: update them together, one pass over the bucket (optim/flat.py).
-            layers = (i,) + tuple(j for j in b.layers if self._deferred.pop(j, None) is not None)
-        t0 = time.perf_counter()
-        self._opt.update_layers(layers, lr)
-        if self.tracer is not None:
-            self.tracer.span(f"update {i}", "update", t0, time.perf_counter(), layer=i,
-                             layers=list(layers))
-
-    def _complete(self, b) -> None:
+    def complete(self, b) -> None:
+        """Wait for bucket b's posted reduction; account and trace it."""
         t0 = time.perf_counter()
         b.handle.wait()
         t1 = time.perf_counter()
@@ -362,14 +266,13 @@ class DataParallel:
         b.handle = None
         if self.watchdog is not None:
             self.watchdog.disarm(b.watch)
-        self._unpack(b)
+        self.unpack(b)
 
+    # --- between steps ----------------------------------------------------------
     def flush(self) -> None:
         """Complete every pending reduction and deferred update."""
-        if self._pending_lr is not None:
-            self._apply_pending_step()
-        for i in sorted(self._deferred):
-            self._apply_deferred(i)
+        if self.strategy is not None:
+            self.strategy.flush()
 
     def discard(self) -> None:
         """Drop the last step's update and running statistics (its reductions still
@@ -377,16 +280,7 @@ class DataParallel:
         self.watch.clear()
         for (_, b), saved in zip(self.model.named_buffers(), self._buffers_before or ()):
             b[...] = saved
-        self._pending_lr = None
-        if self.fc is not None:
-            for i in self.fc.layers:
-                if i in self._deferred:
-                    self.fc.complete(i)
-        self._deferred = {}
-        for b in self.buckets:
-            if b.handle is not None:
-                self._complete(b)
-            b.posted = False
+        self.strategy.discard()
 
     def close(self, flush: bool = True, abandon: bool = False) -> None:
         """Finish pending work (unless the run failed) and stop the communication thread.

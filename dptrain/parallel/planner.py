@@ -28,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..comm.emulated import AlphaBeta
+from . import schedules as registered
 from .predict import LayerTimes, buckets_of, simulate
 
-ORDER = ("blocking", "overlap", "overlap-fc")
+ORDER = registered.Names()      # the registered schedules, simplest first (registration order)
 MARGIN = 0.03          # a more involved schedule must be predicted this much faster
 
 
@@ -121,16 +122,17 @@ def choose(times: LayerTimes, p: int, net: AlphaBeta, schedules=ORDER, fc_layers
     fc_layers = [i for i in fc_layers if i in times.fc_shape]
     predicted, groups_of = {}, {}
     for s in schedules:
-        if s == "overlap-fc" and not fc_layers and len(schedules) > 1:
+        kind = registered.get(s)
+        if kind.replicates_fc and not fc_layers and len(schedules) > 1:
             continue                                       # nothing to replicate: overlap
-        exclude = set(fc_layers) if s == "overlap-fc" else set()
+        exclude = set(fc_layers) if kind.replicates_fc else set()
         layers = bucket_layers(times, exclude)
         if bucket_bytes is not None:
             candidates = [buckets_of(times, bucket_bytes, exclude)]
-        elif s == "blocking" or p == 1:
+        elif not kind.overlaps or p == 1:
             candidates = [[layers]] if layers else [[]]
         else:
-            candidates = [optimal_groups(times, p, net, fc_layers if s == "overlap-fc" else (),
+            candidates = [optimal_groups(times, p, net, fc_layers if kind.replicates_fc else (),
                                          gb, itemsize), [[i] for i in layers], [layers]]
         best = None
         for groups in candidates:

@@ -1,11 +1,13 @@
 """What the trainer says about ``--sync auto`` / ``--bucket-mb auto`` (parallel/autotune.py)."""
 from __future__ import annotations
 
+from ..parallel import SCHEDULES, schedules
+
 
 def auto_schedules(cfg) -> tuple:
     """The schedules --sync auto chooses from: overlap-fc's gathers are per micro-batch, so
     not with --accumulate."""
-    return ("blocking", "overlap") if cfg.accumulate > 1 else ("blocking", "overlap", "overlap-fc")
+    return tuple(s for s in SCHEDULES if cfg.accumulate == 1 or schedules.get(s).with_accumulation)
 
 
 def report_plan(auto, say) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 from ..comm.choice import preferences as comm_preferences
 from ..errors import UsageError
-from ..parallel import PROGRESS_MODES
+from ..parallel import PROGRESS_MODES, SCHEDULES, schedules
 from ..input_files import NotRegularFile, read_config_bytes
 
 
@@ -140,14 +140,15 @@ class TrainConfig:
                 raise UsageError(str(exc)) from None
         if self.resume and not self.checkpoint_dir:
             raise UsageError("--resume needs --checkpoint-dir (where to look for checkpoints)")
-        if self.sync == "overlap-fc" and self.accumulate > 1:     # (auto leaves it out)
-            raise UsageError("--sync overlap-fc does not combine with --accumulate (the gathered "
+        if (self.sync in SCHEDULES and not schedules.get(self.sync).with_accumulation
+                and self.accumulate > 1):                           # (auto leaves it out)
+            raise UsageError(f"--sync {self.sync} does not combine with --accumulate (the gathered "
                              "activations are per micro-batch); use overlap")
         if self.accumulate > self.batch_size:
             raise UsageError(f"--accumulate {self.accumulate} exceeds --batch-size {self.batch_size}")
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
                    "comm": comm_preferences(),
-                   "sync": ("auto", "blocking", "overlap", "overlap-fc"), "comm_progress": tuple(PROGRESS_MODES),
+                   "sync": ("auto",) + tuple(SCHEDULES), "comm_progress": tuple(PROGRESS_MODES),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
                    "as_weighting": ("importance", "none"), "as_bound": ("listing", "eq67"),

@@ -231,11 +231,12 @@ class GraphStep:
     # --- what a replay does not do: the host's side of the step -------------------------
     def _counters(self):
         dp = self.dp
-        return dp.step, dp.stats.steps, dp._pending_lr, self.opt.step_counts()
+        return dp.step, dp.stats.steps, dp.strategy.snapshot(), self.opt.step_counts()
 
     def _restore(self, counters) -> None:
         dp = self.dp
-        dp.step, dp.stats.steps, dp._pending_lr, ts = counters
+        dp.step, dp.stats.steps, pending, ts = counters
+        dp.strategy.restore(pending)
         self.opt.set_step_counts(ts)
 
     def _host_effects(self) -> None:
