@@ -194,8 +194,9 @@ def run_overlap_bench(args) -> int:
                 runs = results[(model, net, sync, progress, mb)]
                 cap = int((mb or args.bucket_mb) * 2**20)
                 exposed = t - compute
+                overlapping = sync in SCHEDULES and registered.get(sync).overlaps
                 row = {"model": model, "net": net or "shared memory", "ranks": p, "sync": sync,
-                       "progress": progress if sync.startswith("overlap") else "",
+                       "progress": progress if overlapping else "",
                        "bucket_mb": "auto" if sync == "auto" else mb,       # None: --bucket-mb
                        "step_ms": t * 1e3, "images_per_s": p * args.batch_size / t,
                        "compute_ms": compute * 1e3, "exposed_ms": exposed * 1e3,
@@ -207,11 +208,11 @@ def run_overlap_bench(args) -> int:
                         row["step_vs_best_hand_set"] = t / min(hand)
                 if sync not in ("independent", "blocking") and blocking_exposed > 0:
                     row["hidden_fraction"] = 1 - exposed / blocking_exposed
-                    if ab and sync in SCHEDULES and registered.get(sync).overlaps:
+                    if ab and overlapping:
                         fc = auto_fc_layers(times, gb)
                         b, o = (simulate(times, p, ab, s, cap, fc, gb) for s in ("blocking", sync))
                         row["bound_hidden_fraction"] = 1 - o["exposed_s"] / b["exposed_s"]
-                    if ab and sync == "overlap":
+                    if ab and overlapping and not registered.get(sync).replicates_fc:
                         row["dependency_bound"] = dependency_bound(times, p, ab, cap)
                 rows.append(row)
     report = {"batch_per_rank": args.batch_size, "threads": args.threads, "rounds": args.rounds,

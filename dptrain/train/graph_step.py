@@ -34,6 +34,7 @@ import numpy as np
 from .. import nn
 from ..backend import get_array_module
 from ..optim import fused
+from ..parallel import schedules
 from ..parallel.nonfinite import squared_norm
 
 
@@ -67,7 +68,7 @@ def local_reason(*, capture, size: int, transport: str, schedule: str, auto: boo
             return "--net-emulate holds collectives on the host"
         if auto:
             return "--sync/--bucket-mb auto re-plans the reductions during training"
-        if schedule != "blocking":
+        if schedules.get(schedule).overlaps:
             return f"--sync {schedule} progresses its reductions from the host"
     return None
 
