@@ -31,6 +31,7 @@ import numpy as np
 
 from .base import Communicator, Handle
 from .emulated import AlphaBeta
+from .order_check import current_origin, labelled
 from .reduction_choice import ReductionChoice
 
 DONE = 4
@@ -48,6 +49,7 @@ class _Op:
         self.piece = np.zeros(shard, dtype=buf.dtype)
         self.gathered = np.empty((node_size, shard), dtype=buf.dtype)
         self.finished = threading.Event()
+        self.origin = current_origin() or "unlabelled"     # for the driver's order records
 
 
 class _HierarchicalHandle(Handle):
@@ -116,10 +118,12 @@ class HierarchicalCommunicator(Communicator):
     def _start(self, op: _Op, stage: int) -> None:
         op.stage = stage
         if stage == 2:
-            op.req = self.cross.iallreduce(op.buf[op.lo:op.hi])
+            with labelled(op.origin):
+                op.req = self.cross.iallreduce(op.buf[op.lo:op.hi])
         elif stage == 3:
             op.piece[:op.hi - op.lo] = op.buf[op.lo:op.hi]
-            op.req = self.gather.iallgather(op.piece, op.gathered)
+            with labelled(op.origin):
+                op.req = self.gather.iallgather(op.piece, op.gathered)
         else:
             op.buf[...] = op.gathered.reshape(-1)[:op.buf.size]
             op.req = None
