@@ -231,10 +231,9 @@ class NetBed:
         return path
 
     def head_argv(self, argv=()):
-        """Runs argv in the head namespace, under the head's host name (hydra's proxies dial
-        back to mpiexec's host: the machine's own name resolves to 127.0.0.1 in a node)."""
-        return ["ip", "netns", "exec", self.head, "unshare", "--uts", "sh", "-c",
-                'hostname "$0" && exec "$@"', self.head, *map(str, argv)]
+        """argv run in the head namespace, where mpiexec must run: the proxies dial back to it
+        (launcher() gives them its address with -localhost; its host name would not do)."""
+        return ["ip", "netns", "exec", self.head, *map(str, argv)]
 
     def launcher(self, ppn=1):
         """The mpiexec command (a string, without -n) that starts ranks on the nodes, `ppn` per
