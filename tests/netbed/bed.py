@@ -9,7 +9,6 @@ Everything lives inside the bed's own namespaces (names and a /24 unique to the 
 state file and work dir under /run/dptrain-netbed and its /etc/netns/<ns>/hosts entries; all of
 it is removed on exit, at interpreter exit, on SIGTERM, or by the next bed when the owner was
 killed. Needs root, iproute2, util-linux's unshare; iptables for loss and delay."""
-import atexit
 import itertools
 import json
 import os
@@ -17,18 +16,16 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from . import shaping, state as st
+from . import guard, shaping, state as st
 
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 # The PyPI MPICH's default netmod (UCX) sees every namespace as one host and moves the bytes
 # through shared memory, 0 of them on eth0; these keep it (and ofi) on the node's eth0.
 LINK_ENV = {"UCX_TLS": "tcp,self", "UCX_NET_DEVICES": "eth0", "FI_TCP_IFACE": "eth0"}
-_live = {}                  # bed id -> NetBed, torn down at exit or on SIGTERM
 _serial = itertools.count()
 
 
@@ -44,12 +41,22 @@ def ip(*argv):
 
 
 class NetBed:
-    def __init__(self, nodes=2, bw=None, delay=None, loss=None, mpiexec=None):
+    def __init__(self, nodes=2, bw=None, delay=None, loss=None, mpiexec=None, keep=False):
+        """keep=True (scripts/netbed.py up): the bed outlives this process, the reaper leaves
+        it alone, and only `down` removes it."""
         if not 1 <= int(nodes) <= 200:
             raise ValueError(f"nodes must be 1..200, got {nodes}")
         self.n_nodes, self.initial_shape = int(nodes), dict(bw=bw, delay=delay, loss=loss)
         self.mpiexec = str(mpiexec or VENV_BIN / "mpiexec")
-        self.state = None
+        self.keep, self.state = keep, None
+
+    @classmethod
+    def attach(cls, bed_id, mpiexec=None):
+        """The bed `bed_id` as recorded in its state file (made by another process)."""
+        state = st.BedState.load(st.RUN_DIR / f"{bed_id}.json")
+        bed = cls(len(state.nodes), mpiexec=mpiexec, keep=True)
+        bed.state = state
+        return bed
 
     # -- life cycle -------------------------------------------------------------------------
     def __enter__(self):
@@ -67,15 +74,15 @@ class NetBed:
             if not free:
                 raise NetBedError("no free /24 left in 10.213.0.0/16 (256 beds up?)")
             bed_id = f"dpt{os.getpid()}x{next(_serial)}"
-            self.state = st.BedState(bed_id, free[0])
+            self.state = st.BedState(bed_id, free[0], owner=st.KEPT if self.keep else None)
             self.state.head = f"{bed_id}h"
             self.state.nodes = [f"{bed_id}n{i}" for i in range(self.n_nodes)]
             clash = set(self.state.nodes + [self.state.head]) & st.existing_namespaces()
             if clash:
                 raise NetBedError(f"namespaces {sorted(clash)} exist already; not touching them")
             self.state.save()
-        _live[self.id] = self
-        _install_handlers()
+        if not self.keep:
+            guard.watch(self)
         try:
             self._build()
             if any(v is not None for v in self.initial_shape.values()):
@@ -90,7 +97,7 @@ class NetBed:
             return
         with st.locked():
             st.teardown(self.state)
-        _live.pop(self.id, None)
+        guard.forget(self)
         self.state = None
 
     # -- names and addresses ----------------------------------------------------------------
@@ -266,29 +273,3 @@ class NetBed:
             proc.communicate()
             raise
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def _teardown_all():
-    for bed in list(_live.values()):
-        bed.down()
-
-
-def _on_sigterm(signum, frame):
-    _teardown_all()
-    previous = _handlers_installed.get("previous")
-    if callable(previous):
-        previous(signum, frame)
-    else:                       # default action: die of SIGTERM, as without the bed
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-_handlers_installed = {}
-
-
-def _install_handlers():
-    if _handlers_installed:
-        return
-    _handlers_installed["atexit"] = atexit.register(_teardown_all)
-    if threading.current_thread() is threading.main_thread():
-        _handlers_installed["previous"] = signal.signal(signal.SIGTERM, _on_sigterm)
