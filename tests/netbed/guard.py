@@ -33,6 +33,8 @@ def _on_sigterm(signum, frame):
     previous = _installed.get("previous")
     if callable(previous):
         previous(signum, frame)
+    elif previous == signal.SIG_IGN:
+        return
     else:                       # the default action: die of SIGTERM, as without a bed
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)

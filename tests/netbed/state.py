@@ -31,14 +31,22 @@ def process_start(pid):
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+_held = []   # reentrant within the process: a SIGTERM may arrive while the lock is held
+
+
 @contextlib.contextmanager
 def locked():
+    if _held:
+        yield
+        return
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     with open(RUN_DIR / "lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
+        _held.append(f)
         try:
             yield
         finally:
+            _held.clear()
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
