@@ -144,3 +144,34 @@ def test_two_beds_coexist_apart(netbed):
     assert connect_rtt(first, 0, second.address(1), timeout=0.3) is None   # no path between beds
     second.down()
     assert connect_rtt(first, 0, first.address(1)) is not None
+
+
+
+CHILD_ONLY = pytest.mark.skipif("DPTRAIN_NETBED_FAILING_BODY" not in os.environ,
+                                reason="run by test_the_fixture_tears_down_after_a_failing_test")
+
+
+@CHILD_ONLY
+def test_failing_body_with_the_fixture(netbed):
+    bed = netbed(nodes=2, mpi=False)
+    Path(os.environ["DPTRAIN_NETBED_FAILING_BODY"]).write_text(bed.id)
+    assert False, "this test fails on purpose"
+
+
+@CHILD_ONLY
+def test_failing_body_left_nothing():
+    """Runs next in the same session: the interpreter's exit would clean up anyway."""
+    assert leftovers(Path(os.environ["DPTRAIN_NETBED_FAILING_BODY"]).read_text()) == []
+
+
+def test_the_fixture_tears_down_after_a_failing_test(tmp_path):
+    if skip_reason():
+        pytest.skip(skip_reason())
+    record = tmp_path / "bed_id"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          f"{__file__}::test_failing_body_with_the_fixture",
+                          f"{__file__}::test_failing_body_left_nothing"],
+                         env={**os.environ, "DPTRAIN_NETBED_FAILING_BODY": str(record)},
+                         capture_output=True, text=True, timeout=120)
+    assert "fails on purpose" in out.stdout and "1 failed, 1 passed" in out.stdout, out.stdout[-1500:]
+    assert leftovers(record.read_text()) == []
