@@ -76,6 +76,16 @@ def test_link_down_cuts_the_node_off_and_link_up_restores_it(netbed):
     assert connect_rtt(bed, 0, bed.address(1), timeout=3.0) is not None
 
 
+
+def test_a_run_past_its_timeout_leaves_no_process_in_the_nodes(netbed):
+    bed = netbed(nodes=2)
+    # a rank that leaves hydra's process groups and ignores SIGTERM, as a stuck one might
+    sleeper = [sys.executable, "-c", "import os, signal, time; signal.signal(signal.SIGTERM, "
+               "signal.SIG_IGN); os.fork() or (os.setsid(), time.sleep(120)); time.sleep(120)"]
+    with pytest.raises(subprocess.TimeoutExpired):
+        bed.run(bed.mpiexec_argv(2, 1) + sleeper, timeout=4)
+    assert bed.pids(0) == [] and bed.pids(1) == []
+
 def test_delay_and_loss(netbed):
     bed = netbed(nodes=2, mpi=False, delay="1ms")
     assert connect_rtt(bed, 0, bed.address(1), tries=5) >= 2e-3   # 1 ms out, 1 ms back
