@@ -187,6 +187,7 @@ def run_overlap_bench(args) -> int:
     """
     from ..comm.emulated import AlphaBeta, parse_spec
     from ..parallel.predict import auto_fc_layers, dependency_bound, simulate
+    from .node_rows import node_fields, node_lines
     from .predict import measure_layer_times
     from .. import backend, models as zoo
     ranks, schedules = _parse(args)
@@ -227,7 +228,7 @@ def run_overlap_bench(args) -> int:
                        "step_ms": t * 1e3, "images_per_s": p * args.batch_size / t,
                        "compute_ms": compute * 1e3, "exposed_ms": exposed * 1e3,
                        "comm_ms": statistics.median(r["comm_s"] / max(r["steps"], 1) for r in runs) * 1e3,
-                       "bytes_per_step": runs[-1]["bytes_per_step"]}
+                       "bytes_per_step": runs[-1]["bytes_per_step"], **node_fields(runs)}
                 if sync == "auto":
                     row["auto"] = runs[-1].get("auto", {})
                     if hand:
@@ -258,6 +259,8 @@ def run_overlap_bench(args) -> int:
               f"{r['exposed_ms']:>8.1f} {hidden:>7} {bound:>6} {dep:>6} {r['bytes_per_step'] / 2**20:>8.3f}"
               + (f"  {r['step_vs_best_hand_set']:.3f} x the best hand-set step"
                  if "step_vs_best_hand_set" in r else ""))
+        for line in node_lines(r):
+            print(line)
     return 0
 
 
