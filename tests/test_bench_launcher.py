@@ -98,3 +98,24 @@ def test_launcher_on_one_host_gives_todays_rows_and_one_node(tmp_path):
         assert "nodes" not in report["rows"][0] and report["rows"][0]["predicted_step_ms"] > 0
     assert not list(tmp_path.glob(".dptrain-bench-*")) and not [
         p for p in os.listdir(".") if p.startswith(".dptrain-bench-")]     # result files removed
+
+
+@needs_mpiexec
+def test_bed_script_prints_one_markdown_row_per_schedule(tmp_path):
+    """scripts/bed_bench.py on one host (1 node x 2 ranks): the table docs/performance.md shows."""
+    import subprocess
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "bed_bench.py")
+    out = tmp_path / "reports.json"
+    res = subprocess.run([sys.executable, script, "--launcher", MPIEXEC, "--links", "unshaped",
+                          "--layouts", "1x2", "--models", "mlp", "--schedules", "blocking,auto",
+                          "--batch-size", "8", "--steps", "2", "--warmup", "1", "--json-out", out],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("| link | nodes x ranks | model | schedule | step ms | predicted ms")
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    assert [r[:4] for r in rows][0] == ["unshaped", "1x2", "mlp", "blocking"]
+    assert rows[1][3].startswith("auto") and len(rows) == 2
+    assert all(float(r[4]) > 0 and float(r[5]) > 0 for r in rows) and rows[0][8] == "-"  # 1 node
+    (report,) = json.loads(out.read_text())
+    assert report["layout"] == "1x2" and report["launcher"][-2:] == ["-ppn", "2"]
