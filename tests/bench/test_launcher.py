@@ -104,7 +104,7 @@ def test_launcher_on_one_host_gives_todays_rows_and_one_node(tmp_path):
 def test_bed_script_prints_one_markdown_row_per_schedule(tmp_path):
     """scripts/bed_bench.py on one host (1 node x 2 ranks): the table docs/performance.md shows."""
     import subprocess
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "bed_bench.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "bed_bench.py")
     out = tmp_path / "reports.json"
     res = subprocess.run([sys.executable, script, "--launcher", MPIEXEC, "--links", "unshaped",
                           "--layouts", "1x2", "--models", "mlp", "--schedules", "blocking,auto",
