@@ -1,6 +1,7 @@
 """``dptrain bench --ranks 1,2``: weak-scaling efficiency and schedules, side by side.
 
-Each configuration is a separate ``mpiexec -n P`` run of bench/dp_worker.py; rounds
+Each configuration is a separate ``LAUNCHER -n P`` run of bench/dp_worker.py (the bench's
+own mpiexec, or the user's --launcher/--hostfile for P > 1, bench/launcher.py); rounds
 alternate through all configurations so that machine drift hits them alike, and the
 report takes medians over rounds. Efficiency = T(1 rank) / T(P ranks) at a fixed batch
 per rank; hidden = 1 - (time waited for communication) / (communication time).
