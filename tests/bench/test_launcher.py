@@ -119,3 +119,16 @@ def test_bed_script_prints_one_markdown_row_per_schedule(tmp_path):
     assert all(float(r[4]) > 0 and float(r[5]) > 0 for r in rows) and rows[0][8] == "-"  # 1 node
     (report,) = json.loads(out.read_text())
     assert report["layout"] == "1x2" and report["launcher"][-2:] == ["-ppn", "2"]
+
+
+@needs_mpiexec
+def test_hostfile_is_mpiexec_f(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"{socket.gethostname()}:2\n")
+    res = dptrain("bench", "--ranks", "2", "--hostfile", hosts, *QUICK[:-2], "blocking", "--json",
+                  timeout=300)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["launcher"] == [MPIEXEC, "-f", str(hosts)]
+    (row,) = report["rows"]
+    assert row["sync"] == "blocking" and row["nodes"] == 1 and row["per_node"][0]["ranks"] == [0, 1]
