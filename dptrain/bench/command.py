@@ -34,6 +34,11 @@ def add_bench_arguments(p) -> None:
                    "bucket cap, else --bucket-mb), comma separated; 'auto' runs train's defaults "
                    "(--sync auto --bucket-mb auto); 'independent' runs the ranks without "
                    "exchanging gradients (the machine's ceiling)")
+    p.add_argument("--launcher", metavar="CMD", help="with --ranks: start the multi-rank rows "
+                   "with this command, across hosts (\"mpiexec -f hosts -ppn 2\", srun); split "
+                   "like a shell would, run without one; the bench appends -n P")
+    p.add_argument("--hostfile", metavar="FILE", help="with --ranks: --launcher \"mpiexec -f FILE\" "
+                   "(MPICH's hydra; the working directory must be shared with the hosts)")
     p.add_argument("--bucket-mb", type=float, default=4.0, metavar="MB",
                    help="with --ranks: gradient bucket size cap")
     p.add_argument("--net-emulate", action="append", metavar="bw=..,lat=..",
@@ -80,6 +85,10 @@ def run_bench(args) -> int:
     check_network_specs(args)
     check_batches_fit(args)
     check_writable(args.json_out, "--json-out")          # before a long run, not after it
+    from .launcher import parse_launcher
+    if parse_launcher(args.launcher, args.hostfile) and not args.ranks:   # exit 2 before any run
+        raise UsageError(f"{'--launcher' if args.launcher is not None else '--hostfile'} "
+                         "starts the multi-rank rows of --ranks: give --ranks too")
     from .inputs import check_reference_mode
     shape = check_reference_mode(args)
     if args.profile:
