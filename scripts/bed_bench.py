@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--models", default="thesis-cnn,vgg-cifar,mlp-wide")
     p.add_argument("--schedules", default=None, help="as bench --schedules (default: every "
                    "registered schedule, and auto)")
+    p.add_argument("--reductions", default="auto", help="as bench --reductions "
+                   "(flat,hierarchical: a row of each)")
     p.add_argument("--batch-size", type=int, default=32, help="per rank")
     p.add_argument("--bucket-mb", default="0.5")
     p.add_argument("--steps", type=int, default=10)
@@ -62,7 +64,8 @@ def bench_command(args, nodes: int, per_node: int, model: str) -> list[str]:
         else args.launcher
     return [*shlex.split(args.wrap), sys.executable, "-m", "dptrain.cli", "bench",
             "--ranks", str(nodes * per_node), "--launcher", launcher, "--model", model,
-            "--schedules", args.schedules, "--batch-size", str(args.batch_size),
+            "--schedules", args.schedules, "--reductions", args.reductions,
+            "--batch-size", str(args.batch_size),
             "--bucket-mb", str(args.bucket_mb), "--steps", str(args.steps),
             "--warmup", str(args.warmup), "--rounds", str(args.rounds), "--no-torch", "--json"]
 

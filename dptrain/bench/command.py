@@ -29,6 +29,10 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--ranks", help="data-parallel weak scaling over these rank counts, e.g. 1,2 "
                    "(batch per rank = --batch-size); compares --schedules")
+    p.add_argument("--reductions", default="auto",
+                   help="with --ranks: how multi-rank rows sum their buckets when ranks share "
+                   "nodes, comma separated: auto (as train does), flat, hierarchical; "
+                   "'flat,hierarchical' gives a row of each, side by side")
     p.add_argument("--schedules", default="independent,blocking,overlap:poll,overlap:thread,auto",
                    help="with --ranks: schedules to compare, SYNC[:PROGRESS][@MB] (MB: that row's "
                    "bucket cap, else --bucket-mb), comma separated; 'auto' runs train's defaults "

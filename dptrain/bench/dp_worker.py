@@ -33,11 +33,15 @@ def main():
     p.add_argument("--fc-replicate", default="auto")
     p.add_argument("--input-shape", help="CxHxW, for a model of the user's own (FILE.py:NAME)")
     p.add_argument("--out", help="rank 0 also writes its JSON line to this file")
+    p.add_argument("--reduction", default="auto", help="auto, flat or hierarchical")
     a = p.parse_args()
     backend.set_threads(a.threads)
     world = comms.default()
     if a.net_emulate and world.size > 1:
         world = comms.create("emulated", inner=world, spec=a.net_emulate)
+    elif world.size > 1:                  # ranks sharing nodes: as `dptrain train` reduces
+        from ..comm.hierarchical import over
+        world, _ = over(world, a.reduction)
     # "independent": the same ranks, no gradient exchange: what the machine allows P
     # processes at once, the ceiling that communication is measured against
     comm = comms.create("local") if a.sync == "independent" else world

@@ -53,7 +53,8 @@ def _parse(args):
     return ranks, schedules
 
 
-def _run(launchers, n, sync, progress, args, model=None, net=None, bucket_mb=None) -> dict:
+def _run(launchers, n, sync, progress, args, model=None, net=None, bucket_mb=None,
+         reduction: str = "auto") -> dict:
     # one rank on this host; several through the launcher (the user's, across hosts)
     launcher = launchers[0] if n == 1 else launchers[1]
     # bind ranks to cores as launch/mpirun.sh does, when they fit (hydra's syntax)
@@ -70,7 +71,7 @@ def _run(launchers, n, sync, progress, args, model=None, net=None, bucket_mb=Non
            "--model", model or args.model, "--batch-per-rank", str(args.batch_size),
            "--threads", str(args.threads), "--sync", sync, "--progress", progress,
            "--bucket-mb", bucket, "--steps", str(args.steps), "--warmup", str(warmup),
-           *(["--net-emulate", net] if net else []),
+           *(["--net-emulate", net] if net else []), "--reduction", reduction,
            *(["--input-shape", args.input_shape] if getattr(args, "input_shape", None) else []),
            "--out", result]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
@@ -102,19 +103,32 @@ def _torch(n, args) -> dict | None:
     return json.loads(lines[-1])
 
 
+def _reductions(args) -> list[str]:
+    """--reductions: how multi-rank rows sum their buckets, one row each (flat,hierarchical
+    compares the two in one run; auto: as `dptrain train` would)."""
+    names = [r.strip() for r in str(getattr(args, "reductions", "auto") or "auto").split(",")]
+    bad = [r for r in names if r not in ("auto", "flat", "hierarchical")]
+    if bad or not names:
+        raise UsageError(f"--reductions: {bad[0] if bad else ''!r} is not auto, flat or hierarchical")
+    return names
+
+
 def run_scaling_bench(args) -> int:
     from .shared import torch_skip_reason
     ranks, schedules = _parse(args)
     launchers = _launchers(args)
-    configs = [(1, "blocking", "thread", None)] if 1 in ranks else []
-    configs += [(n, s, p, mb) for n in ranks if n > 1 for s, p, mb in schedules]
+    reductions = _reductions(args)
+    configs = [(1, "blocking", "thread", None, "auto")] if 1 in ranks else []
+    configs += [(n, s, p, mb, red) for n in ranks if n > 1 for s, p, mb in schedules
+                for red in reductions]
     torch_skipped = torch_skip_reason(args, args.model)
     with_torch = torch_skipped is None
     results = {c: [] for c in configs}
     torch_runs = {n: [] for n in ranks} if with_torch else {}
     for _ in range(args.rounds):
-        for n, sync, progress, mb in configs:
-            results[(n, sync, progress, mb)].append(_run(launchers, n, sync, progress, args, bucket_mb=mb))
+        for n, sync, progress, mb, red in configs:
+            results[(n, sync, progress, mb, red)].append(
+                _run(launchers, n, sync, progress, args, bucket_mb=mb, reduction=red))
         for n in torch_runs:
             res = _torch(n, args)
             if res:
@@ -123,9 +137,11 @@ def run_scaling_bench(args) -> int:
     from .node_rows import StepPredictor, node_fields, node_lines
     predictor = StepPredictor(args)
     rows = []
-    for (n, sync, progress, mb), runs in results.items():
+    for (n, sync, progress, mb, red), runs in results.items():
         step = statistics.median(r["step_s"] for r in runs)
-        row = {"ranks": n, "sync": sync if n > 1 else "single", "progress": progress if n > 1 else "",
+        label = sync if red == "auto" else f"{sync}+{red}"
+        row = {"ranks": n, "sync": label if n > 1 else "single", "progress": progress if n > 1 else "",
+               "reduction": red if n > 1 else "",
                "bucket_mb": "auto" if sync == "auto" else mb,       # None: --bucket-mb
                "step_ms": step * 1e3, "images_per_s": n * args.batch_size / step,
                "comm_ms": statistics.median(r["comm_s"] / max(r["steps"], 1) for r in runs) * 1e3,

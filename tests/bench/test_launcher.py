@@ -132,3 +132,14 @@ def test_hostfile_is_mpiexec_f(tmp_path):
     assert report["launcher"] == [MPIEXEC, "-f", str(hosts)]
     (row,) = report["rows"]
     assert row["sync"] == "blocking" and row["nodes"] == 1 and row["per_node"][0]["ranks"] == [0, 1]
+
+
+def test_reductions_give_a_row_each_and_refuse_unknown_names():
+    from types import SimpleNamespace
+    import pytest
+    from dptrain.bench.scaling import _reductions
+    from dptrain.errors import UsageError
+    assert _reductions(SimpleNamespace(reductions="flat,hierarchical")) == ["flat", "hierarchical"]
+    assert _reductions(SimpleNamespace(reductions="auto")) == ["auto"]
+    with pytest.raises(UsageError, match="--reductions: 'ring'"):
+        _reductions(SimpleNamespace(reductions="flat,ring"))
