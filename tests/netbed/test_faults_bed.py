@@ -1,0 +1,91 @@
+"""A dead node found in seconds, across real links: a node's link taken down (or 100 % loss)
+ends the job with exit 3, the last checkpoint intact and resumable; a short flap is survived.
+
+The floor of --comm-timeout auto is lowered here (auto:5) so the suite stays short;
+DPTRAIN_BED_COMM_TIMEOUT=auto runs the same tests at the defaults (the figures in
+docs/errors.md: within 45 s)."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from dptrain.train import checkpoint
+
+TIMEOUT = os.environ.get("DPTRAIN_BED_COMM_TIMEOUT", "auto:5")
+FLOOR = 30.0 if TIMEOUT == "auto" else float(TIMEOUT.split(":")[1]) if ":" in TIMEOUT else float(TIMEOUT)
+RUN = ["train", "--model", "thesis-cnn", "--dataset", "synthetic:1x28x28:3000", "--quiet",
+       "--batch-size", 32, "--comm-timeout", TIMEOUT]
+
+
+def start(bed, tmp_path, *args):
+    argv = [str(a) for a in bed.dptrain_argv(2, 1, *RUN, *args)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+
+
+def finish(bed, proc, timeout):
+    t0 = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        bed.kill("all")
+        proc.communicate()
+        pytest.fail(f"the job was still running {timeout} s after the fault: it hung")
+    return proc.returncode, err, time.monotonic() - t0
+
+
+def wait_for_checkpoint(d, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not checkpoint.list_checkpoints(d):
+        time.sleep(0.2)
+    assert checkpoint.list_checkpoints(d), "training never reached its first checkpoint"
+
+
+@pytest.mark.parametrize("fault", ["link-down", "loss-100"])
+def test_a_cut_node_ends_the_job_with_exit_3_and_the_checkpoint_resumes(netbed, tmp_path, fault):
+    bed = netbed(nodes=2, bw="100mbit")
+    d = tmp_path / "ck"
+    proc = start(bed, tmp_path, "--epochs", 100, "--checkpoint-dir", d, "--checkpoint-every", 5)
+    wait_for_checkpoint(d)
+    if fault == "link-down":
+        bed.link_down(1)
+    else:
+        bed.shape(1, bw="100mbit", loss=100)
+    code, err, took = finish(bed, proc, timeout=FLOOR + 60)
+    print(f"{fault}: exit {code} {took:.1f} s after the fault (floor {FLOOR:g} s)")
+    assert code == 3, err[-2000:]
+    assert took <= FLOOR + 15, (took, err[-1000:])
+    assert "did not complete within" in err and "--comm-timeout" in err, err[-1000:]
+    assert re.search(r"rank \d", err)
+    last = checkpoint.list_checkpoints(d)[-1]
+    step = checkpoint.read(last)["meta"]["step"]
+    bed.link_up(1) if fault == "link-down" else bed.shape(1, bw="100mbit")
+    proc = start(bed, tmp_path, "--epochs", 100, "--max-steps", step + 2, "--checkpoint-dir", d,
+                 "--checkpoint-every", 5, "--resume")
+    code, err, _ = finish(bed, proc, timeout=180)
+    assert code == 0, err[-2000:]
+    assert checkpoint.read(checkpoint.list_checkpoints(d)[-1])["meta"]["step"] == step + 2
+
+
+def test_a_short_flap_is_survived_and_changes_nothing(netbed, tmp_path):
+    bed = netbed(nodes=2, bw="100mbit")
+    args = ("--max-steps", 40, "--save-weights")
+    undisturbed = start(bed, tmp_path, *args, tmp_path / "calm.npz")
+    assert finish(bed, undisturbed, timeout=300)[0] == 0
+    d = tmp_path / "ck"
+    proc = start(bed, tmp_path, *args, tmp_path / "flap.npz", "--checkpoint-dir", d,
+                 "--checkpoint-every", 5)
+    wait_for_checkpoint(d)
+    bed.link_down(1)
+    time.sleep(min(5.0, FLOOR / 2))               # shorter than any limit
+    bed.link_up(1)
+    code, err, _ = finish(bed, proc, timeout=300)
+    assert code == 0, err[-2000:]
+    import numpy as np
+    calm, flap = np.load(tmp_path / "calm.npz"), np.load(tmp_path / "flap.npz")
+    for k in calm.files:
+        np.testing.assert_array_equal(calm[k], flap[k], err_msg=k)
