@@ -22,7 +22,7 @@ import weakref
 
 import numpy as np
 
-PERIOD_S = 1.0
+PERIOD_S = 1.0          # at most; a short --comm-timeout beats faster (period_for)
 SILENT_S = 5.0          # several beats missed: not a late thread, a rank that is not running
 MAX_IN_FLIGHT = 8       # unfinished sends to one peer before this rank stops adding to them
 TAG = 23
@@ -46,11 +46,17 @@ def world_channel(size: int):
     return _channel["comm"], None
 
 
+def period_for(least_limit: float) -> float:
+    """A beat at least five times within the shortest limit (--comm-timeout's floor)."""
+    return min(PERIOD_S, max(least_limit / 5, 0.1))
+
+
 class Heartbeat:
     def __init__(self, comm, clock, period: float = PERIOD_S, start: bool = True):
         """``comm``: an mpi4py communicator of its own; ``clock``: seconds that do not count
         time this process spent stopped (the watchdog's)."""
         self.comm, self.clock, self.period = comm, clock, period
+        self._MPI = sys.modules["mpi4py.MPI"]
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self._lock = threading.Lock()
         self.where = (0, 0, 0)                         # step, operations begun, inside one
@@ -75,12 +81,12 @@ class Heartbeat:
             sends[:] = [(req, buf) for req, buf in sends if not req.Test()]
             if len(sends) < MAX_IN_FLIGHT:           # a dead peer: do not pile sends up
                 sends.append((self.comm.Isend(payload, dest=peer, tag=TAG), payload))
-        got = np.empty(3, dtype=np.int64)
+        got, status = np.empty(3, dtype=np.int64), self._MPI.Status()
         while True:
-            message = self.comm.Improbe(source=-1, tag=TAG)      # MPI.ANY_SOURCE
+            message = self.comm.Improbe(source=self._MPI.ANY_SOURCE, tag=TAG, status=status)
             if message is None:
                 break
-            source = message.source
+            source = status.Get_source()
             message.Recv(got)
             with self._lock:
                 self.heard[source] = (self.clock(), tuple(int(v) for v in got))
@@ -88,11 +94,13 @@ class Heartbeat:
             self.last_beat = self.clock()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period):
+        while True:
             try:
                 self.beat()
             except Exception as exc:                  # the channel is a help, never a risk
                 self.broken = f"the heartbeat channel failed ({exc})"
+                return
+            if self._stop.wait(self.period):
                 return
 
     def close(self) -> None:
@@ -101,23 +109,27 @@ class Heartbeat:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
 
-    def who_did_not_answer(self) -> str:
-        """The ranks that did not answer, and why each is taken for one, in one line."""
+    def who_did_not_answer(self, limit: float) -> str:
+        """The ranks that did not answer within an operation's ``limit`` seconds, and why each
+        is taken for one, in one line. Silent: not heard for SILENT_S, or half the limit when
+        that is shorter (a short limit), but never less than a few beats."""
         now = self.clock()
+        silent_s = min(SILENT_S, max(2.5 * self.period, limit / 2))
         with self._lock:
             heard, last_beat = dict(self.heard), self.last_beat
         step, begun, _ = self.where
         silent, behind = [], []
         for peer, (at, said) in sorted(heard.items()):
-            if now - at > SILENT_S:
+            if now - at > silent_s:
                 last = "never heard" if said is None else f"last at step {said[0]}"
                 silent.append(f"{peer} (no heartbeat for {now - at:.0f} s, {last})")
-            elif said is not None and said[1] < begun and not said[2]:
-                behind.append(f"{peer} (alive, but at step {said[0]} operation {said[1]}, "
-                              f"outside any collective; this rank at step {step} operation {begun})")
+            elif said is not None and said[1] < begun:       # it never began this operation
+                inside = "waiting in an earlier collective" if said[2] else "outside any collective"
+                behind.append(f"{peer} (alive, but at step {said[0]} operation {said[1]}, {inside}; "
+                              f"this rank at step {step} operation {begun})")
         if self.broken:
             tail = f"; {self.broken}"
-        elif now - last_beat > SILENT_S:
+        elif now - last_beat > silent_s:
             tail = f"; this rank's heartbeat has been stuck for {now - last_beat:.0f} s"
         else:
             tail = ""

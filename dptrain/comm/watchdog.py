@@ -54,8 +54,7 @@ class Watchdog:
         self.on_expire = on_expire
         self.clock = clock
         self.flag = flag
-        least = self.policy.fixed if self.policy.fixed is not None else self.policy.floor
-        self.period = min(1.0, max(least / 10, 0.01))
+        self.period = min(1.0, max(self.least_limit / 10, 0.01))
         self._armed: dict[int, tuple[float, str, float, str]] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -83,6 +82,11 @@ class Watchdog:
         return dog
 
     @property
+    def least_limit(self) -> float:
+        """The shortest limit any operation may get."""
+        return self.policy.fixed if self.policy.fixed is not None else self.policy.floor
+
+    @property
     def timeout_s(self) -> float:
         """The limit of the phases the steps' times say nothing about."""
         return self.policy.generous
@@ -94,10 +98,11 @@ class Watchdog:
     def listen(self, comm_size: int) -> None:
         """Open the heartbeat side channel (a collective over the world: every rank calls it
         at the same point) so that an expiry can name the ranks that did not answer."""
-        from .heartbeat import Heartbeat, world_channel
+        from .heartbeat import Heartbeat, period_for, world_channel
         with self.guard("the heartbeat channel's set-up", phase="setup"):
             channel, why = world_channel(comm_size)
-        self.heartbeat = Heartbeat(channel, self.run_clock) if channel is not None else why
+        self.heartbeat = why if channel is None else \
+            Heartbeat(channel, self.run_clock, period_for(self.least_limit))
 
     def step_began(self, step: int) -> None:
         self._account_pause(self.clock())
@@ -173,17 +178,17 @@ class Watchdog:
         if not late:
             return None
         what, limit, why = late[0]
-        return f"rank {self.rank}: {what} did not complete within {limit:g} s ({why}); " \
-            + self._who_did_not_answer()
+        return f"rank {self.rank}: {what} did not complete within {limit:.3g} s ({why}); " \
+            + self._who_did_not_answer(limit)
 
-    def _who_did_not_answer(self) -> str:
+    def _who_did_not_answer(self, limit: float) -> str:
         hb = self.heartbeat
         if hb is None:
             return "the ranks that did not answer are unknown (no heartbeat channel)"
         if isinstance(hb, str):
             return f"the ranks that did not answer are unknown (no heartbeat channel: {hb})"
         try:
-            return hb.who_did_not_answer()
+            return hb.who_did_not_answer(limit)
         except Exception as exc:                     # never in the way of ending the job
             return f"the ranks that did not answer are unknown ({exc})"
 
