@@ -56,7 +56,7 @@ class Heartbeat:
         """``comm``: an mpi4py communicator of its own; ``clock``: seconds that do not count
         time this process spent stopped (the watchdog's)."""
         self.comm, self.clock, self.period = comm, clock, period
-        self._MPI = sys.modules["mpi4py.MPI"]
+        self._MPI = sys.modules.get("mpi4py.MPI")          # loaded when there is a channel
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self._lock = threading.Lock()
         self.where = (0, 0, 0)                         # step, operations begun, inside one
@@ -118,8 +118,10 @@ class Heartbeat:
         with self._lock:
             heard, last_beat = dict(self.heard), self.last_beat
         step, begun, _ = self.where
-        silent, behind = [], []
+        silent, behind, ahead = [], [], []
         for peer, (at, said) in sorted(heard.items()):
+            if said is not None and said[1] > begun:
+                ahead.append(str(peer))
             if now - at > silent_s:
                 last = "never heard" if said is None else f"last at step {said[0]}"
                 silent.append(f"{peer} (no heartbeat for {now - at:.0f} s, {last})")
@@ -135,6 +137,10 @@ class Heartbeat:
             tail = ""
         if silent or behind:
             return "ranks that did not answer: " + ", ".join(silent + behind) + tail
+        if ahead:
+            return (f"this rank is the one behind: rank{'s' * (len(ahead) > 1)} "
+                    f"{', '.join(ahead)} began later operations (this rank at step {step} "
+                    f"operation {begun}: its own work is stuck or slow)" + tail)
         return ("every rank answers the heartbeat and has reached this operation (a stuck "
                 "network or MPI?)" + tail)
 
