@@ -178,19 +178,20 @@ class Watchdog:
         if not late:
             return None
         what, limit, why = late[0]
-        return f"rank {self.rank}: {what} did not complete within {limit:.3g} s ({why}); " \
+        return f"rank {self.rank}: {what} did not complete within {limit:.3g} s ({why})" \
             + self._who_did_not_answer(limit)
 
     def _who_did_not_answer(self, limit: float) -> str:
+        """The heartbeat's verdict (nothing for a watchdog that never listened: a phase's)."""
         hb = self.heartbeat
         if hb is None:
-            return "the ranks that did not answer are unknown (no heartbeat channel)"
+            return ""
         if isinstance(hb, str):
-            return f"the ranks that did not answer are unknown (no heartbeat channel: {hb})"
+            return f"; the ranks that did not answer are unknown (no heartbeat channel: {hb})"
         try:
-            return hb.who_did_not_answer(limit)
+            return "; " + hb.who_did_not_answer(limit)
         except Exception as exc:                     # never in the way of ending the job
-            return f"the ranks that did not answer are unknown ({exc})"
+            return f"; the ranks that did not answer are unknown ({exc})"
 
     def _watch(self) -> None:
         while not self._stop.wait(self.period):
