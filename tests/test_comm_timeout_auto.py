@@ -106,6 +106,17 @@ def test_a_slow_but_alive_step_is_not_killed_a_dead_one_is():
                      "(--comm-timeout auto: 20 x slowest step 0.4 s = 8 s, floor 1 s)")
 
 
+def test_planning_inside_a_step_does_not_count_into_it():
+    w, clock = watchdog("auto:1")
+    w.step_began(0)
+    with w.guard("link measurement (allreduce timings)", "plan"):
+        run_for(w, clock, 9.0)                           # running, ticking
+        clock.now += 20.0                                # and stopped, noticed at its end
+    clock.now += 0.3
+    w.step_ended()
+    assert w.slowest_step == pytest.approx(0.3)
+
+
 def test_a_pause_within_a_step_does_not_count_into_it():
     w, clock = watchdog("auto:1")
     w.step_began(0)

@@ -151,10 +151,16 @@ class Watchdog:
     @contextmanager
     def guard(self, what: str, phase: str | None = None, timeout_s: float | None = None):
         token = self.arm(what, phase, timeout_s)
+        began = self.run_clock()
         try:
             yield
         finally:
             self.disarm(token)
+            if phase != timeout_policy.STEP and self._step_began is not None:
+                # another phase inside a step (measuring the link, planning) has its own
+                # limit: its time is not the step's (nor is a pause, discounted first)
+                self._account_pause(self.clock())
+                self._step_began += self.run_clock() - began
 
     def _account_pause(self, now: float) -> None:
         """A tick (or a step's end) far later than the last tick's period: this process was
