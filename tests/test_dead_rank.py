@@ -63,10 +63,14 @@ def test_a_rank_asleep_in_its_step_is_named_and_the_checkpoint_resumes(tmp_path)
     assert code == 0, err
 
 
-@pytest.mark.parametrize("n", [2, 4])
-def test_a_rank_frozen_by_sigstop_is_named(tmp_path, n):
+# overlap-fc with every layer replicated: no bucket at all, only the layers' gathers to wait in
+@pytest.mark.parametrize("n,sync", [(2, ["blocking"]), (4, ["blocking"]),
+                                    (2, ["overlap-fc", "--fc-replicate", "all"])],
+                         ids=["2-blocking", "4-blocking", "2-overlap-fc"])
+def test_a_rank_frozen_by_sigstop_is_named(tmp_path, n, sync):
     metrics = tmp_path / "m.jsonl"
-    proc = start(ARGS + ["--max-steps", 500, "--metrics-out", metrics, "--log-every", 1],
+    args = ARGS[:ARGS.index("--sync") + 1] + sync + ARGS[ARGS.index("--sync") + 2:]
+    proc = start(args + ["--max-steps", 500, "--metrics-out", metrics, "--log-every", 1],
                  fault=f"stop:{n - 1}:40", n=n)
     try:
         code, err, late = ended_since_last_line(metrics, proc=proc)

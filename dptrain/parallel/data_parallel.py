@@ -123,7 +123,7 @@ class DataParallel:
         runs = kind.resolve(comm.size, fc_layers)   # what runs here (one rank: blocking)
         self._engine = engine.create(progress, comm) if runs.overlaps else None
         self.fc = FCReplication(self.model, comm, self._engine, fc_layers, self.global_batch or 0,
-                                self.stats) if fc_layers else None
+                                self.stats, self.watchdog) if fc_layers else None
         self.strategy = runs(self)
 
     @property
