@@ -121,6 +121,9 @@ def add_train_flags(p, model_names) -> None:
       "all, none")
     a("--bucket-mb", "gradient bucket size cap in MB, or auto (boundaries planned from measured "
       "layer times and the measured link)", type=_mb_or_auto, metavar="MB|auto")
+    a("--reduction", "how each gradient bucket is summed when ranks share nodes: auto (per bucket "
+      "size, the faster of the two measured at start-up), flat (MPI's own Allreduce over every "
+      "rank), hierarchical (within each node, across the nodes per shard, within the node)")
     a("--comm-progress", "how overlapped communication progresses: auto (poll, the faster "
       "here for every schedule: docs/performance.md), " + _either(_progress_engines()))
     a("--sync-bn", "batch-norm statistics over the global batch, so P ranks train what one "

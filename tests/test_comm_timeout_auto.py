@@ -17,9 +17,21 @@ from dptrain.train.config import TrainConfig, coerce
 from test_watchdog_clock import Clock, run_for
 
 
+_made = []
+
+
+@pytest.fixture(autouse=True)
+def _close_watchdogs():
+    """A watchdog left armed counts for interrupts.any_armed() in later tests of the process."""
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def watchdog(timeout="auto"):
     clock = Clock()
-    return Watchdog(timeout, rank=0, clock=clock, start=False), clock
+    _made.append(Watchdog(timeout, rank=0, clock=clock, start=False))
+    return _made[-1], clock
 
 
 def measure_steps(w, clock, seconds):

@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 
 from .base import Communicator, Handle
+from .topology import split_node
 
 
 def _mpi():
@@ -38,7 +39,7 @@ class MPICommunicator(Communicator):
         self.MPI = MPI
         self.comm = mpi_comm if mpi_comm is not None else MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        node = split_node(MPI, self.comm)
         self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
         node.Free()
 

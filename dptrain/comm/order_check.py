@@ -241,11 +241,13 @@ class CheckedCommunicator(Communicator):
         return CheckedCommunicator(self.inner.dup(), self.mode, self._registry)
 
 
-def checked(comm: Communicator, mode) -> Communicator:
-    """``comm`` wrapped in a checker for ``mode`` (0: unwrapped); never wrapped twice."""
+def checked(comm: Communicator, mode, channels: list | None = None) -> Communicator:
+    """``comm`` wrapped in a checker for ``mode`` (0: unwrapped); never wrapped twice.
+    Checkers given one ``channels`` list are verified together (a hierarchical reduction's
+    node and cross communicators with the world's)."""
     if not mode or isinstance(comm, CheckedCommunicator):
         return comm
-    return CheckedCommunicator(comm, mode)
+    return CheckedCommunicator(comm, mode, channels)
 
 
 def unchecked(comm: Communicator) -> Communicator:

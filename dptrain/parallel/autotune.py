@@ -28,7 +28,8 @@ import copy
 import numpy as np
 
 from ..comm.emulated import AlphaBeta
-from ..comm import link_probe
+from ..comm import hierarchical, link_probe
+from ..comm.reduction_choice import PlannedLink
 from ..nn import Dense
 from . import planner, schedules
 from .predict import LayerTimes
@@ -95,16 +96,24 @@ def fits(dp, plan: planner.Plan) -> bool:
     return planner.is_valid_cut(plan.groups, layers)
 
 
+def measure_links(dp, link: AlphaBeta | None = None) -> AlphaBeta:
+    """The flat link (measured unless given) and, where ranks share nodes, the hierarchical
+    reduction's (comm/hierarchical.py): the planner then prices each bucket at the cost of
+    the reduction its size will get. Every rank calls this at once."""
+    from ..backend import get_array_module
+    xp = get_array_module(dp.buckets[0].buffer) if dp.buckets else np
+    with dp.guard("link measurement (allreduce timings)", "plan"):
+        if link is None:
+            link = link_probe.measure_link(dp.comm, xp)
+        choice = hierarchical.measure(dp.comm, link, xp)
+    return PlannedLink(link, choice) if choice is not None and choice.hier else link
+
+
 class AutoTuner:
     @classmethod
     def start(cls, dp, link: AlphaBeta | None, schedules, bucket_mb, plan: dict | None = None):
         """Measure the link (unless given) and begin; every rank calls this at once."""
-        if link is None:
-            from ..backend import get_array_module
-            xp = get_array_module(dp.buckets[0].buffer) if dp.buckets else np
-            with dp.guard("link measurement (allreduce timings)", "plan"):
-                link = link_probe.measure_link(dp.comm, xp)
-        return cls(dp, link, schedules, bucket_mb, plan)
+        return cls(dp, measure_links(dp, link), schedules, bucket_mb, plan)
 
     def __init__(self, dp, link: AlphaBeta, schedules, bucket_mb, plan: dict | None = None):
         """``schedules``: the schedules to choose from (one when --sync is fixed);
@@ -249,6 +258,8 @@ class AutoTuner:
     def summary(self) -> dict:
         """For the metrics: the link, the plan, predicted and measured exposed time."""
         out = {"link_alpha_s": self.link.alpha, "link_bandwidth_bps": 8.0 / self.link.beta}
+        if isinstance(self.link, PlannedLink):
+            out["reduction"] = self.link.choice.describe()
         if self.plan is not None:
             p = self.plan
             out.update({"sync": p.schedule, "buckets": p.groups, "replans": self.replans,

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from ..comm import build_buckets
+from ..comm.hierarchical import choice_of
 from ..comm.watchdog import guarded
 from ..nn import BatchNorm
 from . import engine, progress as _engines  # noqa: F401  (progress registers thread, poll, priority)
@@ -88,6 +89,9 @@ class DataParallel:
             from .autotune import AutoTuner
             self.auto = AutoTuner.start(self, link, (auto_schedules or SCHEDULES) if auto_sync
                                         else (schedule,), None if auto_buckets else float(bucket_mb), plan)
+        elif getattr(choice_of(comm), "mode", None) == "auto":
+            from .autotune import measure_links      # a fixed plan: each bucket's reduction
+            measure_links(self, link)
         if sync_bn:
             for layer in model.layers:
                 if isinstance(layer, BatchNorm):

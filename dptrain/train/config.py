@@ -58,6 +58,7 @@ class TrainConfig:
     sync: str = "auto"                   # auto | blocking | overlap | overlap-fc (parallel/)
     fc_replicate: str = "auto"           # overlap-fc: auto | all | none
     bucket_mb: float | str = "auto"      # a cap in MB, or auto (parallel/autotune.py)
+    reduction: str = "auto"              # auto | flat | hierarchical (comm/hierarchical.py)
     comm_progress: str = "auto"          # auto | poll | thread | priority (parallel/progress.py)
     sync_bn: bool | None = None          # None: on when the model has BatchNorm
     accumulate: int = 1                  # micro-batches per update (the batch is split)
@@ -150,6 +151,7 @@ class TrainConfig:
         choices = {"device": ("cpu", "gpu", "auto"), "dtype": ("float32", "float64"),
                    "comm": comm_preferences(),
                    "sync": ("auto",) + tuple(SCHEDULES), "comm_progress": tuple(PROGRESS_MODES),
+                   "reduction": ("auto", "flat", "hierarchical"),
                    "fc_replicate": ("auto", "all", "none"),
                    "grad_dtype": ("float32", "float16"), "sampler": ("uniform", "obs", "as"),
                    "as_weighting": ("importance", "none"), "as_bound": ("listing", "eq67"),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from .. import backend
+from ..comm.hierarchical import choice_of
 from ..comm.link_probe import describe as describe_link
 
 
 def start_line(cfg, model, ds, size: int, transport: str, transport_why: str,
                device_reads: bool, link, length, steps_per_epoch: int, resumed_from,
-               step: int) -> str:
+               step: int, topology: str = "") -> str:
     """``link``: the measured link (AlphaBeta) when the plan is automatic, else None."""
     return (f"dptrain: {cfg.model} ({model.num_params():,} params) on {ds.name} "
             f"({len(ds.x_train)} train / {len(ds.x_test)} test), batch {cfg.batch_size}, "
@@ -18,10 +19,24 @@ def start_line(cfg, model, ds, size: int, transport: str, transport_why: str,
             + (f" over {transport}" if size > 1 else "")
             + (f" ({transport_why})" if size > 1 and device_reads else "")
             + (f", link {describe_link(link)} (measured)" if link is not None else "")
+            + (f"; {topology}" if topology else "")
             + f", {cfg.threads} thread(s) per rank"
             + (", sync-bn" if cfg.sync_bn else "")
             + f"; runs {length.describe(steps_per_epoch)}"
             + (f", resumed from {resumed_from.name} at step {step}" if resumed_from else ""))
+
+
+def topology(layout, comm) -> str:
+    """'2 nodes x 2 ranks: intra-node ..., inter-node ..., reduction hierarchical for buckets
+    from 96 KiB, flat below' (several nodes only: one node says nothing new)."""
+    if layout is None or layout.nodes == 1:
+        return ""
+    choice = choice_of(comm)
+    if choice is None:
+        return f"{layout.describe()}, flat reduction ({layout.why_flat() or 'as asked'})"
+    links = "".join(f"{name} {describe_link(link)}, " for name, link in
+                    (("intra-node", choice.intra), ("inter-node", choice.inter)) if link is not None)
+    return f"{layout.describe()}: {links}reduction {choice.describe()}"
 
 
 def run_record(cfg, size: int, steps_per_epoch: int, total_steps: int, length, step: int,

@@ -59,6 +59,7 @@ class Trainer:
             raise
         self.comm, self.transport, self.transport_why = agreed.comm, agreed.transport, agreed.why
         self.device_reads, self.order_checks_every = agreed.device_reads, agreed.checks_every
+        self.layout = agreed.layout
         self.watchdog = Watchdog.for_run(cfg.comm_timeout, self.rank, self.size)
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
@@ -230,7 +231,8 @@ class Trainer:
         say(run_banner.start_line(
             cfg, self.model, self.ds, self.size, self.transport, self.transport_why,
             self.device_reads, self.dp.auto.link if self.dp.auto else None, self.length,
-            self.steps_per_epoch, self.resumed_from, self.step), flush=True)
+            self.steps_per_epoch, self.resumed_from, self.step,
+            run_banner.topology(self.layout, self.comm)), flush=True)
         metrics.write("run", run_banner.run_record(cfg, self.size, self.steps_per_epoch,
                                                    self.total_steps, self.length, self.step,
                                                    self.resumed_from))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import backend, comm as comms, phase_watch
-from ..comm import order_check
+from ..comm import hierarchical, order_check
 from ..errors import UsageError
 
 
@@ -21,6 +21,7 @@ class Agreement:
     why: str                   # why that transport (printed on GPUs)
     device_reads: bool         # some rank reads its results from a device, a step late
     checks_every: int          # --check-collectives N (0: none, or strict)
+    layout: object = None      # which ranks share a node (comm/topology.Layout), over MPI
 
     def metrics_pipeline(self, skip_nonfinite: int, size: int) -> str:
         """Synchronous where --skip-nonfinite must decide before the next updates, or where
@@ -43,7 +44,13 @@ def agree(comm, cfg) -> Agreement:
         comm = comms.wrap(transport, order_check.unchecked(comm))
     mode = order_check.mode_from_env() if cfg.check_collectives is None \
         else order_check.parse_mode(cfg.check_collectives)
-    if comm.size > 1:
+    layout = None
+    if comm.size > 1 and transport == "mpi" and hasattr(order_check.unchecked(comm), "MPI"):
+        channels: list = []                # one registry: the end-of-run check covers them all
+        comm, layout = hierarchical.over(order_check.unchecked(comm), cfg.reduction,
+                                         lambda c: order_check.checked(c, mode, channels))
+        comm = order_check.checked(comm, mode, channels)
+    elif comm.size > 1:
         comm = order_check.checked(comm, mode)
     return Agreement(comm, transport, why, any(c.device_reads for c in caps),
-                     mode if isinstance(mode, int) else 0)
+                     mode if isinstance(mode, int) else 0, layout)
