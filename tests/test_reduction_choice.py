@@ -46,3 +46,15 @@ def test_layouts():
     assert Layout(2, (1, 1), (0, 1)).why_flat() == "one rank per node"
     uneven = Layout(2, (3, 1), (0, 0, 0, 1))
     assert not uneven.two_level and "unequal" in uneven.why_flat()
+
+
+def test_a_plan_keeps_the_reduction_lines_for_a_resumed_run():
+    import pytest
+    from dptrain.parallel.planner import Plan
+    plan = Plan("overlap", [[2], [0]], {}, [2e-5, 1e8, 6e-5, 1.5e8])
+    again = Plan.from_dict(plan.as_dict())
+    assert again.reduction == plan.reduction
+    assert Plan.from_dict(Plan("overlap", [[0]]).as_dict()).reduction is None
+    for bad in ([1.0, 2.0], [0.0, 0.0, 1.0, 1.0], [float("nan")] * 4):
+        with pytest.raises(ValueError):
+            Plan.from_dict({**plan.as_dict(), "reduction": bad})

@@ -29,11 +29,20 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--ranks", help="data-parallel weak scaling over these rank counts, e.g. 1,2 "
                    "(batch per rank = --batch-size); compares --schedules")
+    p.add_argument("--reductions", default="auto",
+                   help="with --ranks: how multi-rank rows sum their buckets when ranks share "
+                   "nodes, comma separated: auto (as train does), flat, hierarchical; "
+                   "'flat,hierarchical' gives a row of each, side by side")
     p.add_argument("--schedules", default="independent,blocking,overlap:poll,overlap:thread,auto",
                    help="with --ranks: schedules to compare, SYNC[:PROGRESS][@MB] (MB: that row's "
                    "bucket cap, else --bucket-mb), comma separated; 'auto' runs train's defaults "
                    "(--sync auto --bucket-mb auto); 'independent' runs the ranks without "
                    "exchanging gradients (the machine's ceiling)")
+    p.add_argument("--launcher", metavar="CMD", help="with --ranks: start the multi-rank rows "
+                   "with this command, across hosts (\"mpiexec -f hosts -ppn 2\", srun); split "
+                   "like a shell would, run without one; the bench appends -n P")
+    p.add_argument("--hostfile", metavar="FILE", help="with --ranks: --launcher \"mpiexec -f FILE\" "
+                   "(MPICH's hydra; the working directory must be shared with the hosts)")
     p.add_argument("--bucket-mb", type=float, default=4.0, metavar="MB",
                    help="with --ranks: gradient bucket size cap")
     p.add_argument("--net-emulate", action="append", metavar="bw=..,lat=..",
@@ -80,6 +89,10 @@ def run_bench(args) -> int:
     check_network_specs(args)
     check_batches_fit(args)
     check_writable(args.json_out, "--json-out")          # before a long run, not after it
+    from .launcher import parse_launcher
+    if parse_launcher(args.launcher, args.hostfile) and not args.ranks:   # exit 2 before any run
+        raise UsageError(f"{'--launcher' if args.launcher is not None else '--hostfile'} "
+                         "starts the multi-rank rows of --ranks: give --ranks too")
     from .inputs import check_reference_mode
     shape = check_reference_mode(args)
     if args.profile:

@@ -2,7 +2,11 @@
 
 Every rank trains the same model on random data (batch per rank fixed: weak scaling);
 rank 0 prints one JSON line: the slowest rank's median step time and the overlap
-statistics of DataParallel (communication time, the part waited for, bytes per step).
+statistics of DataParallel (communication time, the part waited for, bytes per step), and
+with ``--out PATH`` also writes it there (ranks started by a launcher on other hosts: the
+bench reads the file from the shared working directory, not the launcher's output). On P > 1
+ranks it adds the node layout, the measured links and each node's interface byte counters
+over the timed steps (bench/node_links.py).
 """
 import argparse
 import json
@@ -28,11 +32,16 @@ def main():
     p.add_argument("--net-emulate", help="alpha-beta network emulation, e.g. bw=100Mbit")
     p.add_argument("--fc-replicate", default="auto")
     p.add_argument("--input-shape", help="CxHxW, for a model of the user's own (FILE.py:NAME)")
+    p.add_argument("--out", help="rank 0 also writes its JSON line to this file")
+    p.add_argument("--reduction", default="auto", help="auto, flat or hierarchical")
     a = p.parse_args()
     backend.set_threads(a.threads)
     world = comms.default()
     if a.net_emulate and world.size > 1:
         world = comms.create("emulated", inner=world, spec=a.net_emulate)
+    elif world.size > 1:                  # ranks sharing nodes: as `dptrain train` reduces
+        from ..comm.hierarchical import over
+        world, _ = over(world, a.reduction)
     # "independent": the same ranks, no gradient exchange: what the machine allows P
     # processes at once, the ceiling that communication is measured against
     comm = comms.create("local") if a.sync == "independent" else world
@@ -49,26 +58,43 @@ def main():
     shape = (a.batch_per_rank,) + model.input_shape
     xs = [rng.random(shape, dtype=np.float32) for _ in range(4)]
     ys = [rng.integers(0, 10, a.batch_per_rank) for _ in range(4)]
+    layout = links = before = None
+    if world.size > 1:                           # before the timed steps: the probe's bytes stay out
+        from .node_links import NodeLayout, read_counters
+        layout = NodeLayout()
+        links = layout.probe()
     world.barrier()
     times = []
     last = time.perf_counter()
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
             dp.stats.__init__()                  # count the timed steps only
+            before = read_counters() if layout is not None and layout.is_leader else None
         dp.train_step(xs[i % 4], ys[i % 4], loss, opt, global_batch=a.batch_per_rank * world.size)
         now = time.perf_counter()                # step to step: deferred work lands in the next
         if i >= a.warmup:
             times.append(now - last)
         last = now
+    # read before close(): it completes the last step's reductions, and the window would hold
+    # them besides the ones the first timed step completed for the last warm-up step (overlap
+    # showed 4/3 of blocking's bytes over 3 steps); this way each end carries one step's
+    after = read_counters() if layout is not None and layout.is_leader else None
     dp.close()
     medians = world.allgather(np.array([statistics.median(times)]))[:, 0]
     stats = dp.stats.as_dict()
     if dp.auto is not None:                      # what auto chose, and from what
         stats["auto"] = dp.auto.summary()
+    topology = layout.report(links, before, after, a.steps) if layout is not None else None
+    if layout is not None:
+        layout.free()
     if world.rank == 0:
-        print(json.dumps({"ranks": world.size, "sync": a.sync, "progress": a.progress,
-                          "step_s": float(medians.max()), "rank_step_s": medians.tolist(),
-                          **stats}), flush=True)
+        line = json.dumps({"ranks": world.size, "sync": a.sync, "progress": a.progress,
+                           "step_s": float(medians.max()), "rank_step_s": medians.tolist(),
+                           **stats, **({"topology": topology} if topology else {})})
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(line + "\n")
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

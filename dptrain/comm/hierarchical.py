@@ -13,10 +13,14 @@ buckets go this way is the ``ReductionChoice``'s (comm/reduction_choice.py), the
 rank. Results equal the flat sum up to summation order, and every rank ends with the same
 bits (stage 3 copies the one result of each shard).
 
-Each stage has its own communicator (channel), and a stage is posted for one bucket only after
-every earlier bucket has posted it, so every rank posts each channel's collectives in the same
-order, whatever its timing. Stage 1 is posted when the bucket is handed over; stages 2 and 3 by
-a driver thread of this communicator, never by the caller's test() or wait(): a rank blocked in
+Each stage has its own communicator (channel). Stage 1 is posted when the bucket is handed
+over (call order); stages 2 and 3 in one sequence, the same on every rank: a bucket's stage 2
+only once the bucket before it has posted its stage 3. Each channel thus sees its collectives
+in the same order on every rank, and so does the sequence across channels, which matters
+where a post blocks (--check-collectives strict compares each post with a collective: with
+posts ordered by completion, ranks of a cyclic layout waited on each other in a circle).
+The cross-node stages of two buckets never run at once; they would share one link anyway.
+Stages 2 and 3 are posted by a driver thread of this communicator, never by the caller's test() or wait(): a rank blocked in
 some other collective (the step's metrics, a flat bucket) would otherwise never post its next
 stage, and the peers waiting on that stage would never join the other collective (deadlock,
 seen with --sync overlap under polling). The driver tests its requests and sleeps a little
@@ -86,6 +90,7 @@ class HierarchicalCommunicator(Communicator):
         self._cv = threading.Condition()      # the queue (held only to read or change it)
         self._posting = threading.Lock()      # stage-1 posts and their place in the queue
         self._driver: threading.Thread | None = None
+        self._failed: BaseException | None = None    # what ended the driver, if anything
 
     # --- the hierarchical reduction -------------------------------------------------------
     def iallreduce(self, buf) -> Handle:
@@ -95,6 +100,8 @@ class HierarchicalCommunicator(Communicator):
 
     def iallreduce_hierarchical(self, buf) -> Handle:
         """The three stages, whatever the choice (the probe times them)."""
+        if self._failed is not None:                # the driver is gone: fail, never wait
+            raise self._failed
         op = _Op(buf, self.node.rank, self.node.size)
         # The post may block (a strict order check is a collective): never under the lock
         # the driver takes, or a peer waiting on this rank's next stage would wait forever.
@@ -133,11 +140,11 @@ class HierarchicalCommunicator(Communicator):
         """Move every bucket as far as completed requests and the posting order allow;
         whether anything moved. Never blocks."""
         moved = False
-        before = DONE                              # the stage the previous bucket has posted
+        before = DONE                              # the stage the previous bucket is at
         for op in queue:
             while op.stage < DONE:
                 nxt = op.stage + 1
-                if nxt < DONE and before < nxt:    # the previous bucket has not posted it yet
+                if nxt < DONE and before < 3:      # the previous bucket is not at stage 3 yet
                     break
                 if not op.req.test():
                     break
@@ -156,10 +163,11 @@ class HierarchicalCommunicator(Communicator):
             try:
                 moved = self._advance(queue)
             except Exception as exc:               # noqa: BLE001 - the waiters re-raise it
-                for op in queue:
-                    op.error = exc
-                    op.finished.set()
                 with self._cv:
+                    self._failed = exc
+                    for op in self._queue:
+                        op.error = exc
+                        op.finished.set()
                     self._queue.clear()
                 return
             with self._cv:

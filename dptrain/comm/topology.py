@@ -12,9 +12,10 @@ A two-level reduction needs every node to hold the same number of ranks (each po
 cross communicator must reach every node); other layouts stay flat, and the reason is kept
 for the run's first line.
 
-``DPTRAIN_TEST_RANKS_PER_NODE=k`` (tests only) takes ranks r with equal r // k for one node,
-so the two-level code runs on one host under the MPI tests; the bytes then cross shared
-memory, not a network.
+``DPTRAIN_TEST_RANKS_PER_NODE=k`` (tests only) takes ranks r with equal r // k for one node
+(``cyclic:N``: equal r % N, ranks dealt to N nodes in turn, as Slurm's cyclic distribution
+does), so the hierarchical code runs on one host under the MPI tests; the bytes then cross
+shared memory, not a network.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def split_node(MPI, mpi_comm):
     """The communicator of the ranks on this rank's node (a collective over ``mpi_comm``)."""
     rank = mpi_comm.Get_rank()
     per_node = os.environ.get(TEST_ENV, "").strip()
+    if per_node.startswith("cyclic:"):              # ranks dealt to N nodes in turn
+        return mpi_comm.Split(color=rank % max(int(per_node[7:]), 1), key=rank)
     if per_node:
         return mpi_comm.Split(color=rank // max(int(per_node), 1), key=rank)
     return mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=rank)

@@ -211,7 +211,9 @@ class AutoTuner:
             proposal = planner.choose(
                 times, self.dp.comm.size, self.link, self.schedules, self._fc_layers(times),
                 self.dp.global_batch, self._itemsize,
-                bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20)).as_dict()
+                bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20))
+            proposal.reduction = self._reduction_lines()
+            proposal = proposal.as_dict()
         with self.dp.guard(f"broadcast of the communication plan at step {self.dp.step}",
                            "plan"):
             proposal = self.dp.comm.bcast_obj(proposal, root=0)
@@ -235,12 +237,22 @@ class AutoTuner:
             groups = self.dp.comm.bcast_obj(groups, root=0)
         if groups is not None:
             self.replans += 1
-            self._adopt(planner.Plan(self.plan.schedule, groups, self.plan.predicted))
+            self._adopt(planner.Plan(self.plan.schedule, groups, self.plan.predicted,
+                                     self.plan.reduction))
         self.planned_at = self.k - 1                # the next period counts from here
+
+    def _reduction_lines(self) -> list[float] | None:
+        if not isinstance(self.link, PlannedLink) or self.link.choice.mode != "auto":
+            return None
+        c = self.link.choice
+        return [c.flat.alpha, 8.0 / c.flat.beta, c.hier.alpha, 8.0 / c.hier.beta]
 
     def _adopt(self, plan: planner.Plan, resumed: bool = False) -> None:
         if resumed and plan.schedule not in self.schedules:
             return                          # --sync changed since the checkpoint: plan anew
+        if plan.reduction is not None and self._reduction_lines() is not None:
+            c = self.link.choice            # the reductions the plan was made with
+            c.flat, c.hier = AlphaBeta(*plan.reduction[:2]), AlphaBeta(*plan.reduction[2:])
         if self.bucket_mb is not None:      # a fixed cap: its buckets, whatever was saved
             plan = planner.Plan(plan.schedule, None, plan.predicted)
         elif not fits(self.dp, plan):

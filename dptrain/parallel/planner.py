@@ -40,16 +40,28 @@ class Plan:
     schedule: str
     groups: list[list[int]]                 # layer indices per bucket, in posting order
     predicted: dict = field(default_factory=dict)   # schedule -> predicted step and exposed (s)
+    # the measured lines that chose each bucket's reduction (comm/reduction_choice.py), kept
+    # so that a resumed run sums every bucket as before: [flat alpha, bps, hier alpha, bps]
+    reduction: list[float] | None = None
 
     def as_dict(self) -> dict:
-        return {"schedule": self.schedule, "groups": [list(map(int, g)) for g in self.groups],
-                "predicted": {s: {k: float(v) for k, v in r.items()} for s, r in self.predicted.items()}}
+        out = {"schedule": self.schedule, "groups": [list(map(int, g)) for g in self.groups],
+               "predicted": {s: {k: float(v) for k, v in r.items()} for s, r in self.predicted.items()}}
+        if self.reduction is not None:
+            out["reduction"] = [float(x) for x in self.reduction]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Plan":
+        reduction = d.get("reduction")
+        if reduction is not None:
+            reduction = [float(x) for x in reduction]
+            if len(reduction) != 4 or not all(0 < x < float("inf") for x in reduction[1::2]) \
+                    or not all(0 <= x < float("inf") for x in reduction[::2]):
+                raise ValueError(f"reduction lines {reduction}: four finite numbers expected")
         return cls(str(d["schedule"]), [[int(i) for i in g] for g in d["groups"]],
                    {str(s): {str(k): float(v) for k, v in r.items()}
-                    for s, r in dict(d.get("predicted", {})).items()})
+                    for s, r in dict(d.get("predicted", {})).items()}, reduction)
 
 
 def bucket_layers(times: LayerTimes, exclude=()) -> list[int]:

@@ -44,13 +44,17 @@ def test_sums_equal_the_flat_sum_with_the_same_bits_on_every_rank(two_per_node):
 
 
 @pytest.mark.mpi(min_size=4)
-def test_many_in_flight_while_ranks_poll_in_their_own_order_and_block_elsewhere(two_per_node):
+@pytest.mark.parametrize("layout", ["2", "cyclic:2"])
+def test_many_in_flight_while_ranks_poll_in_their_own_order_and_block_elsewhere(layout, monkeypatch):
     """Stages 2 and 3 are posted by the driver, not by test()/wait(): a rank that blocks in a
-    flat collective before waiting (here: odd ranks) must not hold its peers' stages back."""
+    flat collective before waiting (here: odd ranks) must not hold its peers' stages back.
+    Under the strict order check every post is a blocking collective: with ranks dealt to the
+    nodes in turn, posts made in order of completion waited on each other in a circle."""
+    monkeypatch.setenv(TEST_ENV, layout)
     comm, _, _ = _build()
     flat = _world()
     rng = np.random.default_rng(comm.rank)
-    bufs = [np.full(1000 + 37 * k, float(comm.rank + k)) for k in range(12)]
+    bufs = [np.full(1000 + 37 * k, float(comm.rank + k)) for k in range(24)]
     handles = [comm.iallreduce(b) for b in bufs]
     token = np.array([comm.rank], dtype=np.float64)
     if comm.rank % 2:
@@ -107,3 +111,37 @@ def test_training_with_the_hierarchical_reduction_equals_one_rank(two_per_node, 
     want = train(LocalCommunicator())
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.mpi(min_size=4)
+def test_a_resumed_run_sums_each_bucket_as_the_checkpointed_plan_did(monkeypatch, tmp_path_factory):
+    """The resumed run measures a link on which flat wins everywhere; it must still reduce
+    hierarchically, as the run it continues did (the lines travel in the plan). Ranks are
+    dealt to the nodes in turn, so the two reductions sum in different orders."""
+    monkeypatch.setenv(TEST_ENV, "cyclic:2")
+    from dptrain.comm.emulated import AlphaBeta
+    from dptrain.train import TrainConfig, Trainer
+
+    def lines(hier):
+        def measure(comm, flat_link, xp=np, timer=None):
+            choice = hierarchical.choice_of(comm)
+            choice.flat, choice.hier = AlphaBeta(1e-5, 1e9), hier
+            return choice
+        monkeypatch.setattr(hierarchical, "measure", measure)
+
+    def train(**extra):
+        cfg = dict(model="thesis-cnn", dataset="synthetic:1x28x28:96", dtype="float64",
+                   batch_size=24, lr=0.05, quiet=True, threads=1, max_steps=None, **extra)
+        trainer = Trainer(TrainConfig(**cfg), comm=order_check.checked(_world(), order_check.mode_from_env()))
+        trainer.run()
+        return trainer.model.state_dict()
+
+    c = _world()
+    d = c.bcast_obj(str(tmp_path_factory.mktemp("ck")) if c.rank == 0 else None)
+    lines(AlphaBeta(1e-5, 1e12))                      # hierarchical wins for every bucket
+    straight = train(epochs=2)
+    train(epochs=1, checkpoint_dir=d)
+    lines(AlphaBeta(1.0, 1e3))                        # now flat would win everywhere
+    resumed = train(epochs=2, checkpoint_dir=d, resume=True)
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k], straight[k], err_msg=k)
