@@ -90,9 +90,8 @@ def fit(model=None, dataset=None, *, config: str | os.PathLike | None = None,
         def command() -> int:
             from .train.command import run_training
             _refuse_second_run_after_finalize()
-            timeout = options.get("comm_timeout")
             finished.append(run_training(lambda: _config(model, dataset, config, options),
-                                         timeout if _is_number(timeout) else None))
+                                         options.get("comm_timeout")))
             return 0
         code = run_reported(command, debug=debug)
     finally:
@@ -165,10 +164,6 @@ def _plain(value):
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
 
 
 def _start_up_counts_from_process_start() -> None:

@@ -69,6 +69,9 @@ def finalize() -> None:
     if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized():
         return
     fin = getattr(_library(MPI), "MPI_Finalize", None)
+    heartbeat = sys.modules.get("dptrain.comm.heartbeat")     # no thread may call MPI after
+    if heartbeat is not None:
+        heartbeat.stop_all()
     _finalizing.set()
     if fin is None:
         MPI.Finalize()

@@ -2,11 +2,11 @@
 agreements, and MPI finalize at the end, so that a rank frozen there (SIGSTOP, a hung file
 system) ends the job instead of leaving the others waiting for ever.
 
-The start-up deadline is --comm-timeout plus twice the time this rank itself took to get
-there (imports, MPI start, reading the data): every rank loads the same data, so a peer may
-be slower, but one that needs more than twice as long, and --comm-timeout more, is taken for
-stuck. The end deadline is --comm-timeout. Time this process spent stopped does not count
-(comm/watchdog.py).
+The start-up deadline is --comm-timeout (with ``auto``, its generous limit: 300 s) plus twice
+the time this rank itself took to get there (imports, MPI start, reading the data): every
+rank loads the same data, so a peer may be slower, but one that needs more than twice as
+long, and the limit more, is taken for stuck. The end deadline is that limit. Time this
+process spent stopped does not count (comm/watchdog.py).
 """
 from __future__ import annotations
 
@@ -35,13 +35,19 @@ def give_up(message: str) -> None:
     kill_this_rank()
 
 
-def begin(comm_timeout: float | None, rank: int) -> None:
-    """Watch the phases of this command (under an MPI launcher with several ranks only)."""
+def begin(comm_timeout, rank: int) -> None:
+    """Watch the phases of this command (under an MPI launcher with several ranks only);
+    ``comm_timeout``: the flag's value, when given (its generous limit bounds them)."""
+    from .comm.timeout_policy import parse
     from .comm.watchdog import Watchdog
+    from .errors import UsageError
     from .launch_env import launch_size, launched_under_mpi
     if _watch["dog"] is None and launched_under_mpi() and launch_size() > 1:
-        timeout = 300.0 if comm_timeout is None else comm_timeout
-        _watch["dog"] = Watchdog(timeout, rank, on_expire=give_up, flag="--comm-timeout")
+        try:
+            policy = parse(comm_timeout)
+        except UsageError:
+            policy = parse("auto")       # reported by the agreed start-up, on every rank alike
+        _watch["dog"] = Watchdog(policy, rank, on_expire=give_up, flag="--comm-timeout")
 
 
 def start_up(what: str):
@@ -63,18 +69,19 @@ def end(what: str):
 @contextmanager
 def _guard(dog, what, limit, why):
     dog.flag = why
-    with dog.guard(what, limit):
+    with dog.guard(what, timeout_s=limit):
         yield
 
 
-def finish(comm, comm_timeout: float) -> None:
+def finish(comm, comm_timeout) -> None:
     """A barrier, then MPI_Finalize, each bounded by the run's --comm-timeout; then the watch
     stops. In the barrier MPI can still end every rank (exit 3) when one never comes; once
     finalizing it cannot, and this rank dies of SIGKILL, which the launcher sees."""
     from .mpi_start import finalize
     if _watch["dog"] is None:
         return
-    _watch["dog"].timeout_s = float(comm_timeout)
+    from .comm.timeout_policy import parse
+    _watch["dog"].policy = parse(comm_timeout)
     with end("the final barrier (a rank did not reach the end)"):
         comm.barrier()
     with end("MPI finalize"):

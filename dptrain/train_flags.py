@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 
 from .comm.choice import preferences as comm_preferences
+from .comm.timeout_policy import cli_value as cli_timeout
 from .optim import registry as optim_registry
 from .parallel import PROGRESS_MODES, SCHEDULES, schedules
 from .train.config import TrainConfig, shown_value
@@ -142,8 +143,11 @@ def add_train_flags(p, model_names) -> None:
       "free cores is slower, docs/performance.md")
     a("--net-emulate", "hold every collective until an alpha-beta network model says it would "
       "end", metavar="bw=10Gbit,lat=20us")
-    a("--comm-timeout", "seconds a collective may take before the job is ended (exit 3)",
-      type=float, metavar="S")
+    a("--comm-timeout", "how long a collective may take before the job is ended (exit 3): "
+      "auto (a step's collectives 20x the slowest step so far, at least 30 s; start-up, "
+      "planning, evaluation, checkpoints and the end 300 s), auto:FLOOR (a floor of FLOOR s), "
+      "or a fixed number of seconds for every collective (docs/errors.md)",
+      type=cli_timeout, metavar="auto|auto:FLOOR|S")
 
     a = _adder(p.add_argument_group("checkpoints"))
     a("--checkpoint-dir", "write checkpoints here (rank 0, atomically)", metavar="DIR")

@@ -110,7 +110,7 @@ def test_a_stalled_rank_is_ended_by_the_watchdog(tmp_path):
     code, out, err = job(tmp_path, "--timeout", 2, env={"DPTRAIN_FAULT": "stall:1:3"})
     assert code == 3, (out, err)
     assert any(re.search(r"rank [01]: .* at step [23] did not complete within 2 s "
-                         r"\(--comm-timeout\)", line) for line in err), err
+                         r"\(--comm-timeout 2\)", line) for line in err), err
 
 
 def test_sigterm_stops_every_rank_after_the_step_and_fit_returns(tmp_path):

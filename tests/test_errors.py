@@ -60,6 +60,8 @@ def test_labels_out_of_range(tmp_path):
     ("--dtype", "float8", "--dtype"),
     ("--checkpoint-every", "often", "--checkpoint-every"),
     ("--comm-timeout", "0", "--comm-timeout"),
+    ("--comm-timeout", "auto:0", "--comm-timeout"),
+    ("--comm-timeout", "soon", "--comm-timeout"),
     ("--accumulate", "0", "--accumulate"),
 ])
 def test_unknown_or_impossible_values(flag, value, named):

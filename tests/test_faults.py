@@ -120,7 +120,7 @@ def test_stalled_collective_is_ended_by_the_watchdog():
     # waiting rank's collective of step 4, or the stalled rank's own reduction of step 3
     assert re.search(r"rank [01]: (allreduce of bucket \d+ \(\d+ bytes\)|batch-norm allreduce|"
                      r"allreduce of the step metrics) at step [34] did not complete within 3 s "
-                     r"\(--comm-timeout\)", err), err
+                     r"\(--comm-timeout 3\); ", err), err
 
 
 def test_replica_divergence_is_caught():

@@ -73,4 +73,4 @@ def test_a_rank_frozen_alone_still_ends_the_job(tmp_path):
         for pid in rank_pids(str(metrics)):
             os.kill(pid, signal.SIGKILL)
     assert code == 3, err
-    assert "did not complete within 3 s (--comm-timeout)" in err, err
+    assert "did not complete within 3 s (--comm-timeout 3)" in err, err

@@ -56,7 +56,7 @@ def test_while_training_the_first_signal_waits_for_a_bounded_operation():
     watcher, ended = watch()
     try:
         with watcher, interrupts.patient():
-            token = dog.arm("allreduce of the checkpoint agreement")   # another rank writes it
+            token = dog.arm("checkpoint agreement", "checkpoint")   # another rank writes it
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1.0)
             assert ended == []
@@ -73,7 +73,7 @@ def test_a_second_signal_is_not_waited_for():
     watcher, ended = watch()
     try:
         with watcher, interrupts.patient():
-            dog.arm("allreduce")
+            dog.arm("allreduce", "step")
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.5)
             assert ended == []

@@ -29,15 +29,15 @@ def run_for(w, clock, seconds):
 
 def test_an_operation_past_its_deadline_is_reported():
     w, clock = watchdog()
-    w.arm("allreduce of bucket 0 (64 bytes) at step 4")
+    w.arm("allreduce of bucket 0 (64 bytes) at step 4", "step")
     assert run_for(w, clock, 10.0) is None
     assert run_for(w, clock, 1.0) == ("rank 1: allreduce of bucket 0 (64 bytes) at step 4 did not "
-                                      "complete within 10 s (--comm-timeout)")
+                                      "complete within 10 s (--comm-timeout 10)")
 
 
 def test_time_stopped_does_not_count():
     w, clock = watchdog()
-    w.arm("broadcast")
+    w.arm("broadcast", "setup")
     assert run_for(w, clock, 4.0) is None
     clock.now += 60.0                     # SIGSTOP of the whole job, then SIGCONT
     assert w.tick() is None
@@ -48,7 +48,7 @@ def test_time_stopped_does_not_count():
 
 def test_a_short_delay_is_not_taken_for_a_pause():
     w, clock = watchdog()
-    w.arm("broadcast")
+    w.arm("broadcast", "setup")
     clock.now += w.period + PAUSE_SLACK_S * 0.9
     assert w.tick() is None and w.paused_s == 0
     assert run_for(w, clock, 9.0) is not None
@@ -56,7 +56,7 @@ def test_a_short_delay_is_not_taken_for_a_pause():
 
 def test_a_peer_frozen_alone_is_caught_while_our_clock_runs():
     w, clock = watchdog()
-    w.arm("allreduce of the step metrics at step 7")
+    w.arm("allreduce of the step metrics at step 7", "step")
     assert run_for(w, clock, 11.0) is not None and w.paused_s == 0
 
 

@@ -102,7 +102,7 @@ def measure_links(dp, link: AlphaBeta | None = None) -> AlphaBeta:
     the reduction its size will get. Every rank calls this at once."""
     from ..backend import get_array_module
     xp = get_array_module(dp.buckets[0].buffer) if dp.buckets else np
-    with dp.guard("link measurement (allreduce timings)"):
+    with dp.guard("link measurement (allreduce timings)", "plan"):
         if link is None:
             link = link_probe.measure_link(dp.comm, xp)
         choice = hierarchical.measure(dp.comm, link, xp)
@@ -192,7 +192,7 @@ class AutoTuner:
         dp = self.dp
         mine = self.clock.medians()
         self.clock = None
-        with dp.guard(f"allgather of layer times at step {dp.step}"):
+        with dp.guard(f"allgather of layer times at step {dp.step}", "plan"):
             every = np.asarray(dp.comm.allgather(mine))
         return layer_table(dp, every.max(axis=0))
 
@@ -214,7 +214,8 @@ class AutoTuner:
                 bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20))
             proposal.reduction = self._reduction_lines()
             proposal = proposal.as_dict()
-        with self.dp.guard(f"broadcast of the communication plan at step {self.dp.step}"):
+        with self.dp.guard(f"broadcast of the communication plan at step {self.dp.step}",
+                           "plan"):
             proposal = self.dp.comm.bcast_obj(proposal, root=0)
         self._adopt(planner.Plan.from_dict(proposal))
 
@@ -231,7 +232,8 @@ class AutoTuner:
             if now["step_s"] - fresh.predicted[s]["step_s"] > DRIFT * now["step_s"] \
                     and fresh.groups != self.plan.groups:
                 groups = fresh.groups
-        with self.dp.guard(f"broadcast of the re-planned buckets at step {self.dp.step}"):
+        with self.dp.guard(f"broadcast of the re-planned buckets at step {self.dp.step}",
+                           "plan"):
             groups = self.dp.comm.bcast_obj(groups, root=0)
         if groups is not None:
             self.replans += 1

@@ -127,7 +127,7 @@ class DataParallel:
         runs = kind.resolve(comm.size, fc_layers)   # what runs here (one rank: blocking)
         self._engine = engine.create(progress, comm) if runs.overlaps else None
         self.fc = FCReplication(self.model, comm, self._engine, fc_layers, self.global_batch or 0,
-                                self.stats) if fc_layers else None
+                                self.stats, self.watchdog) if fc_layers else None
         self.strategy = runs(self)
 
     @property
@@ -146,19 +146,19 @@ class DataParallel:
         """Why the gradients of a step are unusable (with its step), once known."""
         return self.watch.found
 
-    def guard(self, what: str):
-        """A collective bounded by the watchdog, named ``what`` in its messages."""
-        return guarded(self.watchdog, what)
+    def guard(self, what: str, phase: str):
+        """A collective bounded by the watchdog's limit for ``phase``, named ``what``."""
+        return guarded(self.watchdog, what, phase)
 
     def _sum_over_ranks(self, a):
         out = a.copy()                      # host or device array, whichever the layer uses
-        with self.guard(f"batch-norm allreduce at step {self.step}"):
+        with self.guard(f"batch-norm allreduce at step {self.step}", "step"):
             self.comm.allreduce(out)
         return out
 
     def broadcast_parameters(self, root: int = 0) -> None:
         """Every replica starts from rank ``root``'s parameters and buffers."""
-        with self.guard("broadcast of the initial parameters"):
+        with self.guard("broadcast of the initial parameters", "setup"):
             for _, arr in list(self.model.named_params()) + list(self.model.named_buffers()):
                 self.comm.bcast(arr, root=root)
 

@@ -14,7 +14,7 @@ normalisation of the loss, so the result is the global-batch mean gradient, as b
 from __future__ import annotations
 
 import time
-
+from contextlib import nullcontext
 
 from ..backend import get_array_module
 from ..comm.order_check import labelled
@@ -50,8 +50,11 @@ class _Gather:
 
 
 class FCReplication:
-    def __init__(self, model, comm, engine, layers: list[int], global_batch: int, stats):
+    def __init__(self, model, comm, engine, layers: list[int], global_batch: int, stats,
+                 watchdog=None):
+        """``watchdog``: bounds the wait for the gathers (a dead rank would leave it for ever)."""
         self.model, self.comm, self.engine, self.stats = model, comm, engine, stats
+        self.watchdog = watchdog
         self.layers = list(layers)
         self.rows = -(-global_batch // comm.size)
         self._gathers = {}
@@ -109,8 +112,10 @@ class FCReplication:
                                 "update is due: its backward never reported its gradients "
                                 "final (did a backward above it return None?)")
         t0 = time.perf_counter()
-        g.x_handle.wait()
-        g.dy_handle.wait()
+        with (nullcontext() if self.watchdog is None else self.watchdog.guard(
+                f"allgathers of layer {i}'s inputs and output errors", "step")):
+            g.x_handle.wait()
+            g.dy_handle.wait()
         waited = time.perf_counter() - t0
         self.stats.comm_s += max(g.x_handle.done_at or t0, g.dy_handle.done_at or t0) - g.posted_at
         g.x_handle = g.dy_handle = None

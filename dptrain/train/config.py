@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, fields
 
+from ..comm import timeout_policy
 from ..comm.choice import preferences as comm_preferences
 from ..errors import UsageError
 from ..parallel import PROGRESS_MODES, SCHEDULES, schedules
@@ -82,7 +83,7 @@ class TrainConfig:
     trace: str | None = None             # Chrome trace JSON of steps 1..trace_steps
     trace_steps: int = 10
     net_emulate: str | None = None       # "bw=10Gbit,lat=20us": alpha-beta network emulation
-    comm_timeout: float = 300.0          # seconds before a stuck collective ends the job
+    comm_timeout: float | str = "auto"   # auto, auto:FLOOR or seconds (comm/timeout_policy.py)
     check_replicas: int = 0              # compare parameter hashes every N steps (0: never)
     check_collectives: str | None = None  # off | strict | N steps; None: DPTRAIN_CHECK_COLLECTIVES
     skip_nonfinite: int = 0              # steps with a NaN/inf loss to skip before failing
@@ -111,7 +112,7 @@ class TrainConfig:
         if self.bucket_mb != "auto":
             positive("bucket_mb", self.bucket_mb)
         positive("accumulate", self.accumulate)
-        positive("comm_timeout", self.comm_timeout)
+        timeout_policy.parse(self.comm_timeout)        # auto, auto:FLOOR or seconds
         positive("obs_recompute_every", self.obs_recompute_every, strict=False)
         positive("as_beta", self.as_beta)
         positive("trace_steps", self.trace_steps)
@@ -221,6 +222,8 @@ def coerce(name: str, value, where: str):
         return None
     if name == "bucket_mb" and value == "auto":
         return value
+    if name == "comm_timeout" and isinstance(value, str):
+        return value                         # auto or auto:FLOOR, checked by validate()
     if name in ("checkpoint_every", "check_collectives") and isinstance(value, int) \
             and not isinstance(value, bool):
         value = str(value)                   # checkpoint_every = 500 in a TOML file

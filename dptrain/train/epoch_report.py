@@ -35,7 +35,7 @@ class EpochReport:
         self.dp.flush()
         metrics, *_ = evaluate_shares(
             self.model, self.comm, self.ds.x_test, self.ds.y_test, self.cfg.eval_batch_size,
-            lambda: self._guard(f"allreduce of the evaluation at step {step}"))
+            lambda: self._guard(f"allreduce of the evaluation at step {step}", "eval"))
         return metrics
 
     def evaluate_training_set(self, refresh: bool, step: int, epoch: int) -> dict:
@@ -44,7 +44,8 @@ class EpochReport:
         self.dp.flush()
         metrics, losses, bounds, sizes = evaluate_shares(
             self.model, self.comm, self.ds.x_train, self.ds.y_train, self.cfg.eval_batch_size,
-            lambda: self._guard(f"allreduce of the training-set evaluation at step {step}"))
+            lambda: self._guard(f"allreduce of the training-set evaluation at step {step}",
+                                "eval"))
         if refresh:
             self.feed.refresh(step, epoch, losses, bounds, sizes)
         return metrics

@@ -2,20 +2,22 @@
 
 KIND is ``raise`` (an exception on that rank before that step), ``usage`` (a bad-input
 error that rank alone finds during training), ``stall`` (that rank
-sleeps there, so the others wait in a collective until the watchdog fires) or ``perturb``
-(that rank's replica silently drifts, for --check-replicas). Unset in normal use; the
-trainer reads it once at start-up.
+sleeps there, so the others wait in a collective until the watchdog fires), ``slow`` (that
+rank sleeps SLOW_S there once, a slow step but a live rank), ``stop`` (that rank freezes
+there, SIGSTOP, as a hung node would) or ``perturb`` (that rank's replica silently drifts, for
+--check-replicas). Unset in normal use; the trainer reads it once at start-up.
 
-``stop:RANK:PHASE`` freezes that rank (SIGSTOP, as a hung node would) at a phase outside the
-training loop: ``start`` (before MPI starts), ``setup`` (after MPI started, before the start-up
-agreement) or ``end`` (after the last step, before MPI finalize).
+``stop:RANK:PHASE`` freezes that rank at a phase outside the training loop: ``start`` (before
+MPI starts), ``setup`` (after MPI started, before the start-up agreement) or ``end`` (after the
+last step, before MPI finalize).
 """
 from __future__ import annotations
 
 import os
 import time
 
-KINDS = ("raise", "usage", "stall", "perturb")
+KINDS = ("raise", "usage", "stall", "slow", "stop", "perturb")
+SLOW_S = 2.0
 PHASES = ("start", "setup", "end")
 
 
@@ -28,7 +30,7 @@ def from_env() -> tuple | None:
     if not spec:
         return None
     kind, rank, step = spec.split(":")
-    if kind == "stop":
+    if kind == "stop" and step in PHASES:
         return None                    # at_phase's, not the training loop's
     if kind not in KINDS:
         raise ValueError(f"DPTRAIN_FAULT: unknown kind {kind!r}")
@@ -47,7 +49,11 @@ def maybe_inject(fault, rank: int, step: int, model=None) -> None:
         _, first = next(model.named_params())
         first.reshape(-1)[0] += 1e-3
         return
-    time.sleep(3600)
+    if fault[0] == "stop":
+        import signal
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
+    time.sleep(SLOW_S if fault[0] == "slow" else 3600)
 
 
 def at_phase(phase: str, rank: int) -> None:

@@ -35,7 +35,7 @@ def check_finite_state(model, comm, step: int, guard, rank_local: bool) -> None:
     where = f"after step {step - 1}" if step > 0 else "before the first step"
     found = [(comm.rank, name)] if name else []
     if rank_local and comm.size > 1:
-        with guard(f"agreement on finite parameters after step {step - 1}"):
+        with guard(f"agreement on finite parameters after step {step - 1}", "check"):
             found = sorted(comm.allreduce_obj(found))
     if found:
         rank, name = found[0]

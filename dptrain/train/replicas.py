@@ -16,7 +16,7 @@ def check_replicas(model, comm, step: int, guard) -> None:
     for _, p in model.named_params():
         h.update(backend.to_numpy(p).tobytes())
     digest = np.frombuffer(h.digest(), dtype=np.uint64)
-    with guard(f"allgather of parameter hashes at step {step}"):
+    with guard(f"allgather of parameter hashes at step {step}", "check"):
         all_digests = comm.allgather(digest)[:, 0]
     if not np.all(all_digests == all_digests[0]):
         bad = [r for r, d in enumerate(all_digests) if d != all_digests[0]]

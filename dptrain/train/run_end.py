@@ -24,5 +24,5 @@ def finish(cfg, comm, dp, model, tracer, is_root: bool, guard, save_checkpoint,
                 f"cannot write --save-weights {cfg.save_weights} ({exc.strerror or exc})"))
     if tracer is not None:
         dp.flush()
-        with guard("gathering the trace"):
+        with guard("gathering the trace", "end"):
             tracer.write_merged(comm, cfg.trace)

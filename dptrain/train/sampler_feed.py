@@ -31,8 +31,8 @@ class SamplerFeed:
             return np.zeros(0), np.zeros(0)
         return backend.to_numpy(loss.sample_losses), backend.to_numpy(gradient_bound(loss.probs, y))
 
-    def _gather(self, what: str, losses, bounds, sizes):
-        with self.guard(what):
+    def _gather(self, what: str, losses, bounds, sizes, phase: str):
+        with self.guard(what, phase):
             return (allgather_concat(self.comm, losses, sizes),
                     allgather_concat(self.comm, bounds, sizes))
 
@@ -44,7 +44,7 @@ class SamplerFeed:
         batch's order, once per step (beta counts batches, not micro-batches);
         ``observed`` holds (positions of a micro-batch in ``ids``, local_stats) pairs."""
         parts = [(ids[micro], *self._gather(f"allgather of sample losses at step {step}",
-                                       losses, bounds, self._sizes(micro)))
+                                       losses, bounds, self._sizes(micro), "step"))
                  for micro, (losses, bounds) in observed]
         self.sampler.observe(*(np.concatenate(column) for column in zip(*parts)))
 
@@ -58,12 +58,12 @@ class SamplerFeed:
         mine = data.rank_slice(ids, self.comm.rank, self.comm.size)
         losses, bounds = self.evaluate(mine)        # on every rank: it flushes pending updates
         all_losses, all_bounds = self._gather(f"allgather of probed sample losses at step {step}",
-                                              losses, bounds, self._sizes(ids))
+                                              losses, bounds, self._sizes(ids), "step")
         self.sampler.observe_probe(ids, all_losses, all_bounds)
 
     def refresh(self, step: int, epoch: int, losses, bounds, sizes) -> None:
         """The whole training set's numbers (each rank's share), when the sampler wants them."""
         if self.sampler.adaptive and self.sampler.needs_refresh(epoch):
             all_losses, all_bounds = self._gather(f"allgather of training-set losses at step {step}",
-                                                  losses, bounds, sizes)
+                                                  losses, bounds, sizes, "eval")
             self.sampler.refresh(all_losses, all_bounds)

@@ -35,7 +35,7 @@ def save(cfg, comm, guard, position: "checkpointing.Position", model, opt, sampl
             error = (f"cannot write the checkpoint of step {position.step} to "
                      f"{exc.filename or cfg.checkpoint_dir} ({exc.strerror or exc}); "
                      "the previous checkpoints are intact")
-    with guard(f"agreement after the checkpoint of step {position.step}"):
+    with guard(f"agreement after the checkpoint of step {position.step}", "checkpoint"):
         errors = comm.allreduce_obj([error] if error else [])
     if errors:
         raise TrainingFailure(errors[0])

@@ -80,7 +80,7 @@ class StepMetrics:
 
     def _reduce_now(self, copy, stop, step, lr, samples) -> StepResult:
         buf = self._host_buffer(copy, stop)
-        with self.guard(f"allreduce of the step metrics of step {step}"):
+        with self.guard(f"allreduce of the step metrics of step {step}", "step"):
             self.comm.allreduce(buf)
         return self._result(step, lr, samples, buf)
 
@@ -95,7 +95,7 @@ class StepMetrics:
             return []
         handle, buf, step, lr, samples, what = self._reducing
         self._reducing = None
-        with self.guard(what):
+        with self.guard(what, "step"):
             handle.wait()
         return [self._result(step, lr, samples, buf)]
 

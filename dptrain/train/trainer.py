@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from .. import comm as comms, nn
-from ..comm.watchdog import Watchdog, guarded
+from ..comm.watchdog import Watchdog, guarded, timed_step
 from ..data.prefetch import Prefetcher, make_transfer
 from ..errors import TrainingFailure, UsageError
 from ..parallel import DataParallel
@@ -60,7 +60,7 @@ class Trainer:
         self.comm, self.transport, self.transport_why = agreed.comm, agreed.transport, agreed.why
         self.device_reads, self.order_checks_every = agreed.device_reads, agreed.checks_every
         self.layout = agreed.layout
-        self.watchdog = Watchdog(cfg.comm_timeout, self.rank) if self.size > 1 else None
+        self.watchdog = Watchdog.for_run(cfg.comm_timeout, self.rank, self.size)
         self.dp = DataParallel(self.model, self.comm, schedule=cfg.sync, bucket_mb=cfg.bucket_mb,
                                progress=cfg.comm_progress, sync_bn=cfg.sync_bn,
                                grad_dtype=cfg.grad_dtype, watchdog=self.watchdog,
@@ -194,8 +194,8 @@ class Trainer:
     def skipped(self) -> int:
         return self.nonfinite.skipped
 
-    def _guard(self, what: str):
-        return guarded(self.watchdog, what)
+    def _guard(self, what: str, phase: str):
+        return guarded(self.watchdog, what, phase)
 
     def check_replicas(self) -> None:
         self.dp.flush()
@@ -239,7 +239,7 @@ class Trainer:
         report = self.report
         result = {}
         if self.tracer is not None:
-            with self._guard("barrier before tracing"):
+            with self._guard("barrier before tracing", "setup"):
                 self.comm.barrier()
             self.tracer.start_clock()
         try:
@@ -266,7 +266,8 @@ class Trainer:
                 upcoming = self.sampler.batch(self.epoch, self.pos)
                 for k in range(n_batches):
                     ids, weights = upcoming
-                    results = self.train_step(ids, len(ids), guard.signum, weights)
+                    with timed_step(self.watchdog, self.step):    # the step limit's measure
+                        results = self.train_step(ids, len(ids), guard.signum, weights)
                     if k + 1 < n_batches:       # the next batch loads while this step runs
                         upcoming = self.sampler.batch(self.epoch, self.pos + 1)
                         self.inputs.prefetch(self.step + 1, *upcoming)

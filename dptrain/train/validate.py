@@ -89,7 +89,7 @@ def check_number(name: str, value, rule: Rule | None = None) -> None:
 
 
 # numbers that may also be the word "auto" (checked, with their own message, by the config)
-MAY_BE_AUTO = {"bucket_mb"}
+MAY_BE_AUTO = {"bucket_mb", "comm_timeout"}
 
 
 def check_numbers(cfg) -> None:

@@ -31,7 +31,7 @@ class ReduceThenUpdate(Schedule):
         dp = self.dp
         for b in reversed(dp.buckets):
             dp.prepare(b)
-            with dp.guard(f"allreduce of bucket {b.index}"):
+            with dp.guard(f"allreduce of bucket {b.index}", "step"):
                 dp.comm.allreduce(b.wire)
             dp.unpack(b)
             dp.check_finite(b)

@@ -145,7 +145,7 @@ def test_every_bin_probe_on_more_ranks_than_probed_samples():
     def rank_main(r):
         try:
             sampler = ASSampler(6, 2, labels, refresh="every-bin", refresh_per_bin=1, beta=1)
-            feed = SamplerFeed(sampler, Rank(r), lambda what: contextlib.nullcontext(),
+            feed = SamplerFeed(sampler, Rank(r), lambda what, phase: contextlib.nullcontext(),
                                evaluate=lambda ids: (asked.setdefault(r, ids), stats(ids))[1])
             ids, _ = sampler.batch(0, 0)             # 2 samples: this rank's share of 1 or 0
             feed.observe(1, ids, [(np.arange(len(ids)), stats(rank_slice(ids, r, size)))])

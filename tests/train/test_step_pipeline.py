@@ -25,7 +25,7 @@ class LaggingCopy(backend.HostCopy):
 
 
 def test_host_values_lag_one_step():
-    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), pipeline="host")
+    m = StepMetrics(LocalCommunicator(), lambda what, phase: nullcontext(), pipeline="host")
     got = [m.post(s, 0.1, 8, float(s), s, 0) for s in range(3)]
     assert [[r.step for r in g] for g in got] == [[], [0], [1]]
     assert [(r.step, r.loss, r.correct) for r in m.drain()] == [(2, 2.0, 2)]
@@ -34,7 +34,7 @@ def test_host_values_lag_one_step():
 def test_device_values_lag_two_steps_and_are_read_after_the_next_step_is_queued(monkeypatch):
     monkeypatch.setattr(backend, "HostCopy", LaggingCopy)
     LaggingCopy.reads = 0
-    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), pipeline="device")
+    m = StepMetrics(LocalCommunicator(), lambda what, phase: nullcontext(), pipeline="device")
     got = []
     for s in range(4):
         got.append(m.post(s, 0.1, 8, np.float64(s), np.int64(2 * s), int(s == 3)))
@@ -73,7 +73,7 @@ def test_the_collectives_posted_do_not_depend_on_readiness(monkeypatch, pipeline
                 return bool(rng.integers(2))
         monkeypatch.setattr(backend, "HostCopy", RandomlyReady)
         comm = RecordingComm()
-        m = StepMetrics(comm, lambda what: nullcontext(), pipeline=pipeline)
+        m = StepMetrics(comm, lambda what, phase: nullcontext(), pipeline=pipeline)
         seq = []
         for s in range(6):
             m.post(s, 0.1, 8, np.float64(s), np.int64(s), 0)
@@ -87,7 +87,7 @@ def test_the_collectives_posted_do_not_depend_on_readiness(monkeypatch, pipeline
 
 
 def test_synchronous_metrics_complete_at_once():
-    m = StepMetrics(LocalCommunicator(), lambda what: nullcontext(), pipeline="synchronous")
+    m = StepMetrics(LocalCommunicator(), lambda what, phase: nullcontext(), pipeline="synchronous")
     assert [r.loss for r in m.post(0, 0.1, 8, np.float64(1.5), 3, 0)] == [1.5]
 
 

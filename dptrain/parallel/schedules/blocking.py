@@ -46,7 +46,8 @@ class Blocking(Schedule):
         dp = self.dp
         dp.prepare(b)
         t0 = time.perf_counter()
-        with dp.guard(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) at step {dp.step - 1}"):
+        with dp.guard(f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) at step {dp.step - 1}",
+                      "step"):
             dp.comm.allreduce(b.wire)
         if dp.tracer is not None:
             t1 = time.perf_counter()

@@ -43,7 +43,7 @@ class Overlap(Schedule):
             b.posted_step = dp.tracer.step if dp.tracer is not None else None
             what = f"allreduce of bucket {b.index} ({b.wire.nbytes} bytes) at step {dp.step}"
             if dp.watchdog is not None:
-                b.watch = dp.watchdog.arm(what)
+                b.watch = dp.watchdog.arm(what, "step")
             with labelled(what):
                 b.handle = dp.engine.submit(b.wire, priority=min(b.layers))
             b.posted = True
