@@ -60,6 +60,15 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _ended(pid: int) -> bool:
+    """A zombie: the process has exited and only waits for its parent to collect it (a rank
+    ended by MPI_Abort can linger so for a while after mpiexec returned)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def _me() -> dict:
     return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid()),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
@@ -78,6 +87,8 @@ def owner_alive(owner: dict) -> bool:
         return False
     except PermissionError:
         pass                                   # someone else's live process
+    if _ended(pid):
+        return False
     start = _start_time(pid)
     return owner.get("start") is None or start is None or start == owner.get("start")
 
