@@ -1,5 +1,5 @@
-"""A dead node found in seconds, across real links: a node's link taken down (or 100 % loss)
-ends the job with exit 3, the last checkpoint intact and resumable; a short flap is survived.
+"""A dead node found in seconds, across real links: a node's link taken down, 100 % loss or
+its rank frozen (SIGSTOP) ends the job with exit 3, the last checkpoint intact and resumable; a short flap is survived.
 
 The floor of --comm-timeout auto is lowered here (auto:5) so the suite stays short;
 DPTRAIN_BED_COMM_TIMEOUT=auto runs the same tests at the defaults (the figures in
@@ -45,7 +45,7 @@ def wait_for_checkpoint(d, timeout=120):
     assert checkpoint.list_checkpoints(d), "training never reached its first checkpoint"
 
 
-@pytest.mark.parametrize("fault", ["link-down", "loss-100"])
+@pytest.mark.parametrize("fault", ["link-down", "loss-100", "sigstop"])
 def test_a_cut_node_ends_the_job_with_exit_3_and_the_checkpoint_resumes(netbed, tmp_path, fault):
     bed = netbed(nodes=2, bw="100mbit")
     d = tmp_path / "ck"
@@ -53,9 +53,13 @@ def test_a_cut_node_ends_the_job_with_exit_3_and_the_checkpoint_resumes(netbed, 
     wait_for_checkpoint(d)
     if fault == "link-down":
         bed.link_down(1)
-    else:
+    elif fault == "loss-100":
         bed.shape(1, bw="100mbit", loss=100)
+    else:                                         # the node's rank (and its proxy) frozen
+        bed.kill(1, signal.SIGSTOP)
     code, err, took = finish(bed, proc, timeout=FLOOR + 60)
+    if fault == "sigstop":
+        bed.kill(1, signal.SIGCONT)               # it then meets the job's end by itself
     print(f"{fault}: exit {code} {took:.1f} s after the fault (floor {FLOOR:g} s)")
     print("\n".join(line for line in err.splitlines() if "did not complete" in line))
     assert code == 3, err[-2000:]
@@ -70,7 +74,10 @@ def test_a_cut_node_ends_the_job_with_exit_3_and_the_checkpoint_resumes(netbed, 
     assert not any(bed.pids(i) for i in range(2)), "a rank outlived the failed job"
     last = checkpoint.list_checkpoints(d)[-1]
     step = checkpoint.read(last)["meta"]["step"]
-    bed.link_up(1) if fault == "link-down" else bed.shape(1, bw="100mbit")
+    if fault == "link-down":
+        bed.link_up(1)
+    elif fault == "loss-100":
+        bed.shape(1, bw="100mbit")
     proc = start(bed, tmp_path, "--epochs", 100, "--max-steps", step + 2, "--checkpoint-dir", d,
                  "--checkpoint-every", 5, "--resume")
     code, err, _ = finish(bed, proc, timeout=180)
