@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import socket
 
+from ..comm.topology import split_node
+
 NET_DIR = "/sys/class/net"
 
 
@@ -65,7 +67,7 @@ class NodeLayout:
         self.MPI = MPI
         self.world = mpi_comm if mpi_comm is not None else MPI.COMM_WORLD
         rank = self.world.Get_rank()
-        self.node = self.world.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
+        self.node = split_node(MPI, self.world)       # as the trainer's reduction sees nodes
         self.is_leader = self.node.Get_rank() == 0
         leaders = self.world.Split(0 if self.is_leader else MPI.UNDEFINED, key=rank)
         self.leaders = None if leaders == MPI.COMM_NULL else leaders
