@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .. import backend, comm as comms, phase_watch
 from ..comm import hierarchical, order_check
+from ..comm.mpi import MPICommunicator
 from ..errors import UsageError
 
 
@@ -45,7 +46,8 @@ def agree(comm, cfg) -> Agreement:
     mode = order_check.mode_from_env() if cfg.check_collectives is None \
         else order_check.parse_mode(cfg.check_collectives)
     layout = None
-    if comm.size > 1 and transport == "mpi" and hasattr(order_check.unchecked(comm), "MPI"):
+    over_mpi = isinstance(order_check.unchecked(comm), MPICommunicator)   # not --net-emulate's
+    if comm.size > 1 and transport == "mpi" and over_mpi:
         channels: list = []                # one registry: the end-of-run check covers them all
         comm, layout = hierarchical.over(order_check.unchecked(comm), cfg.reduction,
                                          lambda c: order_check.checked(c, mode, channels))
