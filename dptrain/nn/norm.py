@@ -14,7 +14,7 @@ pooled output of all three layers and the two others pass their input through.
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import cuda_kernels
+from . import cuda_kernels, fused_cpu
 from .layer import Layer
 
 
@@ -39,7 +39,7 @@ class BatchNorm(Layer):
         self.momentum, self.eps = float(momentum), float(eps)
         # Sum-over-ranks of a small array, or None for local statistics (set by DataParallel).
         self.sync = None
-        self._fused = None
+        self._fused = self._cpu_fused = None
 
     def initialize(self, rng) -> None:
         b = self.compute_backend()
@@ -105,13 +105,19 @@ class BatchNorm(Layer):
             return None
         return cuda_kernels.launcher_for(x, "bn_relu_pool", self.backend)
 
+    def _cpu_fusion(self, x, train) -> bool:
+        """Whether the linked run takes nn/fused_cpu.py (NumPy, tiling windows, no kernels)."""
+        return (train and self.fused_tail is not None and fused_cpu.applies(x, self.fused_tail[1])
+                and cuda_kernels.launcher_for(x, "batchnorm", self.backend) is None)
+
     def forward(self, x, train):
         xp = get_array_module(x)
         axes, view = self._axes_and_view(x)
         fused = self._fusion_launcher(x, train)
+        cpu_fused = fused is None and self._cpu_fusion(x, train)
         for layer in self.fused_tail or ():
-            layer.bypass = fused is not None
-        self._fused = None
+            layer.bypass = fused is not None or cpu_fused
+        self._fused = self._cpu_fused = None
         if not train:
             inv_std = 1.0 / xp.sqrt(self.buffers["running_var"] + self.eps)
             scale = (self.params["gamma"] * inv_std).reshape(view)
@@ -140,6 +146,11 @@ class BatchNorm(Layer):
                 pool.stride, pool.padding, launch=fused)
             self._fused, self._xhat = (x, mean, y, arg), None
             return y
+        if cpu_fused:                       # the three layers in few passes (nn/fused_cpu.py)
+            y, self._cpu_fused = fused_cpu.forward(xc, inv_std, self.params["gamma"],
+                                                   self.params["beta"], self.fused_tail[1].kh)
+            self._xhat = None
+            return y
         if launch is not None:              # normalise, scale and shift in one kernel
             xhat, y = cuda_kernels.bn_normalize(x, mean, inv_std, self.params["gamma"],
                                                 self.params["beta"], launch=launch)
@@ -153,6 +164,8 @@ class BatchNorm(Layer):
     def backward(self, dy):
         if self._fused is not None:
             return self._fused_backward(dy)
+        if self._cpu_fused is not None:
+            return self._cpu_fused_backward(dy)
         xp = get_array_module(dy)
         axes, view = self._axes_and_view(dy)
         xhat = self._xhat
@@ -200,6 +213,16 @@ class BatchNorm(Layer):
             dy, y, arg, x, mean, self._inv_std, self.params["gamma"] * self._inv_std,
             self._total, sum_dz, sum_dz_xhat, pool.kh, pool.kw, pool.stride, pool.padding,
             launch=launch)
+
+    def _cpu_fused_backward(self, dy):
+        """Backward of the linked run from the pooled output's gradient (nn/fused_cpu.py)."""
+        saved, self._cpu_fused = self._cpu_fused, None
+        gz = fused_cpu.grad_sums(dy, saved, self.grads["beta"], self.grads["gamma"])
+        if not self.needs_input_grad:
+            return None
+        sum_dz, sum_dz_xhat = self._global_sums()
+        return fused_cpu.input_grad(gz, saved, self.params["gamma"] * self._inv_std,
+                                    self._total, sum_dz, sum_dz_xhat)
 
     def __repr__(self):
         return f"BatchNorm({self.n})"

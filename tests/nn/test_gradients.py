@@ -62,15 +62,20 @@ def test_batchnorm_train(float64, rng, kernel_path, shape):
     check_layer(layer, rng.standard_normal(shape) * 2 + 1, rng)
 
 
-@pytest.mark.parametrize("kernel_path", ["cuda-kernels"], indirect=True)
-@pytest.mark.parametrize("k,stride,pad,shape", [
-    (2, None, 0, (3, 3, 6, 6)), (3, 2, 1, (2, 2, 7, 9)), (3, 1, 1, (2, 1, 5, 4)),
-    ((2, 3), 2, 0, (2, 4, 6, 7))])
-def test_fused_batchnorm_relu_maxpool(float64, rng, kernel_path, k, stride, pad, shape):
-    """BatchNorm -> ReLU -> MaxPool2D run as one (the bn_relu_pool kernels, on the CPU): the
-    batch norm's forward is the pooled output and its backward the chain's input gradient.
-    One channel has a negative gamma (the largest x is then the smallest output)."""
+@pytest.mark.parametrize("kernel_path,k,stride,pad,shape", [
+    ("cuda-kernels", 2, None, 0, (3, 3, 6, 6)), ("cuda-kernels", 3, 2, 1, (2, 2, 7, 9)),
+    ("cuda-kernels", 3, 1, 1, (2, 1, 5, 4)), ("cuda-kernels", (2, 3), 2, 0, (2, 4, 6, 7)),
+    ("generic", 2, None, 0, (3, 3, 6, 6)), ("generic", 3, None, 0, (2, 3, 6, 9))],
+    indirect=["kernel_path"])
+def test_fused_batchnorm_relu_maxpool(float64, rng, kernel_path, k, stride, pad, shape,
+                                      monkeypatch):
+    """BatchNorm -> ReLU -> MaxPool2D run as one (the bn_relu_pool kernels, on the CPU; with
+    the array code, nn/fused_cpu.py where the windows tile the input): the batch norm's
+    forward is the pooled output and its backward the chain's input gradient. One channel
+    has a negative gamma (the largest x is then the smallest output)."""
+    from dptrain.nn import fused_cpu
     from dptrain.nn.fusion import link_bn_relu_pool
+    monkeypatch.setattr(fused_cpu, "DTYPES", (np.float32, np.float64))
     c = shape[1]
     bn, relu, pool = built(nn.BatchNorm(c), rng), nn.ReLU(), nn.MaxPool2D(k, stride=stride, padding=pad)
     assert link_bn_relu_pool([bn, relu, pool]) == 1
@@ -78,6 +83,7 @@ def test_fused_batchnorm_relu_maxpool(float64, rng, kernel_path, k, stride, pad,
     bn.params["beta"][...] = rng.standard_normal(c) * 0.5
     x = rng.standard_normal(shape) * 2 + 1
     assert bn.forward(x, True).shape[2:] == pool.output_shape(shape[1:])[1:]
+    assert (bn._cpu_fused is not None) == (kernel_path == "generic")
     check_layer(bn, x, rng)
 
 
@@ -180,6 +186,17 @@ def test_whole_model_gradient(float64, rng, kernel_path):
     """Backprop through a full zoo model (thesis-cnn on a small input) against differences,
     with the generic array code and through the CUDA kernels (its two BatchNorm -> ReLU ->
     MaxPool2D runs fused)."""
+    check_whole_model(rng, cpu_fused=False)
+
+
+def test_whole_model_gradient_cpu_fused(float64, rng, monkeypatch):
+    """The same with both runs fused by nn/fused_cpu.py (float64 let in)."""
+    from dptrain.nn import fused_cpu
+    monkeypatch.setattr(fused_cpu, "DTYPES", (np.float32, np.float64))
+    check_whole_model(rng, cpu_fused=True)
+
+
+def check_whole_model(rng, cpu_fused):
     from dptrain import models
     model = models.get("thesis-cnn", input_shape=(1, 16, 16), seed=3)
     x = rng.standard_normal((3, 1, 16, 16))
@@ -191,6 +208,8 @@ def test_whole_model_gradient(float64, rng, kernel_path):
         return float(loss.forward(model.forward(x, True, ctx), y))
 
     f()
+    ran = [layer._cpu_fused is not None for layer in model.layers if isinstance(layer, nn.BatchNorm)]
+    assert ran == [cpu_fused] * 2
     model.backward(loss.backward())
     for name, p in model.named_params():
         grad = dict(model.named_grads())[name].copy()
@@ -198,3 +217,34 @@ def test_whole_model_gradient(float64, rng, kernel_path):
         analytic = grad.reshape(-1)[idx]
         # a conv bias followed by BatchNorm has an exactly zero gradient: compare absolutely
         assert rel_error(analytic, num) < 1e-6 or np.abs(analytic - num).max() < 1e-8, name
+
+
+def test_cpu_fused_run_matches_the_unfused_layers_with_ties(float64, rng, monkeypatch):
+    """nn/fused_cpu.py against BatchNorm, ReLU and MaxPool2D run one by one, on an input full
+    of equal values (a digit's blank background): the gradient goes to each window's first
+    maximum, and the forward output is the same bit for bit."""
+    from dptrain.nn import fused_cpu
+    from dptrain.nn.fusion import link_bn_relu_pool
+    monkeypatch.setattr(fused_cpu, "DTYPES", (np.float32, np.float64))
+    shape = (4, 3, 6, 8)
+    x = rng.integers(0, 3, shape).astype(float)
+    dy = rng.standard_normal((4, 3, 3, 4))
+    results = []
+    for linked in (True, False):
+        layers = [built(nn.BatchNorm(3), np.random.default_rng(1)), nn.ReLU(), nn.MaxPool2D(2)]
+        layers[0].params["gamma"][...] = [-0.7, 0.0, 1.3]
+        if linked:
+            assert link_bn_relu_pool(layers) == 1
+        y = x
+        for layer in layers:
+            y = layer.forward(y, True)
+        dx = dy
+        for layer in reversed(layers):
+            dx = layer.backward(dx)
+        assert (layers[0]._cpu_fused is None) and (layers[2].bypass is False)
+        results.append((y, dx, layers[0].grads["gamma"].copy(), layers[0].grads["beta"].copy()))
+    (y1, dx1, g1, b1), (y0, dx0, g0, b0) = results
+    assert np.array_equal(y1, y0)
+    np.testing.assert_allclose(dx1, dx0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b1, b0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g1[[0, 2]], g0[[0, 2]], rtol=1e-12, atol=1e-12)
