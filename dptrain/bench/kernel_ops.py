@@ -65,8 +65,7 @@ def _cases(model, model_name: str, batch: int):
         elif isinstance(layer, (nn.MaxPool2D, nn.BatchNorm)):
             x, dy = rand(batch, *shape), rand(batch, *out)
             family = "maxpool" if isinstance(layer, nn.MaxPool2D) else "batchnorm"
-            cases.append((family, where,
-                          lambda l=layer, x=x, dy=dy: (l.forward(x, True), l.backward(dy))))
+            cases.append((family, where, lambda l=layer, x=x, dy=dy: _alone(l, x, dy)))
             if getattr(layer, "fused_tail", None) is not None:     # linked by nn/fusion.py
                 chain = [layer, *layer.fused_tail]
                 dy = rand(batch, *model.shapes[i + 2])
@@ -76,6 +75,17 @@ def _cases(model, model_name: str, batch: int):
             if (family, case) not in seen:
                 seen.add((family, case))
                 yield family, case, op
+
+
+def _alone(layer, x, dy):
+    """Forward and backward through the layer alone, unlinked from a fused tail for the call
+    (the array code would otherwise run the linked run in nn/fused_cpu.py)."""
+    tail, layer.fused_tail = getattr(layer, "fused_tail", None), None
+    try:
+        return layer.forward(x, True), layer.backward(dy)
+    finally:
+        if tail is not None:
+            layer.fused_tail = tail
 
 
 def _chain(layers, x, dy):

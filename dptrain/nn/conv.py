@@ -9,6 +9,7 @@ of the input with dY, i.e. dY^T @ columns; dX is col2im of dY W (computed per ke
 from __future__ import annotations
 
 from ..backend import get_array_module
+from . import conv_direct
 from . import init as initializers
 from .kernels import col2im, im2col, out_size
 from .layer import Layer
@@ -26,6 +27,7 @@ class Conv2D(Layer):
         self.stride, self.padding = int(stride), int(padding)
         self.init, self.bias, self.regularizer = init, bias, regularizer
         self._cols = self._x_shape = None
+        self._direct = False      # the cached columns are conv_direct.py's (NCHW)
 
     def initialize(self, rng) -> None:
         fan_in = self.c_in * self.kh * self.kw
@@ -58,6 +60,13 @@ class Conv2D(Layer):
         xp = get_array_module(x)
         n = x.shape[0]
         _, oh, ow = self.output_shape(x.shape[1:])
+        if conv_direct.applies(x, self.c_in):          # few channels: NCHW, no transposes
+            cols = conv_direct.columns(x, self.kh, self.kw, self.stride, self.padding)
+            if train:
+                self._cols, self._x_shape, self._direct = cols, x.shape, True
+            return conv_direct.forward(cols, self.params["W"].reshape(self.c_out, -1),
+                                       self.params["b"] if self.bias else None, oh, ow)
+        self._direct = False
         cols = im2col(x.transpose(0, 2, 3, 1), self.kh, self.kw, self.stride, self.padding,
                       self.backend)
         y = cols @ self._w_matrix().T                              # (N*OH*OW, c_out), NHWC
@@ -68,6 +77,8 @@ class Conv2D(Layer):
         return xp.ascontiguousarray(y.reshape(n, oh, ow, self.c_out).transpose(0, 3, 1, 2))
 
     def backward(self, dy):
+        if self._direct:
+            return self._direct_backward(dy)
         xp = get_array_module(dy)
         dy2 = xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(-1, self.c_out)
         dw = dy2.T @ self._cols                                    # (c_out, kh*kw*c_in)
@@ -85,6 +96,15 @@ class Conv2D(Layer):
         dx = col2im(blocks, (n, h, w, c), self.kh, self.kw, self.stride, self.padding,
                     self.backend)
         return xp.ascontiguousarray(dx.transpose(0, 3, 1, 2))
+
+    def _direct_backward(self, dy):
+        cols, self._cols = self._cols, None
+        conv_direct.weight_grads(dy, cols, self.grads["W"], self.grads["b"] if self.bias else None)
+        self._add_regularization_grad()
+        if not self.needs_input_grad:
+            return None
+        return conv_direct.input_grad(dy, self.params["W"].reshape(self.c_out, -1), self._x_shape,
+                                      self.kh, self.kw, self.stride, self.padding)
 
     def __repr__(self):
         return (f"Conv2D({self.c_in}->{self.c_out}, {self.kh}x{self.kw}, "

@@ -32,6 +32,20 @@ def test_conv2d(float64, rng, kernel_path, c_in, c_out, k, stride, pad, nhw):
     check_layer(layer, rng.standard_normal((n, c_in, h, w)), rng)
 
 
+@pytest.mark.parametrize("c_in,c_out,k,stride,pad,nhw", CONV_CASES)
+def test_conv2d_direct(float64, rng, c_in, c_out, k, stride, pad, nhw, monkeypatch):
+    """The NCHW path for few input channels (nn/conv_direct.py; float32 only unless a test
+    lets float64 in), with the input gradient it skips in a first layer."""
+    from dptrain.nn import conv_direct
+    monkeypatch.setattr(conv_direct, "DTYPES", (np.float32, np.float64))
+    n, h, w = nhw
+    layer = built(nn.Conv2D(c_in, c_out, k, stride=stride, padding=pad), rng)
+    x = rng.standard_normal((n, c_in, h, w))
+    layer.forward(x, True)
+    assert layer._direct
+    check_layer(layer, x, rng)
+
+
 @pytest.mark.parametrize("n_in,n_out,batch", [(5, 3, 4), (7, 11, 1), (16, 2, 9)])
 def test_dense(float64, rng, n_in, n_out, batch):
     check_layer(built(nn.Dense(n_in, n_out), rng), rng.standard_normal((batch, n_in)), rng)
