@@ -9,7 +9,7 @@ of the input with dY, i.e. dY^T @ columns; dX is col2im of dY W (computed per ke
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import conv_direct
+from . import conv_direct, fused_cpu
 from . import init as initializers
 from .kernels import col2im, im2col, out_size
 from .layer import Layer
@@ -28,6 +28,8 @@ class Conv2D(Layer):
         self.init, self.bias, self.regularizer = init, bias, regularizer
         self._cols = self._x_shape = None
         self._direct = False      # the cached columns are conv_direct.py's (NCHW)
+        # a linked BatchNorm (nn/fusion.py) that takes this layer's training output blocked
+        self.fused_next = None
 
     def initialize(self, rng) -> None:
         fan_in = self.c_in * self.kh * self.kw
@@ -61,11 +63,16 @@ class Conv2D(Layer):
         n = x.shape[0]
         _, oh, ow = self.output_shape(x.shape[1:])
         if conv_direct.applies(x, self.c_in):          # few channels: NCHW, no transposes
-            cols = conv_direct.columns(x, self.kh, self.kw, self.stride, self.padding)
+            k = fused_cpu.blocked_pooling(self, x, oh, ow) if train else 0
+            cols = conv_direct.columns(x, self.kh, self.kw, self.stride, self.padding, k)
             if train:
                 self._cols, self._x_shape, self._direct = cols, x.shape, True
-            return conv_direct.forward(cols, self.params["W"].reshape(self.c_out, -1),
-                                       self.params["b"] if self.bias else None, oh, ow)
+            y = conv_direct.forward(cols, self.params["W"].reshape(self.c_out, -1),
+                                    self.params["b"] if self.bias else None, oh, ow)
+            if k:                  # window offset first, for the linked batch norm only
+                self.fused_next.blocked_input = (oh // k, ow // k)
+                return y.reshape(n, self.c_out, k * k, -1)
+            return y
         self._direct = False
         cols = im2col(x.transpose(0, 2, 3, 1), self.kh, self.kw, self.stride, self.padding,
                       self.backend)

@@ -23,14 +23,22 @@ def applies(x, c_in: int) -> bool:
     return isinstance(x, np.ndarray) and x.dtype in DTYPES and c_in <= MAX_CHANNELS
 
 
-def columns(x, kh: int, kw: int, stride: int, pad: int):
-    """x (N, C, H, W) -> (N, C*kh*kw, OH*OW), rows ordered as W's (c, i, j)."""
+def columns(x, kh: int, kw: int, stride: int, pad: int, block: int = 0):
+    """x (N, C, H, W) -> (N, C*kh*kw, OH*OW), rows ordered as W's (c, i, j); with ``block``
+    k the output positions come window offset first, (a, b, OH/k, OW/k) for the position
+    (k*oh' + a, k*ow' + b), as fused_cpu.py pools them."""
     xp = np.ascontiguousarray(pad_hw(x, pad))
     n, c, h, w = xp.shape
     oh, ow = out_size(h, kh, stride, 0), out_size(w, kw, stride, 0)
     s0, s1, s2, s3 = xp.strides
-    view = np.lib.stride_tricks.as_strided(
-        xp, shape=(n, c, kh, kw, oh, ow), strides=(s0, s1, s2, s3, s2 * stride, s3 * stride))
+    if block:
+        k = block
+        view = np.lib.stride_tricks.as_strided(
+            xp, shape=(n, c, kh, kw, k, k, oh // k, ow // k),
+            strides=(s0, s1, s2, s3, s2 * stride, s3 * stride, s2 * stride * k, s3 * stride * k))
+    else:
+        view = np.lib.stride_tricks.as_strided(
+            xp, shape=(n, c, kh, kw, oh, ow), strides=(s0, s1, s2, s3, s2 * stride, s3 * stride))
     return view.reshape(n, c * kh * kw, oh * ow)
 
 

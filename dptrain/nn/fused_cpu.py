@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cuda_kernels
 from .kernels import window_slices
 
 # The dtypes this path runs for. float64 runs keep the layer-by-layer arithmetic: summing in
@@ -34,24 +35,47 @@ def applies(x, pool) -> bool:
             and x.shape[3] % k == 0)
 
 
-def _windows(xs, k):
+def blocked_pooling(conv, x, oh: int, ow: int):
+    """The window size k with which ``conv`` (conv_direct.py on ``x``, output oh x ow) may write
+    its output window offset first, (N, C, k*k, OH*OW / k**2), for the linked batch norm it
+    feeds (``conv.fused_next``): in training, in a first layer (no input gradient to un-block),
+    when the run's pooling windows tile the output; else 0."""
+    bn = conv.fused_next
+    if bn is None or conv.needs_input_grad or x.dtype not in DTYPES:
+        return 0
+    pool = bn.fused_tail[1]
+    k = pool.kh
+    if (pool.kw != k or pool.stride != k or pool.padding or oh % k or ow % k
+            or cuda_kernels.launcher_for(x, "batchnorm", bn.backend) is not None):
+        return 0
+    return k
+
+
+def _windows(xs, k, blocked):
+    """Each window offset's elements: strided slices of NCHW, or with ``blocked`` (the input
+    (N, C, k*k, OH*OW) that conv_direct.py writes window offset first) contiguous blocks."""
+    if blocked:
+        for t in range(k * k):
+            yield xs[:, :, t:t + 1]
+        return
     oh, ow = xs.shape[2] // k, xs.shape[3] // k
     for _, hs, ws in window_slices(k, k, k, oh, ow):
         yield xs[:, :, hs, ws]
 
 
-def forward(xc, inv_std, gamma, beta, k):
-    """From xc = x - mean (overwritten with xs): the pooled output and what backward needs."""
+def forward(xc, inv_std, gamma, beta, k, blocked=False):
+    """From xc = x - mean (overwritten with xs): the pooled output ((N, C, 1, OH*OW) when
+    ``blocked``) and what backward needs."""
     view = (1, -1, 1, 1)
     sign = np.where(gamma < 0, -1.0, 1.0).astype(xc.dtype)
     xc *= (inv_std * sign).reshape(view)                # xs, in place
     pooled = None
-    for v in _windows(xc, k):
+    for v in _windows(xc, k, blocked):
         pooled = v.copy() if pooled is None else np.maximum(pooled, v, out=pooled)
     y = pooled * (gamma * sign).reshape(view)
     y += beta.reshape(view)
     np.maximum(y, 0, out=y)
-    return y, (xc, sign, pooled, k, y)
+    return y, (xc, sign, pooled, (k, blocked), y)
 
 
 def grad_sums(dy, saved, out_dz, out_dz_xhat):
@@ -67,14 +91,14 @@ def grad_sums(dy, saved, out_dz, out_dz_xhat):
 
 def input_grad(gz, saved, gamma_inv_std, total, sum_dz, sum_dz_xhat):
     """dx = gamma * inv_std / total * (total * dz - sum dz - xhat * sum(dz * xhat))."""
-    xs, sign, pooled, k, _ = saved
+    xs, sign, pooled, (k, blocked), _ = saved
     view = (1, -1, 1, 1)
     scale = gamma_inv_std / total
     dx = xs * (-scale * sign * sum_dz_xhat).reshape(view)
     dx += (-scale * sum_dz).reshape(view)
     gz *= (scale * total).reshape(view)
     left = gz                     # the pooled gradient not yet given to a window's first maximum
-    for v, d in zip(_windows(xs, k), _windows(dx, k)):
+    for v, d in zip(_windows(xs, k, blocked), _windows(dx, k, blocked)):
         part = left * (v == pooled)
         d += part
         left = left - part

@@ -4,11 +4,13 @@ the pooling pass their input through (``bypass``, set by the batch norm's every 
 
 The layer list, the parameter names and the checkpoints stay those of the unfused model; the
 array code (CPUs, ``--kernels generic``) runs the three layers as before, and evaluation
-always does.
+always does. On the CPU (float32) the array code runs a linked run in nn/fused_cpu.py, and a
+first-layer Conv2D right before it (``fused_next``) hands it its output window offset first.
 """
 from __future__ import annotations
 
 from .activations import ReLU
+from .conv import Conv2D
 from .norm import BatchNorm
 from .pool import MaxPool2D
 
@@ -20,4 +22,7 @@ def link_bn_relu_pool(layers) -> int:
         if type(bn) is BatchNorm and type(relu) is ReLU and type(pool) is MaxPool2D:
             bn.fused_tail = (relu, pool)
             linked += 1
+    for conv, bn in zip(layers, layers[1:]):      # its input may come blocked (fused_cpu.py)
+        if type(conv) is Conv2D and getattr(bn, "fused_tail", None) is not None:
+            conv.fused_next = bn
     return linked

@@ -32,6 +32,9 @@ class BatchNorm(Layer):
     --sync-bn)."""
 
     fused_tail = None          # (ReLU, MaxPool2D) that may run inside this layer
+    # (OH, OW) pooled when the linked Conv2D's output comes window offset first (fused_cpu.py),
+    # set by that layer's forward for this layer's next one
+    blocked_input = None
 
     def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5):
         super().__init__()
@@ -113,8 +116,10 @@ class BatchNorm(Layer):
     def forward(self, x, train):
         xp = get_array_module(x)
         axes, view = self._axes_and_view(x)
+        blocked, self.blocked_input = self.blocked_input, None
         fused = self._fusion_launcher(x, train)
-        cpu_fused = fused is None and self._cpu_fusion(x, train)
+        cpu_fused = fused is None and (blocked is not None or self._cpu_fusion(x, train))
+        self._blocked = blocked
         for layer in self.fused_tail or ():
             layer.bypass = fused is not None or cpu_fused
         self._fused = self._cpu_fused = None
@@ -148,9 +153,10 @@ class BatchNorm(Layer):
             return y
         if cpu_fused:                       # the three layers in few passes (nn/fused_cpu.py)
             y, self._cpu_fused = fused_cpu.forward(xc, inv_std, self.params["gamma"],
-                                                   self.params["beta"], self.fused_tail[1].kh)
+                                                   self.params["beta"], self.fused_tail[1].kh,
+                                                   blocked is not None)
             self._xhat = None
-            return y
+            return y if blocked is None else y.reshape(x.shape[:2] + blocked)
         if launch is not None:              # normalise, scale and shift in one kernel
             xhat, y = cuda_kernels.bn_normalize(x, mean, inv_std, self.params["gamma"],
                                                 self.params["beta"], launch=launch)
@@ -217,6 +223,8 @@ class BatchNorm(Layer):
     def _cpu_fused_backward(self, dy):
         """Backward of the linked run from the pooled output's gradient (nn/fused_cpu.py)."""
         saved, self._cpu_fused = self._cpu_fused, None
+        if self._blocked is not None:
+            dy = dy.reshape(dy.shape[0], dy.shape[1], 1, -1)
         gz = fused_cpu.grad_sums(dy, saved, self.grads["beta"], self.grads["gamma"])
         if not self.needs_input_grad:
             return None

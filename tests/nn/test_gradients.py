@@ -204,9 +204,11 @@ def test_whole_model_gradient(float64, rng, kernel_path):
 
 
 def test_whole_model_gradient_cpu_fused(float64, rng, monkeypatch):
-    """The same with both runs fused by nn/fused_cpu.py (float64 let in)."""
-    from dptrain.nn import fused_cpu
+    """The same with both runs fused by nn/fused_cpu.py and the first convolution in NCHW
+    (conv_direct.py), its output handed over window offset first (float64 let in)."""
+    from dptrain.nn import conv_direct, fused_cpu
     monkeypatch.setattr(fused_cpu, "DTYPES", (np.float32, np.float64))
+    monkeypatch.setattr(conv_direct, "DTYPES", (np.float32, np.float64))
     check_whole_model(rng, cpu_fused=True)
 
 
@@ -224,6 +226,7 @@ def check_whole_model(rng, cpu_fused):
     f()
     ran = [layer._cpu_fused is not None for layer in model.layers if isinstance(layer, nn.BatchNorm)]
     assert ran == [cpu_fused] * 2
+    assert (model.layers[1]._blocked is not None) == cpu_fused     # conv0 -> BN, blocked
     model.backward(loss.backward())
     for name, p in model.named_params():
         grad = dict(model.named_grads())[name].copy()
