@@ -46,6 +46,21 @@ def test_conv2d_direct(float64, rng, c_in, c_out, k, stride, pad, nhw, monkeypat
     check_layer(layer, x, rng)
 
 
+@pytest.mark.parametrize("c_in,c_out,k,stride,pad,nhw", CONV_CASES)
+def test_conv2d_chunked(float64, rng, c_in, c_out, k, stride, pad, nhw, monkeypatch):
+    """The channels-last path a few samples at a time (nn/conv_chunked.py; float32 only
+    unless a test lets float64 in), here one sample per chunk."""
+    from dptrain.nn import conv_chunked
+    monkeypatch.setattr(conv_chunked, "DTYPES", (np.float32, np.float64))
+    monkeypatch.setattr(conv_chunked, "COLUMN_BYTES", 1)
+    n, h, w = nhw
+    layer = built(nn.Conv2D(c_in, c_out, k, stride=stride, padding=pad), rng)
+    x = rng.standard_normal((n, c_in, h, w))
+    layer.forward(x, True)
+    assert layer._chunked
+    check_layer(layer, x, rng)
+
+
 @pytest.mark.parametrize("n_in,n_out,batch", [(5, 3, 4), (7, 11, 1), (16, 2, 9)])
 def test_dense(float64, rng, n_in, n_out, batch):
     check_layer(built(nn.Dense(n_in, n_out), rng), rng.standard_normal((batch, n_in)), rng)
