@@ -208,7 +208,10 @@ def pinned_empty(n: int, dtype):
 
 
 def set_threads(n: int | None) -> None:
-    """Limit BLAS/OpenMP threads in this process (one rank = one core by default under MPI)."""
+    """Limit BLAS/OpenMP threads in this process (one rank = one core by default under MPI);
+    every CPU run sets up here, so the allocator keeps freed memory too (allocator.py)."""
+    from .allocator import keep_freed_memory
+    keep_freed_memory()
     if not n:
         return
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
