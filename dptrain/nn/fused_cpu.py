@@ -30,9 +30,9 @@ def applies(x, pool) -> bool:
     """Whether this path runs: ``x`` (N, C, H, W) a NumPy array of DTYPES that ``pool``'s
     windows tile."""
     k = pool.kh
-    return (isinstance(x, np.ndarray) and x.dtype in DTYPES and x.ndim == 4 and x.shape[0] > 0 and pool.kw == k
-            and pool.stride == k and pool.padding == 0 and x.shape[2] % k == 0
-            and x.shape[3] % k == 0)
+    return (isinstance(x, np.ndarray) and x.dtype in DTYPES and x.ndim == 4 and x.shape[0] > 0
+            and pool.kw == k and pool.stride == k and pool.padding == 0
+            and x.shape[2] % k == 0 and x.shape[3] % k == 0)
 
 
 def blocked_pooling(conv, x, oh: int, ow: int):
@@ -41,13 +41,15 @@ def blocked_pooling(conv, x, oh: int, ow: int):
     feeds (``conv.fused_next``): in training, in a first layer (no input gradient to un-block),
     when the run's pooling windows tile the output; else 0."""
     bn = conv.fused_next
-    if bn is None or conv.needs_input_grad or x.dtype not in DTYPES:
+    if bn is None or conv.needs_input_grad or x.dtype not in DTYPES or x.shape[0] == 0:
         return 0
     pool = bn.fused_tail[1]
     k = pool.kh
-    if (pool.kw != k or pool.stride != k or pool.padding or oh % k or ow % k
-            or cuda_kernels.launcher_for(x, "batchnorm", bn.backend) is not None):
+    if pool.kw != k or pool.stride != k or pool.padding or oh % k or ow % k:
         return 0
+    if any(cuda_kernels.launcher_for(x, family, bn.backend) is not None
+           for family in ("batchnorm", "bn_relu_pool")):
+        return 0                      # the kernels take NCHW
     return k
 
 

@@ -280,3 +280,24 @@ def test_cpu_fused_run_matches_the_unfused_layers_with_ties(float64, rng, monkey
     np.testing.assert_allclose(dx1, dx0, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(b1, b0, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(g1[[0, 2]], g0[[0, 2]], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel_path", ["cuda-kernels"], indirect=True)
+def test_first_convolution_hands_the_kernels_nchw(rng, kernel_path):
+    """With the fused CUDA kernels (compiled for the CPU) on, float32: the first convolution runs
+    in NCHW but does not hand its output window offset first, which the kernels would read
+    as NCHW; the step matches the array code's."""
+    from dptrain import backend, models
+    backend.set_dtype("float32")
+    try:
+        x = rng.standard_normal((3, 1, 16, 16)).astype(np.float32)
+        outs = []
+        for mode in ("bn_relu_pool", "generic"):
+            model = models.get("thesis-cnn", input_shape=(1, 16, 16), seed=3)
+            for layer in model.layers:
+                layer.backend = backend.Backend(np, np.float32, mode)
+            outs.append(model.forward(x, True, BatchContext(np.arange(3), step=0)))
+            assert (model.layers[1]._blocked is None) == (mode != "generic")
+        np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    finally:
+        backend.set_dtype("float64")
