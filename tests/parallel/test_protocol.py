@@ -9,7 +9,7 @@ import pytest
 from dptrain import models, nn, optim
 from dptrain.comm.local import LocalCommunicator
 from dptrain.parallel import DataParallel
-from dptrain.parallel.progress import PriorityCommThread
+from dptrain.parallel.priority import PriorityCommThread
 from dptrain.parallel.protocol import ProtocolError
 from test_overlap import MirrorComm       # two ranks holding the same data
 
@@ -93,7 +93,7 @@ def test_the_priority_engine_sends_the_most_urgent_chunk_first():
     try:
         first = engine.submit(np.full(2, 100.0), priority=100)  # taken at once, held at the gate
         deadline = time.monotonic() + 10
-        while engine._pending and time.monotonic() < deadline:   # until the thread took it
+        while engine._items and time.monotonic() < deadline:   # until the thread took it
             time.sleep(0.001)
         late = [engine.submit(np.full(4, float(p)), priority=p) for p in (7, 2, 5)]
         comm.gate.set()
