@@ -1,20 +1,31 @@
 """``priority``: a communication thread that sends what the next forward pass needs first.
 
 Every submitted buffer (an *item*) is cut into chunks of at most ``chunk_bytes``; whenever the
-link is free the thread sends the next chunk of the most urgent item (the lowest layer index:
-the next forward pass needs the first layers first; ties in posting order), so a large bucket
+thread may post, it posts the next chunk of the most urgent item (the lowest layer index: the
+next forward pass needs the first layers first; ties in posting order), so a large bucket
 posted early no longer holds up a small one that is needed sooner (ByteScheduler, P3).
+
+Chunks are non-blocking Allreduces, DEPTH of them in flight, so one queues on the link while
+the thread waits to post the next (it needs the interpreter, which the main thread holds
+through long NumPy calls). The thread tests its oldest request and sleeps POLL_S between
+tests rather than waiting inside MPI: MPICH's wait spins, and on a rank with one core for
+backprop and this thread, a 5 ms chunk took 30-50 ms beside a busy main thread (8 ms when
+tested and slept). Progress is the thread's, not the main thread's (a rank blocked in another
+collective, such as a batch-norm sum, would otherwise never post the chunk another rank waits
+for).
 
 MPI needs every rank to post the same collectives in the same order, so the thread chooses
 only among items that every rank has submitted, and that count is agreed without collectives
 of its own: each chunk carries AGREE_SLOTS extra elements, a thermometer code of how many
-items this rank has submitted beyond the agreed count (slot j is 1 when more than j). The
-chunk is summed over the ranks, so slot j sums to P exactly when every rank has more than j,
-and the number of leading slots at P is how many more items every rank has: the same number
-on every rank. Only when no agreed item has chunks left does the thread post an agreement of
-its own (an allreduce of each rank's count), and only once it has an item to offer, so every
-such agreement makes progress. A late rank delays the agreement, never changes the order:
-what a rank posts depends only on sums that every rank receives alike.
+items this rank has submitted beyond a base count every rank shares (slot j is 1 when more
+than j). The chunk is summed over the ranks, so slot j sums to P exactly when every rank has
+more than j, and the number of leading slots at P is how many more items every rank has: the
+same number on every rank. Collective n is chosen from what collective n - DEPTH agreed (fixed
+by position, not by which requests happen to have completed here); when that leaves nothing,
+from what every earlier collective agreed, and when that too leaves nothing, the thread posts
+a separate agreement (an allreduce of each rank's count), once it has an item to offer, so
+every such agreement makes progress. A late rank delays the agreement, never changes the
+order: what a rank posts depends only on sums that every rank receives alike.
 
 Gathers (overlap-fc) travel whole, without slots, and so does a dtype that cannot count to P
 exactly (float16 beyond 2048 ranks). The planner (parallel/planner.py) chooses the chunk size
@@ -24,6 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -33,16 +45,26 @@ from .engine import ProgressEngine, register
 from .progress import _Done
 
 AGREE_SLOTS = 8            # items that one chunk can agree on
+DEPTH = 2                  # collectives in flight
+POLL_S = 1e-4              # between tests of the oldest request
 DEFAULT_CHUNK = 64 << 10
 
 
 class _Item:
-    """One submitted buffer: its chunks still to send, and the handle its waiters hold."""
+    """One submitted buffer: its chunks still to post, and the handle its waiters hold."""
 
-    def __init__(self, priority: int, seq: int, chunks: list, run):
-        self.priority, self.seq, self.chunks, self.run = priority, seq, chunks, run
+    def __init__(self, priority: int, seq: int, chunks: list, post):
+        self.priority, self.seq, self.chunks, self.post = priority, seq, chunks, post
         self.left = len(chunks)
         self.done = _Done()
+
+
+class _Posted:
+    """One collective in flight: a chunk (``item``), or a separate agreement (``counts``)."""
+
+    def __init__(self, request, base: int, item=None, finish=None, counts=None):
+        self.request, self.base, self.item, self.finish, self.counts = \
+            request, base, item, finish, counts
 
 
 def _counts_exactly(dtype, size: int) -> bool:
@@ -64,17 +86,21 @@ class PriorityCommThread(ProgressEngine):
     def __init__(self, comm, chunk_bytes: int = DEFAULT_CHUNK):
         self.comm, self.chunk_bytes = comm, int(chunk_bytes)
         self._cv = threading.Condition()
-        self._items: list[_Item] = []       # submitted, chunks left to send, in posting order
+        self._items: list[_Item] = []       # submitted, chunks left to post, in posting order
         self._posted = 0                    # items submitted on this rank
-        self._agreed = 0                    # items submitted on every rank (alike everywhere)
         self._closing = False
+        self._inflight: deque[_Posted] = deque()
+        self._sent = 0                      # collectives posted
+        self._retired = 0                   # collectives completed
+        # the agreed count after each of the last retired collectives (by position)
+        self._agreed_after: deque[int] = deque([0], maxlen=DEPTH + 1)
         self.agreements = 0                 # separate agreement collectives posted (tests)
         self._thread = threading.Thread(target=self._run, name="dptrain-comm", daemon=True)
         self._thread.start()
 
-    def _enqueue(self, chunks: list, priority: int, run) -> _Item:
+    def _enqueue(self, chunks: list, priority: int, post) -> _Item:
         with self._cv:
-            item = _Item(priority, self._posted, chunks, run)
+            item = _Item(priority, self._posted, chunks, post)
             self._items.append(item)
             self._posted += 1
             self._cv.notify()
@@ -85,81 +111,113 @@ class PriorityCommThread(ProgressEngine):
         views = [buf[i:i + step] for i in range(0, len(buf), step)]
         slots, origin = _counts_exactly(buf.dtype, self.comm.size), current_origin()
 
-        def reduce(view, offered: int) -> int:
+        def reduce(view, offered: int):
             with labelled(origin):
-                return self.send_chunk(view, offered, slots)
+                return self._post_chunk(view, offered, slots)
         return self._enqueue(views, priority, reduce).done
 
     def submit_gather(self, send, recv, priority: int = 0):
         origin = current_origin()
 
-        def gather(_view, _offered: int) -> int:
+        def gather(_view, _offered: int):
             with labelled(origin):
-                recv[...] = self.comm.allgather(send)
-            return 0
+                return self.comm.iallgather(send, recv), None
         return self._enqueue([None], priority, gather).done
 
     def poll(self) -> None:
         """Nothing to do: the thread makes progress by itself."""
 
     # --- the thread -------------------------------------------------------------------
-    def _most_urgent(self) -> _Item | None:
-        ready = [it for it in self._items if it.seq < self._agreed]
+    def _agreed(self, n: int) -> int:
+        """Items agreed after collective n (none before the first); retires up to n."""
+        while self._retired <= n:
+            self._retire(self._inflight.popleft())
+        if n < 0:
+            return 0
+        return self._agreed_after[n - self._retired]          # from the end: -1 is the last
+
+    def _urgent(self, base: int) -> _Item | None:
+        with self._cv:
+            ready = [it for it in self._items if it.seq < base]
         return min(ready, key=lambda it: (it.priority, it.seq)) if ready else None
 
     def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closing and self._posted == self._agreed \
-                        and self._most_urgent() is None:
+        try:
+            while self._post_next():
+                pass
+            while self._inflight:
+                self._retire(self._inflight.popleft())
+        except BaseException as exc:                        # reported to every waiter
+            self._fail(exc)
+
+    def _post_next(self) -> bool:
+        """Post collective number ``self._sent``; False when closing with nothing left."""
+        n = self._sent
+        base = self._agreed(n - DEPTH)
+        item = self._urgent(base)
+        if item is None:                                    # what every earlier one agreed
+            base = self._agreed(n - 1)
+            item = self._urgent(base)
+        with self._cv:
+            if item is None:
+                while self._posted == base and not self._closing:
                     self._cv.wait()
-                item = self._most_urgent()
-                offered = self._posted - self._agreed
-                if item is None and offered == 0:
-                    return                                  # closing, nothing left
-                chunk = item.chunks.pop(0) if item is not None else None
-                if item is not None and not item.chunks:
-                    self._items.remove(item)
-            try:
-                gained = item.run(chunk, offered) if item is not None else self._agree(offered)
-            except BaseException as exc:                    # reported to every waiter
-                self._fail(item, exc)
-                return
-            with self._cv:
-                self._agreed += gained
+                if self._posted == base:
+                    return False
+            offered = self._posted - base
             if item is not None:
-                item.left -= 1
-                if item.left == 0:
-                    item.done.done_at = time.perf_counter()
-                    item.done._event.set()
+                chunk = item.chunks.pop(0)
+                if not item.chunks:
+                    self._items.remove(item)
+        if item is None:
+            counts = np.zeros(self.comm.size, dtype=np.int64)
+            counts[self.comm.rank] = offered
+            with labelled("posted-item counts (priority progress)"):
+                posted = _Posted(self.comm.iallreduce(counts), base, counts=counts)
+            self.agreements += 1
+        else:
+            request, finish = item.post(chunk, offered)
+            posted = _Posted(request, base, item, finish)
+        self._inflight.append(posted)
+        self._sent += 1
+        return True
 
-    def _agree(self, offered: int) -> int:
-        """A separate agreement: every rank's count of items beyond the agreed one."""
-        counts = np.zeros(self.comm.size, dtype=np.int64)
-        counts[self.comm.rank] = offered
-        with labelled("posted-item counts (priority progress)"):
-            self.comm.allreduce(counts)
-        self.agreements += 1
-        return int(counts.min())
-
-    def send_chunk(self, view, offered: int, slots: bool) -> int:
-        """Allreduce one chunk, with the agreement slots when ``slots``; the items gained."""
+    def _post_chunk(self, view, offered: int, slots: bool):
+        """Post one chunk's allreduce, with the agreement slots when ``slots``; returns the
+        request and what to do once it completes (copy back, count what was agreed)."""
         if not slots:
-            self.comm.allreduce(view)
-            return 0
+            return self.comm.iallreduce(view), None
         xp, n = get_array_module(view), len(view)
         stage = xp.empty(n + AGREE_SLOTS, dtype=view.dtype)
         stage[:n] = view
         stage[n:] = xp.asarray(np.arange(AGREE_SLOTS) < offered, dtype=view.dtype)
-        self.comm.allreduce(stage)
-        view[...] = stage[:n]
-        full = to_numpy(stage[n:]) > self.comm.size - 0.5   # every rank has more than j
-        return AGREE_SLOTS if full.all() else int(np.argmin(full))
 
-    def _fail(self, item, exc) -> None:
+        def finish() -> int:
+            view[...] = stage[:n]
+            full = to_numpy(stage[n:]) > self.comm.size - 0.5   # every rank has more than j
+            return AGREE_SLOTS if full.all() else int(np.argmin(full))
+        return self.comm.iallreduce(stage), finish
+
+    def _retire(self, posted: _Posted) -> None:
+        while not posted.request.test():
+            time.sleep(POLL_S)
+        if posted.counts is not None:
+            gained = int(posted.counts.min())
+        else:
+            gained = posted.finish() if posted.finish is not None else 0
+        self._agreed_after.append(max(self._agreed_after[-1], posted.base + gained))
+        self._retired += 1
+        item = posted.item
+        if item is not None:
+            item.left -= 1
+            if item.left == 0:
+                item.done.done_at = time.perf_counter()
+                item.done._event.set()
+
+    def _fail(self, exc) -> None:
         with self._cv:
-            waiting = [it for it in self._items if it is not item] + ([item] if item else [])
-            self._items = []
+            waiting, self._items = self._items, []
+        waiting += [p.item for p in self._inflight if p.item is not None]
         for it in waiting:
             it.done.error = exc
             it.done.done_at = time.perf_counter()

@@ -73,18 +73,30 @@ def test_a_correct_model_keeps_to_the_rules_over_steps_and_flushes():
     step_twice(model, overlapped(model))
 
 
+class _Gated:
+    def __init__(self, gate):
+        self.gate = gate
+
+    def wait(self):
+        if self.gate is not None:
+            self.gate.wait(10)
+
+    def test(self):
+        return self.gate is None or self.gate.is_set()
+
+
 class Recording(LocalCommunicator):
-    """One rank; the first data reduction waits at a gate, so later ones queue up behind it."""
+    """One rank; the first data reduction completes only when the gate opens, so later ones
+    queue up behind it."""
 
     def __init__(self):
         self.order, self.gate = [], threading.Event()
 
-    def allreduce(self, buf) -> None:
-        if buf.dtype == np.int64:                    # the engine's posted-chunk counts
-            return
-        if not self.order:
-            self.gate.wait(10)
+    def iallreduce(self, buf):
+        if buf.dtype == np.int64:                    # the engine's separate agreement
+            return _Gated(None)
         self.order.append(int(buf[0]))
+        return _Gated(self.gate if len(self.order) == 1 else None)
 
 
 def test_the_priority_engine_sends_the_most_urgent_chunk_first():
