@@ -1,18 +1,23 @@
 """One rank's link in the step simulator: first in, first out, or in order of need.
 
 ``fifo`` (the poll and thread engines): operations complete in posting order, each as a whole.
-``priority`` (parallel/priority.py): each operation is cut into chunks; when the link is free
-the next chunk of the most urgent operation (lowest layer index, then posting order) goes,
-chosen among the operations every rank had posted when the previous chunk started (the
-agreement rides in the chunks, so a post is seen one chunk late); with nothing agreed left,
-a separate agreement of ``agree_s`` starts once something new is posted. Chunks that carry the
-agreement are ``slot_bytes`` longer.
+``priority`` (parallel/priority.py): each operation is cut into chunks, and collective n (a
+chunk, or a separate agreement) is decided when collective n - DEPTH ends: the next chunk of
+the most urgent operation (lowest layer index, then posting order) among those every rank
+had posted when collective n - DEPTH was posted (its slots carried the counts then); if none,
+once collective n - 1 ends, among those posted by its post; if none, a separate agreement of
+``agree_s``, posted once something new is posted. The link sends one collective at a time.
+Gathers carry no counts.
 
 The simulator posts operations as its clock reaches them and asks for an operation's end
 only when its clock must wait for it; the main thread posts nothing while it waits, so the
-link can be replayed up to that end without missing a post that could have preempted.
+link can be replayed up to that end without missing a post that could have changed a choice.
 """
 from __future__ import annotations
+
+from .priority import DEPTH
+
+NEVER = -float("inf")
 
 
 class _Op:
@@ -23,12 +28,21 @@ class _Op:
         self.agrees, self.end = agrees, None
 
 
+class _Collective:
+    """One decided collective: when it was posted and ended, and the post time up to which
+    operations are agreed once it has completed."""
+    __slots__ = ("post", "end", "agreed")
+
+    def __init__(self, post, end, agreed):
+        self.post, self.end, self.agreed = post, end, agreed
+
+
 class SimLink:
-    def __init__(self, priority: bool = False, agree_s: float = 0.0):
-        self.priority, self.agree_s = priority, agree_s
-        self.free = 0.0                 # when the link finishes what it has started
-        self.agreed = -float("inf")     # operations posted up to this time are agreed
-        self._ops: list[_Op] = []       # posted, not finished
+    def __init__(self, priority: bool = False, agree_s: float = 0.0, depth: int = DEPTH):
+        self.priority, self.agree_s, self.depth = priority, agree_s, depth
+        self.free = 0.0                 # FIFO: when the link finishes what it has been given
+        self._ops: list[_Op] = []       # priority: posted, chunks left to decide
+        self._sent: list[_Collective] = []
         self._posted = 0
 
     def post(self, t: float, priority: int, chunk_costs: list[float], agrees: bool = True) -> _Op:
@@ -49,17 +63,23 @@ class SimLink:
             self._next()
         return op.end
 
+    def _urgent(self, agreed: float):
+        ready = [o for o in self._ops if o.post <= agreed]
+        return min(ready, key=lambda o: (o.priority, o.seq)) if ready else None
+
     def _next(self) -> None:
-        ready = [o for o in self._ops if o.post <= self.agreed]
-        if not ready:                               # a separate agreement, once one is posted
-            self.free = max(self.free, min(o.post for o in self._ops))
-            self.agreed = self.free
-            self.free += self.agree_s
+        sent = self._sent
+        last = sent[-1] if sent else _Collective(0.0, 0.0, NEVER)
+        ahead = sent[-self.depth] if len(sent) >= self.depth else _Collective(0.0, 0.0, NEVER)
+        t, op = ahead.end, self._urgent(ahead.agreed)
+        if op is None:                              # what every earlier collective agreed
+            t, op = max(t, last.end), self._urgent(last.agreed)
+        if op is None:                              # a separate agreement
+            t = max(t, min(o.post for o in self._ops))
+            sent.append(_Collective(t, max(t, last.end) + self.agree_s, max(last.agreed, t)))
             return
-        op = min(ready, key=lambda o: (o.priority, o.seq))
-        if op.agrees:
-            self.agreed = self.free                 # what this chunk's slots carry
-        self.free += op.chunks.pop(0)
+        end = max(t, last.end) + op.chunks.pop(0)
+        sent.append(_Collective(t, end, max(last.agreed, t if op.agrees else NEVER)))
         if not op.chunks:
-            op.end = self.free
+            op.end = end
             self._ops.remove(op)

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 from ..comm.emulated import AlphaBeta
 from .link_model import SimLink
-
-AGREE_SLOTS = 8                         # parallel/priority.py: agreement slots per chunk
+from .priority import AGREE_SLOTS
 
 
 @dataclass

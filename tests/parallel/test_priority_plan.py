@@ -14,9 +14,9 @@ SLOT, AGREE = 0.032, 0.016
 
 
 def big_last_layer():
-    """Layer 1's 4000-byte bucket is posted at 3 s, layer 0's 1000 bytes at 4 s."""
+    """Layer 1's 8000-byte bucket is posted at 3 s, layer 0's 1000 bytes at 4 s."""
     return LayerTimes(fwd=[1.0, 1.0], bwd=[1.0, 1.0], upd=[0.0, 0.0],
-                      param_bytes=[1000, 4000], batch=4)
+                      param_bytes=[1000, 8000], batch=4)
 
 
 def step(chunk=None):
@@ -25,19 +25,23 @@ def step(chunk=None):
 
 
 def test_fifo_timeline_by_hand():
-    # [1] on the wire 3-7, [0] 7-8. Step 2 starts at 4: layer 0 waits until 8, runs to 9,
-    # layer 1 to 10, backward to 12: 8 s
-    assert step() == pytest.approx(8.0)
+    # [1] on the wire 3-11, [0] 11-12. Step 2 starts at 4: layer 0 waits until 12, runs to 13,
+    # layer 1 to 14, backward to 16: 12 s
+    assert step() == pytest.approx(12.0)
 
 
 def test_the_first_layers_bucket_overtakes_by_hand():
-    # [1] posted at 3: a separate agreement 3-3.016, its first chunk to 4.048 (carrying the
-    # counts of 3.016: [0], posted at 4, is not agreed yet), its second to 5.08 (agreeing [0]);
-    # then [0]'s one chunk to 6.112, and [1]'s last two to 8.176. Step 2 from 4: layer 0
-    # waits until 6.112, runs to 7.112; layer 1 waits until 8.176, runs to 9.176; backward
-    # to 11.176. Reversed priority (the last layer first) would leave [0] until 8.176: 8.176 s.
+    # Chunks of 1000 bytes (c = 1.032 s); collective n is chosen when collective n - 2 ends,
+    # from the counts collective n - 2 carried (read when it was posted). [1] posted at 3:
+    # nothing agreed, so a separate agreement 3-3.016 (agreeing [1]); [1]'s chunks end at
+    # 4.048 (chosen after the agreement), 5.08, 6.112 (chosen at 4.048 from collective 1's
+    # counts of 3.016: [0], posted at 4, not yet), 7.144; collective 5, chosen at 6.112 from
+    # collective 3's counts of 4.048, is [0]'s: 7.144-8.176; [1]'s last four end at 12.304.
+    # Step 2 from 4: layer 0 waits until 8.176, runs to 9.176; layer 1 waits until 12.304,
+    # runs to 13.304; backward to 15.304: 11.304 s. Reversed priority (the last layer first)
+    # would leave [0] until 12.304: 12.304 s.
     c = 1 + SLOT
-    assert step(1000) == pytest.approx((3 + AGREE + 5 * c) + 1 + 2 - 4)
+    assert step(1000) == pytest.approx((3 + AGREE + 9 * c) + 1 + 2 - 4)
     assert step(1000) < step()
 
 
