@@ -1,13 +1,11 @@
 """One rank's link in the step simulator: first in, first out, or in order of need.
 
 ``fifo`` (the poll and thread engines): operations complete in posting order, each as a whole.
-``priority`` (parallel/priority.py): each operation is cut into chunks, and collective n (a
-chunk, or a separate agreement) is decided when collective n - DEPTH ends: the next chunk of
-the most urgent operation (lowest layer index, then posting order) among those every rank
-had posted when collective n - DEPTH was posted (its slots carried the counts then); if none,
-once collective n - 1 ends, among those posted by its post; if none, a separate agreement of
-``agree_s``, posted once something new is posted. The link sends one collective at a time.
-Gathers carry no counts.
+``priority`` (parallel/priority.py): each operation is cut into chunks, and chunk n is chosen
+when chunk n - DEPTH ends: the next chunk of the most urgent operation (lowest layer index,
+then posting order) among those every rank had posted when chunk n - DEPTH was posted (its
+slots carried the counts then); if none, the next chunk of the oldest operation with chunks
+left, once it is posted. The link sends one chunk at a time. Gathers carry no counts.
 
 The simulator posts operations as its clock reaches them and asks for an operation's end
 only when its clock must wait for it; the main thread posts nothing while it waits, so the
@@ -38,8 +36,8 @@ class _Collective:
 
 
 class SimLink:
-    def __init__(self, priority: bool = False, agree_s: float = 0.0, depth: int = DEPTH):
-        self.priority, self.agree_s, self.depth = priority, agree_s, depth
+    def __init__(self, priority: bool = False, depth: int = DEPTH):
+        self.priority, self.depth = priority, depth
         self.free = 0.0                 # FIFO: when the link finishes what it has been given
         self._ops: list[_Op] = []       # priority: posted, chunks left to decide
         self._sent: list[_Collective] = []
@@ -71,15 +69,11 @@ class SimLink:
         sent = self._sent
         last = sent[-1] if sent else _Collective(0.0, 0.0, NEVER)
         ahead = sent[-self.depth] if len(sent) >= self.depth else _Collective(0.0, 0.0, NEVER)
-        t, op = ahead.end, self._urgent(ahead.agreed)
-        if op is None:                              # what every earlier collective agreed
-            t, op = max(t, last.end), self._urgent(last.agreed)
-        if op is None:                              # a separate agreement
-            t = max(t, min(o.post for o in self._ops))
-            sent.append(_Collective(t, max(t, last.end) + self.agree_s, max(last.agreed, t)))
-            return
+        op = self._urgent(ahead.agreed) or min(self._ops, key=lambda o: o.seq)
+        t = max(ahead.end, op.post)                 # chosen, counts read, posted
         end = max(t, last.end) + op.chunks.pop(0)
-        sent.append(_Collective(t, end, max(last.agreed, t if op.agrees else NEVER)))
+        # posting it, every rank had posted it and (FIFO or agreed) every one before it
+        sent.append(_Collective(t, end, max(last.agreed, t if op.agrees else NEVER, op.post)))
         if not op.chunks:
             op.end = end
             self._ops.remove(op)

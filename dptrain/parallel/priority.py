@@ -15,17 +15,17 @@ collective, such as a batch-norm sum, would otherwise never post the chunk anoth
 for).
 
 MPI needs every rank to post the same collectives in the same order, so the thread chooses
-only among items that every rank has submitted, and that count is agreed without collectives
-of its own: each chunk carries AGREE_SLOTS extra elements, a thermometer code of how many
-items this rank has submitted beyond a base count every rank shares (slot j is 1 when more
-than j). The chunk is summed over the ranks, so slot j sums to P exactly when every rank has
-more than j, and the number of leading slots at P is how many more items every rank has: the
-same number on every rank. Collective n is chosen from what collective n - DEPTH agreed (fixed
-by position, not by which requests happen to have completed here); when that leaves nothing,
-from what every earlier collective agreed, and when that too leaves nothing, the thread posts
-a separate agreement (an allreduce of each rank's count), once it has an item to offer, so
-every such agreement makes progress. A late rank delays the agreement, never changes the
-order: what a rank posts depends only on sums that every rank receives alike.
+by position, from what every rank receives alike, never from its own timing. Collective n is
+the next chunk of the most urgent item among those every rank had submitted when collective
+n - DEPTH was posted; when there is none, the next chunk of the oldest item with chunks left
+(first in, first out: every rank submits the same items, so it waits for its own submit if it
+must), so an idle link starts a new bucket at once. The count of items every rank has
+submitted rides in the chunks themselves: each carries AGREE_SLOTS extra elements, a
+thermometer code of how many items this rank has submitted beyond the count agreed so far
+(slot j is 1 when more than j). The chunk is summed over the ranks, so slot j sums to P
+exactly when every rank has more than j, and the number of leading slots at P is how many
+more items every rank has: the same number on every rank. No collective of its own, ever;
+a late rank delays the agreement, never changes the order.
 
 Gathers (overlap-fc) travel whole, without slots, and so does a dtype that cannot count to P
 exactly (float16 beyond 2048 ranks). The planner (parallel/planner.py) chooses the chunk size
@@ -60,11 +60,10 @@ class _Item:
 
 
 class _Posted:
-    """One collective in flight: a chunk (``item``), or a separate agreement (``counts``)."""
+    """One chunk in flight: the count its slots were relative to, what to do when done."""
 
-    def __init__(self, request, base: int, item=None, finish=None, counts=None):
-        self.request, self.base, self.item, self.finish, self.counts = \
-            request, base, item, finish, counts
+    def __init__(self, request, base: int, item: _Item, finish):
+        self.request, self.base, self.item, self.finish = request, base, item, finish
 
 
 def _counts_exactly(dtype, size: int) -> bool:
@@ -94,7 +93,6 @@ class PriorityCommThread(ProgressEngine):
         self._retired = 0                   # collectives completed
         # the agreed count after each of the last retired collectives (by position)
         self._agreed_after: deque[int] = deque([0], maxlen=DEPTH + 1)
-        self.agreements = 0                 # separate agreement collectives posted (tests)
         self._thread = threading.Thread(target=self._run, name="dptrain-comm", daemon=True)
         self._thread.start()
 
@@ -137,8 +135,7 @@ class PriorityCommThread(ProgressEngine):
         return self._agreed_after[n - self._retired]          # from the end: -1 is the last
 
     def _urgent(self, base: int) -> _Item | None:
-        with self._cv:
-            ready = [it for it in self._items if it.seq < base]
+        ready = [it for it in self._items if it.seq < base]
         return min(ready, key=lambda it: (it.priority, it.seq)) if ready else None
 
     def _run(self) -> None:
@@ -154,31 +151,23 @@ class PriorityCommThread(ProgressEngine):
         """Post collective number ``self._sent``; False when closing with nothing left."""
         n = self._sent
         base = self._agreed(n - DEPTH)
-        item = self._urgent(base)
-        if item is None:                                    # what every earlier one agreed
-            base = self._agreed(n - 1)
-            item = self._urgent(base)
         with self._cv:
-            if item is None:
-                while self._posted == base and not self._closing:
-                    self._cv.wait()
-                if self._posted == base:
-                    return False
-            offered = self._posted - base
+            # the most urgent agreed item; with none, the oldest with chunks left (FIFO)
+            item = self._urgent(base) or (self._items[0] if self._items else None)
             if item is not None:
+                offered = self._posted - base
                 chunk = item.chunks.pop(0)
                 if not item.chunks:
                     self._items.remove(item)
-        if item is None:
-            counts = np.zeros(self.comm.size, dtype=np.int64)
-            counts[self.comm.rank] = offered
-            with labelled("posted-item counts (priority progress)"):
-                posted = _Posted(self.comm.iallreduce(counts), base, counts=counts)
-            self.agreements += 1
-        else:
-            request, finish = item.post(chunk, offered)
-            posted = _Posted(request, base, item, finish)
-        self._inflight.append(posted)
+        if item is None:            # the oldest is not submitted here yet: finish, then wait
+            while self._inflight:
+                self._retire(self._inflight.popleft())
+            with self._cv:
+                while not self._items and not self._closing:
+                    self._cv.wait()
+                return bool(self._items)
+        request, finish = item.post(chunk, offered)
+        self._inflight.append(_Posted(request, base, item, finish))
         self._sent += 1
         return True
 
@@ -201,23 +190,21 @@ class PriorityCommThread(ProgressEngine):
     def _retire(self, posted: _Posted) -> None:
         while not posted.request.test():
             time.sleep(POLL_S)
-        if posted.counts is not None:
-            gained = int(posted.counts.min())
-        else:
-            gained = posted.finish() if posted.finish is not None else 0
-        self._agreed_after.append(max(self._agreed_after[-1], posted.base + gained))
+        gained = posted.finish() if posted.finish is not None else 0
+        # every rank posted this item, and (FIFO or agreed) every item before it
+        agreed = max(self._agreed_after[-1], posted.base + gained, posted.item.seq + 1)
+        self._agreed_after.append(agreed)
         self._retired += 1
         item = posted.item
-        if item is not None:
-            item.left -= 1
-            if item.left == 0:
-                item.done.done_at = time.perf_counter()
-                item.done._event.set()
+        item.left -= 1
+        if item.left == 0:
+            item.done.done_at = time.perf_counter()
+            item.done._event.set()
 
     def _fail(self, exc) -> None:
         with self._cv:
             waiting, self._items = self._items, []
-        waiting += [p.item for p in self._inflight if p.item is not None]
+        waiting += [p.item for p in self._inflight]
         for it in waiting:
             it.done.error = exc
             it.done.done_at = time.perf_counter()

@@ -72,7 +72,7 @@ def simulate(times: LayerTimes, p: int, net: AlphaBeta, overlaps: bool, replicat
                 "exposed_s": step - compute}
     # one step with overlap, in steady state: the previous step's reductions finish during
     # this step's forward; simulate two steps and measure the second
-    link = SimLink(priority=chunk_bytes is not None, agree_s=net.allreduce(p, 8 * p))
+    link = SimLink(priority=chunk_bytes is not None)
 
     def reduction(nbytes: int) -> list[float]:
         if chunk_bytes is None:

@@ -39,7 +39,6 @@ def test_the_first_layers_bucket_completes_first_on_an_emulated_link():
     n = c.size
     np.testing.assert_array_equal(late, n * (n + 1) / 2)
     np.testing.assert_array_equal(first, 10.0 * n * (n - 1) / 2)
-    assert eng.agreements <= 4                                # the chunks carried the rest
 
 
 def trainer(comm, **overrides):

@@ -8,9 +8,9 @@ from dptrain.parallel import planner
 from dptrain.parallel.predict import LayerTimes, simulate
 
 # P = 2, no latency: an allreduce of n bytes takes n ms; every chunk also carries the 8
-# float32 agreement slots (32 bytes, 0.032 ms); a separate agreement: 16 bytes, 0.016 ms
+# float32 agreement slots (32 bytes, 0.032 ms)
 NET = AlphaBeta(latency_s=0.0, bandwidth_bps=8e3)
-SLOT, AGREE = 0.032, 0.016
+SLOT = 0.032
 
 
 def big_last_layer():
@@ -31,17 +31,17 @@ def test_fifo_timeline_by_hand():
 
 
 def test_the_first_layers_bucket_overtakes_by_hand():
-    # Chunks of 1000 bytes (c = 1.032 s); collective n is chosen when collective n - 2 ends,
-    # from the counts collective n - 2 carried (read when it was posted). [1] posted at 3:
-    # nothing agreed, so a separate agreement 3-3.016 (agreeing [1]); [1]'s chunks end at
-    # 4.048 (chosen after the agreement), 5.08, 6.112 (chosen at 4.048 from collective 1's
-    # counts of 3.016: [0], posted at 4, not yet), 7.144; collective 5, chosen at 6.112 from
-    # collective 3's counts of 4.048, is [0]'s: 7.144-8.176; [1]'s last four end at 12.304.
-    # Step 2 from 4: layer 0 waits until 8.176, runs to 9.176; layer 1 waits until 12.304,
-    # runs to 13.304; backward to 15.304: 11.304 s. Reversed priority (the last layer first)
-    # would leave [0] until 12.304: 12.304 s.
+    # Chunks of 1000 bytes (c = 1.032 s); chunk n is chosen when chunk n - 2 ends, from the
+    # counts chunk n - 2 carried (read when it was posted); with nothing agreed, the oldest
+    # bucket goes. [1] posted at 3: its chunks 0 and 1 go at once (FIFO), ending at 4.032 and
+    # 5.064; chunks 2 and 3 (chosen at 4.032 and 5.064 from counts of 3: [0], posted at 4,
+    # not yet) end at 6.096 and 7.128; chunk 4, chosen at 6.096 from chunk 2's counts of
+    # 4.032, is [0]'s: 7.128-8.16; [1]'s last four end at 12.288. Step 2 from 4: layer 0
+    # waits until 8.16, runs to 9.16; layer 1 waits until 12.288, runs to 13.288; backward
+    # to 15.288: 11.288 s. Reversed priority (the last layer first) would leave [0] until
+    # 12.288: 12.288 s.
     c = 1 + SLOT
-    assert step(1000) == pytest.approx((3 + AGREE + 9 * c) + 1 + 2 - 4)
+    assert step(1000) == pytest.approx((3 + 9 * c) + 1 + 2 - 4)
     assert step(1000) < step()
 
 

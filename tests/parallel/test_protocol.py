@@ -103,9 +103,9 @@ def test_the_priority_engine_sends_the_most_urgent_chunk_first():
     comm = Recording()
     engine = PriorityCommThread(comm, chunk_bytes=16)          # two float64 values per chunk
     try:
-        first = engine.submit(np.full(2, 100.0), priority=100)  # taken at once, held at the gate
+        first = engine.submit(np.full(12, 100.0), priority=100)  # six chunks; the 1st is gated
         deadline = time.monotonic() + 10
-        while engine._items and time.monotonic() < deadline:   # until the thread took it
+        while len(comm.order) < 2 and time.monotonic() < deadline:  # two in flight
             time.sleep(0.001)
         late = [engine.submit(np.full(4, float(p)), priority=p) for p in (7, 2, 5)]
         comm.gate.set()
@@ -113,6 +113,7 @@ def test_the_priority_engine_sends_the_most_urgent_chunk_first():
             handle.wait()
     finally:
         engine.close()
-    # after the chunk in flight: lowest priority value (the first layers) first, each
-    # bucket's two chunks in posting order
-    assert comm.order == [100, 2, 2, 5, 5, 7, 7]
+    # two chunks were in flight, and the two after them were chosen from what those carried
+    # (only the first bucket was agreed then); then the lowest priority value (the first
+    # layers) first, each bucket's chunks in order, and the rest of the large bucket last
+    assert comm.order == [100] * 4 + [2, 2, 5, 5, 7, 7] + [100] * 2
