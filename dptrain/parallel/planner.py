@@ -30,6 +30,9 @@ simulator replays it (link_model.py: chunks, preemption at chunk boundaries, the
 lag and cost) for each cut and each chunk size in ``chunk_sizes`` (from alpha and beta); it
 is taken when predicted faster than the best FIFO plan of the schedule by more than
 ``margin`` (it costs a thread, and the simulator knows neither that nor the per-chunk cost).
+It is not offered to overlap-fc beside a FIFO engine: there the step is bound by compute, the engine's thread
+competes with backprop for the rank's core, and it measured slower than poll on thesis-cnn at
+100 Mbit/s (46.0 against 40.3 ms; docs/performance.md) although predicted faster.
 """
 from __future__ import annotations
 
@@ -188,6 +191,8 @@ def choose(times: LayerTimes, p: int, net: AlphaBeta, schedules=ORDER, fc_layers
         if kind.overlaps and p > 1:
             ways = [(e, c) for e in progress
                     for c in ((chunks or chunk_sizes(net, p)) if engines.chunked(e) else (None,))]
+            if kind.replicates_fc and any(c is None for _, c in ways):
+                ways = [w for w in ways if w[1] is None]    # not offered (module docstring)
         best = {}                                           # FIFO or chunked -> (result, plan)
         for groups in candidates:
             groups = [g for g in groups if g]

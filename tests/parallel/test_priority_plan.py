@@ -59,6 +59,18 @@ def test_the_planner_takes_priority_when_predicted_faster():
     assert plan.progress == "poll"
 
 
+def test_overlap_fc_keeps_a_fifo_engine_when_there_is_a_choice():
+    # a wide FC layer replicated, the rest as big_last_layer: chunks would be predicted faster
+    t = LayerTimes(fwd=[1.0, 1.0, 1.0], bwd=[1.0, 1.0, 1.0], upd=[0.0] * 3,
+                   param_bytes=[1000, 8000, 800], fc_shape={2: (10, 10)}, batch=4)
+    plan = planner.choose(t, 2, NET, ("overlap-fc",), [2], 8, progress=("poll", "priority"),
+                          chunks=[1000])
+    assert plan.progress == "poll" and plan.chunk_bytes is None
+    forced = planner.choose(t, 2, NET, ("overlap-fc",), [2], 8, progress=("priority",),
+                            chunks=[1000])
+    assert (forced.progress, forced.chunk_bytes) == ("priority", 1000)
+
+
 def test_chunk_sizes_follow_alpha_over_beta():
     # 100 Mbit/s, alpha 50 us, P = 2: latency 100 us = 1250 bytes on the wire; x16: 16 KiB
     assert planner.chunk_sizes(AlphaBeta(50e-6, 1e8), 2) == [16 << 10, 64 << 10]
