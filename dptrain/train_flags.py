@@ -124,8 +124,9 @@ def add_train_flags(p, model_names) -> None:
     a("--reduction", "how each gradient bucket is summed when ranks share nodes: auto (per bucket "
       "size, the faster of the two measured at start-up), flat (MPI's own Allreduce over every "
       "rank), hierarchical (within each node, across the nodes per shard, within the node)")
-    a("--comm-progress", "how overlapped communication progresses: auto (poll, the faster "
-      "here for every schedule: docs/performance.md), " + _either(_progress_engines()))
+    a("--comm-progress", "how overlapped communication progresses: auto (planned with --sync "
+      "or --bucket-mb auto: poll, or priority where the plan predicts it faster; else poll: "
+      "docs/performance.md), " + _either(_progress_engines()))
     a("--sync-bn", "batch-norm statistics over the global batch, so P ranks train what one "
       "does; --no-sync-bn keeps them per rank (cheaper, results then depend on the rank count)",
       action=argparse.BooleanOptionalAction, default_text="on for models with BatchNorm")

@@ -252,6 +252,8 @@ def run_overlap_bench(args) -> int:
                         row["step_vs_best_hand_set"] = t / min(hand)
                 if sync not in ("independent", "blocking") and blocking_exposed > 0:
                     row["hidden_fraction"] = 1 - exposed / blocking_exposed
+                    # of what perfect overlap could hide: the smaller of exposed and compute
+                    row["hidden_of_hideable"] = (blocking_exposed - exposed) / min(blocking_exposed, compute)
                     if ab and overlapping:
                         fc = auto_fc_layers(times, gb)
                         b, o = (simulate(times, p, ab, s, cap, fc, gb) for s in ("blocking", sync))

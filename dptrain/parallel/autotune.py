@@ -27,11 +27,12 @@ import copy
 
 import numpy as np
 
+from ..backend import is_device_array
 from ..comm.emulated import AlphaBeta
 from ..comm import hierarchical, link_probe
 from ..comm.reduction_choice import PlannedLink
 from ..nn import Dense
-from . import planner, schedules
+from . import engine, planner, schedules
 from .predict import LayerTimes
 
 WARMUP_STEPS = 5           # rehearsals before the plan; the first one is not timed
@@ -211,7 +212,8 @@ class AutoTuner:
             proposal = planner.choose(
                 times, self.dp.comm.size, self.link, self.schedules, self._fc_layers(times),
                 self.dp.global_batch, self._itemsize,
-                bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20))
+                bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20),
+                progress=self._engines())
             proposal.reduction = self._reduction_lines()
             proposal = proposal.as_dict()
         with self.dp.guard(f"broadcast of the communication plan at step {self.dp.step}",
@@ -224,11 +226,14 @@ class AutoTuner:
         groups = None
         if self.dp.comm.rank == 0:
             s = self.plan.schedule
+            chunk = self.plan.chunk_bytes
             fresh = planner.choose(times, self.dp.comm.size, self.link, (s,), self._fc_layers(times),
-                                   self.dp.global_batch, self._itemsize)
+                                   self.dp.global_batch, self._itemsize,
+                                   progress=(self.plan.progress,), chunks=chunk and (chunk,))
             now = schedules.get(s).simulate(
                 times, self.dp.comm.size, self.link, fc_layers=self._fc_layers(times),
-                global_batch=self.dp.global_batch, itemsize=self._itemsize, groups=self.plan.groups)
+                global_batch=self.dp.global_batch, itemsize=self._itemsize, groups=self.plan.groups,
+                chunk_bytes=chunk)
             if now["step_s"] - fresh.predicted[s]["step_s"] > DRIFT * now["step_s"] \
                     and fresh.groups != self.plan.groups:
                 groups = fresh.groups
@@ -238,8 +243,12 @@ class AutoTuner:
         if groups is not None:
             self.replans += 1
             self._adopt(planner.Plan(self.plan.schedule, groups, self.plan.predicted,
-                                     self.plan.reduction))
+                                     self.plan.reduction, self.plan.progress, self.plan.chunk_bytes))
         self.planned_at = self.k - 1                # the next period counts from here
+
+    def _engines(self) -> tuple:
+        on_device = bool(self.dp.buckets) and is_device_array(self.dp.buckets[0].buffer)
+        return engine.plan_choices(self.dp._requested_progress, on_device)
 
     def _reduction_lines(self) -> list[float] | None:
         if not isinstance(self.link, PlannedLink) or self.link.choice.mode != "auto":
@@ -253,13 +262,16 @@ class AutoTuner:
         if plan.reduction is not None and self._reduction_lines() is not None:
             c = self.link.choice            # the reductions the plan was made with
             c.flat, c.hier = AlphaBeta(*plan.reduction[:2]), AlphaBeta(*plan.reduction[2:])
+        if plan.progress is not None and plan.progress not in self._engines() and resumed:
+            return                          # --comm-progress changed since the checkpoint
         if self.bucket_mb is not None:      # a fixed cap: its buckets, whatever was saved
-            plan = planner.Plan(plan.schedule, None, plan.predicted)
+            plan = planner.Plan(plan.schedule, None, plan.predicted, None, plan.progress,
+                                plan.chunk_bytes)
         elif not fits(self.dp, plan):
             if resumed:
                 return                      # a stale checkpoint's plan: warm up and plan again
             raise RuntimeError(f"invalid communication plan {plan.as_dict()}")
-        self.dp.reconfigure(plan.schedule, plan.groups)
+        self.dp.reconfigure(plan.schedule, plan.groups, plan.progress, plan.chunk_bytes)
         if plan.groups is None:
             plan.groups = [b.layers for b in self.dp.buckets]
         self.plan = plan
@@ -275,6 +287,7 @@ class AutoTuner:
         if self.plan is not None:
             p = self.plan
             out.update({"sync": p.schedule, "buckets": p.groups, "replans": self.replans,
+                        "progress": self.dp.progress, "chunk_bytes": p.chunk_bytes,
                         "predicted_exposed_ms": p.predicted.get(p.schedule, {}).get("exposed_s", float("nan")) * 1e3,
                         "predicted_step_ms": {s: r["step_s"] * 1e3 for s, r in p.predicted.items()}})
             if self.measured_exposed_s is not None:

@@ -29,7 +29,8 @@ from ..comm import build_buckets
 from ..comm.hierarchical import choice_of
 from ..comm.watchdog import guarded
 from ..nn import BatchNorm
-from . import engine, progress as _engines  # noqa: F401  (progress registers thread, poll, priority)
+from . import engine
+from . import progress as _engines, priority as _prioritised  # noqa: F401  (thread, poll; priority)
 from . import schedules, trace
 from .fc_replication import FCReplication, choose_layers
 from .nonfinite import NonfiniteWatch
@@ -98,16 +99,18 @@ class DataParallel:
                     layer.sync = self._sum_over_ranks
 
     # --- the shape of communication: schedule and buckets ----------------------------
-    def reconfigure(self, schedule: str, groups) -> None:
-        """Set the schedule and the buckets (``groups``: layer indices per bucket, or None
-        for the byte cap). Between steps only: pending work is completed first."""
+    def reconfigure(self, schedule: str, groups, progress: str | None = None,
+                    chunk_bytes: int | None = None) -> None:
+        """Set the schedule, the buckets (``groups``: layer indices per bucket; None: the byte
+        cap) and the engine a plan chose (None: --comm-progress's; ``chunk_bytes``: priority's).
+        Between steps only: pending work is completed first."""
         self.flush()
         if self._engine is not None:
             self._engine.close()
         if self.fc is not None:
             for i in self.fc.layers:
                 self.model.layers[i].compute_param_grads = True
-        progress = self._requested_progress
+        progress = progress or self._requested_progress
         if progress == "auto":
             # measured (docs/performance.md, 2026-11-27 on a quiet machine): polling was as
             # fast or faster than a communication thread for every schedule and model tried
@@ -125,7 +128,8 @@ class DataParallel:
         for b in self.buckets:          # what goes on the wire: the buffer, or a float16 copy
             b.wire = b.buffer if self.grad_dtype != "float16" else b.buffer.astype(np.float16)
         runs = kind.resolve(comm.size, fc_layers)   # what runs here (one rank: blocking)
-        self._engine = engine.create(progress, comm) if runs.overlaps else None
+        options = {"chunk_bytes": chunk_bytes} if chunk_bytes and engine.chunked(progress) else {}
+        self._engine = engine.create(progress, comm, **options) if runs.overlaps else None
         self.fc = FCReplication(self.model, comm, self._engine, fc_layers, self.global_batch or 0,
                                 self.stats, self.watchdog) if fc_layers else None
         self.strategy = runs(self)

@@ -15,10 +15,12 @@ from ..comm.base import Handle
 
 class ProgressEngine(ABC):
     name = ""
+    chunked = False         # sends buckets in chunks, most urgent first (the planner replays it)
 
     @classmethod
-    def over(cls, comm) -> "ProgressEngine":
-        """The engine for ``comm`` (a thread-driven one takes its own duplicate)."""
+    def over(cls, comm, **options) -> "ProgressEngine":
+        """The engine for ``comm`` (a thread-driven one takes its own duplicate); ``options``
+        are the engine's own settings from the plan (priority: ``chunk_bytes``)."""
         return cls(comm)
 
     @abstractmethod
@@ -61,8 +63,22 @@ def names() -> tuple[str, ...]:
     return tuple(_ENGINES)
 
 
-def create(name: str, comm) -> ProgressEngine:
-    return _ENGINES[name].over(comm)
+def chunked(name: str | None) -> bool:
+    """The engine ``name`` sends in chunks by priority (None, or unknown: no)."""
+    return getattr(_ENGINES.get(name), "chunked", False)
+
+
+def plan_choices(asked: str, on_device: bool) -> tuple:
+    """The engines a plan chooses from: with --comm-progress auto, a FIFO one (poll) or, on
+    the CPU, a chunked one (priority: its agreement reads a few values back from every chunk,
+    not yet tried on a GPU); else the one asked for."""
+    if asked != "auto":
+        return (asked,)
+    return ("poll",) if on_device else ("poll",) + tuple(n for n in _ENGINES if chunked(n))
+
+
+def create(name: str, comm, **options) -> ProgressEngine:
+    return _ENGINES[name].over(comm, **options)
 
 
 class LiveNames(Sequence):

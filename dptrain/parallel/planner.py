@@ -22,12 +22,27 @@ deferred updates and the activation gathers; the shortest predicted step wins.
 The schedule: the simplest of blocking, overlap, overlap-fc unless a more involved one is
 predicted faster by more than ``margin`` of the step (the simulator knows neither the cost of
 polling nor the competition of a communication thread for the cores).
+
+The progress engine (with --comm-progress auto): a FIFO one (poll), or the priority engine
+(parallel/priority.py), whose chunks of the first layers' buckets overtake a large bucket
+posted earlier, so the next forward pass can start while the rest is still on the wire. The
+simulator replays it (link_model.py: chunks, preemption at chunk boundaries, the agreement's
+lag and cost) for each cut and each chunk size in ``chunk_sizes`` (from alpha and beta); it
+is taken when predicted faster than the best FIFO plan of the schedule by more than
+``margin`` (it costs a thread, and the simulator knows neither that nor the per-chunk cost).
+It is not offered to overlap-fc beside a FIFO engine: there the step is bound by compute, the engine's thread
+competes with backprop for the rank's core, and it measured slower than poll on thesis-cnn at
+100 Mbit/s (46.0 against 40.3 ms; docs/performance.md) although predicted faster.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 from ..comm.emulated import AlphaBeta
+from . import engine as engines
+from . import priority as _priority  # noqa: F401  (registers the chunked engine replayed here)
 from . import schedules as registered
 from .predict import LayerTimes, buckets_of, simulate
 
@@ -43,12 +58,19 @@ class Plan:
     # the measured lines that chose each bucket's reduction (comm/reduction_choice.py), kept
     # so that a resumed run sums every bucket as before: [flat alpha, bps, hier alpha, bps]
     reduction: list[float] | None = None
+    # the progress engine chosen (None: --comm-progress's own choice) and its chunk size
+    progress: str | None = None
+    chunk_bytes: int | None = None
 
     def as_dict(self) -> dict:
         out = {"schedule": self.schedule, "groups": [list(map(int, g)) for g in self.groups],
                "predicted": {s: {k: float(v) for k, v in r.items()} for s, r in self.predicted.items()}}
         if self.reduction is not None:
             out["reduction"] = [float(x) for x in self.reduction]
+        if self.progress is not None:
+            out["progress"] = self.progress
+        if self.chunk_bytes is not None:
+            out["chunk_bytes"] = int(self.chunk_bytes)
         return out
 
     @classmethod
@@ -59,9 +81,26 @@ class Plan:
             if len(reduction) != 4 or not all(0 < x < float("inf") for x in reduction[1::2]) \
                     or not all(0 <= x < float("inf") for x in reduction[::2]):
                 raise ValueError(f"reduction lines {reduction}: four finite numbers expected")
+        progress, chunk = d.get("progress"), d.get("chunk_bytes")
+        if progress is not None and str(progress) not in engines.names():
+            raise ValueError(f"progress engine {progress!r}: not one of {', '.join(engines.names())}")
+        if chunk is not None and not 0 < int(chunk) < 2**40:
+            raise ValueError(f"chunk size {chunk!r}: a positive number of bytes expected")
         return cls(str(d["schedule"]), [[int(i) for i in g] for g in d["groups"]],
                    {str(s): {str(k): float(v) for k, v in r.items()}
-                    for s, r in dict(d.get("predicted", {})).items()}, reduction)
+                    for s, r in dict(d.get("predicted", {})).items()}, reduction,
+                   None if progress is None else str(progress), None if chunk is None else int(chunk))
+
+
+def chunk_sizes(net: AlphaBeta, p: int) -> list[int]:
+    """Chunk sizes worth replaying for the priority engine: the power of two at which a
+    chunk's latency is about 1/16 of its transfer (smaller chunks preempt sooner and pay
+    alpha more often), a quarter and four times that, within 16 KiB .. 4 MiB."""
+    if p <= 1:
+        return []
+    latency, per_byte = 2 * (p - 1) * net.alpha, 2 * (p - 1) / p * net.beta
+    base = 2 ** round(math.log2(max(16 * latency / per_byte, 1.0)))
+    return sorted({min(max(int(base * f), 16 << 10), 4 << 20) for f in (0.25, 1, 4)})
 
 
 def bucket_layers(times: LayerTimes, exclude=()) -> list[int]:
@@ -127,12 +166,14 @@ def optimal_groups(times: LayerTimes, p: int, net: AlphaBeta, fc_layers=(), glob
 
 def choose(times: LayerTimes, p: int, net: AlphaBeta, schedules=ORDER, fc_layers=(),
            global_batch: int | None = None, itemsize: int = 4, bucket_bytes: int | None = None,
-           margin: float = MARGIN) -> Plan:
+           margin: float = MARGIN, progress=(None,), chunks=None) -> Plan:
     """The plan for ``schedules`` (one: that schedule's best buckets). ``bucket_bytes`` fixes
-    the buckets by a byte cap instead of planning them."""
+    the buckets by a byte cap instead of planning them. ``progress``: the engines to choose
+    from (None: the one --comm-progress gives, FIFO); a chunked one (priority) is replayed
+    with each of ``chunks`` (default: chunk_sizes of the link)."""
     gb = global_batch or times.batch * p
     fc_layers = [i for i in fc_layers if i in times.fc_shape]
-    predicted, groups_of = {}, {}
+    predicted, chosen_of = {}, {}
     for s in schedules:
         kind = registered.get(s)
         if kind.replicates_fc and not fc_layers and len(schedules) > 1:
@@ -146,18 +187,31 @@ def choose(times: LayerTimes, p: int, net: AlphaBeta, schedules=ORDER, fc_layers
         else:
             candidates = [optimal_groups(times, p, net, fc_layers if kind.replicates_fc else (),
                                          gb, itemsize), [[i] for i in layers], [layers]]
-        best = None
+        ways = [(None, None)]                               # how the link is driven
+        if kind.overlaps and p > 1:
+            ways = [(e, c) for e in progress
+                    for c in ((chunks or chunk_sizes(net, p)) if engines.chunked(e) else (None,))]
+            if kind.replicates_fc and any(c is None for _, c in ways):
+                ways = [w for w in ways if w[1] is None]    # not offered (module docstring)
+        best = {}                                           # FIFO or chunked -> (result, plan)
         for groups in candidates:
             groups = [g for g in groups if g]
-            r = simulate(times, p, net, s, fc_layers=fc_layers, global_batch=gb,
-                         itemsize=itemsize, groups=groups)
-            if best is None or r["step_s"] < best[0]["step_s"]:
-                best = (r, groups)
-        predicted[s] = {"step_s": best[0]["step_s"], "exposed_s": best[0]["exposed_s"]}
-        groups_of[s] = best[1]
+            for engine, chunk in ways:
+                r = simulate(times, p, net, s, fc_layers=fc_layers, global_batch=gb,
+                             itemsize=itemsize, groups=groups, chunk_bytes=chunk)
+                key = chunk is not None
+                if key not in best or r["step_s"] < best[key][0]["step_s"]:
+                    best[key] = (r, Plan(s, groups, progress=engine, chunk_bytes=chunk))
+        pick = best.get(False) or best[True]
+        if True in best and best[True][0]["step_s"] < pick[0]["step_s"] * (1 - margin):
+            pick = best[True]
+        predicted[s] = {"step_s": pick[0]["step_s"], "exposed_s": pick[0]["exposed_s"]}
+        chosen_of[s] = pick[1]
     chosen = None
     for s in ORDER:
         if s in predicted and (chosen is None or predicted[s]["step_s"]
                                < predicted[chosen]["step_s"] * (1 - margin)):
             chosen = s
-    return Plan(chosen, groups_of[chosen], predicted)
+    plan = chosen_of[chosen]
+    plan.predicted = predicted
+    return plan

@@ -21,12 +21,13 @@ from .step_model import LayerTimes, buckets_of  # noqa: F401  (where callers fin
 
 def simulate(times: LayerTimes, p: int, net: AlphaBeta, schedule: str, bucket_bytes: int = 4 << 20,
              fc_layers=(), global_batch: int | None = None, flops_per_s: float = 1e11,
-             itemsize: int = 4, groups=None) -> dict:
+             itemsize: int = 4, groups=None, chunk_bytes: int | None = None) -> dict:
     """Steady-state step time (seconds) and its parts for the schedule named ``schedule`` on
-    p ranks (step_model.simulate with the schedule's traits)."""
+    p ranks (step_model.simulate with the schedule's traits); ``chunk_bytes``: the priority
+    engine's chunks (None: one FIFO link)."""
     return registered.get(schedule).simulate(
         times, p, net, bucket_bytes=bucket_bytes, fc_layers=fc_layers, global_batch=global_batch,
-        flops_per_s=flops_per_s, itemsize=itemsize, groups=groups)
+        flops_per_s=flops_per_s, itemsize=itemsize, groups=groups, chunk_bytes=chunk_bytes)
 
 
 def dependency_bound(times: LayerTimes, p: int, net: AlphaBeta, bucket_bytes: int = 4 << 20) -> float:

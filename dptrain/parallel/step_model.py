@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..comm.emulated import AlphaBeta
+from .link_model import SimLink
+from .priority import AGREE_SLOTS
 
 
 @dataclass
@@ -43,10 +45,13 @@ def buckets_of(times: LayerTimes, bucket_bytes: int, exclude=()) -> list[list[in
 
 def simulate(times: LayerTimes, p: int, net: AlphaBeta, overlaps: bool, replicates_fc: bool,
              bucket_bytes: int = 4 << 20, fc_layers=(), global_batch: int | None = None,
-             flops_per_s: float = 1e11, itemsize: int = 4, groups=None) -> dict:
+             flops_per_s: float = 1e11, itemsize: int = 4, groups=None,
+             chunk_bytes: int | None = None) -> dict:
     """Steady-state step time (seconds) and its parts on p ranks, for a schedule that
     ``overlaps`` reductions with backprop (else all after it) and ``replicates_fc`` layers;
-    ``groups`` (layer indices per bucket, in posting order) replaces the byte cap's buckets."""
+    ``groups`` (layer indices per bucket, in posting order) replaces the byte cap's buckets.
+    ``chunk_bytes``: the priority engine with chunks of that size (link_model.py), else one
+    first-in-first-out link."""
     n = len(times.fwd)
     fc_layers = [i for i in fc_layers if i in times.fc_shape] if replicates_fc else []
     if groups is None:
@@ -67,33 +72,39 @@ def simulate(times: LayerTimes, p: int, net: AlphaBeta, overlaps: bool, replicat
                 "exposed_s": step - compute}
     # one step with overlap, in steady state: the previous step's reductions finish during
     # this step's forward; simulate two steps and measure the second
-    ready_at, clock, channel = {}, 0.0, 0.0
+    link = SimLink(priority=chunk_bytes is not None)
+
+    def reduction(nbytes: int) -> list[float]:
+        if chunk_bytes is None:
+            return [net.allreduce(p, nbytes)]
+        sizes = [chunk_bytes] * (nbytes // chunk_bytes) + [nbytes % chunk_bytes] * bool(nbytes % chunk_bytes)
+        return [net.allreduce(p, n + AGREE_SLOTS * itemsize) for n in sizes]
+
+    ready_at, clock = {}, 0.0
     step_start = []
     for _ in range(2):
         step_start.append(clock)
         x_post = {}
         for i in range(n):                                  # forward
             if i in ready_at:
-                clock = max(clock, ready_at.pop(i)) + times.upd[i] + fc_grad.get(i, 0.0)
+                clock = max([clock] + [link.end(op) for op in ready_at.pop(i)]) \
+                    + times.upd[i] + fc_grad.get(i, 0.0)
             clock += times.fwd[i]
             if i in gather:                                 # post the gather of its input
-                channel = max(channel, clock) + gather[i][0]
-                x_post[i] = channel
+                x_post[i] = link.post(clock, i, [gather[i][0]], agrees=False)
         pending = {tuple(g): set(g) for g in groups}
         for i in range(n - 1, -1, -1):                      # backward
             clock += bwd[i]
             if i in gather:
-                channel = max(channel, clock) + gather[i][1]
-                ready_at[i] = max(channel, x_post[i])
+                ready_at[i] = [link.post(clock, i, [gather[i][1]], agrees=False), x_post[i]]
                 continue
             for g, left in pending.items():
                 if i in left:
                     left.discard(i)
                     if not left:
-                        channel = max(channel, clock) + net.allreduce(
-                            p, sum(times.param_bytes[j] for j in g))
+                        op = link.post(clock, min(g), reduction(sum(times.param_bytes[j] for j in g)))
                         for j in g:
-                            ready_at[j] = channel
+                            ready_at[j] = [op]
     step = clock - step_start[1]
     return {"step_s": step, "compute_s": compute, "comm_s": comm_total,
             "exposed_s": max(step - compute, 0.0)}

@@ -16,8 +16,11 @@ def report_plan(auto, say) -> None:
     if report is None:
         return
     buckets = report["buckets"]
+    chunk = report.get("chunk_bytes") if report.get("progress") == "priority" else None
     say(f"communication plan: --sync {report['sync']}, {len(buckets)} bucket(s) "
-        f"{'/'.join(str(len(g)) for g in buckets)} layers; exposed per step: predicted "
+        f"{'/'.join(str(len(g)) for g in buckets)} layers"
+        + (f", sent in order of need in {chunk / 1024:g} KiB chunks" if chunk else "")
+        + "; exposed per step: predicted "
         f"{report['predicted_exposed_ms']:.2f} ms, measured {report['measured_exposed_ms']:.2f} ms "
         f"(rank 0); predicted step ms: "
         + ", ".join(f"{s} {t:.1f}" for s, t in report["predicted_step_ms"].items()), flush=True)

@@ -5,7 +5,8 @@ import pytest
 
 from dptrain.comm.local import LocalCommunicator
 from dptrain.parallel import PROGRESS_MODES, engine
-from dptrain.parallel.progress import CommThread, Poller, PriorityCommThread
+from dptrain.parallel.progress import CommThread, Poller
+from dptrain.parallel.priority import PriorityCommThread
 from dptrain.train import TrainConfig
 from dptrain.train_flags import add_train_flags
 

@@ -9,7 +9,7 @@ import pytest
 from dptrain import models, nn, optim
 from dptrain.comm.local import LocalCommunicator
 from dptrain.parallel import DataParallel
-from dptrain.parallel.progress import PriorityCommThread
+from dptrain.parallel.priority import PriorityCommThread
 from dptrain.parallel.protocol import ProtocolError
 from test_overlap import MirrorComm       # two ranks holding the same data
 
@@ -73,27 +73,39 @@ def test_a_correct_model_keeps_to_the_rules_over_steps_and_flushes():
     step_twice(model, overlapped(model))
 
 
+class _Gated:
+    def __init__(self, gate):
+        self.gate = gate
+
+    def wait(self):
+        if self.gate is not None:
+            self.gate.wait(10)
+
+    def test(self):
+        return self.gate is None or self.gate.is_set()
+
+
 class Recording(LocalCommunicator):
-    """One rank; the first data reduction waits at a gate, so later ones queue up behind it."""
+    """One rank; the first data reduction completes only when the gate opens, so later ones
+    queue up behind it."""
 
     def __init__(self):
         self.order, self.gate = [], threading.Event()
 
-    def allreduce(self, buf) -> None:
-        if buf.dtype == np.int64:                    # the engine's posted-chunk counts
-            return
-        if not self.order:
-            self.gate.wait(10)
+    def iallreduce(self, buf):
+        if buf.dtype == np.int64:                    # the engine's separate agreement
+            return _Gated(None)
         self.order.append(int(buf[0]))
+        return _Gated(self.gate if len(self.order) == 1 else None)
 
 
 def test_the_priority_engine_sends_the_most_urgent_chunk_first():
     comm = Recording()
     engine = PriorityCommThread(comm, chunk_bytes=16)          # two float64 values per chunk
     try:
-        first = engine.submit(np.full(2, 100.0), priority=100)  # taken at once, held at the gate
+        first = engine.submit(np.full(12, 100.0), priority=100)  # six chunks; the 1st is gated
         deadline = time.monotonic() + 10
-        while engine._pending and time.monotonic() < deadline:   # until the thread took it
+        while len(comm.order) < 2 and time.monotonic() < deadline:  # two in flight
             time.sleep(0.001)
         late = [engine.submit(np.full(4, float(p)), priority=p) for p in (7, 2, 5)]
         comm.gate.set()
@@ -101,6 +113,7 @@ def test_the_priority_engine_sends_the_most_urgent_chunk_first():
             handle.wait()
     finally:
         engine.close()
-    # after the chunk in flight: lowest priority value (the first layers) first, each
-    # bucket's two chunks in posting order
-    assert comm.order == [100, 2, 2, 5, 5, 7, 7]
+    # two chunks were in flight, and the two after them were chosen from what those carried
+    # (only the first bucket was agreed then); then the lowest priority value (the first
+    # layers) first, each bucket's chunks in order, and the rest of the large bucket last
+    assert comm.order == [100] * 4 + [2, 2, 5, 5, 7, 7] + [100] * 2
