@@ -31,7 +31,7 @@ from ..comm.emulated import AlphaBeta
 from ..comm import hierarchical, link_probe
 from ..comm.reduction_choice import PlannedLink
 from ..nn import Dense
-from . import planner, schedules
+from . import plan_margin, planner, schedules
 from .predict import LayerTimes
 
 WARMUP_STEPS = 5           # rehearsals before the plan; the first one is not timed
@@ -128,6 +128,7 @@ class AutoTuner:
         self._stats_at_plan = (0.0, 0)
         self.measured_exposed_s: float | None = None
         self.report: dict | None = None     # what the trainer prints once, then None
+        self.compute_spread, self.margin = 0.0, None   # the warm-up's noise, the margin it set
         if plan is not None:
             self._adopt(planner.Plan.from_dict(plan), resumed=True)
 
@@ -188,13 +189,16 @@ class AutoTuner:
             self.dp.model.tracer = self.dp.tracer = self.clock.inner
 
     def _agreed_times(self) -> LayerTimes:
-        """Every rank's medians, all-gathered; the slowest rank's per layer (same on all)."""
+        """Every rank's medians, all-gathered; the slowest rank's per layer (same on all), and
+        the largest rank's spread of the step (a fourth row, for the planner's margin)."""
         dp = self.dp
         mine = self.clock.medians()
+        mine = np.vstack([mine, np.full((1, mine.shape[1]), plan_margin.step_spread(self.clock.times))])
         self.clock = None
         with dp.guard(f"allgather of layer times at step {dp.step}", "plan"):
             every = np.asarray(dp.comm.allgather(mine))
-        return layer_table(dp, every.max(axis=0))
+        self.compute_spread = float(every[:, 3].max())
+        return layer_table(dp, every[:, :3].max(axis=0))
 
     # --- planning (rank 0) and agreement (everyone) ---------------------------------
     @property
@@ -208,10 +212,10 @@ class AutoTuner:
         times = self._agreed_times()
         proposal = None
         if self.dp.comm.rank == 0:
-            proposal = planner.choose(
+            proposal, self.margin = plan_margin.choose(
                 times, self.dp.comm.size, self.link, self.schedules, self._fc_layers(times),
                 self.dp.global_batch, self._itemsize,
-                bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20))
+                None if self.bucket_mb is None else int(self.bucket_mb * 2**20), self.compute_spread)
             proposal.reduction = self._reduction_lines()
             proposal = proposal.as_dict()
         with self.dp.guard(f"broadcast of the communication plan at step {self.dp.step}",
@@ -272,6 +276,9 @@ class AutoTuner:
         out = {"link_alpha_s": self.link.alpha, "link_bandwidth_bps": 8.0 / self.link.beta}
         if isinstance(self.link, PlannedLink):
             out["reduction"] = self.link.choice.describe()
+        probed = getattr(self.link, "flat", self.link)
+        out.update(link_spread=getattr(probed, "spread", 0.0), link_note=getattr(probed, "note", ""),
+                   compute_spread=self.compute_spread, margin=self.margin)
         if self.plan is not None:
             p = self.plan
             out.update({"sync": p.schedule, "buckets": p.groups, "replans": self.replans,

@@ -20,4 +20,8 @@ def report_plan(auto, say) -> None:
         f"{'/'.join(str(len(g)) for g in buckets)} layers; exposed per step: predicted "
         f"{report['predicted_exposed_ms']:.2f} ms, measured {report['measured_exposed_ms']:.2f} ms "
         f"(rank 0); predicted step ms: "
-        + ", ".join(f"{s} {t:.1f}" for s, t in report["predicted_step_ms"].items()), flush=True)
+        + ", ".join(f"{s} {t:.1f}" for s, t in report["predicted_step_ms"].items())
+        + (f"; margin {report['margin'] * 100:.1f} % (spread: compute "
+           f"{report['compute_spread'] * 100:.1f} %, link {report['link_spread'] * 100:.1f} %)"
+           if report.get("margin") is not None else "")
+        + (f"; link probe: {report['link_note']}" if report.get("link_note") else ""), flush=True)
