@@ -1,7 +1,7 @@
 """What the trainer says about ``--sync auto`` / ``--bucket-mb auto`` (parallel/autotune.py)."""
 from __future__ import annotations
 
-from ..parallel import SCHEDULES, schedules
+from ..parallel import SCHEDULES, plan_check, schedules
 
 
 def auto_schedules(cfg) -> tuple:
@@ -14,6 +14,9 @@ def report_plan(auto, say) -> None:
     """Once, when the plan has run a few steps: the choice, predicted and measured exposed time."""
     report = auto.take_report() if auto is not None else None
     if report is None:
+        return
+    if "check" in report:                       # the plan against blocking, after the fact
+        say(plan_check.describe(report["check"]), flush=True)
         return
     buckets = report["buckets"]
     say(f"communication plan: --sync {report['sync']}, {len(buckets)} bucket(s) "
