@@ -24,7 +24,7 @@ from ..comm.link_probe import relative_spread
 from . import planner
 
 K = 2.0
-MAX_MARGIN = 0.25
+MAX_MARGIN = 0.15
 
 
 def step_spread(samples_by_cat: dict) -> float:
