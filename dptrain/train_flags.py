@@ -116,7 +116,9 @@ def add_train_flags(p, model_names) -> None:
 
     a = _adder(p.add_argument_group("parallelism"))
     a("--sync", "gradient synchronisation: auto (chosen from measured layer times and the "
-      "measured link), " + _either([_described(s) for s in SCHEDULES]))
+      "measured link; with --bucket-mb auto, an overlapping plan is timed against blocking "
+      "after a few steps and dropped when more than 5%% slower), "
+      + _either([_described(s) for s in SCHEDULES]))
     a("--fc-replicate", "overlap-fc: which FC layers all-gather instead of all-reducing: auto, "
       "all, none")
     a("--bucket-mb", "gradient bucket size cap in MB, or auto (boundaries planned from measured "

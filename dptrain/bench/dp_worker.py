@@ -37,6 +37,9 @@ def main():
     a = p.parse_args()
     backend.set_threads(a.threads)
     world = comms.default()
+    if a.sync == "auto" and a.bucket_mb == "auto" and world.size > 1:
+        from ..parallel import plan_check       # time the plan auto keeps, after its check
+        a.warmup += plan_check.CHECK_AFTER + 2 * plan_check.WINDOW
     if a.net_emulate and world.size > 1:
         world = comms.create("emulated", inner=world, spec=a.net_emulate)
     elif world.size > 1:                  # ranks sharing nodes: as `dptrain train` reduces

@@ -32,7 +32,8 @@ from ..comm.emulated import AlphaBeta
 from ..comm import hierarchical, link_probe
 from ..comm.reduction_choice import PlannedLink
 from ..nn import Dense
-from . import engine, planner, schedules
+from . import engine, plan_check, plan_margin, planner, schedules
+from .layer_clock import LayerClock
 from .predict import LayerTimes
 
 WARMUP_STEPS = 5           # rehearsals before the plan; the first one is not timed
@@ -40,38 +41,6 @@ REPORT_AFTER = 5           # steps of the plan whose exposed time is reported
 REPLAN_EVERY = 200         # steps between re-timings
 REPLAN_WINDOW = 4          # steps timed for a re-plan
 DRIFT = 0.02               # adopt a new cut when the current one is predicted this much slower
-
-
-class LayerClock:
-    """Collects per-layer forward/backward/update durations through the tracer hooks of
-    Sequential and DataParallel, passing every span on to the real tracer (--trace), if any."""
-
-    active = True
-
-    def __init__(self, n_layers: int, inner=None):
-        self.inner = inner
-        self.passes_on = True          # False while rehearsing: no training step to trace
-        self.times = {cat: [[] for _ in range(n_layers)] for cat in ("forward", "backward", "update")}
-
-    @property
-    def step(self):
-        return self.inner.step if self.inner is not None else 0
-
-    @property
-    def t0(self):
-        return self.inner.t0 if self.inner is not None else 0.0
-
-    def span(self, name, cat, start, end, lane=0, step=None, **args):
-        if cat in self.times and "layer" in args:
-            self.times[cat][args["layer"]].append(end - start)
-        if self.inner is not None and self.passes_on:
-            self.inner.span(name, cat, start, end, lane=lane, step=step, **args)
-
-    def medians(self) -> np.ndarray:
-        """(3, layers): median seconds per call; 0 where a layer never ran (no parameters,
-        or below the first parametrised layer in backprop)."""
-        return np.array([[float(np.median(v)) if v else 0.0 for v in self.times[cat]]
-                         for cat in ("forward", "backward", "update")])
 
 
 def layer_table(dp, medians) -> LayerTimes:
@@ -129,6 +98,8 @@ class AutoTuner:
         self._stats_at_plan = (0.0, 0)
         self.measured_exposed_s: float | None = None
         self.report: dict | None = None     # what the trainer prints once, then None
+        self.compute_spread, self.margin = 0.0, None   # the warm-up's noise, the margin it set
+        self.check: plan_check.PlanCheck | None = None  # the plan against blocking, once
         if plan is not None:
             self._adopt(planner.Plan.from_dict(plan), resumed=True)
 
@@ -163,8 +134,22 @@ class AutoTuner:
             else:                               # the statistics were reset (a benchmark)
                 self.measured_exposed_s = stats.exposed_s / max(stats.steps, 1)
             self.report = self.summary()
-        if self.bucket_mb is not None or since < REPLAN_EVERY:
-            return                              # a fixed cap has nothing to re-plan
+        if self.check is not None and self.check.busy:
+            self._checked(self.check.before_step(self.plan))
+        timing_plan = self.check is not None and self.check.in_windows   # no re-plan then
+        if self.bucket_mb is None and since >= REPLAN_EVERY and not timing_plan:
+            self._replan_phase(since)                       # (a fixed cap: none at all)
+        plan_check.test_delay(self.dp.schedule)
+
+    def _checked(self, plan: planner.Plan | None) -> None:
+        if plan is None:
+            return
+        # the trial, the plan back (with its engine and chunk), or the fallback
+        self.dp.reconfigure(plan.schedule, plan.groups, plan.progress, plan.chunk_bytes)
+        if self.check.outcome is not None:
+            self.plan, self.report = plan, {"check": self.check.outcome}
+
+    def _replan_phase(self, since: int) -> None:
         phase = since % REPLAN_EVERY
         if phase < REPLAN_WINDOW:
             self._time_step(record=True)
@@ -189,13 +174,16 @@ class AutoTuner:
             self.dp.model.tracer = self.dp.tracer = self.clock.inner
 
     def _agreed_times(self) -> LayerTimes:
-        """Every rank's medians, all-gathered; the slowest rank's per layer (same on all)."""
+        """Every rank's medians, all-gathered; the slowest rank's per layer (same on all), and
+        the largest rank's spread of the step (a fourth row, for the planner's margin)."""
         dp = self.dp
         mine = self.clock.medians()
+        mine = np.vstack([mine, np.full((1, mine.shape[1]), plan_margin.step_spread(self.clock.times))])
         self.clock = None
         with dp.guard(f"allgather of layer times at step {dp.step}", "plan"):
             every = np.asarray(dp.comm.allgather(mine))
-        return layer_table(dp, every.max(axis=0))
+        self.compute_spread = float(every[:, 3].max())
+        return layer_table(dp, every[:, :3].max(axis=0))
 
     # --- planning (rank 0) and agreement (everyone) ---------------------------------
     @property
@@ -209,10 +197,10 @@ class AutoTuner:
         times = self._agreed_times()
         proposal = None
         if self.dp.comm.rank == 0:
-            proposal = planner.choose(
+            proposal, self.margin = plan_margin.choose(
                 times, self.dp.comm.size, self.link, self.schedules, self._fc_layers(times),
                 self.dp.global_batch, self._itemsize,
-                bucket_bytes=None if self.bucket_mb is None else int(self.bucket_mb * 2**20),
+                None if self.bucket_mb is None else int(self.bucket_mb * 2**20), self.compute_spread,
                 progress=self._engines())
             proposal.reduction = self._reduction_lines()
             proposal = proposal.as_dict()
@@ -275,6 +263,8 @@ class AutoTuner:
         if plan.groups is None:
             plan.groups = [b.layers for b in self.dp.buckets]
         self.plan = plan
+        if self.check is None and plan_check.applies(plan, self.schedules, self.bucket_mb):
+            self.check = plan_check.PlanCheck(self.dp)
         self.planned_at = max(self.k - 1, 0) if not resumed else 0
         self._stats_at_plan = (self.dp.stats.exposed_s, self.dp.stats.steps)
 
@@ -284,6 +274,9 @@ class AutoTuner:
         out = {"link_alpha_s": self.link.alpha, "link_bandwidth_bps": 8.0 / self.link.beta}
         if isinstance(self.link, PlannedLink):
             out["reduction"] = self.link.choice.describe()
+        probed = getattr(self.link, "flat", self.link)
+        out.update(link_spread=getattr(probed, "spread", 0.0), link_note=getattr(probed, "note", ""),
+                   compute_spread=self.compute_spread, margin=self.margin)
         if self.plan is not None:
             p = self.plan
             out.update({"sync": p.schedule, "buckets": p.groups, "replans": self.replans,
@@ -292,6 +285,8 @@ class AutoTuner:
                         "predicted_step_ms": {s: r["step_s"] * 1e3 for s, r in p.predicted.items()}})
             if self.measured_exposed_s is not None:
                 out["measured_exposed_ms"] = self.measured_exposed_s * 1e3
+            if self.check is not None and self.check.outcome is not None:
+                out["check"] = self.check.outcome
         return out
 
     def take_report(self) -> dict | None:

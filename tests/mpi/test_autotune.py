@@ -7,7 +7,7 @@ from dptrain import comm as comms
 from dptrain.comm import link_probe
 from dptrain.comm.emulated import AlphaBeta
 from dptrain.comm.local import LocalCommunicator
-from dptrain.parallel import autotune, planner
+from dptrain.parallel import autotune, plan_margin, planner
 from dptrain.train import TrainConfig, Trainer
 from test_data_parallel import world     # COMM_WORLD, order-checked as the suite asks
 
@@ -39,6 +39,8 @@ def alternating_medians(monkeypatch):
         calls.append(m)
         return m
     monkeypatch.setattr(autotune.LayerClock, "medians", medians)
+    # the faked times have no spread: the margin stays the planner's (parallel/plan_margin.py)
+    monkeypatch.setattr(plan_margin, "step_spread", lambda samples: 0.0)
 
 
 @pytest.mark.mpi(min_size=2)
