@@ -1,0 +1,185 @@
+"""``dptrain bench --to-accuracy A``: wall time to a test accuracy, dptrain against PyTorch DDP.
+
+For each rank count of --ranks, the same model, global batch, optimiser, learning rate
+(constant), seed and initial weights are trained by ``mpiexec -n P dptrain train
+--stop-at-accuracy A`` (the command a user runs, at dptrain's defaults otherwise) and by
+PyTorch DistributedDataParallel over gloo (torch_tta.py), 1 BLAS thread per rank, evaluating
+the test split after every epoch and stopping at the first evaluation that reaches A (or
+after --max-epochs). Each row is printed when its run ends: epochs, steps, the time to the
+target (training and evaluation up to that evaluation; start-up excluded) and the part of it
+spent evaluating, the process's whole wall time, training img/s, the last test accuracy; then
+dptrain's time over DDP's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+from ..errors import UsageError
+from .shared import emit_json, torch_skip_reason
+from .watched_run import run_watched
+
+OPTIMIZERS = ("adadelta", "momentum", "sgd")      # those torch_tta.py mirrors exactly
+ROW_DEADLINE_S = 3600
+
+
+def add_to_accuracy_arguments(p) -> None:
+    p.add_argument("--to-accuracy", type=float, metavar="A", help="train --model on "
+                   "--dataset until the test accuracy reaches A, with dptrain and with PyTorch "
+                   "DDP (gloo) on each rank count of --ranks (default 1), and compare the "
+                   "wall times (docs/performance.md, Time to accuracy)")
+    p.add_argument("--dataset", default="mnist5k", metavar="SPEC",
+                   help="with --to-accuracy: the data set, named as for train (mnist:DIR: "
+                   "dptrain data fetch-mnist writes one)")
+    p.add_argument("--max-epochs", type=int, default=10, metavar="N",
+                   help="with --to-accuracy: give up after N epochs")
+    p.add_argument("--optimizer", default="adadelta", choices=OPTIMIZERS,
+                   help="with --to-accuracy: the optimiser of both frameworks")
+    p.add_argument("--lr", type=float, default=1.0, help="with --to-accuracy: the "
+                   "(constant) learning rate")
+    p.add_argument("--seed", type=int, default=0, help="with --to-accuracy: seed of the "
+                   "initial weights (dptrain's, copied into PyTorch) and of the batch order")
+
+
+def _check(args) -> list[int]:
+    from .. import data, models
+    if not 0 < args.to_accuracy <= 1:
+        raise UsageError(f"--to-accuracy must be in (0, 1], got {args.to_accuracy}")
+    for flag, v in (("--max-epochs", args.max_epochs), ("--batch-size", args.batch_size)):
+        if v <= 0:
+            raise UsageError(f"{flag} must be positive, got {v}")
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be positive, got {args.lr}")
+    if args.model not in models.names():
+        raise UsageError(f"--to-accuracy trains a model of the zoo ({', '.join(models.names())}),"
+                         f" not {args.model!r}")
+    try:
+        ranks = [int(r) for r in (args.ranks or "1").split(",")]
+    except ValueError:
+        raise UsageError(f"--ranks {args.ranks!r}: expected rank counts such as 1,2") from None
+    if not ranks or min(ranks) < 1:
+        raise UsageError(f"--ranks {args.ranks!r}: rank counts must be positive")
+    try:
+        data.load(args.dataset)                    # a bad data set is exit 2 before any run
+    except data.DataError as exc:
+        raise UsageError(f"--dataset {args.dataset}: {exc}") from None
+    return ranks
+
+
+def _env(threads: int) -> dict:
+    n = str(threads)
+    return dict(os.environ, OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n)
+
+
+def _dptrain_row(args, ranks: int, tmp: str) -> dict:
+    from .launcher import local_launcher
+    metrics = os.path.join(tmp, f"dptrain-{ranks}.jsonl")
+    cmd = [*local_launcher().command(ranks), sys.executable, "-m", "dptrain", "train",
+           "--model", args.model, "--dataset", args.dataset, "--batch-size",
+           str(args.batch_size), "--optimizer", args.optimizer, "--lr", repr(args.lr),
+           "--lr-schedule", "constant", "--seed", str(args.seed), "--threads",
+           str(args.threads), "--epochs", str(args.max_epochs), "--eval-every", "1",
+           "--stop-at-accuracy", repr(args.to_accuracy), "--metrics-out", metrics]
+    run = run_watched(cmd, _env(args.threads), ROW_DEADLINE_S, _relay(f"dptrain {ranks}",
+                                                                        ("epoch", "stopping")))
+    if run.returncode != 0:
+        return {"framework": "dptrain", "ranks": ranks, "error": run.why()}
+    epochs, evals = [], []
+    with open(metrics) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["type"] == "epoch":
+                epochs.append(r)
+            elif r["type"] == "eval" and r["split"] == "test":
+                evals.append(r)
+    return _row("dptrain", ranks, args, run.wall_s, steps=epochs[-1]["step"],
+                train_s=[e["time_s"] for e in epochs], eval_s=[e["time_s"] for e in evals],
+                images=sum(e["samples_per_s"] * e["time_s"] for e in epochs),
+                accuracy=evals[-1]["accuracy"], command=" ".join(cmd))
+
+
+def _torch_row(args, ranks: int) -> dict:
+    cmd = [sys.executable, "-m", "dptrain.bench.torch_tta", "--model", args.model, "--dataset",
+           args.dataset, "--batch-size", str(args.batch_size), "--optimizer", args.optimizer,
+           "--lr", repr(args.lr), "--seed", str(args.seed), "--target", repr(args.to_accuracy),
+           "--max-epochs", str(args.max_epochs), "--ranks", str(ranks), "--threads",
+           str(args.threads)]
+    lines = []
+
+    def keep(text):
+        if text.startswith("{"):
+            lines.append(json.loads(text))
+            if "epoch" in lines[-1]:
+                e = lines[-1]
+                print(f"  DDP {ranks}: epoch {e['epoch']}  step {e['steps']}  test_acc "
+                      f"{e['test_accuracy']:.4f}  {e['train_s'] + e['eval_s']:.1f} s", flush=True)
+    run = run_watched(cmd, _env(args.threads), ROW_DEADLINE_S, keep)
+    epochs = [r for r in lines if "epoch" in r]
+    if run.returncode != 0 or not epochs:
+        return {"framework": "PyTorch DDP", "ranks": ranks, "error": run.why()}
+    return _row("PyTorch DDP", ranks, args, run.wall_s, steps=epochs[-1]["steps"],
+                train_s=[e["train_s"] for e in epochs], eval_s=[e["eval_s"] for e in epochs],
+                images=sum(e["samples"] for e in epochs), accuracy=epochs[-1]["test_accuracy"],
+                torch=lines[-1].get("torch"))
+
+
+def _relay(label: str, prefixes: tuple):
+    def relay(text):
+        if text.startswith(prefixes):
+            print(f"  {label}: {' '.join(text.split())}", flush=True)
+    return relay
+
+
+def _row(framework, ranks, args, wall_s, steps, train_s, eval_s, images, accuracy, **extra):
+    train, evaluation = sum(train_s), sum(eval_s)
+    return {"framework": framework, "ranks": ranks, "epochs": len(train_s), "steps": steps,
+            "reached": accuracy >= args.to_accuracy, "time_to_target_s": train + evaluation,
+            "eval_s": evaluation, "process_s": wall_s, "images_per_s": images / train,
+            "test_accuracy": accuracy, **extra}
+
+
+HEADER = (f"{'framework':<12} {'ranks':>5} {'epochs':>6} {'steps':>6} {'to target s':>11} "
+          f"{'eval s':>7} {'process s':>9} {'img/s':>7} {'test acc':>8}  reached")
+
+
+def _print_row(r: dict) -> None:
+    if "error" in r:
+        print(f"{r['framework']:<12} {r['ranks']:>5}  failed: {r['error']}", flush=True)
+        return
+    print(f"{r['framework']:<12} {r['ranks']:>5} {r['epochs']:>6} {r['steps']:>6} "
+          f"{r['time_to_target_s']:>11.1f} {r['eval_s']:>7.1f} {r['process_s']:>9.1f} "
+          f"{r['images_per_s']:>7.0f} {r['test_accuracy']:>8.4f}  "
+          f"{'yes' if r['reached'] else 'no'}", flush=True)
+
+
+def run_to_accuracy(args) -> int:
+    ranks = _check(args)
+    skipped = torch_skip_reason(args, args.model)
+    quiet = args.json
+    out = print if not quiet else (lambda *a, **k: None)
+    out(f"dptrain bench --to-accuracy {args.to_accuracy:g}: {args.model} on {args.dataset}, "
+        f"global batch {args.batch_size}, {args.optimizer} lr {args.lr:g} (constant), seed "
+        f"{args.seed}, test split after every epoch, at most {args.max_epochs} epochs, "
+        f"{args.threads} thread(s) per rank", flush=True)
+    if skipped:
+        out(f"PyTorch DDP: not measured: {skipped}", flush=True)
+    out(HEADER, flush=True)
+    rows, ratios = [], {}
+    with tempfile.TemporaryDirectory(prefix="dptrain-tta-") as tmp:
+        for p in ranks:
+            pair = [_dptrain_row(args, p, tmp)] + ([] if skipped else [_torch_row(args, p)])
+            rows += pair
+            if not quiet:
+                for r in pair:
+                    _print_row(r)
+            if len(pair) == 2 and all(r.get("reached") for r in pair):
+                ratios[p] = pair[0]["time_to_target_s"] / pair[1]["time_to_target_s"]
+                out(f"{'':<12} {p:>5}  dptrain / DDP time to target: {ratios[p]:.2f} "
+                    f"(process: {pair[0]['process_s'] / pair[1]['process_s']:.2f})", flush=True)
+    emit_json({"to_accuracy": args.to_accuracy, "model": args.model, "dataset": args.dataset,
+               "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
+               "seed": args.seed, "threads": args.threads, "max_epochs": args.max_epochs,
+               "rows": rows, "dptrain_over_ddp": ratios}, args)
+    return 3 if any("error" in r for r in rows) else 0
