@@ -1,7 +1,7 @@
 """``dptrain bench --to-accuracy A``: wall time to a test accuracy, dptrain against PyTorch DDP.
 
-For each rank count of --ranks, the same model, global batch, optimiser, learning rate
-(constant), seed and initial weights are trained by ``mpiexec -n P dptrain train
+For each rank count of --ranks, the same model, global batch, optimiser, learning rate of
+every step, seed and initial weights are trained by ``mpiexec -n P dptrain train
 --stop-at-accuracy A`` (the command a user runs, at dptrain's defaults otherwise) and by
 PyTorch DistributedDataParallel over gloo (torch_tta.py), 1 BLAS thread per rank, evaluating
 the test split after every epoch and stopping at the first evaluation that reaches A (or
@@ -38,7 +38,14 @@ def add_to_accuracy_arguments(p) -> None:
     p.add_argument("--optimizer", default="adadelta", choices=OPTIMIZERS,
                    help="with --to-accuracy: the optimiser of both frameworks")
     p.add_argument("--lr", type=float, default=1.0, help="with --to-accuracy: the "
-                   "(constant) learning rate")
+                   "learning rate (of the schedule's start)")
+    p.add_argument("--lr-schedule", default="constant", choices=("constant", "step", "cosine"),
+                   help="with --to-accuracy: the learning-rate schedule, as train's (cosine "
+                   "over --max-epochs)")
+    p.add_argument("--lr-step-size", type=int, default=1000, metavar="N",
+                   help="with --to-accuracy and --lr-schedule step: steps between decays")
+    p.add_argument("--lr-gamma", type=float, default=0.1,
+                   help="with --to-accuracy and --lr-schedule step: factor of each decay")
     p.add_argument("--seed", type=int, default=0, help="with --to-accuracy: seed of the "
                    "initial weights (dptrain's, copied into PyTorch) and of the batch order")
 
@@ -52,6 +59,9 @@ def _check(args) -> list[int]:
             raise UsageError(f"{flag} must be positive, got {v}")
     if not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
+    if args.lr_step_size <= 0 or not 0 < args.lr_gamma <= 1:
+        raise UsageError(f"--lr-step-size must be positive and --lr-gamma in (0, 1], got "
+                         f"{args.lr_step_size} and {args.lr_gamma}")
     if args.model not in models.names():
         raise UsageError(f"--to-accuracy trains a model of the zoo ({', '.join(models.names())}),"
                          f" not {args.model!r}")
@@ -78,8 +88,8 @@ def _dptrain_row(args, ranks: int, tmp: str) -> dict:
     metrics = os.path.join(tmp, f"dptrain-{ranks}.jsonl")
     cmd = [*local_launcher().command(ranks), sys.executable, "-m", "dptrain", "train",
            "--model", args.model, "--dataset", args.dataset, "--batch-size",
-           str(args.batch_size), "--optimizer", args.optimizer, "--lr", repr(args.lr),
-           "--lr-schedule", "constant", "--seed", str(args.seed), "--threads",
+           str(args.batch_size), "--optimizer", args.optimizer, *_schedule_flags(args),
+           "--seed", str(args.seed), "--threads",
            str(args.threads), "--epochs", str(args.max_epochs), "--eval-every", "1",
            "--stop-at-accuracy", repr(args.to_accuracy), "--metrics-out", metrics]
     run = run_watched(cmd, _env(args.threads), ROW_DEADLINE_S, _relay(f"dptrain {ranks}",
@@ -97,13 +107,13 @@ def _dptrain_row(args, ranks: int, tmp: str) -> dict:
     return _row("dptrain", ranks, args, run.wall_s, steps=epochs[-1]["step"],
                 train_s=[e["time_s"] for e in epochs], eval_s=[e["time_s"] for e in evals],
                 images=sum(e["samples_per_s"] * e["time_s"] for e in epochs),
-                accuracy=evals[-1]["accuracy"], command=" ".join(cmd))
+                accuracy=evals[-1]["accuracy"], last_lr=epochs[-1]["lr"], command=" ".join(cmd))
 
 
 def _torch_row(args, ranks: int) -> dict:
     cmd = [sys.executable, "-m", "dptrain.bench.torch_tta", "--model", args.model, "--dataset",
            args.dataset, "--batch-size", str(args.batch_size), "--optimizer", args.optimizer,
-           "--lr", repr(args.lr), "--seed", str(args.seed), "--target", repr(args.to_accuracy),
+           *_schedule_flags(args), "--seed", str(args.seed), "--target", repr(args.to_accuracy),
            "--max-epochs", str(args.max_epochs), "--ranks", str(ranks), "--threads",
            str(args.threads)]
     lines = []
@@ -122,7 +132,12 @@ def _torch_row(args, ranks: int) -> dict:
     return _row("PyTorch DDP", ranks, args, run.wall_s, steps=epochs[-1]["steps"],
                 train_s=[e["train_s"] for e in epochs], eval_s=[e["eval_s"] for e in epochs],
                 images=sum(e["samples"] for e in epochs), accuracy=epochs[-1]["test_accuracy"],
-                torch=lines[-1].get("torch"))
+                last_lr=epochs[-1]["lr"], torch=lines[-1].get("torch"))
+
+
+def _schedule_flags(args) -> list[str]:
+    return ["--lr", repr(args.lr), "--lr-schedule", args.lr_schedule, "--lr-step-size",
+            str(args.lr_step_size), "--lr-gamma", repr(args.lr_gamma)]
 
 
 def _relay(label: str, prefixes: tuple):
@@ -154,13 +169,19 @@ def _print_row(r: dict) -> None:
           f"{'yes' if r['reached'] else 'no'}", flush=True)
 
 
+def _schedule(args) -> str:
+    if args.lr_schedule == "step":
+        return f"x{args.lr_gamma:g} every {args.lr_step_size} steps"
+    return args.lr_schedule
+
+
 def run_to_accuracy(args) -> int:
     ranks = _check(args)
     skipped = torch_skip_reason(args, args.model)
     quiet = args.json
     out = print if not quiet else (lambda *a, **k: None)
     out(f"dptrain bench --to-accuracy {args.to_accuracy:g}: {args.model} on {args.dataset}, "
-        f"global batch {args.batch_size}, {args.optimizer} lr {args.lr:g} (constant), seed "
+        f"global batch {args.batch_size}, {args.optimizer} lr {args.lr:g} ({_schedule(args)}), seed "
         f"{args.seed}, test split after every epoch, at most {args.max_epochs} epochs, "
         f"{args.threads} thread(s) per rank", flush=True)
     if skipped:
@@ -180,6 +201,8 @@ def run_to_accuracy(args) -> int:
                     f"(process: {pair[0]['process_s'] / pair[1]['process_s']:.2f})", flush=True)
     emit_json({"to_accuracy": args.to_accuracy, "model": args.model, "dataset": args.dataset,
                "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
+               "lr_schedule": args.lr_schedule, "lr_step_size": args.lr_step_size,
+               "lr_gamma": args.lr_gamma,
                "seed": args.seed, "threads": args.threads, "max_epochs": args.max_epochs,
                "rows": rows, "dptrain_over_ddp": ratios}, args)
     return 3 if any("error" in r for r in rows) else 0

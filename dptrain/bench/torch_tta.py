@@ -11,7 +11,8 @@ it shares with dptrain, so that only the frameworks differ:
   its sum over the global batch size times P, so DDP's mean over ranks is the global mean;
 - the initial weights: dptrain's model built with the same seed, copied into the torch mirror
   (torch_reference.build): convolution weights as they are, dense weights transposed;
-- the optimiser and its hyper-parameters, a constant learning rate, 1 thread per process.
+- the optimiser, its hyper-parameters and the learning rate of every step (dptrain's own
+  Schedule), 1 thread per process.
 
 What differs: dropout masks (each framework's own generator) and BatchNorm in training, whose
 statistics are per rank here (SyncBatchNorm needs a GPU) and over the global batch in dptrain
@@ -93,7 +94,8 @@ def evaluate(model, x, y, rank, world):
 
 def train(rank, world, a):
     from .. import data
-    from ..data.sampling import global_batches
+    from ..data.sampling import global_batches, steps_per_epoch
+    from ..optim import Schedule
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed + rank)
     ds, model = starting_point(a)
@@ -102,6 +104,8 @@ def train(rank, world, a):
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = OPTIMIZERS[a.optimizer](net.parameters(), a.lr)
     say = (lambda **k: print(json.dumps(k), flush=True)) if rank == 0 else (lambda **k: None)
+    schedule = Schedule(a.lr, a.lr_schedule, a.max_epochs * steps_per_epoch(len(x), a.batch_size),
+                        a.lr_step_size, a.lr_gamma)            # dptrain's own, step by step
     steps = 0
     if world > 1:
         torch.distributed.barrier()
@@ -110,15 +114,17 @@ def train(rank, world, a):
         batches = global_batches(len(x), a.batch_size, a.seed, epoch, False)
         for ids in batches:
             mine = torch.from_numpy(ids[data.rank_slice(np.arange(len(ids)), rank, world)])
+            for group in opt.param_groups:
+                group["lr"] = schedule(steps)
+            steps += 1
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(x[mine]), y[mine], reduction="sum") * (world / len(ids))
             loss.backward()
             opt.step()
-        steps += len(batches)
         t1 = time.perf_counter()
         test_loss, accuracy = evaluate(model, xt, yt, rank, world)
         t2 = time.perf_counter()
-        say(epoch=epoch + 1, steps=steps, train_s=t1 - t0, eval_s=t2 - t1,
+        say(epoch=epoch + 1, steps=steps, lr=schedule(steps - 1), train_s=t1 - t0, eval_s=t2 - t1,
             samples=len(x), test_loss=test_loss, test_accuracy=accuracy)
         if accuracy >= a.target:
             break
@@ -152,6 +158,9 @@ def main():
     p.add_argument("--batch-size", type=int, default=64, help="global")
     p.add_argument("--optimizer", default="adadelta", choices=sorted(OPTIMIZERS))
     p.add_argument("--lr", type=float, default=1.0)
+    p.add_argument("--lr-schedule", default="constant")
+    p.add_argument("--lr-step-size", type=int, default=1000)
+    p.add_argument("--lr-gamma", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target", type=float, required=True)
     p.add_argument("--max-epochs", type=int, default=10)

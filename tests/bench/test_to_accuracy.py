@@ -60,9 +60,12 @@ def check_row(row, framework, ranks):
 
 def test_both_frameworks_stop_at_the_target_on_1_and_2_ranks(tmp_path, digits):
     pytest.importorskip("torch")
-    run, report = bench(tmp_path, digits, "--ranks", "1,2")
+    run, report = bench(tmp_path, digits, "--ranks", "1,2", "--lr-schedule", "step",
+                        "--lr-step-size", "3", "--lr-gamma", "0.5")
     assert run.returncode == 0, run.stderr
     rows = report["rows"]
+    for row in rows:                              # both follow dptrain's schedule, step by step
+        assert row["last_lr"] == 0.5 ** ((row["steps"] - 1) // 3)
     for row, (framework, ranks) in zip(rows, [("dptrain", 1), ("PyTorch DDP", 1),
                                                ("dptrain", 2), ("PyTorch DDP", 2)]):
         check_row(row, framework, ranks)
