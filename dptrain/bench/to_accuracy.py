@@ -8,12 +8,14 @@ the test split after every epoch and stopping at the first evaluation that reach
 after --max-epochs). Each row is printed when its run ends: epochs, steps, the time to the
 target (training and evaluation up to that evaluation; start-up excluded) and the part of it
 spent evaluating, the process's whole wall time, training img/s, the last test accuracy; then
-dptrain's time over DDP's.
+dptrain's time over DDP's. With --rounds R (default 3) the pairs are run R times, in
+alternating order, and the medians and the ratio of the medians end the report.
 """
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 
@@ -54,7 +56,8 @@ def _check(args) -> list[int]:
     from .. import data, models
     if not 0 < args.to_accuracy <= 1:
         raise UsageError(f"--to-accuracy must be in (0, 1], got {args.to_accuracy}")
-    for flag, v in (("--max-epochs", args.max_epochs), ("--batch-size", args.batch_size)):
+    for flag, v in (("--max-epochs", args.max_epochs), ("--batch-size", args.batch_size),
+                    ("--rounds", args.rounds)):
         if v <= 0:
             raise UsageError(f"{flag} must be positive, got {v}")
     if not args.lr > 0:
@@ -83,9 +86,9 @@ def _env(threads: int) -> dict:
     return dict(os.environ, OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n)
 
 
-def _dptrain_row(args, ranks: int, tmp: str) -> dict:
+def _dptrain_row(args, ranks: int, tmp: str, k: int) -> dict:
     from .launcher import local_launcher
-    metrics = os.path.join(tmp, f"dptrain-{ranks}.jsonl")
+    metrics = os.path.join(tmp, f"dptrain-{ranks}-round{k + 1}.jsonl")
     cmd = [*local_launcher().command(ranks), sys.executable, "-m", "dptrain", "train",
            "--model", args.model, "--dataset", args.dataset, "--batch-size",
            str(args.batch_size), "--optimizer", args.optimizer, *_schedule_flags(args),
@@ -155,17 +158,18 @@ def _row(framework, ranks, args, wall_s, steps, train_s, eval_s, images, accurac
             "test_accuracy": accuracy, **extra}
 
 
-HEADER = (f"{'framework':<12} {'ranks':>5} {'epochs':>6} {'steps':>6} {'to target s':>11} "
-          f"{'eval s':>7} {'process s':>9} {'img/s':>7} {'test acc':>8}  reached")
+HEADER = (f"{'round':>5} {'framework':<12} {'ranks':>5} {'epochs':>6} {'steps':>6} "
+          f"{'to target s':>11} {'eval s':>7} {'process s':>9} {'img/s':>7} {'test acc':>8}  reached")
 
 
 def _print_row(r: dict) -> None:
     if "error" in r:
-        print(f"{r['framework']:<12} {r['ranks']:>5}  failed: {r['error']}", flush=True)
+        print(f"{r['round']:>5} {r['framework']:<12} {r['ranks']:>5}  failed: {r['error']}",
+              flush=True)
         return
-    print(f"{r['framework']:<12} {r['ranks']:>5} {r['epochs']:>6} {r['steps']:>6} "
-          f"{r['time_to_target_s']:>11.1f} {r['eval_s']:>7.1f} {r['process_s']:>9.1f} "
-          f"{r['images_per_s']:>7.0f} {r['test_accuracy']:>8.4f}  "
+    print(f"{r['round']:>5} {r['framework']:<12} {r['ranks']:>5} {r['epochs']:>6} "
+          f"{r['steps']:>6} {r['time_to_target_s']:>11.1f} {r['eval_s']:>7.1f} "
+          f"{r['process_s']:>9.1f} {r['images_per_s']:>7.0f} {r['test_accuracy']:>8.4f}  "
           f"{'yes' if r['reached'] else 'no'}", flush=True)
 
 
@@ -175,34 +179,77 @@ def _schedule(args) -> str:
     return args.lr_schedule
 
 
+def _medians(rows: list[dict], ranks: list[int]) -> list[dict]:
+    """Per framework and rank count, the medians over the rounds that reached the target."""
+    summary = []
+    for p in ranks:
+        for framework in ("dptrain", "PyTorch DDP"):
+            done = [r for r in rows if (r["framework"], r["ranks"]) == (framework, p)
+                    and r.get("reached")]
+            if done:
+                summary.append({"framework": framework, "ranks": p, "rounds": len(done), **{
+                    k: statistics.median(r[k] for r in done) for k in
+                    ("epochs", "time_to_target_s", "eval_s", "process_s", "images_per_s")}})
+    return summary
+
+
+def _pair(args, p: int, k: int, tmp: str, with_torch: bool, show) -> dict:
+    """Round k's rows for p ranks, dptrain first in odd rounds and DDP first in even ones,
+    so that a machine growing busier or quieter does not favour one framework."""
+    runs = [lambda: _dptrain_row(args, p, tmp, k)] + ([lambda: _torch_row(args, p)]
+                                                   if with_torch else [])
+    rows = {}
+    for run in runs[::-1] if k % 2 else runs:
+        r = dict(run(), round=k + 1)
+        rows[r["framework"]] = r
+        show(r)
+    return rows
+
+
 def run_to_accuracy(args) -> int:
     ranks = _check(args)
     skipped = torch_skip_reason(args, args.model)
     quiet = args.json
     out = print if not quiet else (lambda *a, **k: None)
     out(f"dptrain bench --to-accuracy {args.to_accuracy:g}: {args.model} on {args.dataset}, "
-        f"global batch {args.batch_size}, {args.optimizer} lr {args.lr:g} ({_schedule(args)}), seed "
-        f"{args.seed}, test split after every epoch, at most {args.max_epochs} epochs, "
-        f"{args.threads} thread(s) per rank", flush=True)
+        f"global batch {args.batch_size}, {args.optimizer} lr {args.lr:g} ({_schedule(args)}), "
+        f"seed {args.seed}, test split after every epoch, at most {args.max_epochs} epochs, "
+        f"{args.threads} thread(s) per rank, {args.rounds} round(s) in alternating order",
+        flush=True)
     if skipped:
         out(f"PyTorch DDP: not measured: {skipped}", flush=True)
     out(HEADER, flush=True)
-    rows, ratios = [], {}
+    rows, per_round = [], {}
     with tempfile.TemporaryDirectory(prefix="dptrain-tta-") as tmp:
-        for p in ranks:
-            pair = [_dptrain_row(args, p, tmp)] + ([] if skipped else [_torch_row(args, p)])
-            rows += pair
-            if not quiet:
-                for r in pair:
-                    _print_row(r)
-            if len(pair) == 2 and all(r.get("reached") for r in pair):
-                ratios[p] = pair[0]["time_to_target_s"] / pair[1]["time_to_target_s"]
-                out(f"{'':<12} {p:>5}  dptrain / DDP time to target: {ratios[p]:.2f} "
-                    f"(process: {pair[0]['process_s'] / pair[1]['process_s']:.2f})", flush=True)
+        for k in range(args.rounds):
+            for p in ranks:
+                pair = _pair(args, p, k, tmp, skipped is None,
+                             (lambda r: None) if quiet else _print_row)
+                rows += pair.values()
+                if len(pair) == 2 and all(r.get("reached") for r in pair.values()):
+                    ours, theirs = pair["dptrain"], pair["PyTorch DDP"]
+                    per_round.setdefault(p, []).append(
+                        ours["time_to_target_s"] / theirs["time_to_target_s"])
+                    out(f"{'':>5} {'':<12} {p:>5}  dptrain / DDP time to target: "
+                        f"{per_round[p][-1]:.2f} (process: "
+                        f"{ours['process_s'] / theirs['process_s']:.2f})", flush=True)
+    summary = _medians(rows, ranks)
+    medians = {(m["framework"], m["ranks"]): m["time_to_target_s"] for m in summary}
+    ratios = {p: medians[("dptrain", p)] / medians[("PyTorch DDP", p)] for p in per_round}
+    if args.rounds > 1:
+        out(f"medians over the rounds that reached {args.to_accuracy:g}:", flush=True)
+        for m in summary:
+            out(f"{'':>5} {m['framework']:<12} {m['ranks']:>5} {m['epochs']:>6g} {'':>6} "
+                f"{m['time_to_target_s']:>11.1f} {m['eval_s']:>7.1f} {m['process_s']:>9.1f} "
+                f"{m['images_per_s']:>7.0f}  ({m['rounds']} rounds)", flush=True)
+        for p, r in ratios.items():
+            out(f"{'':>5} {'':<12} {p:>5}  dptrain / DDP time to target, medians: {r:.2f} "
+                f"(rounds: {min(per_round[p]):.2f}-{max(per_round[p]):.2f})", flush=True)
     emit_json({"to_accuracy": args.to_accuracy, "model": args.model, "dataset": args.dataset,
                "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
                "lr_schedule": args.lr_schedule, "lr_step_size": args.lr_step_size,
-               "lr_gamma": args.lr_gamma,
-               "seed": args.seed, "threads": args.threads, "max_epochs": args.max_epochs,
-               "rows": rows, "dptrain_over_ddp": ratios}, args)
+               "lr_gamma": args.lr_gamma, "seed": args.seed, "threads": args.threads,
+               "max_epochs": args.max_epochs, "rounds": args.rounds, "rows": rows,
+               "medians": summary, "dptrain_over_ddp": ratios,
+               "dptrain_over_ddp_per_round": per_round}, args)
     return 3 if any("error" in r for r in rows) else 0

@@ -44,7 +44,7 @@ def bench(tmp_path, digits, *extra):
     out = tmp_path / "tta.json"
     cmd = [sys.executable, "-m", "dptrain", "bench", "--to-accuracy", "0.5", "--dataset",
            f"mnist:{digits}", "--batch-size", str(BATCH), "--max-epochs", "4",
-           "--json-out", str(out), *extra]
+           "--json-out", str(out), *(extra if "--rounds" in extra else [*extra, "--rounds", "1"])]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     return run, (json.loads(out.read_text()) if out.exists() else None)
 
@@ -74,8 +74,22 @@ def test_both_frameworks_stop_at_the_target_on_1_and_2_ranks(tmp_path, digits):
         assert report["dptrain_over_ddp"][p] == pytest.approx(
             rows[i]["time_to_target_s"] / rows[i + 1]["time_to_target_s"])
     table = run.stdout.splitlines()[2:]                     # after the title and the header
-    assert sum(line.startswith(("dptrain ", "PyTorch DDP ")) for line in table) == 4
+    assert sum(line.split()[1:3] in (["dptrain", "1"], ["dptrain", "2"], ["PyTorch", "DDP"])
+               for line in table) == 4                    # round, framework, ranks, ...
     assert sum("dptrain / DDP time to target" in line for line in table) == 2
+
+
+def test_rounds_alternate_the_order_and_end_with_the_ratio_of_medians(tmp_path, digits):
+    pytest.importorskip("torch")
+    run, report = bench(tmp_path, digits, "--rounds", "2")
+    assert run.returncode == 0, run.stderr
+    order = [(r["round"], r["framework"]) for r in report["rows"]]
+    assert order == [(1, "dptrain"), (1, "PyTorch DDP"), (2, "PyTorch DDP"), (2, "dptrain")]
+    median = {m["framework"]: m["time_to_target_s"] for m in report["medians"]}
+    assert report["dptrain_over_ddp"]["1"] == pytest.approx(median["dptrain"] /
+                                                            median["PyTorch DDP"])
+    assert len(report["dptrain_over_ddp_per_round"]["1"]) == 2
+    assert "dptrain / DDP time to target, medians" in run.stdout
 
 
 def test_without_pytorch_one_line_says_so_and_dptrain_runs_alone(tmp_path, digits):
