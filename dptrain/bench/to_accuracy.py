@@ -74,6 +74,11 @@ def _check(args) -> list[int]:
         raise UsageError(f"--ranks {args.ranks!r}: expected rank counts such as 1,2") from None
     if not ranks or min(ranks) < 1:
         raise UsageError(f"--ranks {args.ranks!r}: rank counts must be positive")
+    if args.launcher is not None or args.hostfile is not None:
+        raise UsageError("--to-accuracy runs its ranks on this host: leave out --launcher "
+                         "and --hostfile")
+    from .launcher import local_launcher
+    local_launcher()                               # no mpiexec: exit 2 before any run
     try:
         data.load(args.dataset)                    # a bad data set is exit 2 before any run
     except data.DataError as exc:

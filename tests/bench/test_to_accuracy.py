@@ -105,6 +105,7 @@ def test_without_pytorch_one_line_says_so_and_dptrain_runs_alone(tmp_path, digit
     (["--to-accuracy", "1.5"], "--to-accuracy must be in (0, 1]"),
     (["--to-accuracy", "0.9", "--dataset", "mnist:/no/such/dir"], "--dataset mnist:/no/such"),
     (["--to-accuracy", "0.9", "--ranks", "1,x"], "--ranks '1,x'"),
+    (["--to-accuracy", "0.9", "--launcher", "mpiexec"], "leave out --launcher"),
 ])
 def test_bad_input_is_exit_2_before_any_run(flags, message):
     run = subprocess.run([sys.executable, "-m", "dptrain", "bench", *flags], capture_output=True,
