@@ -13,6 +13,8 @@ from .shared import emit_json, run_torch_reference, torch_skip_reason
 from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 
 def add_bench_arguments(p) -> None:
+    from .to_accuracy import add_to_accuracy_arguments
+    add_to_accuracy_arguments(p)
     p.add_argument("--model", default="thesis-cnn", metavar="NAME",
                    help="the model to time (dptrain models lists them), or one of your own: "
                    "FILE.py:NAME or package.module:NAME (single-step bench, with --input-shape)")
@@ -89,6 +91,9 @@ def run_bench(args) -> int:
     check_network_specs(args)
     check_batches_fit(args)
     check_writable(args.json_out, "--json-out")          # before a long run, not after it
+    if args.to_accuracy is not None:
+        from .to_accuracy import run_to_accuracy
+        return run_to_accuracy(args)
     from .launcher import parse_launcher
     if parse_launcher(args.launcher, args.hostfile) and not args.ranks:   # exit 2 before any run
         raise UsageError(f"{'--launcher' if args.launcher is not None else '--hostfile'} "

@@ -8,6 +8,7 @@ rank reaches the same decisions from the same configuration, so the collectives 
 from __future__ import annotations
 
 import math
+import time
 
 from ..errors import TrainingFailure
 from .evaluate import evaluate_shares
@@ -66,7 +67,9 @@ class EpochReport:
         if "since_step" in train_line:         # resumed from a checkpoint without the sums
             text += f" (steps {train_line['since_step'] + 1}-{step} only)"
         if self.test_due(epoch, last):
+            t_eval = time.perf_counter()
             test = self.evaluate_test(step)
+            test["time_s"] = time.perf_counter() - t_eval
             metrics.write("eval", {"epoch": epoch, "step": step, "split": "test", **test})
             result.update(test_loss=test["loss"], test_accuracy=test["accuracy"])
             if not math.isfinite(test["loss"]):
@@ -77,7 +80,9 @@ class EpochReport:
                                       "nothing was saved from this state)")
             text += f"  test_loss {test['loss']:.4f}  test_acc {test['accuracy']:.4f}"
         if self._train_set_due(complete, epoch_now):
+            t_eval = time.perf_counter()
             train_set = self.evaluate_training_set(complete, step, epoch_now)
+            train_set["time_s"] = time.perf_counter() - t_eval
             metrics.write("eval", {"epoch": epoch, "step": step, "split": "train", **train_set})
             if self.cfg.eval_train:
                 text += f"  train_set_loss {train_set['loss']:.4f}"

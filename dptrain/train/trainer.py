@@ -16,8 +16,8 @@ from ..data.prefetch import Prefetcher, make_transfer
 from ..errors import TrainingFailure, UsageError
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
-from . import (checkpointing, faults, fingerprint, graph_step, run_banner, run_end, saving,
-               startup, transport)
+from . import (checkpointing, early_stop, faults, fingerprint, graph_step, run_banner, run_end,
+               saving, startup, transport)
 from .auto_report import auto_schedules, report_plan
 from .config import TrainConfig, parse_interval
 from .epoch_report import EpochReport
@@ -237,13 +237,13 @@ class Trainer:
                                                    self.total_steps, self.length, self.step,
                                                    self.resumed_from))
         report = self.report
-        result = {}
+        result, reached = {}, False                 # reached: --stop-at-accuracy ended the run
         if self.tracer is not None:
             with self._guard("barrier before tracing", "setup"):
                 self.comm.barrier()
             self.tracer.start_clock()
         try:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not reached:
                 n_batches = min(self.steps_per_epoch - self.pos, self.total_steps - self.step)
                 progress.start(n_batches, f"epoch {self.epoch + 1}/{self.length.epochs}")
                 log = self.epoch_log = EpochLog(metrics, progress, cfg.log_every, self.epoch + 1,
@@ -290,10 +290,11 @@ class Trainer:
                 if (cfg.checkpoint_dir and unit == "epoch" and every and self.pos == 0
                         and self.epoch % every == 0):
                     self.save_checkpoint()
+                reached = early_stop.reached(cfg, result, say)
         finally:
             progress.close()
             metrics.close()
-        run_end.finish(cfg, self.comm, self.dp, self.model, self.tracer, self.is_root,
-                       self._guard, self.save_checkpoint, self.step == self.total_steps)
+        run_end.finish(cfg, self.comm, self.dp, self.model, self.tracer, self.is_root, self._guard,
+                       self.save_checkpoint, self.step == self.total_steps or reached)
         say(f"test accuracy: {result.get('test_accuracy', float('nan')):.4f}", flush=True)
         return result

@@ -57,6 +57,7 @@ RULES = {
     "eval_batch_size": POSITIVE, "eval_every": NON_NEGATIVE, "log_every": NON_NEGATIVE, "keep_checkpoints": POSITIVE,
     "trace_steps": POSITIVE, "comm_timeout": Rule(float, 1, 1e7), "check_replicas": NON_NEGATIVE,
     "skip_nonfinite": NON_NEGATIVE, "num_classes": Rule(int, 2),
+    "stop_at_accuracy": Rule(float, 0, 1, lo_open=True),
 }
 
 
