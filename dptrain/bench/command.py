@@ -5,12 +5,7 @@ both alike; the report gives medians over rounds and their ratio.
 """
 from __future__ import annotations
 
-import statistics
-
-from .. import backend
 from ..errors import UsageError
-from .shared import emit_json, run_torch_reference, torch_skip_reason
-from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 
 def add_bench_arguments(p) -> None:
     p.add_argument("--model", default="thesis-cnn", metavar="NAME",
@@ -102,7 +97,7 @@ def run_bench(args) -> int:
         from .predict import run_predict
         return run_predict(args)
     if args.ranks and args.net_emulate:
-        from .scaling import run_overlap_bench
+        from .overlap_bench import run_overlap_bench
         args.models = args.models or args.model
         return run_overlap_bench(args)
     if args.ranks:
@@ -123,50 +118,5 @@ def run_bench(args) -> int:
     for flag in ("batch_size", "threads", "steps", "rounds"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive")
-    backend.set_threads(args.threads)
-    skipped = torch_skip_reason(args, args.model)
-    with_torch = skipped is None
-    ours, theirs, torch_info = [], [], None
-    for _ in range(args.rounds):
-        res = time_training_step(args.model, args.batch_size, args.steps, args.warmup,
-                                 input_shape=shape)
-        ours.append(res["median_step_s"])
-        if with_torch:
-            for torch_info in run_torch_reference(args, args.model, [args.batch_size]):
-                theirs.append(torch_info["median_step_s"])
-    rss = peak_rss_mb()                       # before the GEMM roof allocates its matrices
-    peak = sgemm_gflops()
-    step = statistics.median(ours)
-    gflops = res["training_flops_per_image"] * args.batch_size / step / 1e9
-    report = {
-        "model": args.model, "batch_size": args.batch_size, "threads": args.threads,
-        "rounds": args.rounds, "steps_per_round": args.steps,
-        "dptrain_step_ms": step * 1e3, "images_per_s": args.batch_size / step,
-        "training_mflop_per_image": res["training_flops_per_image"] / 1e6,
-        "achieved_gflops": gflops, "sgemm_peak_gflops": peak, "fraction_of_peak": gflops / peak,
-        "floor_step_ms": res["training_flops_per_image"] * args.batch_size / peak / 1e6,
-        "peak_rss_mb": rss,
-    }
-    if theirs:
-        t = statistics.median(theirs)
-        report.update({"torch_step_ms": t * 1e3, "torch_version": torch_info["torch"],
-                       "dptrain_over_torch": step / t})
-    if emit_json(report, args):
-        return 0
-    print(f"dptrain bench: {args.model}, batch {args.batch_size}, {args.threads} thread(s), "
-          f"{args.rounds} rounds x {args.steps} steps (medians)")
-    rows = [("dptrain step", f"{report['dptrain_step_ms']:.2f} ms"),
-            ("images/s", f"{report['images_per_s']:.0f}"),
-            ("training work", f"{report['training_mflop_per_image']:.2f} MFLOP/image"),
-            ("achieved", f"{gflops:.1f} GFLOP/s = {100 * report['fraction_of_peak']:.1f}% "
-                         f"of sgemm peak {peak:.1f} GFLOP/s"),
-            ("arithmetic floor", f"{report['floor_step_ms']:.2f} ms"),
-            ("peak RSS", f"{rss:.1f} MB")]
-    if theirs:
-        rows += [(f"PyTorch {report['torch_version']} step", f"{report['torch_step_ms']:.2f} ms"),
-                 ("dptrain / PyTorch", f"{report['dptrain_over_torch']:.3f}")]
-    elif skipped:
-        rows.append(("PyTorch", f"not measured: {skipped}"))
-    for k, v in rows:
-        print(f"  {k:<22} {v}")
-    return 0
+    from .step_report import run_step_bench
+    return run_step_bench(args, shape)

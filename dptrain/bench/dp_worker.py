@@ -3,6 +3,8 @@
 Every rank trains the same model on random data (batch per rank fixed: weak scaling);
 rank 0 prints one JSON line: the slowest rank's median step time and the overlap
 statistics of DataParallel (communication time, the part waited for, bytes per step), and
+its wall time per step differenced
+between the end of the warm-up and the end of the timed steps (bench/weak_scaling.py), and
 with ``--out PATH`` also writes it there (ranks started by a launcher on other hosts: the
 bench reads the file from the shared working directory, not the launcher's output). On P > 1
 ranks it adds the node layout, the measured links and each node's interface byte counters
@@ -17,6 +19,7 @@ import numpy as np
 
 from .. import backend, comm as comms, models, nn, optim
 from ..parallel import DataParallel
+from .weak_scaling import differenced_step_s
 
 
 def main():
@@ -65,11 +68,12 @@ def main():
         links = layout.probe()
     world.barrier()
     times = []
-    last = time.perf_counter()
+    last = started = time.perf_counter()
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
             dp.stats.__init__()                  # count the timed steps only
             before = read_counters() if layout is not None and layout.is_leader else None
+            started = time.perf_counter()        # the short run ends here (weak_scaling.py)
         dp.train_step(xs[i % 4], ys[i % 4], loss, opt, global_batch=a.batch_per_rank * world.size)
         now = time.perf_counter()                # step to step: deferred work lands in the next
         if i >= a.warmup:
@@ -78,9 +82,11 @@ def main():
     # read before close(): it completes the last step's reductions, and the window would hold
     # them besides the ones the first timed step completed for the last warm-up step (overlap
     # showed 4/3 of blocking's bytes over 3 steps); this way each end carries one step's
+    wall = differenced_step_s(started, time.perf_counter(), a.warmup, a.warmup + a.steps)
     after = read_counters() if layout is not None and layout.is_leader else None
     dp.close()
-    medians = world.allgather(np.array([statistics.median(times)]))[:, 0]
+    gathered = world.allgather(np.array([statistics.median(times), wall]))
+    medians, walls = gathered[:, 0], gathered[:, 1]
     stats = dp.stats.as_dict()
     if dp.auto is not None:                      # what auto chose, and from what
         stats["auto"] = dp.auto.summary()
@@ -90,6 +96,7 @@ def main():
     if world.rank == 0:
         line = json.dumps({"ranks": world.size, "sync": a.sync, "progress": a.progress,
                            "step_s": float(medians.max()), "rank_step_s": medians.tolist(),
+                           "wall_step_s": float(walls.max()), "rank_wall_step_s": walls.tolist(),
                            **stats, **({"topology": topology} if topology else {})})
         if a.out:
             with open(a.out, "w") as f:

@@ -67,7 +67,7 @@ class Progress:
         if self.tty:
             self.stream.write("\r" + self.line(label) + "\x1b[K")
             self.shown = True
-        elif self.done:                            # a log: one line per finished measurement
+        elif self.done and label:                  # a log: one line as each measurement starts
             self.stream.write(self.line(label) + "\n")
         self.stream.flush()
 
