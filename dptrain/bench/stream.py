@@ -97,11 +97,11 @@ class BenchStream:
         """One measurement is in: its line now, the progress, --json-out with it."""
         self.done += 1
         self.progress.done = self.done
+        if getattr(self.args, "json_out", None):      # first: a printed line is in the file
+            write_json_atomically(self.args.json_out, self._stamped(self.report(), False))
         self.progress.clear()
         if line and not self.args.json:
             print(line, flush=True)
-        if getattr(self.args, "json_out", None):
-            write_json_atomically(self.args.json_out, self._stamped(self.report(), False))
         self.progress.update()
 
     def _stamped(self, report: dict, complete: bool) -> dict:
