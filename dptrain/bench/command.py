@@ -16,14 +16,22 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="batch per step (per rank with --ranks)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads per process")
-    p.add_argument("--steps", type=int, default=40, metavar="N", help="timed steps per round")
+    p.add_argument("--steps", type=int, default=40, metavar="N",
+                   help="timed steps per round; with --ranks the wall time per step is "
+                   "differenced over them (start-up and warm-up cancel): --steps 300 for a steady "
+                   "weak-scaling figure")
     p.add_argument("--warmup", type=int, default=5, metavar="N",
                    help="untimed steps before each round")
-    p.add_argument("--rounds", type=int, default=3, help="alternating dptrain/PyTorch rounds")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds, each through every row (dptrain, PyTorch, each schedule) in turn; "
+                   "the report gives medians over rounds (--ranks: and the spread)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table and "
+                   "of the lines printed as each measurement finishes (a cut bench prints the "
+                   "object of what finished)")
     p.add_argument("--ranks", help="data-parallel weak scaling over these rank counts, e.g. 1,2 "
-                   "(batch per rank = --batch-size); compares --schedules")
+                   "(batch per rank = --batch-size); compares --schedules; efficiency from the "
+                   "median step and from wall time (differenced, with its spread over rounds)")
     p.add_argument("--reductions", default="auto",
                    help="with --ranks: how multi-rank rows sum their buckets when ranks share "
                    "nodes, comma separated: auto (as train does), flat, hierarchical; "
@@ -54,13 +62,17 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--node-gflops", type=float,
                    help="with --predict: a node's sustained GFLOP/s, for FC-replicated gradients "
                    "(default: 100) and, with --lee, for every layer (default: 1000)")
+    p.add_argument("--sync-bn", default="auto", choices=("auto", "on", "off"),
+                   help="with --ranks: batch-norm statistics over all ranks (train --sync-bn); "
+                   "auto: on for models with BatchNorm, as train does")
     p.add_argument("--no-bind", dest="bind", action="store_false",
                    help="with --ranks: do not bind ranks to cores")
     p.add_argument("--batch-sizes", help="a sweep over batch sizes, e.g. 64,256,1024, with "
                    "achieved TFLOP/s; --model may then list several models")
     p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu or gpu "
                    "(PyTorch then runs on the same GPU with cuDNN)")
-    p.add_argument("--json-out", help="also write the report as JSON here")
+    p.add_argument("--json-out", help="also write the report as JSON here, rewritten after each "
+                   "measurement (\"complete\": false until the end: a cut bench keeps what finished)")
     p.add_argument("--kernel-ops", action="store_true", help="with --device gpu: each CUDA kernel "
                    "family against the generic CuPy code, on --model's layer shapes at --batch-size "
                    "(median of --steps)")

@@ -37,6 +37,8 @@ def main():
     p.add_argument("--input-shape", help="CxHxW, for a model of the user's own (FILE.py:NAME)")
     p.add_argument("--out", help="rank 0 also writes its JSON line to this file")
     p.add_argument("--reduction", default="auto", help="auto, flat or hierarchical")
+    p.add_argument("--sync-bn", default="auto", choices=("auto", "on", "off"),
+                   help="batch-norm statistics over all ranks; auto: as train (on with BatchNorm)")
     a = p.parse_args()
     backend.set_threads(a.threads)
     world = comms.default()
@@ -54,8 +56,11 @@ def main():
     loss = nn.SoftmaxCrossEntropy()
     sync = "blocking" if a.sync == "independent" else a.sync
     bucket_mb = a.bucket_mb if a.bucket_mb == "auto" else float(a.bucket_mb)
+    sync_bn = a.sync_bn == "on" or (a.sync_bn == "auto" and any(
+        isinstance(layer, nn.BatchNorm) for layer in model.layers))
     dp = DataParallel(model, comm, schedule=sync, bucket_mb=bucket_mb, progress=a.progress,
-                      fc_replicate=a.fc_replicate, global_batch=a.batch_per_rank * world.size)
+                      fc_replicate=a.fc_replicate, global_batch=a.batch_per_rank * world.size,
+                      sync_bn=sync_bn)
     dp.broadcast_parameters()
     rng = np.random.default_rng(1 + world.rank)
     shape = (a.batch_per_rank,) + model.input_shape
@@ -95,6 +100,7 @@ def main():
         layout.free()
     if world.rank == 0:
         line = json.dumps({"ranks": world.size, "sync": a.sync, "progress": a.progress,
+                           "sync_bn": sync_bn,
                            "step_s": float(medians.max()), "rank_step_s": medians.tolist(),
                            "wall_step_s": float(walls.max()), "rank_wall_step_s": walls.tolist(),
                            **stats, **({"topology": topology} if topology else {})})

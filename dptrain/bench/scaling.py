@@ -71,6 +71,7 @@ def _run(launchers, n, sync, progress, args, model=None, net=None, bucket_mb=Non
            "--threads", str(args.threads), "--sync", sync, "--progress", progress,
            "--bucket-mb", bucket, "--steps", str(args.steps), "--warmup", str(warmup),
            *(["--net-emulate", net] if net else []), "--reduction", reduction,
+           "--sync-bn", getattr(args, "sync_bn", "auto"),
            *(["--input-shape", args.input_shape] if getattr(args, "input_shape", None) else []),
            "--out", result]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
