@@ -5,12 +5,7 @@ both alike; the report gives medians over rounds and their ratio.
 """
 from __future__ import annotations
 
-import statistics
-
-from .. import backend
 from ..errors import UsageError
-from .shared import emit_json, run_torch_reference, torch_skip_reason
-from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 
 def add_bench_arguments(p) -> None:
     from .to_accuracy import add_to_accuracy_arguments
@@ -23,14 +18,22 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="batch per step (per rank with --ranks)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads per process")
-    p.add_argument("--steps", type=int, default=40, metavar="N", help="timed steps per round")
+    p.add_argument("--steps", type=int, default=40, metavar="N",
+                   help="timed steps per round; with --ranks the wall time per step is "
+                   "differenced over them (start-up and warm-up cancel): --steps 300 for a steady "
+                   "weak-scaling figure")
     p.add_argument("--warmup", type=int, default=5, metavar="N",
                    help="untimed steps before each round")
-    p.add_argument("--rounds", type=int, default=3, help="alternating dptrain/PyTorch rounds")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds, each through every row (dptrain, PyTorch, each schedule) in turn; "
+                   "the report gives medians over rounds (--ranks: and the spread)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table and "
+                   "of the lines printed as each measurement finishes (a cut bench prints the "
+                   "object of what finished)")
     p.add_argument("--ranks", help="data-parallel weak scaling over these rank counts, e.g. 1,2 "
-                   "(batch per rank = --batch-size); compares --schedules")
+                   "(batch per rank = --batch-size); compares --schedules; efficiency from the "
+                   "median step and from wall time (differenced, with its spread over rounds)")
     p.add_argument("--reductions", default="auto",
                    help="with --ranks: how multi-rank rows sum their buckets when ranks share "
                    "nodes, comma separated: auto (as train does), flat, hierarchical; "
@@ -61,13 +64,17 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--node-gflops", type=float,
                    help="with --predict: a node's sustained GFLOP/s, for FC-replicated gradients "
                    "(default: 100) and, with --lee, for every layer (default: 1000)")
+    p.add_argument("--sync-bn", default="auto", choices=("auto", "on", "off"),
+                   help="with --ranks: batch-norm statistics over all ranks (train --sync-bn); "
+                   "auto: on for models with BatchNorm, as train does")
     p.add_argument("--no-bind", dest="bind", action="store_false",
                    help="with --ranks: do not bind ranks to cores")
     p.add_argument("--batch-sizes", help="a sweep over batch sizes, e.g. 64,256,1024, with "
                    "achieved TFLOP/s; --model may then list several models")
     p.add_argument("--device", default="cpu", help="with --batch-sizes: cpu or gpu "
                    "(PyTorch then runs on the same GPU with cuDNN)")
-    p.add_argument("--json-out", help="also write the report as JSON here")
+    p.add_argument("--json-out", help="also write the report as JSON here, rewritten after each "
+                   "measurement (\"complete\": false until the end: a cut bench keeps what finished)")
     p.add_argument("--kernel-ops", action="store_true", help="with --device gpu: each CUDA kernel "
                    "family against the generic CuPy code, on --model's layer shapes at --batch-size "
                    "(median of --steps)")
@@ -107,7 +114,7 @@ def run_bench(args) -> int:
         from .predict import run_predict
         return run_predict(args)
     if args.ranks and args.net_emulate:
-        from .scaling import run_overlap_bench
+        from .overlap_bench import run_overlap_bench
         args.models = args.models or args.model
         return run_overlap_bench(args)
     if args.ranks:
@@ -128,50 +135,5 @@ def run_bench(args) -> int:
     for flag in ("batch_size", "threads", "steps", "rounds"):
         if getattr(args, flag) <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive")
-    backend.set_threads(args.threads)
-    skipped = torch_skip_reason(args, args.model)
-    with_torch = skipped is None
-    ours, theirs, torch_info = [], [], None
-    for _ in range(args.rounds):
-        res = time_training_step(args.model, args.batch_size, args.steps, args.warmup,
-                                 input_shape=shape)
-        ours.append(res["median_step_s"])
-        if with_torch:
-            for torch_info in run_torch_reference(args, args.model, [args.batch_size]):
-                theirs.append(torch_info["median_step_s"])
-    rss = peak_rss_mb()                       # before the GEMM roof allocates its matrices
-    peak = sgemm_gflops()
-    step = statistics.median(ours)
-    gflops = res["training_flops_per_image"] * args.batch_size / step / 1e9
-    report = {
-        "model": args.model, "batch_size": args.batch_size, "threads": args.threads,
-        "rounds": args.rounds, "steps_per_round": args.steps,
-        "dptrain_step_ms": step * 1e3, "images_per_s": args.batch_size / step,
-        "training_mflop_per_image": res["training_flops_per_image"] / 1e6,
-        "achieved_gflops": gflops, "sgemm_peak_gflops": peak, "fraction_of_peak": gflops / peak,
-        "floor_step_ms": res["training_flops_per_image"] * args.batch_size / peak / 1e6,
-        "peak_rss_mb": rss,
-    }
-    if theirs:
-        t = statistics.median(theirs)
-        report.update({"torch_step_ms": t * 1e3, "torch_version": torch_info["torch"],
-                       "dptrain_over_torch": step / t})
-    if emit_json(report, args):
-        return 0
-    print(f"dptrain bench: {args.model}, batch {args.batch_size}, {args.threads} thread(s), "
-          f"{args.rounds} rounds x {args.steps} steps (medians)")
-    rows = [("dptrain step", f"{report['dptrain_step_ms']:.2f} ms"),
-            ("images/s", f"{report['images_per_s']:.0f}"),
-            ("training work", f"{report['training_mflop_per_image']:.2f} MFLOP/image"),
-            ("achieved", f"{gflops:.1f} GFLOP/s = {100 * report['fraction_of_peak']:.1f}% "
-                         f"of sgemm peak {peak:.1f} GFLOP/s"),
-            ("arithmetic floor", f"{report['floor_step_ms']:.2f} ms"),
-            ("peak RSS", f"{rss:.1f} MB")]
-    if theirs:
-        rows += [(f"PyTorch {report['torch_version']} step", f"{report['torch_step_ms']:.2f} ms"),
-                 ("dptrain / PyTorch", f"{report['dptrain_over_torch']:.3f}")]
-    elif skipped:
-        rows.append(("PyTorch", f"not measured: {skipped}"))
-    for k, v in rows:
-        print(f"  {k:<22} {v}")
-    return 0
+    from .step_report import run_step_bench
+    return run_step_bench(args, shape)

@@ -3,6 +3,8 @@
 Every rank trains the same model on random data (batch per rank fixed: weak scaling);
 rank 0 prints one JSON line: the slowest rank's median step time and the overlap
 statistics of DataParallel (communication time, the part waited for, bytes per step), and
+its wall time per step differenced
+between the end of the warm-up and the end of the timed steps (bench/weak_scaling.py), and
 with ``--out PATH`` also writes it there (ranks started by a launcher on other hosts: the
 bench reads the file from the shared working directory, not the launcher's output). On P > 1
 ranks it adds the node layout, the measured links and each node's interface byte counters
@@ -17,6 +19,7 @@ import numpy as np
 
 from .. import backend, comm as comms, models, nn, optim
 from ..parallel import DataParallel
+from .weak_scaling import differenced_step_s
 
 
 def main():
@@ -34,6 +37,8 @@ def main():
     p.add_argument("--input-shape", help="CxHxW, for a model of the user's own (FILE.py:NAME)")
     p.add_argument("--out", help="rank 0 also writes its JSON line to this file")
     p.add_argument("--reduction", default="auto", help="auto, flat or hierarchical")
+    p.add_argument("--sync-bn", default="auto", choices=("auto", "on", "off"),
+                   help="batch-norm statistics over all ranks; auto: as train (on with BatchNorm)")
     a = p.parse_args()
     backend.set_threads(a.threads)
     world = comms.default()
@@ -54,8 +59,11 @@ def main():
     loss = nn.SoftmaxCrossEntropy()
     sync = "blocking" if a.sync == "independent" else a.sync
     bucket_mb = a.bucket_mb if a.bucket_mb == "auto" else float(a.bucket_mb)
+    sync_bn = a.sync_bn == "on" or (a.sync_bn == "auto" and any(
+        isinstance(layer, nn.BatchNorm) for layer in model.layers))
     dp = DataParallel(model, comm, schedule=sync, bucket_mb=bucket_mb, progress=a.progress,
-                      fc_replicate=a.fc_replicate, global_batch=a.batch_per_rank * world.size)
+                      fc_replicate=a.fc_replicate, global_batch=a.batch_per_rank * world.size,
+                      sync_bn=sync_bn)
     dp.broadcast_parameters()
     rng = np.random.default_rng(1 + world.rank)
     shape = (a.batch_per_rank,) + model.input_shape
@@ -68,11 +76,12 @@ def main():
         links = layout.probe()
     world.barrier()
     times = []
-    last = time.perf_counter()
+    last = started = time.perf_counter()
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
             dp.stats.__init__()                  # count the timed steps only
             before = read_counters() if layout is not None and layout.is_leader else None
+            started = time.perf_counter()        # the short run ends here (weak_scaling.py)
         dp.train_step(xs[i % 4], ys[i % 4], loss, opt, global_batch=a.batch_per_rank * world.size)
         now = time.perf_counter()                # step to step: deferred work lands in the next
         if i >= a.warmup:
@@ -81,9 +90,11 @@ def main():
     # read before close(): it completes the last step's reductions, and the window would hold
     # them besides the ones the first timed step completed for the last warm-up step (overlap
     # showed 4/3 of blocking's bytes over 3 steps); this way each end carries one step's
+    wall = differenced_step_s(started, time.perf_counter(), a.warmup, a.warmup + a.steps)
     after = read_counters() if layout is not None and layout.is_leader else None
     dp.close()
-    medians = world.allgather(np.array([statistics.median(times)]))[:, 0]
+    gathered = world.allgather(np.array([statistics.median(times), wall]))
+    medians, walls = gathered[:, 0], gathered[:, 1]
     stats = dp.stats.as_dict()
     if dp.auto is not None:                      # what auto chose, and from what
         stats["auto"] = dp.auto.summary()
@@ -92,7 +103,9 @@ def main():
         layout.free()
     if world.rank == 0:
         line = json.dumps({"ranks": world.size, "sync": a.sync, "progress": a.progress,
+                           "sync_bn": sync_bn,
                            "step_s": float(medians.max()), "rank_step_s": medians.tolist(),
+                           "wall_step_s": float(walls.max()), "rank_wall_step_s": walls.tolist(),
                            **stats, **({"topology": topology} if topology else {})})
         if a.out:
             with open(a.out, "w") as f:

@@ -16,8 +16,7 @@ import sys
 import tempfile
 
 from ..errors import UsageError
-from ..parallel import PROGRESS_MODES, SCHEDULES, schedules as registered
-from .shared import emit_json
+from ..parallel import PROGRESS_MODES, SCHEDULES
 
 
 def _launchers(args):
@@ -72,6 +71,7 @@ def _run(launchers, n, sync, progress, args, model=None, net=None, bucket_mb=Non
            "--threads", str(args.threads), "--sync", sync, "--progress", progress,
            "--bucket-mb", bucket, "--steps", str(args.steps), "--warmup", str(warmup),
            *(["--net-emulate", net] if net else []), "--reduction", reduction,
+           "--sync-bn", getattr(args, "sync_bn", "auto"),
            *(["--input-shape", args.input_shape] if getattr(args, "input_shape", None) else []),
            "--out", result]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
@@ -114,7 +114,9 @@ def _reductions(args) -> list[str]:
 
 
 def run_scaling_bench(args) -> int:
+    from .node_rows import StepPredictor
     from .shared import torch_skip_reason
+    from .stream import BenchStream
     ranks, schedules = _parse(args)
     launchers = _launchers(args)
     reductions = _reductions(args)
@@ -122,28 +124,59 @@ def run_scaling_bench(args) -> int:
     configs += [(n, s, p, mb, red) for n in ranks if n > 1 for s, p, mb in schedules
                 for red in reductions]
     torch_skipped = torch_skip_reason(args, args.model)
-    with_torch = torch_skipped is None
     results = {c: [] for c in configs}
-    torch_runs = {n: [] for n in ranks} if with_torch else {}
-    for _ in range(args.rounds):
-        for n, sync, progress, mb, red in configs:
-            results[(n, sync, progress, mb, red)].append(
-                _run(launchers, n, sync, progress, args, bucket_mb=mb, reduction=red))
-        for n in torch_runs:
-            res = _torch(n, args)
-            if res:
-                torch_runs[n].append(res["median_step_s"])
-    base = statistics.median(r["step_s"] for r in results[configs[0]]) if 1 in ranks else None
-    from .node_rows import StepPredictor, node_fields, node_lines
+    torch_runs = {n: [] for n in ranks} if torch_skipped is None else {}
     predictor = StepPredictor(args)
+
+    def report() -> dict:
+        return {"model": args.model, "batch_per_rank": args.batch_size, "threads": args.threads,
+                "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
+                "launcher": launchers[1].argv,
+                "rows": _rows(args, configs, results, predictor, 1 in ranks),
+                "torch": _torch_rows(args, torch_runs), "torch_skipped": torch_skipped}
+    stream = BenchStream(args, args.rounds * (len(configs) + len(torch_runs)), report,
+                         lambda rep: _print_scaling(rep, args, launchers))
+    with stream.watch():
+        for rnd in range(args.rounds):
+            for n, sync, progress, mb, red in configs:
+                name = _label({"sync": sync if red == "auto" else f"{sync}+{red}",
+                               "progress": progress, "bucket_mb": mb}) if n > 1 else "single"
+                stream.start(f"round {rnd + 1}, {n} rank(s) {name}")
+                run = _run(launchers, n, sync, progress, args, bucket_mb=mb, reduction=red)
+                results[(n, sync, progress, mb, red)].append(run)
+                stream.finished(f"  round {rnd + 1}/{args.rounds}: {n} rank(s) {name}: step "
+                                f"{run['step_s'] * 1e3:.2f} ms, wall {run['wall_step_s'] * 1e3:.2f}"
+                                " ms/step")
+            for n in torch_runs:
+                stream.start(f"round {rnd + 1}, PyTorch {n} rank(s)")
+                res = _torch(n, args)
+                torch_runs[n].append(res["median_step_s"] if res else None)
+                stream.finished(f"  round {rnd + 1}/{args.rounds}: PyTorch{' DDP gloo' if n > 1 else ''} "
+                                f"{n} rank(s): " + (f"step {res['median_step_s'] * 1e3:.2f} ms"
+                                                    if res else "failed"))
+    return stream.close()
+
+
+def _rows(args, configs, results, predictor, with_base: bool) -> list[dict]:
+    """The table's rows from the runs finished so far: medians over rounds, the efficiency of
+    the median step, and the differenced wall-time efficiency with its spread over rounds."""
+    from .node_rows import node_fields
+    from .noise import flag
+    from .weak_scaling import paired_efficiencies, spread
+    base_runs = results[configs[0]] if with_base and configs else []
+    base = statistics.median(r["step_s"] for r in base_runs) if base_runs else None
+    base_walls = [r.get("wall_step_s") for r in base_runs]
     rows = []
     for (n, sync, progress, mb, red), runs in results.items():
+        if not runs:
+            continue
         step = statistics.median(r["step_s"] for r in runs)
         label = sync if red == "auto" else f"{sync}+{red}"
         row = {"ranks": n, "sync": label if n > 1 else "single", "progress": progress if n > 1 else "",
                "reduction": red if n > 1 else "",
                "bucket_mb": "auto" if sync == "auto" else mb,       # None: --bucket-mb
                "step_ms": step * 1e3, "images_per_s": n * args.batch_size / step,
+               "wall_step_ms": statistics.median(r["wall_step_s"] for r in runs) * 1e3,
                "comm_ms": statistics.median(r["comm_s"] / max(r["steps"], 1) for r in runs) * 1e3,
                "exposed_ms": statistics.median(r["exposed_s"] / max(r["steps"], 1) for r in runs) * 1e3,
                "hidden_fraction": statistics.median(r["hidden_fraction"] for r in runs),
@@ -153,134 +186,60 @@ def run_scaling_bench(args) -> int:
             row["auto"] = runs[-1].get("auto", {})
         if base:
             row["efficiency"] = base / step
-        rows.append(row)
-    torch_rows = []
-    torch_base = statistics.median(torch_runs[1]) if torch_runs.get(1) else None
+        wall = spread(paired_efficiencies(base_walls, [r["wall_step_s"] for r in runs]))
+        if wall:
+            row["wall_efficiency"], row["wall_efficiency_spread"] = wall["median"], wall
+        rows.append(flag(row))
+    return rows
+
+
+def _torch_rows(args, torch_runs) -> list[dict]:
+    rows = []
+    base = [t for t in torch_runs.get(1, []) if t]
     for n, times in torch_runs.items():
+        times = [t for t in times if t]
         if times:
             step = statistics.median(times)
             row = {"ranks": n, "step_ms": step * 1e3, "images_per_s": n * args.batch_size / step}
-            if torch_base:
-                row["efficiency"] = torch_base / step
-            torch_rows.append(row)
-    report = {"model": args.model, "batch_per_rank": args.batch_size, "threads": args.threads,
-              "rounds": args.rounds, "steps": args.steps, "launcher": launchers[1].argv,
-              "rows": rows, "torch": torch_rows,
-              "torch_skipped": torch_skipped}
-    if emit_json(report, args):
-        return 0
+            if base:
+                row["efficiency"] = statistics.median(base) / step
+            rows.append(row)
+    return rows
+
+
+def _print_scaling(report: dict, args, launchers) -> None:
+    from .node_rows import node_lines
+    from .noise import cell, notes
+    rows, torch_rows = report["rows"], report["torch"]
     print(f"dptrain bench: {args.model}, weak scaling, batch {args.batch_size} per rank, "
           f"{args.threads} thread(s) per rank, {args.rounds} rounds x {args.steps} steps (medians)")
     print(f"  launcher of multi-rank rows: {' '.join(launchers[1].argv)} -n P")
     print(f"  {'ranks':>5} {'schedule':<16} {'step ms':>8} {'pred.':>8} {'img/s':>7} {'effic.':>6} "
-          f"{'comm ms':>8} {'exposed':>8} {'hidden':>6} {'MB/step':>8}")
+          f"{'comm ms':>8} {'exposed':>8} {'hidden':>6} {'MB/step':>8} {'wall ms':>8}  wall effic.")
     for r in rows:
-        sched = _label(r)
-        eff = f"{r['efficiency']:.3f}" if "efficiency" in r else "-"
-        pred = f"{r['predicted_step_ms']:.2f}" if r["predicted_step_ms"] is not None else "-"
-        print(f"  {r['ranks']:>5} {sched:<16} {r['step_ms']:>8.2f} {pred:>8} {r['images_per_s']:>7.0f} "
-              f"{eff:>6} {r['comm_ms']:>8.2f} {r['exposed_ms']:>8.2f} {r['hidden_fraction']:>6.2f} "
-              f"{r['bytes_per_step'] / 2**20:>8.2f}")
+        spread = r.get("wall_efficiency_spread")
+        wall_eff = (f"{cell(r, 'wall_efficiency', '.3f')} [{spread['min']:.2f}-{spread['max']:.2f}]"
+                    if spread else "-")
+        print(f"  {r['ranks']:>5} {_label(r):<16} {r['step_ms']:>8.2f} "
+              f"{cell(r, 'predicted_step_ms', '.2f'):>8} {r['images_per_s']:>7.0f} "
+              f"{cell(r, 'efficiency', '.3f'):>6} {cell(r, 'comm_ms', '.2f'):>8} "
+              f"{cell(r, 'exposed_ms', '.2f'):>8} {cell(r, 'hidden_fraction', '.2f'):>6} "
+              f"{r['bytes_per_step'] / 2**20:>8.2f} {r['wall_step_ms']:>8.2f}  {wall_eff}")
         for line in node_lines(r):
             print(line)
     for r in torch_rows:
         name = "PyTorch" if r["ranks"] == 1 else "PyTorch DDP gloo"
-        eff = f"{r['efficiency']:.3f}" if "efficiency" in r else "-"
-        print(f"  {r['ranks']:>5} {name:<16} {r['step_ms']:>8.2f} {r['images_per_s']:>7.0f} {eff:>6}")
-    if torch_skipped:
-        print(f"  PyTorch and PyTorch DDP rows skipped: {torch_skipped}")
-    return 0
-
-
-def run_overlap_bench(args) -> int:
-    """Models x emulated networks x schedules on P ranks: how much communication is hidden.
-
-    compute = the 'independent' step (same ranks, no exchange); exposed = step - compute;
-    hidden = 1 - exposed / (blocking's exposed). Two bounds from per-layer times measured
-    here and the network model (parallel/predict.py): 'sim.' simulates the schedule with one
-    first-in-first-out channel, as dptrain runs it; 'dep.' is what the layer dependencies
-    allow in any order (each bucket hides at most the compute between its gradients being
-    final and its first layer being needed in the next forward pass).
-    """
-    from ..comm.emulated import AlphaBeta, parse_spec
-    from ..parallel.predict import auto_fc_layers, dependency_bound, simulate
-    from .node_rows import node_fields, node_lines
-    from .predict import measure_layer_times
-    from .. import backend, models as zoo
-    ranks, schedules = _parse(args)
-    p = max(ranks)
-    schedules = [("independent", "thread", None)] + [s for s in schedules if s[0] != "independent"]
-    launchers = _launchers(args)
-    nets = args.net_emulate or [None]
-    results = {}
-    for _ in range(args.rounds):
-        for model in args.models.split(","):
-            for net in nets:
-                for sync, progress, mb in schedules:
-                    key = (model, net, sync, progress, mb)
-                    results.setdefault(key, []).append(_run(launchers, p, sync, progress, args, model,
-                                                            net, bucket_mb=mb))
-    backend.set_threads(args.threads)
-    rows = []
-    for model in args.models.split(","):
-        times = measure_layer_times(zoo.get(model), args.batch_size, steps=3)
-        gb = args.batch_size * p
-        for net in nets:
-            spec = parse_spec(net) if net else None
-            ab = AlphaBeta(spec["latency_s"], spec["bandwidth_bps"]) if spec else None
-            step = {k[2:]: statistics.median(r["step_s"] for r in v) for k, v in results.items()
-                    if k[:2] == (model, net)}
-            compute = step[("independent", "thread", None)]
-            blocking_exposed = next((t for (sync, *_), t in step.items() if sync == "blocking"),
-                                    compute) - compute
-            hand = [t for (sync, *_), t in step.items() if sync not in ("independent", "auto")]
-            for (sync, progress, mb), t in step.items():
-                runs = results[(model, net, sync, progress, mb)]
-                cap = int((mb or args.bucket_mb) * 2**20)
-                exposed = t - compute
-                overlapping = sync in SCHEDULES and registered.get(sync).overlaps
-                row = {"model": model, "net": net or "shared memory", "ranks": p, "sync": sync,
-                       "progress": progress if overlapping else "",
-                       "bucket_mb": "auto" if sync == "auto" else mb,       # None: --bucket-mb
-                       "step_ms": t * 1e3, "images_per_s": p * args.batch_size / t,
-                       "compute_ms": compute * 1e3, "exposed_ms": exposed * 1e3,
-                       "comm_ms": statistics.median(r["comm_s"] / max(r["steps"], 1) for r in runs) * 1e3,
-                       "bytes_per_step": runs[-1]["bytes_per_step"], **node_fields(runs)}
-                if sync == "auto":
-                    row["auto"] = runs[-1].get("auto", {})
-                    if hand:
-                        row["step_vs_best_hand_set"] = t / min(hand)
-                if sync not in ("independent", "blocking") and blocking_exposed > 0:
-                    row["hidden_fraction"] = 1 - exposed / blocking_exposed
-                    # of what perfect overlap could hide: the smaller of exposed and compute
-                    row["hidden_of_hideable"] = (blocking_exposed - exposed) / min(blocking_exposed, compute)
-                    if ab and overlapping:
-                        fc = auto_fc_layers(times, gb)
-                        b, o = (simulate(times, p, ab, s, cap, fc, gb) for s in ("blocking", sync))
-                        row["bound_hidden_fraction"] = 1 - o["exposed_s"] / b["exposed_s"]
-                    if ab and overlapping and not registered.get(sync).replicates_fc:
-                        row["dependency_bound"] = dependency_bound(times, p, ab, cap)
-                rows.append(row)
-    report = {"batch_per_rank": args.batch_size, "threads": args.threads, "rounds": args.rounds,
-              "steps": args.steps, "rows": rows}
-    if emit_json(report, args):
-        return 0
-    print(f"dptrain bench: overlap on {p} ranks, batch {args.batch_size} per rank, {args.threads} "
-          f"thread(s), {args.rounds} rounds x {args.steps} steps (medians); compute = independent step")
-    print(f"  {'model':<11} {'network':<14} {'schedule':<16} {'step ms':>8} {'img/s':>7} {'exposed':>8} "
-          f"{'hidden':>7} {'sim.':>6} {'dep.':>6} {'MB sent':>8}")
-    for r in rows:
-        sched = _label(r)
-        hidden = f"{r['hidden_fraction']:.2f}" if "hidden_fraction" in r else "-"
-        bound = f"{r['bound_hidden_fraction']:.2f}" if "bound_hidden_fraction" in r else "-"
-        dep = f"{r['dependency_bound']:.2f}" if "dependency_bound" in r else "-"
-        print(f"  {r['model']:<11} {r['net']:<14} {sched:<16} {r['step_ms']:>8.1f} {r['images_per_s']:>7.0f} "
-              f"{r['exposed_ms']:>8.1f} {hidden:>7} {bound:>6} {dep:>6} {r['bytes_per_step'] / 2**20:>8.3f}"
-              + (f"  {r['step_vs_best_hand_set']:.3f} x the best hand-set step"
-                 if "step_vs_best_hand_set" in r else ""))
-        for line in node_lines(r):
-            print(line)
-    return 0
+        print(f"  {r['ranks']:>5} {name:<16} {r['step_ms']:>8.2f} {'':>8} {r['images_per_s']:>7.0f} "
+              f"{cell(r, 'efficiency', '.3f'):>6}")
+    if any("wall_efficiency" in r for r in rows):
+        print("  wall effic.: 1 rank's wall time per step / the row's, differenced between the end "
+              "of the warm-up and the end of the timed steps (start-up and warm-up cancel);\n"
+              "  median [min-max] over rounds, paired within each; 'independent' (no exchange) is "
+              "the machine's ceiling")
+    for line in notes(rows, lambda r: f"{r['ranks']} rank(s) {_label(r)}"):
+        print(line)
+    if report["torch_skipped"]:
+        print(f"  PyTorch and PyTorch DDP rows skipped: {report['torch_skipped']}")
 
 
 def _label(row: dict) -> str:

@@ -15,7 +15,7 @@ import statistics
 
 from .. import backend
 from ..errors import UsageError
-from .shared import TORCH_MODELS, emit_json, run_torch_reference, select_device
+from .shared import TORCH_MODELS, run_torch_reference, select_device
 from .memory import step_peak_mb
 from .stepbench import time_training_step
 
@@ -58,33 +58,58 @@ def run_sweep(args) -> int:
     backend.set_threads(args.threads)
     torch_device = "cuda" if device.startswith("gpu") else "cpu"
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    from .stream import BenchStream
     ours: dict = {}            # (model, batch, kernels, graph) -> [median step s per round]
     graph_state: dict = {}     # (model, batch, kernels) -> replayed, or why eager
     theirs: dict = {}          # (model, batch) -> [median step s per round]
     flops: dict = {}
     peaks: dict = {}           # (model, batch, kernels) -> dptrain's peak GPU memory (GPU only)
     torch_peaks: dict = {}     # (model, batch) -> PyTorch's max_memory_allocated
-    torch_info = None
-    for rnd in range(args.rounds):
-        for name in names:
-            for mode in modes:
-                backend.set_kernels(mode.replace("+", ","))
-                for b in batches:
-                    for g in graphs:
-                        res = time_training_step(name, b, args.steps, args.warmup,
-                                                 graph=g == "on")
-                        ours.setdefault((name, b, mode, g), []).append(res["median_step_s"])
-                        graph_state[(name, b, mode)] = res.get("cuda_graph")
-                    flops[name] = res["training_flops_per_image"]
-                    if rnd == 0 and "off" in graphs:    # apart from the timed steps: memory.py
-                        peaks[(name, b, mode)] = step_peak_mb(name, b)
-            backend.set_kernels(chosen)
-            if with_torch and name in TORCH_MODELS:
-                for r in run_torch_reference(args, name, batches, torch_device):
-                    theirs.setdefault((name, r["batch"]), []).append(r["median_step_s"])
-                    if r.get("max_memory_allocated_mb") is not None:
-                        torch_peaks[(name, r["batch"])] = r["max_memory_allocated_mb"]
-                    torch_info = r
+    torch_info: dict = {}
+
+    def report() -> dict:
+        info = torch_info.get("last")
+        return {"device": _device_description(device), "rounds": args.rounds,
+                "steps_per_round": args.steps,
+                "rows": _rows(ours, graph_state, theirs, flops, peaks, torch_peaks),
+                "torch": None if info is None else
+                {"version": info["torch"], "device": info["device"], "cudnn": info["cudnn"]}}
+    torch_names = [n for n in names if with_torch and n in TORCH_MODELS]
+    planned = args.rounds * (len(names) * len(modes) * len(batches) * len(graphs) + len(torch_names))
+    stream = BenchStream(args, planned, report, lambda rep: _print_sweep(rep, torch_device))
+    with stream.watch():
+        for rnd in range(args.rounds):
+            for name in names:
+                for mode in modes:
+                    backend.set_kernels(mode.replace("+", ","))
+                    for b in batches:
+                        for g in graphs:
+                            what = f"{name} batch {b} {mode}" + (" graph" if g == "on" else "")
+                            stream.start(f"round {rnd + 1}, {what}")
+                            res = time_training_step(name, b, args.steps, args.warmup,
+                                                     graph=g == "on")
+                            ours.setdefault((name, b, mode, g), []).append(res["median_step_s"])
+                            graph_state[(name, b, mode)] = res.get("cuda_graph")
+                            flops[name] = res["training_flops_per_image"]
+                            if rnd == 0 and g == "off":   # apart from the timed steps: memory.py
+                                peaks[(name, b, mode)] = step_peak_mb(name, b)
+                            stream.finished(f"  round {rnd + 1}/{args.rounds}: {what}: dptrain "
+                                            f"{res['median_step_s'] * 1e3:.2f} ms")
+                backend.set_kernels(chosen)
+                if name in torch_names:
+                    stream.start(f"round {rnd + 1}, {name} PyTorch")
+                    for r in run_torch_reference(args, name, batches, torch_device):
+                        theirs.setdefault((name, r["batch"]), []).append(r["median_step_s"])
+                        if r.get("max_memory_allocated_mb") is not None:
+                            torch_peaks[(name, r["batch"])] = r["max_memory_allocated_mb"]
+                        torch_info["last"] = r
+                    stream.finished(f"  round {rnd + 1}/{args.rounds}: {name} PyTorch " + ", ".join(
+                        f"batch {b} {theirs[(name, b)][-1] * 1e3:.2f} ms" for b in batches
+                        if len(theirs.get((name, b), [])) > rnd))
+    return stream.close()
+
+
+def _rows(ours, graph_state, theirs, flops, peaks, torch_peaks) -> list[dict]:
     rows = []
     for (name, b, mode, g), times in ours.items():
         step = statistics.median(times)
@@ -104,14 +129,14 @@ def run_sweep(args) -> int:
             row.update({"torch_step_ms": t * 1e3, "torch_tflops": flops[name] * b / t / 1e12,
                         "dptrain_over_torch": step / t})
         rows.append(row)
-    report = {"device": _device_description(device), "rounds": args.rounds,
-              "steps_per_round": args.steps, "rows": rows,
-              "torch": None if torch_info is None else
-              {"version": torch_info["torch"], "device": torch_info["device"], "cudnn": torch_info["cudnn"]}}
-    if emit_json(report, args):
-        return 0
-    print(f"dptrain bench: {report['device']}, {args.rounds} rounds x {args.steps} steps (medians)"
-          + (f"; PyTorch {torch_info['torch']}" + (f" + cuDNN {torch_info['cudnn']}" if torch_info["cudnn"] else "")
+    return rows
+
+
+def _print_sweep(report: dict, torch_device: str) -> None:
+    rows, torch_info = report["rows"], report["torch"]
+    print(f"dptrain bench: {report['device']}, {report['rounds']} rounds x "
+          f"{report['steps_per_round']} steps (medians)"
+          + (f"; PyTorch {torch_info['version']}" + (f" + cuDNN {torch_info['cudnn']}" if torch_info["cudnn"] else "")
              if torch_info else ""))
     print(f"  {'model':<11} {'batch':>5} {'kernels':<13} {'dptrain ms':>10} {'TFLOP/s':>8} "
           f"{'PyTorch ms':>10} {'TFLOP/s':>8} {'ratio':>6}")
@@ -135,7 +160,6 @@ def run_sweep(args) -> int:
                 if "torch_max_memory_allocated_mb" in r else f"{'-':>10}"
             print(f"  {r['model']:<11} {r['batch']:>5} {r['kernels']:<8} "
                   f"{r['dptrain_peak_mb']:10.1f} / {r['dptrain_reserved_mb']:8.1f} {torch_mb}")
-    return 0
 
 
 def _device_description(device: str) -> str:
