@@ -12,6 +12,7 @@ over the timed steps (bench/node_links.py).
 """
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -108,7 +109,13 @@ def main():
                            "wall_step_s": float(walls.max()), "rank_wall_step_s": walls.tolist(),
                            **stats, **({"topology": topology} if topology else {})})
         if a.out:
-            with open(a.out, "w") as f:
+            # the bench made the file and removes it when cut: never create it again (a rank
+            # that outlived a cut bench would leave a stray file in the working directory)
+            try:
+                fd = os.open(a.out, os.O_WRONLY | os.O_TRUNC)
+            except FileNotFoundError:
+                return
+            with os.fdopen(fd, "w") as f:
                 f.write(line + "\n")
         print(line, flush=True)
 

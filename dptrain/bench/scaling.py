@@ -17,6 +17,8 @@ import tempfile
 
 from ..errors import UsageError
 from ..parallel import PROGRESS_MODES, SCHEDULES
+from .. import interrupts
+from .watched_run import run_watched
 
 
 def _launchers(args):
@@ -64,8 +66,26 @@ def _run(launchers, n, sync, progress, args, model=None, net=None, bucket_mb=Non
     warmup = max(args.warmup, WARMUP_STEPS + 2) if sync == "auto" else args.warmup
     # rank 0 writes its result to a file in the working directory, which a multi-host run
     # shares: a launcher's own output (srun's, ssh's) may mix lines into the workers' stdout
-    fd, result = tempfile.mkstemp(prefix=".dptrain-bench-", suffix=".json", dir=os.getcwd())
-    os.close(fd)
+    result = None
+    try:
+        # a cut between making the file and the run's end must still remove it
+        with interrupts.deferred():
+            fd, result = tempfile.mkstemp(prefix=".dptrain-bench-", suffix=".json", dir=os.getcwd())
+            os.close(fd)
+        text = _run_worker(launcher, n, bind, sync, progress, args, model, net, bucket, warmup,
+                           reduction, result)
+    finally:
+        if result is not None:
+            os.unlink(result)
+    if not text:
+        raise RuntimeError(f"the bench worker wrote no result to {result} (is the working "
+                           "directory shared with the hosts of the launcher?)")
+    return json.loads(text)
+
+
+def _run_worker(launcher, n, bind, sync, progress, args, model, net, bucket, warmup, reduction,
+                result) -> str:
+    """Start the ranks through ``launcher``; the text rank 0 left in ``result``."""
     cmd = [*launcher.command(n, bind), sys.executable, "-m", "dptrain.bench.dp_worker",
            "--model", model or args.model, "--batch-per-rank", str(args.batch_size),
            "--threads", str(args.threads), "--sync", sync, "--progress", progress,
@@ -75,18 +95,13 @@ def _run(launchers, n, sync, progress, args, model=None, net=None, bucket_mb=Non
            *(["--input-shape", args.input_shape] if getattr(args, "input_shape", None) else []),
            "--out", result]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        if out.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip()[-500:]}")
-        with open(result) as f:
-            text = f.read().strip()
-    finally:
-        os.unlink(result)
-    if not text:
-        raise RuntimeError(f"{' '.join(cmd)} wrote no result to {result} (is the working "
-                           "directory shared with the hosts of the launcher?)")
-    return json.loads(text)
+    # in a session of its own, killed as a group when the bench is cut or the run outlives
+    # its deadline (a rank left behind never re-creates the removed file: dp_worker.py)
+    out = run_watched(cmd, env, deadline_s=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out.why()[-500:]}")
+    with open(result) as f:
+        return f.read().strip()
 
 
 def _torch(n, args) -> dict | None:

@@ -81,8 +81,12 @@ def test_launcher_on_one_host_gives_todays_rows_and_one_node(tmp_path):
     calls = log.read_text().splitlines()
     assert len(calls) == 3 and all(c.startswith("-genv DPTRAIN_BENCH_T 1 -n 2 ") for c in calls)
     assert ours["launcher"] == [str(wrapper), "-genv", "DPTRAIN_BENCH_T", "1"]
-    key = [(r["ranks"], r["sync"], r["bytes_per_step"]) for r in ours["rows"]]
-    assert key == [(r["ranks"], r["sync"], r["bytes_per_step"]) for r in today["rows"]]
+    # auto's plan for a 1 ms step of a tiny model sits within its noise margin of two plans
+    # (parallel/plan_margin.py), so its bytes may differ between runs; the fixed rows' may not
+    key = [(r["ranks"], r["sync"], r["bytes_per_step"] if r["sync"] != "auto" else None)
+           for r in ours["rows"]]
+    assert key == [(r["ranks"], r["sync"], r["bytes_per_step"] if r["sync"] != "auto" else None)
+                   for r in today["rows"]]
     assert [k[:2] for k in key] == [(1, "single"), (2, "blocking"), (2, "overlap"), (2, "auto")]
     host = socket.gethostname()
     for report in (ours, today):
