@@ -7,6 +7,7 @@ from dptrain.comm import link_probe
 from dptrain.comm.emulated import AlphaBeta
 from dptrain.parallel import plan_margin, planner
 from dptrain.parallel.predict import LayerTimes
+from test_link_probe_bounds import TwoRanks     # rank 0 of two, collectives answered in-process
 
 MS = 1e-3
 TRUE_LINK = AlphaBeta(20e-6, 5e9)      # overlap predicted 3.1 % faster: at the margin
@@ -15,16 +16,6 @@ FWD = [3.0, 0.5, 5.0, 0.5, 0.3, 0.2, 0.1]
 BWD = [6.0, 1.0, 9.0, 1.0, 0.6, 0.4, 0.2]
 PARAM_BYTES = [3_300, 0, 208_000, 0, 0, 410_000, 20_000]
 SEEDS = range(20)
-
-
-class TwoRanks:
-    size, rank = 2, 0
-
-    def allgather(self, arr):
-        return np.stack([arr, arr])
-
-    def bcast_obj(self, obj, root=0):
-        return obj
 
 
 def loaded(rng, t, p=0.3):
