@@ -9,7 +9,7 @@ of the input with dY, i.e. dY^T @ columns; dX is col2im of dY W (computed per ke
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import conv_chunked, conv_direct, cuda_kernels, fused_cpu
+from . import conv_chunked, conv_direct, conv_winograd, cuda_kernels, fused_cpu
 from . import init as initializers
 from .kernels import col2im, im2col, out_size
 from .layer import Layer
@@ -29,6 +29,7 @@ class Conv2D(Layer):
         self._cols = self._x_shape = None
         self._direct = False      # the cached columns are conv_direct.py's (NCHW)
         self._chunked = False     # conv_chunked.py's: the cache holds the NHWC input instead
+        self._winograd = False    # conv_winograd.py's: the cache holds the NHWC input too
         # a linked BatchNorm (nn/fusion.py) that takes this layer's training output blocked
         self.fused_next = None
 
@@ -75,6 +76,16 @@ class Conv2D(Layer):
                 return y.reshape(n, self.c_out, k * k, -1)
             return y
         self._direct = False
+        self._winograd = conv_winograd.applies(x, self.c_in, self.kh, self.kw, self.stride,
+                                               self.padding)
+        if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
+            x_nhwc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
+            y = conv_winograd.forward(x_nhwc, conv_winograd.filter_transform(self.params["W"]),
+                                      self.params["b"] if self.bias else None, self.padding)
+            self._chunked = False
+            if train:
+                self._cols, self._x_shape = x_nhwc, x.shape
+            return xp.ascontiguousarray(y.transpose(0, 3, 1, 2))
         self._chunked = (conv_chunked.applies(x)
                          and cuda_kernels.launcher_for(x, "im2col", self.backend) is None)
         if self._chunked:                               # float32: a few samples at a time
@@ -100,6 +111,8 @@ class Conv2D(Layer):
         dy2 = xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(-1, self.c_out)
         if self._chunked:
             return self._chunked_backward(dy2)
+        if self._winograd:
+            return self._winograd_backward(dy2)
         dw = dy2.T @ self._cols                                    # (c_out, kh*kw*c_in)
         self.grads["W"][...] = dw.reshape(self.c_out, self.kh, self.kw, self.c_in).transpose(0, 3, 1, 2)
         if self.bias:
@@ -124,6 +137,18 @@ class Conv2D(Layer):
         dw, dx = conv_chunked.backward(x_nhwc, dy2, self._w_matrix(), w_offsets, self.kh, self.kw,
                                        self.stride, self.padding, oh, ow, self.needs_input_grad)
         self.grads["W"][...] = dw.reshape(self.c_out, self.kh, self.kw, c).transpose(0, 3, 1, 2)
+        if self.bias:
+            dy2.sum(axis=0, out=self.grads["b"])
+        self._add_regularization_grad()
+        return None if dx is None else dx.transpose(0, 3, 1, 2).copy()
+
+    def _winograd_backward(self, dy2):
+        x_nhwc, self._cols = self._cols, None
+        _, oh, ow = self.output_shape(self._x_shape[1:])
+        dw, dx = conv_winograd.backward(
+            x_nhwc, dy2.reshape(-1, oh, ow, self.c_out),
+            conv_winograd.filter_transform(self.params["W"]), self.padding, self.needs_input_grad)
+        self.grads["W"][...] = dw
         if self.bias:
             dy2.sum(axis=0, out=self.grads["b"])
         self._add_regularization_grad()

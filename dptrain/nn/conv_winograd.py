@@ -1,0 +1,179 @@
+"""Winograd convolution F(2x2, 3x3) (Lavin & Gray 2016), channels-last, NumPy float32 only.
+
+A 3x3 stride-1 convolution computes each 2x2 output tile from a 4x4 input tile with 16
+products per (c_in, c_out) pair instead of 36: the input tiles are transformed
+(V = B^T d B), the filters too (U = G g G^T), and the 16 transformed positions are 16
+batched GEMMs (tiles x c_in) @ (c_in x c_out); the output is A^T M A. Backward runs the
+adjoints: dM = A dY A^T, dV = dM U^T (then B dV B^T scattered into dX), dU = V^T dM
+(then G^T dU G). Every transform is a few whole-array adds over strided views.
+
+Memory stays bounded as in conv_chunked.py: a few samples at a time (about TILE_BYTES
+of transformed tiles), backward recomputes V per chunk instead of keeping it.
+
+float32 only: float64 runs keep the im2col arithmetic their recordings hold bit for bit
+(tests/recordings); Winograd rounds differently (within float32 tolerance).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+TILE_BYTES = 2 << 20
+DTYPES = (np.float32,)
+MIN_CHANNELS = 16       # below, the thin (tiles x c_in) GEMMs lose to im2col's K = 9 c_in
+_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def applies(x, c_in: int, kh: int, kw: int, stride: int, pad: int) -> bool:
+    return (isinstance(x, np.ndarray) and x.dtype in DTYPES and x.shape[0] > 0
+            and kh == kw == 3 and stride == 1 and pad in (0, 1) and c_in >= MIN_CHANNELS)
+
+
+def filter_transform(w):
+    """W (c_out, c_in, 3, 3) -> U (16, c_in, c_out)."""
+    u = np.einsum("ai,ocij,bj->abco", _G, w.astype(np.float64), _G)
+    return np.ascontiguousarray(u.reshape(16, w.shape[1], w.shape[0]), dtype=w.dtype)
+
+
+def filter_adjoint(du, c_out, c_in):
+    """dU (16, c_in, c_out) -> dW (c_out, c_in, 3, 3)."""
+    return np.einsum("ai,abco,bj->ocij", _G, du.reshape(4, 4, c_in, c_out), _G)
+
+
+def _bt(d, out):
+    """B^T along the first axis of ``out`` from the 4 views ``d``: out[k] = (B^T d)[k]."""
+    np.subtract(d[0], d[2], out=out[0])
+    np.add(d[1], d[2], out=out[1])
+    np.subtract(d[2], d[1], out=out[2])
+    np.subtract(d[1], d[3], out=out[3])
+
+
+def _input_transform(x_par, th, tw):
+    """x_par (n, 2, th+1, 2, tw+1, C), the padded input split by row and column parity (so
+    that every pass below reads and writes long contiguous runs) -> V (4, 4, n, th, tw, C)."""
+    n, c = x_par.shape[0], x_par.shape[-1]
+    rows = np.empty((4, n, th, 2, tw + 1, c), dtype=x_par.dtype)
+    _bt([x_par[:, i % 2, i // 2:i // 2 + th] for i in range(4)], rows)
+    v = np.empty((4, 4, n, th, tw, c), dtype=x_par.dtype)
+    for a in range(4):
+        _bt([rows[a][:, :, j % 2, j // 2:j // 2 + tw] for j in range(4)], v[a])
+    return v
+
+
+def _parity_split(x_nhwc, pad, th, tw, extra):
+    """x (n, H, W, C) zero-padded by ``pad`` (top/left) to (2(th+extra), 2(tw+extra)) and laid
+    out as (n, 2, th+extra, 2, tw+extra, C): [:, i, t, j, s] is the pixel (2t+i, 2s+j)."""
+    n, h, w, c = x_nhwc.shape
+    out = np.zeros((n, 2, th + extra, 2, tw + extra, c), dtype=x_nhwc.dtype)
+    for i in range(2):
+        for j in range(2):
+            src = x_nhwc[:, (i - pad) % 2::2, (j - pad) % 2::2]   # pixel rows 2t+i-pad
+            t0, s0 = ((i - pad) % 2 + pad - i) // 2, ((j - pad) % 2 + pad - j) // 2
+            out[:, i, t0:t0 + src.shape[1], j, s0:s0 + src.shape[2]] = src
+    return out
+
+
+def _parity_merge(par, pad, h, w):
+    """The inverse layout of _parity_split: (n, 2, T, 2, S, C) -> (n, H, W, C) cropped."""
+    n, _, t, _, s, c = par.shape
+    full = par.transpose(0, 2, 1, 4, 3, 5).reshape(n, 2 * t, 2 * s, c)
+    return full[:, pad:pad + h, pad:pad + w]
+
+
+def _tiles(h, w, pad):
+    oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
+    return oh, ow, (oh + 1) // 2, (ow + 1) // 2
+
+
+def _chunks(n, per_sample_bytes):
+    per = max(1, TILE_BYTES // max(1, per_sample_bytes))
+    for s in range(0, n, per):
+        yield s, min(n, s + per)
+
+
+def forward(x_nhwc, u, bias, pad):
+    """y (N, OH, OW, c_out) of x (N, H, W, C); u the filter transform (16, C, c_out)."""
+    n, h, w, c = x_nhwc.shape
+    c_out = u.shape[2]
+    oh, ow, th, tw = _tiles(h, w, pad)
+    y = np.empty((n, oh, ow, c_out), dtype=x_nhwc.dtype)
+    for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x_nhwc.itemsize):
+        v = _input_transform(_parity_split(x_nhwc[s:e], pad, th, tw, 1), th, tw)
+        m = np.matmul(v.reshape(16, -1, c), u).reshape(4, 4, e - s, th, tw, c_out)
+        # A^T M A: A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], rows then columns
+        r = np.empty((2, 4, e - s, th, tw, c_out), dtype=y.dtype)
+        np.add(m[0], m[1], out=r[0])
+        r[0] += m[2]
+        np.subtract(m[1], m[2], out=r[1])
+        r[1] -= m[3]
+        full = np.empty((e - s, 2, th, 2, tw, c_out), dtype=y.dtype)
+        for i in range(2):
+            y0, y1 = full[:, i, :, 0], full[:, i, :, 1]
+            np.add(r[i, 0], r[i, 1], out=y0)
+            y0 += r[i, 2]
+            np.subtract(r[i, 1], r[i, 2], out=y1)
+            y1 -= r[i, 3]
+        y[s:e] = _parity_merge(full, 0, oh, ow)
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _a_adjoint(d, out):
+    """A along the first axis of ``out`` from the 2 views ``d`` (the adjoint of A^T)."""
+    out[0] = d[0]
+    np.add(d[0], d[1], out=out[1])
+    np.subtract(d[0], d[1], out=out[2])
+    np.negative(d[1], out=out[3])
+
+
+def backward(x_nhwc, dy, u, pad, need_dx):
+    """(dW (c_out, C, 3, 3), dX (N, H, W, C) or None) from
+    dy (N, OH, OW, c_out)."""
+    n, h, w, c = x_nhwc.shape
+    c_out = u.shape[2]
+    oh, ow, th, tw = _tiles(h, w, pad)
+    du = np.zeros((16, c, c_out), dtype=x_nhwc.dtype)
+    dx = np.empty(x_nhwc.shape, dtype=x_nhwc.dtype) if need_dx else None
+    u_t = np.ascontiguousarray(u.transpose(0, 2, 1)) if need_dx else None
+    for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x_nhwc.itemsize):
+        k = e - s
+        v = _input_transform(_parity_split(x_nhwc[s:e], pad, th, tw, 1), th, tw)
+        v = v.reshape(16, -1, c)
+        dyp = _parity_split(dy[s:e], 0, th, tw, 0)
+        rows = np.empty((4, k, th, 2, tw, c_out), dtype=dy.dtype)
+        _a_adjoint([dyp[:, 0], dyp[:, 1]], rows)
+        dm = np.empty((4, 4, k, th, tw, c_out), dtype=dy.dtype)
+        for a in range(4):
+            _a_adjoint([rows[a][:, :, 0], rows[a][:, :, 1]], dm[a])
+        dm = dm.reshape(16, -1, c_out)
+        du += np.matmul(v.transpose(0, 2, 1), dm)
+        if need_dx:
+            dv = np.matmul(dm, u_t).reshape(4, 4, k, th, tw, c)
+            dx[s:e] = _input_adjoint(dv, pad, h, w)
+    return filter_adjoint(du, c_out, c), dx
+
+
+def _scatter_bt_adjoint(dv, at):
+    """at(k) += (B dv)[k] for the 4 arrays ``dv``: B^T's adjoint, each window offset k of the
+    overlapping 4-wide windows at stride 2 given as the view ``at(k)`` (zeroed first)."""
+    # B^T rows: v0 = d0 - d2, v1 = d1 + d2, v2 = d2 - d1, v3 = d1 - d3, so
+    # d0 <- v0, d1 <- v1 - v2 + v3, d2 <- v1 + v2 - v0, d3 <- -v3
+    at(0)[...] += dv[0]
+    t = dv[1] - dv[2]
+    t += dv[3]
+    at(1)[...] += t
+    np.add(dv[1], dv[2], out=t)
+    t -= dv[0]
+    at(2)[...] += t
+    at(3)[...] -= dv[3]
+
+
+def _input_adjoint(dv, pad, h, w):
+    """dV (4, 4, n, th, tw, C) -> dX (n, H, W, C), through the parity layout."""
+    _, _, n, th, tw, c = dv.shape
+    rows = np.zeros((4, n, th, 2, tw + 1, c), dtype=dv.dtype)
+    for a in range(4):
+        _scatter_bt_adjoint(dv[a], lambda k, a=a: rows[a][:, :, k % 2, k // 2:k // 2 + tw])
+    full = np.zeros((n, 2, th + 1, 2, tw + 1, c), dtype=dv.dtype)
+    _scatter_bt_adjoint(rows, lambda k: full[:, k % 2, k // 2:k // 2 + th])
+    return _parity_merge(full, pad, h, w)
