@@ -80,11 +80,12 @@ class Conv2D(Layer):
                                                self.padding)
         if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
             x_nhwc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
-            y = conv_winograd.forward(x_nhwc, conv_winograd.filter_transform(self.params["W"]),
-                                      self.params["b"] if self.bias else None, self.padding)
+            u = conv_winograd.filter_transform(self.params["W"])
+            y = conv_winograd.forward(x_nhwc, u, self.params["b"] if self.bias else None,
+                                      self.padding)
             self._chunked = False
-            if train:
-                self._cols, self._x_shape = x_nhwc, x.shape
+            if train:                                   # backward reuses the filter transform
+                self._cols, self._x_shape = (x_nhwc, u), x.shape
             return xp.ascontiguousarray(y.transpose(0, 3, 1, 2))
         self._chunked = (conv_chunked.applies(x)
                          and cuda_kernels.launcher_for(x, "im2col", self.backend) is None)
@@ -143,11 +144,10 @@ class Conv2D(Layer):
         return None if dx is None else dx.transpose(0, 3, 1, 2).copy()
 
     def _winograd_backward(self, dy2):
-        x_nhwc, self._cols = self._cols, None
+        (x_nhwc, u), self._cols = self._cols, None
         _, oh, ow = self.output_shape(self._x_shape[1:])
-        dw, dx = conv_winograd.backward(
-            x_nhwc, dy2.reshape(-1, oh, ow, self.c_out),
-            conv_winograd.filter_transform(self.params["W"]), self.padding, self.needs_input_grad)
+        dw, dx = conv_winograd.backward(x_nhwc, dy2.reshape(-1, oh, ow, self.c_out), u,
+                                        self.padding, self.needs_input_grad)
         self.grads["W"][...] = dw
         if self.bias:
             dy2.sum(axis=0, out=self.grads["b"])

@@ -21,6 +21,7 @@ TILE_BYTES = 2 << 20
 DTYPES = (np.float32,)
 MIN_CHANNELS = 16       # below, the thin (tiles x c_in) GEMMs lose to im2col's K = 9 c_in
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+_GG = np.kron(_G, _G)         # (16, 9): U[4a+b] = sum over (i, j) of G[a, i] G[b, j] W[3i+j]
 
 
 def applies(x, c_in: int, kh: int, kw: int, stride: int, pad: int) -> bool:
@@ -29,14 +30,17 @@ def applies(x, c_in: int, kh: int, kw: int, stride: int, pad: int) -> bool:
 
 
 def filter_transform(w):
-    """W (c_out, c_in, 3, 3) -> U (16, c_in, c_out)."""
-    u = np.einsum("ai,ocij,bj->abco", _G, w.astype(np.float64), _G)
-    return np.ascontiguousarray(u.reshape(16, w.shape[1], w.shape[0]), dtype=w.dtype)
+    """W (c_out, c_in, 3, 3) -> U (16, c_in, c_out): one (16 x 9) @ (9 x c_in c_out) product."""
+    c_out, c_in = w.shape[:2]
+    w9 = w.transpose(2, 3, 1, 0).reshape(9, c_in * c_out)
+    return (_GG.astype(w.dtype) @ w9).reshape(16, c_in, c_out)
 
 
-def filter_adjoint(du, c_out, c_in):
-    """dU (16, c_in, c_out) -> dW (c_out, c_in, 3, 3)."""
-    return np.einsum("ai,abco,bj->ocij", _G, du.reshape(4, 4, c_in, c_out), _G)
+def filter_adjoint(du):
+    """dU (16, c_in, c_out) -> dW (c_out, c_in, 3, 3), the adjoint of filter_transform."""
+    _, c_in, c_out = du.shape
+    dw9 = _GG.T.astype(du.dtype) @ du.reshape(16, c_in * c_out)
+    return dw9.reshape(3, 3, c_in, c_out).transpose(3, 2, 0, 1)
 
 
 def _bt(d, out):
@@ -150,7 +154,7 @@ def backward(x_nhwc, dy, u, pad, need_dx):
         if need_dx:
             dv = np.matmul(dm, u_t).reshape(4, 4, k, th, tw, c)
             dx[s:e] = _input_adjoint(dv, pad, h, w)
-    return filter_adjoint(du, c_out, c), dx
+    return filter_adjoint(du), dx
 
 
 def _scatter_bt_adjoint(dv, at):
