@@ -79,14 +79,13 @@ class Conv2D(Layer):
         self._winograd = conv_winograd.applies(x, self.c_in, self.kh, self.kw, self.stride,
                                                self.padding)
         if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
-            x_nhwc = xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
             u = conv_winograd.filter_transform(self.params["W"])
-            y = conv_winograd.forward(x_nhwc, u, self.params["b"] if self.bias else None,
+            y = conv_winograd.forward(x, u, self.params["b"] if self.bias else None,
                                       self.padding)
             self._chunked = False
             if train:                                   # backward reuses the filter transform
-                self._cols, self._x_shape = (x_nhwc, u), x.shape
-            return xp.ascontiguousarray(y.transpose(0, 3, 1, 2))
+                self._cols, self._x_shape = (x, u), x.shape      # forward never writes x
+            return y
         self._chunked = (conv_chunked.applies(x)
                          and cuda_kernels.launcher_for(x, "im2col", self.backend) is None)
         if self._chunked:                               # float32: a few samples at a time
@@ -108,12 +107,12 @@ class Conv2D(Layer):
     def backward(self, dy):
         if self._direct:
             return self._direct_backward(dy)
+        if self._winograd:
+            return self._winograd_backward(dy)
         xp = get_array_module(dy)
         dy2 = xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(-1, self.c_out)
         if self._chunked:
             return self._chunked_backward(dy2)
-        if self._winograd:
-            return self._winograd_backward(dy2)
         dw = dy2.T @ self._cols                                    # (c_out, kh*kw*c_in)
         self.grads["W"][...] = dw.reshape(self.c_out, self.kh, self.kw, self.c_in).transpose(0, 3, 1, 2)
         if self.bias:
@@ -143,16 +142,14 @@ class Conv2D(Layer):
         self._add_regularization_grad()
         return None if dx is None else dx.transpose(0, 3, 1, 2).copy()
 
-    def _winograd_backward(self, dy2):
-        (x_nhwc, u), self._cols = self._cols, None
-        _, oh, ow = self.output_shape(self._x_shape[1:])
-        dw, dx = conv_winograd.backward(x_nhwc, dy2.reshape(-1, oh, ow, self.c_out), u,
-                                        self.padding, self.needs_input_grad)
+    def _winograd_backward(self, dy):
+        (x, u), self._cols = self._cols, None
+        dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad)
         self.grads["W"][...] = dw
         if self.bias:
-            dy2.sum(axis=0, out=self.grads["b"])
+            dy.sum(axis=(0, 2, 3), out=self.grads["b"])
         self._add_regularization_grad()
-        return None if dx is None else dx.transpose(0, 3, 1, 2).copy()
+        return dx
 
     def _direct_backward(self, dy):
         cols, self._cols = self._cols, None

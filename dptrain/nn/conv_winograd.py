@@ -1,4 +1,4 @@
-"""Winograd convolution F(2x2, 3x3) (Lavin & Gray 2016), channels-last, NumPy float32 only.
+"""Winograd convolution F(2x2, 3x3) (Lavin & Gray 2016), NumPy float32 only.
 
 A 3x3 stride-1 convolution computes each 2x2 output tile from a 4x4 input tile with 16
 products per (c_in, c_out) pair instead of 36: the input tiles are transformed
@@ -7,6 +7,8 @@ batched GEMMs (tiles x c_in) @ (c_in x c_out); the output is A^T M A. Backward r
 adjoints: dM = A dY A^T, dV = dM U^T (then B dV B^T scattered into dX), dU = V^T dM
 (then G^T dU G). Every transform is a few whole-array adds over strided views.
 
+Inputs and outputs are NCHW; inside, the tiles are channels-last in a layout split by row and
+column parity (the copies in and out replace the transposes conv.py's other paths pay).
 Memory stays bounded as in conv_chunked.py: a few samples at a time (about TILE_BYTES
 of transformed tiles), backward recomputes V per chunk instead of keeping it.
 
@@ -63,24 +65,25 @@ def _input_transform(x_par, th, tw):
     return v
 
 
-def _parity_split(x_nhwc, pad, th, tw, extra):
-    """x (n, H, W, C) zero-padded by ``pad`` (top/left) to (2(th+extra), 2(tw+extra)) and laid
+def _parity_split(x, pad, th, tw, extra):
+    """x (n, C, H, W) zero-padded by ``pad`` (top/left) to (2(th+extra), 2(tw+extra)) and laid
     out as (n, 2, th+extra, 2, tw+extra, C): [:, i, t, j, s] is the pixel (2t+i, 2s+j)."""
-    n, h, w, c = x_nhwc.shape
-    out = np.zeros((n, 2, th + extra, 2, tw + extra, c), dtype=x_nhwc.dtype)
+    n, c, h, w = x.shape
+    out = np.zeros((n, 2, th + extra, 2, tw + extra, c), dtype=x.dtype)
     for i in range(2):
-        for j in range(2):
-            src = x_nhwc[:, (i - pad) % 2::2, (j - pad) % 2::2]   # pixel rows 2t+i-pad
+        for j in range(2):               # pixel rows 2t+i-pad, channels last
+            src = x[:, :, (i - pad) % 2::2, (j - pad) % 2::2].transpose(0, 2, 3, 1)
             t0, s0 = ((i - pad) % 2 + pad - i) // 2, ((j - pad) % 2 + pad - j) // 2
             out[:, i, t0:t0 + src.shape[1], j, s0:s0 + src.shape[2]] = src
     return out
 
 
 def _parity_merge(par, pad, h, w):
-    """The inverse layout of _parity_split: (n, 2, T, 2, S, C) -> (n, H, W, C) cropped."""
+    """The inverse layout of _parity_split: (n, 2, T, 2, S, C) -> (n, C, H, W) cropped (a
+    view: the copy happens where it is assigned)."""
     n, _, t, _, s, c = par.shape
-    full = par.transpose(0, 2, 1, 4, 3, 5).reshape(n, 2 * t, 2 * s, c)
-    return full[:, pad:pad + h, pad:pad + w]
+    full = par.transpose(0, 5, 2, 1, 4, 3).reshape(n, c, 2 * t, 2 * s)
+    return full[:, :, pad:pad + h, pad:pad + w]
 
 
 def _tiles(h, w, pad):
@@ -94,14 +97,14 @@ def _chunks(n, per_sample_bytes):
         yield s, min(n, s + per)
 
 
-def forward(x_nhwc, u, bias, pad):
-    """y (N, OH, OW, c_out) of x (N, H, W, C); u the filter transform (16, C, c_out)."""
-    n, h, w, c = x_nhwc.shape
+def forward(x, u, bias, pad):
+    """y (N, c_out, OH, OW) of x (N, C, H, W); u the filter transform (16, C, c_out)."""
+    n, c, h, w = x.shape
     c_out = u.shape[2]
     oh, ow, th, tw = _tiles(h, w, pad)
-    y = np.empty((n, oh, ow, c_out), dtype=x_nhwc.dtype)
-    for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x_nhwc.itemsize):
-        v = _input_transform(_parity_split(x_nhwc[s:e], pad, th, tw, 1), th, tw)
+    y = np.empty((n, c_out, oh, ow), dtype=x.dtype)
+    for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x.itemsize):
+        v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw)
         m = np.matmul(v.reshape(16, -1, c), u).reshape(4, 4, e - s, th, tw, c_out)
         # A^T M A: A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], rows then columns
         r = np.empty((2, 4, e - s, th, tw, c_out), dtype=y.dtype)
@@ -118,7 +121,7 @@ def forward(x_nhwc, u, bias, pad):
             y1 -= r[i, 3]
         y[s:e] = _parity_merge(full, 0, oh, ow)
     if bias is not None:
-        y += bias
+        y += bias[:, None, None]
     return y
 
 
@@ -130,18 +133,17 @@ def _a_adjoint(d, out):
     np.negative(d[1], out=out[3])
 
 
-def backward(x_nhwc, dy, u, pad, need_dx):
-    """(dW (c_out, C, 3, 3), dX (N, H, W, C) or None) from
-    dy (N, OH, OW, c_out)."""
-    n, h, w, c = x_nhwc.shape
+def backward(x, dy, u, pad, need_dx):
+    """(dW (c_out, C, 3, 3), dX (N, C, H, W) or None) from dy (N, c_out, OH, OW)."""
+    n, c, h, w = x.shape
     c_out = u.shape[2]
     oh, ow, th, tw = _tiles(h, w, pad)
-    du = np.zeros((16, c, c_out), dtype=x_nhwc.dtype)
-    dx = np.empty(x_nhwc.shape, dtype=x_nhwc.dtype) if need_dx else None
+    du = np.zeros((16, c, c_out), dtype=x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1)) if need_dx else None
-    for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x_nhwc.itemsize):
+    for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x.itemsize):
         k = e - s
-        v = _input_transform(_parity_split(x_nhwc[s:e], pad, th, tw, 1), th, tw)
+        v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw)
         v = v.reshape(16, -1, c)
         dyp = _parity_split(dy[s:e], 0, th, tw, 0)
         rows = np.empty((4, k, th, 2, tw, c_out), dtype=dy.dtype)
