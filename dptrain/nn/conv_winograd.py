@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TILE_BYTES = 2 << 20
+TILE_BYTES = 1 << 20
 DTYPES = (np.float32,)
 MIN_CHANNELS = 16       # below, the thin (tiles x c_in) GEMMs lose to im2col's K = 9 c_in
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
