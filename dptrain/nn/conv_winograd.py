@@ -159,27 +159,35 @@ def backward(x, dy, u, pad, need_dx):
     return filter_adjoint(du), dx
 
 
-def _scatter_bt_adjoint(dv, at):
-    """at(k) += (B dv)[k] for the 4 arrays ``dv``: B^T's adjoint, each window offset k of the
-    overlapping 4-wide windows at stride 2 given as the view ``at(k)`` (zeroed first)."""
-    # B^T rows: v0 = d0 - d2, v1 = d1 + d2, v2 = d2 - d1, v3 = d1 - d3, so
-    # d0 <- v0, d1 <- v1 - v2 + v3, d2 <- v1 + v2 - v0, d3 <- -v3
-    at(0)[...] += dv[0]
-    t = dv[1] - dv[2]
-    t += dv[3]
-    at(1)[...] += t
-    np.add(dv[1], dv[2], out=t)
+def _bt_adjoint(dv, even, odd, length, axis):
+    """B^T's adjoint of the 4 arrays ``dv`` (``length`` tiles along ``axis``), written at once
+    into the ``even`` and ``odd`` positions (``length`` + 1 entries along ``axis``) of the
+    overlapping 4-wide windows at stride 2: no zeroed buffer, no read-modify-write of whole
+    windows. B^T rows: v0 = d0 - d2, v1 = d1 + d2, v2 = d2 - d1, v3 = d1 - d3, so
+    d0 <- v0, d1 <- v1 - v2 + v3, d2 <- v1 + v2 - v0, d3 <- -v3; even[q] = d0[q] + d2[q-1],
+    odd[q] = d1[q] + d3[q-1]."""
+    def part(arr, start, stop):
+        idx = [slice(None)] * arr.ndim
+        idx[axis] = slice(start, stop)
+        return arr[tuple(idx)]
+    n = length
+    part(even, 0, n)[...] = dv[0]
+    part(even, n, n + 1)[...] = 0
+    t = dv[1] + dv[2]
     t -= dv[0]
-    at(2)[...] += t
-    at(3)[...] -= dv[3]
+    part(even, 1, n + 1)[...] += t
+    np.subtract(dv[1], dv[2], out=part(odd, 0, n))
+    part(odd, 0, n)[...] += dv[3]
+    part(odd, n, n + 1)[...] = 0
+    part(odd, 1, n + 1)[...] -= dv[3]
 
 
 def _input_adjoint(dv, pad, h, w):
-    """dV (4, 4, n, th, tw, C) -> dX (n, H, W, C), through the parity layout."""
+    """dV (4, 4, n, th, tw, C) -> dX (n, C, H, W) (a view), through the parity layout."""
     _, _, n, th, tw, c = dv.shape
-    rows = np.zeros((4, n, th, 2, tw + 1, c), dtype=dv.dtype)
+    rows = np.empty((4, n, th, 2, tw + 1, c), dtype=dv.dtype)
     for a in range(4):
-        _scatter_bt_adjoint(dv[a], lambda k, a=a: rows[a][:, :, k % 2, k // 2:k // 2 + tw])
-    full = np.zeros((n, 2, th + 1, 2, tw + 1, c), dtype=dv.dtype)
-    _scatter_bt_adjoint(rows, lambda k: full[:, k % 2, k // 2:k // 2 + th])
+        _bt_adjoint(dv[a], rows[a][:, :, 0], rows[a][:, :, 1], tw, axis=2)
+    full = np.empty((n, 2, th + 1, 2, tw + 1, c), dtype=dv.dtype)
+    _bt_adjoint(rows, full[:, 0], full[:, 1], th, axis=1)
     return _parity_merge(full, pad, h, w)
