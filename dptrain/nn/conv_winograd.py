@@ -59,7 +59,8 @@ def _input_transform(x_par, th, tw):
     n, c = x_par.shape[0], x_par.shape[-1]
     rows = np.empty((4, n, th, 2, tw + 1, c), dtype=x_par.dtype)
     _bt([x_par[:, i % 2, i // 2:i // 2 + th] for i in range(4)], rows)
-    v = np.empty((4, 4, n, th, tw, c), dtype=x_par.dtype)
+    del x_par
+    v = np.empty((4, 4, n, th, tw, c), dtype=rows.dtype)
     for a in range(4):
         _bt([rows[a][:, :, j % 2, j // 2:j // 2 + tw] for j in range(4)], v[a])
     return v
@@ -106,12 +107,14 @@ def forward(x, u, bias, pad):
     for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x.itemsize):
         v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw)
         m = np.matmul(v.reshape(16, -1, c), u).reshape(4, 4, e - s, th, tw, c_out)
+        del v                      # each temporary freed once used: the next reuses its cached pages
         # A^T M A: A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], rows then columns
         r = np.empty((2, 4, e - s, th, tw, c_out), dtype=y.dtype)
         np.add(m[0], m[1], out=r[0])
         r[0] += m[2]
         np.subtract(m[1], m[2], out=r[1])
         r[1] -= m[3]
+        del m
         full = np.empty((e - s, 2, th, 2, tw, c_out), dtype=y.dtype)
         for i in range(2):
             y0, y1 = full[:, i, :, 0], full[:, i, :, 1]
@@ -143,18 +146,20 @@ def backward(x, dy, u, pad, need_dx):
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1)) if need_dx else None
     for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x.itemsize):
         k = e - s
-        v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw)
-        v = v.reshape(16, -1, c)
         dyp = _parity_split(dy[s:e], 0, th, tw, 0)
         rows = np.empty((4, k, th, 2, tw, c_out), dtype=dy.dtype)
         _a_adjoint([dyp[:, 0], dyp[:, 1]], rows)
         dm = np.empty((4, 4, k, th, tw, c_out), dtype=dy.dtype)
         for a in range(4):
             _a_adjoint([rows[a][:, :, 0], rows[a][:, :, 1]], dm[a])
+        del dyp, rows              # each temporary freed once used: the next reuses its cached pages
         dm = dm.reshape(16, -1, c_out)
+        v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw).reshape(16, -1, c)
         du += np.matmul(v.transpose(0, 2, 1), dm)
+        del v
         if need_dx:
             dv = np.matmul(dm, u_t).reshape(4, 4, k, th, tw, c)
+            del dm
             dx[s:e] = _input_adjoint(dv, pad, h, w)
     return filter_adjoint(du), dx
 
