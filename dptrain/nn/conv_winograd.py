@@ -107,7 +107,7 @@ def forward(x, u, bias, pad):
     for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x.itemsize):
         v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw)
         m = np.matmul(v.reshape(16, -1, c), u).reshape(4, 4, e - s, th, tw, c_out)
-        del v                      # each temporary freed once used: the next reuses its cached pages
+        del v                   # each temporary freed once used: the next reuses its pages
         # A^T M A: A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], rows then columns
         r = np.empty((2, 4, e - s, th, tw, c_out), dtype=y.dtype)
         np.add(m[0], m[1], out=r[0])
@@ -152,7 +152,7 @@ def backward(x, dy, u, pad, need_dx):
         dm = np.empty((4, 4, k, th, tw, c_out), dtype=dy.dtype)
         for a in range(4):
             _a_adjoint([rows[a][:, :, 0], rows[a][:, :, 1]], dm[a])
-        del dyp, rows              # each temporary freed once used: the next reuses its cached pages
+        del dyp, rows           # each temporary freed once used: the next reuses its pages
         dm = dm.reshape(16, -1, c_out)
         v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw).reshape(16, -1, c)
         du += np.matmul(v.transpose(0, 2, 1), dm)
