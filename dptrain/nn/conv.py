@@ -9,7 +9,7 @@ of the input with dY, i.e. dY^T @ columns; dX is col2im of dY W (computed per ke
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import conv_chunked, conv_direct, cuda_kernels, fused_cpu
+from . import conv_chunked, conv_direct, conv_winograd, cuda_kernels, fused_cpu
 from . import init as initializers
 from .kernels import col2im, im2col, out_size
 from .layer import Layer
@@ -29,6 +29,7 @@ class Conv2D(Layer):
         self._cols = self._x_shape = None
         self._direct = False      # the cached columns are conv_direct.py's (NCHW)
         self._chunked = False     # conv_chunked.py's: the cache holds the NHWC input instead
+        self._winograd = False    # conv_winograd.py's: the cache holds the NHWC input too
         # a linked BatchNorm (nn/fusion.py) that takes this layer's training output blocked
         self.fused_next = None
 
@@ -75,6 +76,16 @@ class Conv2D(Layer):
                 return y.reshape(n, self.c_out, k * k, -1)
             return y
         self._direct = False
+        self._winograd = conv_winograd.applies(x, self.c_in, self.kh, self.kw, self.stride,
+                                               self.padding)
+        if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
+            u = conv_winograd.filter_transform(self.params["W"])
+            y = conv_winograd.forward(x, u, self.params["b"] if self.bias else None,
+                                      self.padding)
+            self._chunked = False
+            if train:                                   # backward reuses the filter transform
+                self._cols, self._x_shape = (x, u), x.shape      # forward never writes x
+            return y
         self._chunked = (conv_chunked.applies(x)
                          and cuda_kernels.launcher_for(x, "im2col", self.backend) is None)
         if self._chunked:                               # float32: a few samples at a time
@@ -96,6 +107,8 @@ class Conv2D(Layer):
     def backward(self, dy):
         if self._direct:
             return self._direct_backward(dy)
+        if self._winograd:
+            return self._winograd_backward(dy)
         xp = get_array_module(dy)
         dy2 = xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(-1, self.c_out)
         if self._chunked:
@@ -128,6 +141,15 @@ class Conv2D(Layer):
             dy2.sum(axis=0, out=self.grads["b"])
         self._add_regularization_grad()
         return None if dx is None else dx.transpose(0, 3, 1, 2).copy()
+
+    def _winograd_backward(self, dy):
+        (x, u), self._cols = self._cols, None
+        dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad)
+        self.grads["W"][...] = dw
+        if self.bias:
+            dy.sum(axis=(0, 2, 3), out=self.grads["b"])
+        self._add_regularization_grad()
+        return dx
 
     def _direct_backward(self, dy):
         cols, self._cols = self._cols, None
