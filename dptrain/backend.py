@@ -20,9 +20,10 @@ import numpy as np
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 xp = np                 # the array module in use
-# Which hand-written CUDA kernels (nn/kernels_cuda/) GPUs use: auto (those that beat the
-# generic array code, below), all, generic (none: array code only), or a comma list of
-# families (im2col,col2im,maxpool,batchnorm,bn_relu_pool,optimizer)
+# Which hand-written kernels run: auto (those that beat the generic array code, below), all,
+# generic (none: array code only), or a comma list of families: the CUDA kernels'
+# (nn/kernels_cuda/: im2col, col2im, maxpool, batchnorm, bn_relu_pool, optimizer) and the
+# compiled CPU kernels' (dptrain/native/: cpu_batchnorm, cpu_conv, cpu_winograd)
 kernels = os.environ.get("DPTRAIN_KERNELS", "auto")
 dtype = np.float32      # default floating dtype for parameters and activations
 device_name = "cpu"
@@ -43,11 +44,13 @@ def set_dtype(name: str) -> None:
 # --kernels is checked without importing the layers: nothing here imports from above.
 LAYER_KERNEL_FAMILIES = ("im2col", "col2im", "maxpool", "batchnorm", "bn_relu_pool")
 OPTIMIZER_KERNEL_FAMILY = "optimizer"
+# The compiled CPU kernels (dptrain/native/, built by make), which run on NumPy float32 arrays.
+CPU_KERNEL_FAMILIES = ("cpu_batchnorm", "cpu_conv", "cpu_winograd")
 
 
 def check_kernels(mode: str) -> str:
     """``mode`` when it is a kernel choice (--kernels), else ValueError naming the choices."""
-    families = LAYER_KERNEL_FAMILIES + (OPTIMIZER_KERNEL_FAMILY,)
+    families = LAYER_KERNEL_FAMILIES + (OPTIMIZER_KERNEL_FAMILY,) + CPU_KERNEL_FAMILIES
     named = mode not in ("auto", "all", "generic")
     unknown = [f for f in mode.split(",") if f not in families] if named else []
     if unknown or not mode:

@@ -30,7 +30,7 @@ MAY_DIFFER = {
     "allow_gpu_sharing": "a node's own GPU count decides whether its ranks must share",
 }
 ENV_FLAGS = {"check_collectives": "--check-collectives (or $DPTRAIN_CHECK_COLLECTIVES)"}
-CODE_SUFFIXES = (".py", ".cu", ".cuh")
+CODE_SUFFIXES = (".py", ".cu", ".cuh", ".c", ".h")
 
 
 @lru_cache(maxsize=1)
