@@ -9,7 +9,7 @@ of the input with dY, i.e. dY^T @ columns; dX is col2im of dY W (computed per ke
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import conv_chunked, conv_direct, conv_winograd, cuda_kernels, fused_cpu
+from . import conv_chunked, conv_direct, conv_native, conv_winograd, cuda_kernels, fused_cpu
 from . import init as initializers
 from .kernels import col2im, im2col, out_size
 from .layer import Layer
@@ -30,6 +30,7 @@ class Conv2D(Layer):
         self._direct = False      # the cached columns are conv_direct.py's (NCHW)
         self._chunked = False     # conv_chunked.py's: the cache holds the NHWC input instead
         self._winograd = False    # conv_winograd.py's: the cache holds the NHWC input too
+        self._native = False      # conv_native.py's (compiled layout kernels): NHWC input too
         # a linked BatchNorm (nn/fusion.py) that takes this layer's training output blocked
         self.fused_next = None
 
@@ -86,6 +87,14 @@ class Conv2D(Layer):
             if train:                                   # backward reuses the filter transform
                 self._cols, self._x_shape = (x, u), x.shape      # forward never writes x
             return y
+        self._native = conv_native.applies(x, self.c_in, self.backend)
+        if self._native:                                # compiled im2col/col2im + BLAS
+            y, x_nhwc = conv_native.forward(x, self.params["W"], self.params["b"] if self.bias
+                                            else None, self.stride, self.padding, oh, ow)
+            self._chunked = False
+            if train:
+                self._cols, self._x_shape = x_nhwc, x.shape
+            return y
         self._chunked = (conv_chunked.applies(x)
                          and cuda_kernels.launcher_for(x, "im2col", self.backend) is None)
         if self._chunked:                               # float32: a few samples at a time
@@ -109,6 +118,8 @@ class Conv2D(Layer):
             return self._direct_backward(dy)
         if self._winograd:
             return self._winograd_backward(dy)
+        if self._native:
+            return self._native_backward(dy)
         xp = get_array_module(dy)
         dy2 = xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(-1, self.c_out)
         if self._chunked:
@@ -141,6 +152,16 @@ class Conv2D(Layer):
             dy2.sum(axis=0, out=self.grads["b"])
         self._add_regularization_grad()
         return None if dx is None else dx.transpose(0, 3, 1, 2).copy()
+
+    def _native_backward(self, dy):
+        x_nhwc, self._cols = self._cols, None
+        dw, db, dx = conv_native.backward(x_nhwc, dy, self.params["W"], self.stride,
+                                          self.padding, self.needs_input_grad)
+        self.grads["W"][...] = dw
+        if self.bias:
+            self.grads["b"][...] = db
+        self._add_regularization_grad()
+        return dx
 
     def _winograd_backward(self, dy):
         (x, u), self._cols = self._cols, None

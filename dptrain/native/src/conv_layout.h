@@ -1,0 +1,85 @@
+/* The layout kernels of conv_layout.c for one floating type (included once per type with
+ * REAL and SUF defined): NCHW <-> NHWC transposes and channels-last im2col / col2im. */
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SUF)
+
+/* x (n, c, hw) -> out (n, hw, c). */
+DPN_EXPORT void FN(dpn_conv_to_nhwc)(const REAL *DPN_RESTRICT x, int64_t n, int64_t c,
+                                     int64_t hw, REAL *DPN_RESTRICT out)
+{
+    for (int64_t s = 0; s < n; s++) {
+        const REAL *xs = x + s * c * hw;
+        REAL *os = out + s * c * hw;
+        for (int64_t p0 = 0; p0 < hw; p0 += 16) {          /* tiles stay in L1 */
+            int64_t p1 = p0 + 16 < hw ? p0 + 16 : hw;
+            for (int64_t ch = 0; ch < c; ch++)
+                for (int64_t p = p0; p < p1; p++)
+                    os[p * c + ch] = xs[ch * hw + p];
+        }
+    }
+}
+
+/* y (n, hw, c) -> out (n, c, hw), plus bias[c] when bias is not NULL. */
+DPN_EXPORT void FN(dpn_conv_to_nchw)(const REAL *DPN_RESTRICT y, const REAL *DPN_RESTRICT bias,
+                                     int64_t n, int64_t hw, int64_t c, REAL *DPN_RESTRICT out)
+{
+    for (int64_t s = 0; s < n; s++) {
+        const REAL *ys = y + s * c * hw;
+        REAL *os = out + s * c * hw;
+        for (int64_t ch = 0; ch < c; ch++) {
+            REAL b = bias ? bias[ch] : (REAL)0;
+            for (int64_t p = 0; p < hw; p++)
+                os[ch * hw + p] = ys[p * c + ch] + b;
+        }
+    }
+}
+
+/* x (n, h, w, c) -> cols (n*oh*ow, kh*kw*c), columns ordered (i, j, c), zeros for padding. */
+DPN_EXPORT void FN(dpn_conv_im2col)(const REAL *DPN_RESTRICT x, int64_t n, int64_t h, int64_t w,
+                                    int64_t c, int64_t kh, int64_t kw, int64_t stride,
+                                    int64_t pad, int64_t oh, int64_t ow, REAL *DPN_RESTRICT cols)
+{
+    REAL *row = cols;
+    for (int64_t s = 0; s < n; s++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++)
+                for (int64_t i = 0; i < kh; i++) {
+                    int64_t iy = oy * stride + i - pad;
+                    for (int64_t j = 0; j < kw; j++, row += c) {
+                        int64_t ix = ox * stride + j - pad;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+                            for (int64_t ch = 0; ch < c; ch++) row[ch] = 0;
+                            continue;
+                        }
+                        const REAL *src = x + ((s * h + iy) * w + ix) * c;
+                        for (int64_t ch = 0; ch < c; ch++) row[ch] = src[ch];
+                    }
+                }
+}
+
+/* The adjoint of im2col: dx (n, h, w, c) = the sum of dcols' entries over the windows that
+ * read each input (dx is overwritten). */
+DPN_EXPORT void FN(dpn_conv_col2im)(const REAL *DPN_RESTRICT dcols, int64_t n, int64_t h,
+                                    int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t stride,
+                                    int64_t pad, int64_t oh, int64_t ow, REAL *DPN_RESTRICT dx)
+{
+    for (int64_t k = 0; k < n * h * w * c; k++) dx[k] = 0;
+    const REAL *row = dcols;
+    for (int64_t s = 0; s < n; s++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++)
+                for (int64_t i = 0; i < kh; i++) {
+                    int64_t iy = oy * stride + i - pad;
+                    for (int64_t j = 0; j < kw; j++, row += c) {
+                        int64_t ix = ox * stride + j - pad;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        REAL *dst = dx + ((s * h + iy) * w + ix) * c;
+                        for (int64_t ch = 0; ch < c; ch++) dst[ch] += row[ch];
+                    }
+                }
+}
+
+#undef FN
+#undef CAT
+#undef CAT_

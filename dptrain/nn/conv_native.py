@@ -1,0 +1,110 @@
+"""Channels-last convolution with compiled layout kernels around OpenBLAS GEMMs ("cpu_conv").
+
+The arithmetic stays in NumPy's GEMMs (columns @ W^T, dY^T @ columns, dY @ W); what
+dptrain/native/src/conv_layout.c replaces is everything around them that NumPy can only do
+as strided copies: NCHW -> NHWC of x and dY, im2col's window copy, col2im's kh*kw strided
+adds and the NHWC -> NCHW transposes of y (with the bias added in the same pass) and of dX.
+Columns are built a few samples at a time (conv_chunked.COLUMN_BYTES) so that they stay in
+cache between im2col and the GEMM; backward rebuilds them instead of keeping them.
+
+dX comes from ONE GEMM (rows, c_out) @ (c_out, kh*kw*c_in) whose rows are im2col-shaped
+and are scattered by col2im, instead of kh*kw thin (c_out x c_in) products.
+
+Used for float32 NumPy inputs with more than conv_direct.MAX_CHANNELS channels when the
+"cpu_conv" family runs (native.runs); otherwise conv.py keeps the NumPy paths.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from .. import native
+from .conv_chunked import COLUMN_BYTES
+from .conv_direct import MAX_CHANNELS
+
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+
+
+def applies(x, c_in: int, backend=None) -> bool:
+    return (c_in > MAX_CHANNELS and native.runs(x, "cpu_conv", backend) and x.shape[0] > 0
+            and x.flags.c_contiguous)
+
+
+def _fn(name, dtype, nargs):
+    return native.function(name + native.suffix(dtype), *([_P] * nargs[0] + [_I] * nargs[1]
+                                                          + [_P] * nargs[2]))
+
+
+def _to_nhwc(a):
+    n, c = a.shape[:2]
+    hw = a.size // max(1, n * c)
+    out = np.empty((n, hw, c), dtype=a.dtype)
+    _fn("dpn_conv_to_nhwc", a.dtype, (1, 3, 1))(native.ptr(a), n, c, hw, native.ptr(out))
+    return out
+
+
+def _to_nchw(y, bias, n, c, oh, ow):
+    out = np.empty((n, c, oh, ow), dtype=y.dtype)
+    b = native.ptr(bias, y.dtype) if bias is not None else None
+    _fn("dpn_conv_to_nchw", y.dtype, (2, 3, 1))(native.ptr(y), b, n, oh * ow, c,
+                                                native.ptr(out))
+    return out
+
+
+def _im2col(x_nhwc, s, e, geom, cols):
+    _, h, w, c = x_nhwc.shape
+    kh, kw, stride, pad, oh, ow = geom
+    _fn("dpn_conv_im2col", x_nhwc.dtype, (1, 10, 1))(
+        x_nhwc[s:e].ctypes.data, e - s, h, w, c, kh, kw, stride, pad, oh, ow, native.ptr(cols))
+
+
+def _chunks(n, rows, k, itemsize):
+    per = max(1, COLUMN_BYTES // max(1, rows * k * itemsize))
+    for s in range(0, n, per):
+        yield s, min(n, s + per)
+
+
+def forward(x, w, bias, stride, pad, oh, ow):
+    """(y (N, c_out, OH, OW), x_nhwc for backward) of x (N, C, H, W), w (c_out, C, kh, kw)."""
+    n, c, h, wd = x.shape
+    c_out, _, kh, kw = w.shape
+    x_nhwc = _to_nhwc(x).reshape(n, h, wd, c)
+    w_t = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, c_out))   # (kh*kw*C, c_out)
+    rows, geom = oh * ow, (kh, kw, stride, pad, oh, ow)
+    y = np.empty((n * rows, c_out), dtype=x.dtype)
+    for s, e in _chunks(n, rows, w_t.shape[0], x.itemsize):
+        cols = np.empty(((e - s) * rows, w_t.shape[0]), dtype=x.dtype)
+        _im2col(x_nhwc, s, e, geom, cols)
+        np.matmul(cols, w_t, out=y[s * rows:e * rows])
+    return _to_nchw(y, bias, n, c_out, oh, ow), x_nhwc
+
+
+def backward(x_nhwc, dy, w, stride, pad, need_dx):
+    """(dW shaped as w, db (c_out,), dX (N, C, H, W) or None) from dY (N, c_out, OH, OW)."""
+    n, h, wd, c = x_nhwc.shape
+    c_out, _, kh, kw = w.shape
+    oh, ow = dy.shape[2], dy.shape[3]
+    rows, geom = oh * ow, (kh, kw, stride, pad, oh, ow)
+    dy2 = _to_nhwc(np.ascontiguousarray(dy)).reshape(n * rows, c_out)
+    w_m = np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(c_out, -1))   # (c_out, K)
+    k = w_m.shape[1]
+    dw = np.zeros((c_out, k), dtype=dy.dtype)
+    part = np.empty_like(dw)
+    dx = np.empty((n, h, wd, c), dtype=dy.dtype) if need_dx else None
+    col2im = _fn("dpn_conv_col2im", dy.dtype, (1, 10, 1))
+    for s, e in _chunks(n, rows, k, dy.itemsize):
+        cols = np.empty(((e - s) * rows, k), dtype=dy.dtype)
+        _im2col(x_nhwc, s, e, geom, cols)
+        d = dy2[s * rows:e * rows]
+        np.matmul(d.T, cols, out=part)
+        dw += part
+        if need_dx:
+            np.matmul(d, w_m, out=cols)                     # the columns' gradient, in place
+            col2im(cols.ctypes.data, e - s, h, wd, c, kh, kw, stride, pad, oh, ow,
+                   dx[s:e].ctypes.data)
+    db = dy2.sum(axis=0)
+    dw = dw.reshape(c_out, kh, kw, c).transpose(0, 3, 1, 2)
+    if dx is not None:
+        dx = _to_nchw(dx.reshape(n, h * wd, c), None, n, c, h, wd)
+    return dw, db, dx

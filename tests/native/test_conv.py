@@ -1,0 +1,88 @@
+"""The compiled layout kernels of the channels-last convolution (nn/conv_native.py,
+native/src/conv_layout.c, family "cpu_conv") against the NumPy path and finite differences."""
+import numpy as np
+import pytest
+
+from dptrain import backend, native, nn
+from dptrain.nn import conv_native
+from gradcheck import check_layer
+
+pytestmark = pytest.mark.skipif(native.library() is None,
+                                reason="compiled kernels not built (make native builds them)")
+
+CASES = [
+    # (c_in, c_out, kernel, stride, padding, input N, H, W)
+    (32, 32, 5, 1, 0, (3, 12, 12)),    # thesis-cnn's second convolution, odd batch
+    (5, 3, 3, 2, 1, (2, 7, 8)),        # stride 2, padding 1, odd sizes
+    (6, 4, (3, 2), 1, 2, (1, 6, 9)),   # rectangular kernel, padding wider than needed
+]
+
+
+def layer_and_input(rng, c_in, c_out, k, stride, pad, nhw, dtype):
+    n, h, w = nhw
+    layer = nn.Conv2D(c_in, c_out, k, stride=stride, padding=pad)
+    layer.initialize(rng)
+    for p in layer.params.values():
+        p[...] = rng.standard_normal(p.shape)          # a nonzero bias too
+    layer.params = {k: v.astype(dtype) for k, v in layer.params.items()}
+    layer.grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+    layer.needs_input_grad = True
+    return layer, rng.standard_normal((n, c_in, h, w)).astype(dtype)
+
+
+def run(layer, x, dy_seed, kernels):
+    old, backend.kernels = backend.kernels, kernels
+    try:
+        y = layer.forward(x, True)
+        taken = layer._native
+        dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(x.dtype)
+        dx = layer.backward(dy)
+        return y, dx, {k: g.copy() for k, g in layer.grads.items()}, taken
+    finally:
+        backend.kernels = old
+
+
+@pytest.mark.parametrize("c_in,c_out,k,stride,pad,nhw", CASES)
+def test_float32_matches_numpy_path(rng, c_in, c_out, k, stride, pad, nhw):
+    layer, x = layer_and_input(rng, c_in, c_out, k, stride, pad, nhw, np.float32)
+    y, dx, grads, taken = run(layer, x, 1, "auto")
+    y0, dx0, grads0, taken0 = run(layer, x, 1, "generic")
+    assert taken and not taken0
+    scale = lambda a: 1e-4 * max(1.0, float(np.abs(a).max()))   # noqa: E731
+    np.testing.assert_allclose(y, y0, rtol=0, atol=scale(y0))
+    np.testing.assert_allclose(dx, dx0, rtol=0, atol=scale(dx0))
+    for name in grads0:
+        np.testing.assert_allclose(grads[name], grads0[name], rtol=0, atol=scale(grads0[name]))
+
+
+def test_nan_input_propagates(rng):
+    layer, x = layer_and_input(rng, 8, 4, 3, 1, 1, (2, 6, 6), np.float32)
+    x[1, 3, 2, 4] = np.nan
+    y, dx, grads, taken = run(layer, x, 2, "auto")
+    assert taken
+    assert np.isnan(y[1]).any() and not np.isnan(y[0]).any()
+    assert np.isnan(grads["W"]).any()
+
+
+@pytest.mark.parametrize("c_in,c_out,k,stride,pad,nhw", CASES[1:])
+def test_float64_gradients_against_finite_differences(rng, monkeypatch, c_in, c_out, k,
+                                                      stride, pad, nhw):
+    monkeypatch.setattr(native, "DTYPES", (np.float32, np.float64))
+    layer, x = layer_and_input(rng, c_in, c_out, k, stride, pad, nhw, np.float64)
+    layer.forward(x, True)
+    assert layer._native
+    check_layer(layer, x, rng)
+
+
+def test_generic_kernels_and_native_off_keep_the_numpy_path(rng, monkeypatch):
+    layer, x = layer_and_input(rng, 8, 4, 3, 1, 0, (2, 6, 6), np.float32)
+    assert run(layer, x, 3, "auto")[3]
+    assert not run(layer, x, 3, "generic")[3]
+    monkeypatch.setenv("DPTRAIN_NATIVE", "off")
+    native.reload()
+    try:
+        assert not run(layer, x, 3, "auto")[3]
+    finally:
+        monkeypatch.delenv("DPTRAIN_NATIVE")
+        native.reload()
+    assert conv_native.applies(x, 8)
