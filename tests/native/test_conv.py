@@ -42,8 +42,11 @@ def run(layer, x, dy_seed, kernels):
         backend.kernels = old
 
 
+@pytest.mark.parametrize("column_bytes", [1, 1 << 30])    # one sample per chunk; one chunk
 @pytest.mark.parametrize("c_in,c_out,k,stride,pad,nhw", CASES)
-def test_float32_matches_numpy_path(rng, c_in, c_out, k, stride, pad, nhw):
+def test_float32_matches_numpy_path(rng, monkeypatch, c_in, c_out, k, stride, pad, nhw,
+                                    column_bytes):
+    monkeypatch.setattr(conv_native, "COLUMN_BYTES", column_bytes)
     layer, x = layer_and_input(rng, c_in, c_out, k, stride, pad, nhw, np.float32)
     y, dx, grads, taken = run(layer, x, 1, "auto")
     y0, dx0, grads0, taken0 = run(layer, x, 1, "generic")
