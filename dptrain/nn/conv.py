@@ -67,11 +67,18 @@ class Conv2D(Layer):
         _, oh, ow = self.output_shape(x.shape[1:])
         if conv_direct.applies(x, self.c_in):          # few channels: NCHW, no transposes
             k = fused_cpu.blocked_pooling(self, x, oh, ow) if train else 0
-            cols = conv_direct.columns(x, self.kh, self.kw, self.stride, self.padding, k)
+            self._native = conv_native.applies_direct(x, self.backend)
+            geometry = (x, self.kh, self.kw, self.stride, self.padding)
+            if self._native:                            # compiled columns, bias in the GEMM
+                cols = conv_native.direct_columns(*geometry, oh, ow, k, self.bias)
+                y = conv_native.direct_forward(cols, self.params["W"].reshape(self.c_out, -1),
+                                               self.params["b"] if self.bias else None, oh, ow)
+            else:
+                cols = conv_direct.columns(*geometry, k)
+                y = conv_direct.forward(cols, self.params["W"].reshape(self.c_out, -1),
+                                        self.params["b"] if self.bias else None, oh, ow)
             if train:
                 self._cols, self._x_shape, self._direct = cols, x.shape, True
-            y = conv_direct.forward(cols, self.params["W"].reshape(self.c_out, -1),
-                                    self.params["b"] if self.bias else None, oh, ow)
             if k:                  # window offset first, for the linked batch norm only
                 self.fused_next.blocked_input = (oh // k, ow // k)
                 return y.reshape(n, self.c_out, k * k, -1)
@@ -174,7 +181,8 @@ class Conv2D(Layer):
 
     def _direct_backward(self, dy):
         cols, self._cols = self._cols, None
-        conv_direct.weight_grads(dy, cols, self.grads["W"], self.grads["b"] if self.bias else None)
+        grads = conv_native.direct_weight_grads if self._native else conv_direct.weight_grads
+        grads(dy, cols, self.grads["W"], self.grads["b"] if self.bias else None)
         self._add_regularization_grad()
         if not self.needs_input_grad:
             return None

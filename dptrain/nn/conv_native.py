@@ -27,8 +27,13 @@ _P, _I = ctypes.c_void_p, ctypes.c_int64
 
 
 def applies(x, c_in: int, backend=None) -> bool:
-    return (c_in > MAX_CHANNELS and native.runs(x, "cpu_conv", backend) and x.shape[0] > 0
-            and x.flags.c_contiguous)
+    """Whether the channels-last path below runs (conv_direct's inputs excluded)."""
+    return c_in > MAX_CHANNELS and applies_direct(x, backend)
+
+
+def applies_direct(x, backend=None) -> bool:
+    """Whether the compiled columns run (conv.py asks only where conv_direct applies)."""
+    return native.runs(x, "cpu_conv", backend) and x.shape[0] > 0 and x.flags.c_contiguous
 
 
 def _fn(name, dtype, nargs):
@@ -120,3 +125,35 @@ def backward(x_nhwc, dy, w, stride, pad, need_dx):
     if dx is not None:
         dx = _to_nchw(dx.reshape(n, h * wd, c), None, n, c, h, wd)
     return dw, db, dx
+
+
+# conv_direct.py's NCHW path (few input channels): compiled columns, written window offset
+# first when the linked batch norm takes them blocked, with a row of ones when the layer has
+# a bias, so that the per-sample GEMM adds the bias and the dW GEMM sums dY (db) as well.
+
+def direct_columns(x, kh, kw, stride, pad, oh, ow, block, ones):
+    """x (N, C, H, W) -> (N, C*kh*kw (+1 with ones), OH*OW), as conv_direct.columns."""
+    n, c, h, w = x.shape
+    cols = np.empty((n, c * kh * kw + (1 if ones else 0), oh * ow), dtype=x.dtype)
+    _fn("dpn_conv_columns", x.dtype, (1, 12, 1))(
+        native.ptr(x), n, c, h, w, kh, kw, stride, pad, oh, ow, block or 1, int(bool(ones)),
+        native.ptr(cols))
+    return cols
+
+
+def direct_forward(cols, w_matrix, bias, oh, ow):
+    """y (N, c_out, OH, OW) (positions in the columns' order) of direct_columns' cols."""
+    if bias is not None:
+        w_matrix = np.concatenate([w_matrix, bias.reshape(-1, 1)], axis=1)
+    y = np.matmul(w_matrix, cols)
+    return y.reshape(y.shape[0], y.shape[1], oh, ow)
+
+
+def direct_weight_grads(dy, cols, grad_w, grad_b):
+    """dW (and db from the ones row, when grad_b is not None) into the grads."""
+    d = dy.reshape(dy.shape[0], dy.shape[1], -1)
+    g = np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0)
+    k = grad_w[0].size
+    grad_w[...] = g[:, :k].reshape(grad_w.shape)
+    if grad_b is not None:
+        grad_b[...] = g[:, k]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dptrain import backend, native, nn
-from dptrain.nn import conv_native
+from dptrain.nn import conv_direct, conv_native, fused_cpu
 from gradcheck import check_layer
 
 pytestmark = pytest.mark.skipif(native.library() is None,
@@ -15,6 +15,10 @@ CASES = [
     (32, 32, 5, 1, 0, (3, 12, 12)),    # thesis-cnn's second convolution, odd batch
     (5, 3, 3, 2, 1, (2, 7, 8)),        # stride 2, padding 1, odd sizes
     (6, 4, (3, 2), 1, 2, (1, 6, 9)),   # rectangular kernel, padding wider than needed
+    # few input channels: conv_direct's NCHW columns, compiled, bias row in the GEMM
+    (1, 32, 5, 1, 0, (3, 28, 28)),     # thesis-cnn's first convolution
+    (2, 4, 5, 1, 2, (3, 7, 6)),        # padding 2, non-square
+    (3, 2, 3, 2, 1, (2, 8, 7)),        # stride 2
 ]
 
 
@@ -71,6 +75,7 @@ def test_nan_input_propagates(rng):
 def test_float64_gradients_against_finite_differences(rng, monkeypatch, c_in, c_out, k,
                                                       stride, pad, nhw):
     monkeypatch.setattr(native, "DTYPES", (np.float32, np.float64))
+    monkeypatch.setattr(conv_direct, "DTYPES", (np.float32, np.float64))
     layer, x = layer_and_input(rng, c_in, c_out, k, stride, pad, nhw, np.float64)
     layer.forward(x, True)
     assert layer._native
@@ -89,3 +94,42 @@ def test_generic_kernels_and_native_off_keep_the_numpy_path(rng, monkeypatch):
         monkeypatch.delenv("DPTRAIN_NATIVE")
         native.reload()
     assert conv_native.applies(x, 8)
+
+
+def test_thesis_cnn_float32_matches_numpy_path_with_blocked_first_layer(rng):
+    """Both convolutions compiled, the first one's output handed to the fused batch norm
+    window offset first: the model's loss gradients match the NumPy path's."""
+    from dptrain import models
+    outs = {}
+    x = rng.standard_normal((3, 1, 16, 16)).astype(np.float32)
+    for kernels in ("auto", "generic"):
+        old, backend.kernels = backend.kernels, kernels
+        try:
+            model = models.get("thesis-cnn", input_shape=(1, 16, 16), seed=3)
+            model.layers[0].needs_input_grad = False
+            y = model.forward(x, True, nn.BatchContext(np.arange(3), step=0))
+            convs = [layer for layer in model.layers if isinstance(layer, nn.Conv2D)]
+            assert [c._native for c in convs] == [kernels == "auto"] * 2
+            assert model.layers[1]._blocked is not None
+            model.backward(np.ones_like(y) / y.size)
+            outs[kernels] = (y, {k: g.copy() for k, g in model.named_grads()})
+        finally:
+            backend.kernels = old
+    np.testing.assert_allclose(outs["auto"][0], outs["generic"][0], rtol=0, atol=1e-4)
+    for name, g in outs["generic"][1].items():
+        np.testing.assert_allclose(outs["auto"][1][name], g, rtol=0,
+                                   atol=1e-4 * max(1.0, float(np.abs(g).max())), err_msg=name)
+
+
+def test_thesis_cnn_float64_gradients_against_finite_differences(float64, rng, monkeypatch):
+    from dptrain import models
+    from gradcheck import check_model
+    for module in (native, conv_direct, fused_cpu):
+        monkeypatch.setattr(module, "DTYPES", (np.float32, np.float64))
+    model = models.get("thesis-cnn", input_shape=(1, 16, 16), seed=3)
+
+    def paths(model):
+        convs = [layer for layer in model.layers if isinstance(layer, nn.Conv2D)]
+        assert [c._native for c in convs] == [True, True]
+        assert model.layers[1]._blocked is not None                # conv0 -> BN, blocked
+    check_model(model, rng.standard_normal((3, 1, 16, 16)), rng.integers(0, 10, 3), rng, paths)

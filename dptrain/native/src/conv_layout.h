@@ -80,6 +80,37 @@ DPN_EXPORT void FN(dpn_conv_col2im)(const REAL *DPN_RESTRICT dcols, int64_t n, i
                 }
 }
 
+/* NCHW columns for conv_direct.py's per-sample products: x (n, c, h, w) -> cols (n, rows,
+ * oh*ow) with rows = c*kh*kw (+1: a last row of ones when ones, so that the same GEMM adds the
+ * bias and its gradient sums dY). Positions come in plain order for block 1, and window offset
+ * first for block k: (a, b, oh/k, ow/k) holds the position (k*oh' + a, k*ow' + b). */
+DPN_EXPORT void FN(dpn_conv_columns)(const REAL *DPN_RESTRICT x, int64_t n, int64_t c,
+                                     int64_t h, int64_t w, int64_t kh, int64_t kw,
+                                     int64_t stride, int64_t pad, int64_t oh, int64_t ow,
+                                     int64_t block, int64_t ones, REAL *DPN_RESTRICT cols)
+{
+    int64_t k = block, qh = oh / k, qw = ow / k;
+    REAL *out = cols;
+    for (int64_t s = 0; s < n; s++) {
+        for (int64_t ch = 0; ch < c; ch++)
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++)
+                    for (int64_t a = 0; a < k; a++)
+                        for (int64_t b = 0; b < k; b++)
+                            for (int64_t y = 0; y < qh; y++) {
+                                int64_t iy = (y * k + a) * stride + i - pad;
+                                const REAL *src = x + ((s * c + ch) * h + iy) * w;
+                                int inside = iy >= 0 && iy < h;
+                                for (int64_t t = 0; t < qw; t++) {
+                                    int64_t ix = (t * k + b) * stride + j - pad;
+                                    *out++ = inside && ix >= 0 && ix < w ? src[ix] : (REAL)0;
+                                }
+                            }
+        if (ones)
+            for (int64_t p = 0; p < k * k * qh * qw; p++) *out++ = 1;
+    }
+}
+
 #undef FN
 #undef CAT
 #undef CAT_
