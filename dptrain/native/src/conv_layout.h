@@ -89,25 +89,48 @@ DPN_EXPORT void FN(dpn_conv_columns)(const REAL *DPN_RESTRICT x, int64_t n, int6
                                      int64_t stride, int64_t pad, int64_t oh, int64_t ow,
                                      int64_t block, int64_t ones, REAL *DPN_RESTRICT cols)
 {
-    int64_t k = block, qh = oh / k, qw = ow / k;
+    int64_t k = block, qh = oh / k, qw = ow / k, q = k * k * qh * qw, step = k * stride;
     REAL *out = cols;
     for (int64_t s = 0; s < n; s++) {
         for (int64_t ch = 0; ch < c; ch++)
             for (int64_t i = 0; i < kh; i++)
-                for (int64_t j = 0; j < kw; j++)
+                for (int64_t j = 0; j < kw; j++, out += q)
                     for (int64_t a = 0; a < k; a++)
-                        for (int64_t b = 0; b < k; b++)
-                            for (int64_t y = 0; y < qh; y++) {
-                                int64_t iy = (y * k + a) * stride + i - pad;
-                                const REAL *src = x + ((s * c + ch) * h + iy) * w;
-                                int inside = iy >= 0 && iy < h;
+                        for (int64_t y = 0; y < qh; y++) {
+                            int64_t iy = (y * k + a) * stride + i - pad;
+                            const REAL *row = x + ((s * c + ch) * h + iy) * w;
+                            int in_rows = iy >= 0 && iy < h;
+                            /* the usual case, 2x2 pooling after a stride-1 convolution, the
+                             * whole run inside: one row split into its even and odd entries */
+                            if (in_rows && k == 2 && stride == 1 && j - pad >= 0
+                                && j - pad + 2 * qw <= w) {
+                                REAL *o0 = out + (2 * a * qh + y) * qw, *o1 = o0 + qh * qw;
+                                const REAL *src = row + j - pad;
                                 for (int64_t t = 0; t < qw; t++) {
-                                    int64_t ix = (t * k + b) * stride + j - pad;
-                                    *out++ = inside && ix >= 0 && ix < w ? src[ix] : (REAL)0;
+                                    o0[t] = src[2 * t];
+                                    o1[t] = src[2 * t + 1];
                                 }
+                                continue;
                             }
+                            for (int64_t b = 0; b < k; b++) {
+                                REAL *o = out + ((a * k + b) * qh + y) * qw;
+                                int64_t x0 = b * stride + j - pad;
+                                /* the run of t whose ix = x0 + t*step lies inside [0, w) */
+                                int64_t t0 = x0 >= 0 ? 0 : (-x0 + step - 1) / step;
+                                int64_t t1 = x0 >= w ? 0 : (w - 1 - x0) / step + 1;
+                                if (t1 > qw) t1 = qw;
+                                if (!in_rows || t0 >= t1) t0 = t1 = qw;
+                                const REAL *src = row + x0;
+                                for (int64_t t = 0; t < t0; t++) o[t] = 0;
+                                if (step == 1)
+                                    for (int64_t t = t0; t < t1; t++) o[t] = src[t];
+                                else
+                                    for (int64_t t = t0; t < t1; t++) o[t] = src[t * step];
+                                for (int64_t t = t1; t < qw; t++) o[t] = 0;
+                            }
+                        }
         if (ones)
-            for (int64_t p = 0; p < k * k * qh * qw; p++) *out++ = 1;
+            for (int64_t p = 0; p < q; p++) *out++ = 1;
     }
 }
 
