@@ -11,7 +11,21 @@ dX comes from ONE GEMM (rows, c_out) @ (c_out, kh*kw*c_in) whose rows are im2col
 and are scattered by col2im, instead of kh*kw thin (c_out x c_in) products.
 
 Used for float32 NumPy inputs with more than conv_direct.MAX_CHANNELS channels when the
-"cpu_conv" family runs (native.runs); otherwise conv.py keeps the NumPy paths.
+"cpu_conv" family runs (native.runs); otherwise conv.py keeps the NumPy paths. For fewer
+channels (a first layer) the functions at the end replace conv_direct.py's strided column
+copy and fold the bias and its gradient into the GEMMs (a row of ones).
+
+Measured (2026-12-05 16:41-16:46 UTC, 2-core EPYC shared with other jobs, load 1.3-3.2, so
+ratios within one run only; `DPTRAIN_KERNELS=auto|generic dptrain bench --model thesis-cnn
+--batch-size 64 --threads 1 --profile --no-torch --rounds 1 --steps 40`, interleaved):
+conv2 (32->32 5x5 on 12x12) forward 3.13-3.16 vs 3.29-3.36 ms, backward 5.77-5.81 vs
+7.35-7.49 ms; conv1 (1->32 5x5, blocked) backward 0.93 vs 1.14-1.16 ms, forward 1.48 vs
+1.51-1.54 ms; step 18.7-19.1 vs 20.7-21.3 ms. What is left is OpenBLAS: the three conv2
+GEMMs (210 MFLOP each) took 2.6, 2.8 and 2.2 ms alone (81, 75, 95 GFLOP/s; a 1024^3 sgemm
+reached 103 on the same run), the layout kernels 0.1-0.35 ms each. Fresh pages are what
+made the first version slow: a new 3 MB column buffer per chunk cost 1.2 ms of page faults,
+hence the reused one (_columns). conv1's columns: 0.21 ms (the 2x2-pooled even/odd split)
+against NumPy's 0.45 ms.
 """
 from __future__ import annotations
 
