@@ -31,7 +31,7 @@ ZIG_PACKAGE = "ziglang==0.14.1"
 # trainer's divergence check sees them); GNU C lets the compiler contract a*b+c into FMAs.
 COMMON_FLAGS = ["-O3", "-std=gnu11", "-fPIC", "-shared", "-fvisibility=hidden",
                 "-fno-math-errno", "-Wall", "-Werror=implicit-function-declaration"]
-X86_LEVELS = (("generic", []), ("x86-64-v3", ["-march=x86-64-v3"]),
+X86_LEVELS = (("generic", ["-march=x86-64"]), ("x86-64-v3", ["-march=x86-64-v3"]),
               ("x86-64-v4", ["-march=x86-64-v4", "-mprefer-vector-width=512"]))
 
 
@@ -65,8 +65,17 @@ def find_compiler(install: bool = False) -> list[str] | None:
     return _zig()
 
 
+def _for_compiler(cc: list[str], flags: list[str]) -> list[str]:
+    """Zig's C compiler names CPU levels its own way: -mcpu=x86_64_v3 for -march=x86-64-v3."""
+    if "ziglang" not in cc:
+        return flags
+    return [f"-mcpu={f.split('=', 1)[1].replace('-', '_')}" if f.startswith("-march=") else f
+            for f in flags]
+
+
 def _compile(cc: list[str], flags: list[str], isa: str, out: Path) -> str | None:
     """Compile every source into ``out`` (atomically); the compiler's error text, or None."""
+    flags = _for_compiler(cc, flags)
     sources = sorted(str(p) for p in SRC_DIR.glob("*.c"))
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         part = Path(tmp) / out.name
