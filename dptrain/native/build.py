@@ -15,6 +15,7 @@ the NumPy paths in force and says so in one line; it never stops ``make``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import shlex
@@ -43,9 +44,7 @@ def levels() -> tuple:
 
 
 def _zig() -> list[str] | None:
-    try:
-        import ziglang  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("ziglang") is None:
         return None
     return [sys.executable, "-m", "ziglang", "cc"]
 
