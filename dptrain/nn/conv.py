@@ -81,7 +81,7 @@ class Conv2D(Layer):
         if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
             u = conv_winograd.filter_transform(self.params["W"])
             y = conv_winograd.forward(x, u, self.params["b"] if self.bias else None,
-                                      self.padding)
+                                      self.padding, self.compute_backend())
             self._chunked = False
             if train:                                   # backward reuses the filter transform
                 self._cols, self._x_shape = (x, u), x.shape      # forward never writes x
@@ -144,10 +144,10 @@ class Conv2D(Layer):
 
     def _winograd_backward(self, dy):
         (x, u), self._cols = self._cols, None
-        dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad)
+        dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad,
+                                        self.compute_backend(),
+                                        self.grads["b"] if self.bias else None)
         self.grads["W"][...] = dw
-        if self.bias:
-            dy.sum(axis=(0, 2, 3), out=self.grads["b"])
         self._add_regularization_grad()
         return dx
 

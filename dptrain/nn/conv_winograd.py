@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import native
+from . import winograd_native
+
 TILE_BYTES = 1 << 20
 DTYPES = (np.float32,)
 MIN_CHANNELS = 16       # below, the thin (tiles x c_in) GEMMs lose to im2col's K = 9 c_in
@@ -98,11 +101,14 @@ def _chunks(n, per_sample_bytes):
         yield s, min(n, s + per)
 
 
-def forward(x, u, bias, pad):
-    """y (N, c_out, OH, OW) of x (N, C, H, W); u the filter transform (16, C, c_out)."""
+def forward(x, u, bias, pad, backend=None):
+    """y (N, c_out, OH, OW) of x (N, C, H, W); u the filter transform (16, C, c_out); the
+    compiled transforms (winograd_native.py) where ``backend`` runs them."""
     n, c, h, w = x.shape
     c_out = u.shape[2]
     oh, ow, th, tw = _tiles(h, w, pad)
+    if native.runs(x, "cpu_winograd", backend):
+        return winograd_native.forward(x, u, bias, pad, oh, ow, th, tw)
     y = np.empty((n, c_out, oh, ow), dtype=x.dtype)
     for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x.itemsize):
         v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw)
@@ -136,11 +142,17 @@ def _a_adjoint(d, out):
     np.negative(d[1], out=out[3])
 
 
-def backward(x, dy, u, pad, need_dx):
-    """(dW (c_out, C, 3, 3), dX (N, C, H, W) or None) from dy (N, c_out, OH, OW)."""
+def backward(x, dy, u, pad, need_dx, backend=None, db=None):
+    """(dW (c_out, C, 3, 3), dX (N, C, H, W) or None) from dy (N, c_out, OH, OW); ``db``
+    (c_out,), when given, receives the bias gradient."""
     n, c, h, w = x.shape
     c_out = u.shape[2]
     oh, ow, th, tw = _tiles(h, w, pad)
+    if native.runs(x, "cpu_winograd", backend):
+        du, dx = winograd_native.backward(x, dy, u, pad, need_dx, db, th, tw)
+        return filter_adjoint(du), dx
+    if db is not None:
+        dy.sum(axis=(0, 2, 3), out=db)
     du = np.zeros((16, c, c_out), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1)) if need_dx else None

@@ -1,0 +1,116 @@
+"""The compiled transforms of the Winograd F(2x2, 3x3) convolution (dptrain/native/src/
+winograd.c), with the 16 GEMMs left to np.matmul (OpenBLAS).
+
+conv_winograd.py calls this when native.runs(x, "cpu_winograd"): the same arithmetic as its
+NumPy passes, but each transform is one pass in C that reads the NCHW input (padding done in
+the kernel, no padded copy) and writes the tiles where the GEMMs want them: V (16, C, P),
+M (16, K, P) with the P tiles of a chunk last, so that M = U^T V, dV = U dM and dU = V dM^T
+are row-major (or transposed, which BLAS takes as a flag) products without a copy. The
+output transform adds the bias and writes NCHW; the dY transform sums the bias gradient.
+A chunk of samples keeps V and M within the L2 cache (CHUNK_BYTES); backward recomputes V.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from .. import native
+
+CHUNK_BYTES = 1 << 19       # of V (or M) per chunk: V, M and the GEMMs' reads stay in L2
+_I64 = ctypes.c_int64
+_P = ctypes.c_void_p
+
+
+def _addr(planes):
+    """The address of a (16, rows, p) view of _Planes (each matrix C-contiguous, the
+    kernels step from one to the next by the stride they are given)."""
+    assert planes.strides[1:] == (planes.shape[2] * planes.itemsize, planes.itemsize)
+    return planes.ctypes.data
+
+
+def _kernel(name, dtype, n_ints):
+    return native.function(f"dpn_wino_{name}{native.suffix(dtype)}", _P, _P, *(
+        (_P,) if name in ("output", "output_adjoint") else ()), *(_I64,) * n_ints)
+
+
+def _chunks(n, per_sample_bytes):
+    per = max(1, CHUNK_BYTES // max(1, per_sample_bytes))
+    for s in range(0, n, per):
+        yield s, min(n, s + per)
+
+
+def _plane_stride(size):
+    """The distance in elements between two of the 16 tile planes of ``size`` elements: a
+    multiple of 1024 plus 16, so that the 16 planes' rows fall in 16 different sets of the L1
+    cache (a power-of-two distance puts them all in one 8-way set, and every store misses)."""
+    return -(-size // 1024) * 1024 + 16
+
+
+class _Planes:
+    """Buffers for the 16 (rows, P) tile matrices of a chunk of up to ``most`` tiles, each
+    matrix at ``stride`` from the last; ``view(p)`` the (16, rows, p) array of p tiles."""
+
+    def __init__(self, rows, most, dtype):
+        self.rows, self.stride = rows, _plane_stride(rows * most)
+        self.flat = np.empty((16, self.stride), dtype=dtype)
+
+    def view(self, p):
+        return self.flat[:, :self.rows * p].reshape(16, self.rows, p)
+
+
+def forward(x, u, bias, pad, oh, ow, th, tw):
+    """y (N, K, OH, OW) of x (N, C, H, W) and the filter transform u (16, C, K)."""
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    k, dt = u.shape[2], x.dtype
+    u_t = u.transpose(0, 2, 1)                       # (16, K, C): a BLAS flag, no copy
+    bias = None if bias is None else np.ascontiguousarray(bias, dtype=dt)
+    transform_in, transform_out = _kernel("input", dt, 8), _kernel("output", dt, 7)
+    y = np.empty((n, k, oh, ow), dtype=dt)
+    tiles = th * tw
+    per_sample = 16 * tiles * max(c, k) * x.itemsize
+    most = min(n, max(1, CHUNK_BYTES // per_sample)) * tiles
+    v_buf, m_buf = _Planes(c, most, dt), _Planes(k, most, dt)
+    for s, e in _chunks(n, per_sample):
+        p = (e - s) * tiles
+        v, m = v_buf.view(p), m_buf.view(p)
+        transform_in(native.ptr(x[s:e]), _addr(v), e - s, c, h, w, pad, th, tw, v_buf.stride)
+        np.matmul(u_t, v, out=m)
+        transform_out(_addr(m), None if bias is None else native.ptr(bias),
+                      native.ptr(y[s:e]), e - s, k, oh, ow, th, tw, m_buf.stride)
+    return y
+
+
+def backward(x, dy, u, pad, need_dx, db, th, tw):
+    """(dU (16, C, K), dX (N, C, H, W) or None) from dy (N, K, OH, OW); ``db`` (K,) float64,
+    when not None, receives the bias gradient (the sum of dy over samples and pixels)."""
+    x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
+    n, c, h, w = x.shape
+    k, oh, ow = dy.shape[1:]
+    dt = x.dtype
+    transform_in, transform_dy = _kernel("input", dt, 8), _kernel("output_adjoint", dt, 7)
+    adjoint_in = _kernel("input_adjoint", dt, 8)
+    sums = np.zeros(k, dtype=np.float64)
+    du = np.zeros((16, c, k), dtype=dt)
+    du_part = np.empty_like(du)
+    dx = np.empty(x.shape, dtype=dt) if need_dx else None
+    tiles = th * tw
+    per_sample = 16 * tiles * max(c, k) * x.itemsize
+    most = min(n, max(1, CHUNK_BYTES // per_sample)) * tiles
+    v_buf, m_buf = _Planes(c, most, dt), _Planes(k, most, dt)
+    for s, e in _chunks(n, per_sample):
+        p = (e - s) * tiles
+        v, dm = v_buf.view(p), m_buf.view(p)
+        transform_dy(native.ptr(dy[s:e]), _addr(dm), native.ptr(sums), e - s, k, oh, ow,
+                     th, tw, m_buf.stride)
+        transform_in(native.ptr(x[s:e]), _addr(v), e - s, c, h, w, pad, th, tw, v_buf.stride)
+        np.matmul(v, dm.transpose(0, 2, 1), out=du_part)
+        du += du_part
+        if need_dx:
+            np.matmul(u, dm, out=v)                  # dV replaces V, which is spent
+            adjoint_in(_addr(v), native.ptr(dx[s:e]), e - s, c, h, w, pad, th, tw,
+                       v_buf.stride)
+    if db is not None:
+        db[...] = sums
+    return du, dx
