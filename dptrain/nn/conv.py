@@ -79,9 +79,9 @@ class Conv2D(Layer):
         self._winograd = conv_winograd.applies(x, self.c_in, self.kh, self.kw, self.stride,
                                                self.padding)
         if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
-            u = conv_winograd.filter_transform(self.params["W"])
+            u = conv_winograd.filter_transform(self.params["W"], self.compute_backend())
             y = conv_winograd.forward(x, u, self.params["b"] if self.bias else None,
-                                      self.padding, self.compute_backend())
+                                      self.padding)
             self._chunked = False
             if train:                                   # backward reuses the filter transform
                 self._cols, self._x_shape = (x, u), x.shape      # forward never writes x
@@ -145,7 +145,6 @@ class Conv2D(Layer):
     def _winograd_backward(self, dy):
         (x, u), self._cols = self._cols, None
         dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad,
-                                        self.compute_backend(),
                                         self.grads["b"] if self.bias else None)
         self.grads["W"][...] = dw
         self._add_regularization_grad()

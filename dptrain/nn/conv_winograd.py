@@ -34,8 +34,12 @@ def applies(x, c_in: int, kh: int, kw: int, stride: int, pad: int) -> bool:
             and kh == kw == 3 and stride == 1 and pad in (0, 1) and c_in >= MIN_CHANNELS)
 
 
-def filter_transform(w):
-    """W (c_out, c_in, 3, 3) -> U (16, c_in, c_out): one (16 x 9) @ (9 x c_in c_out) product."""
+def filter_transform(w, backend=None):
+    """W (c_out, c_in, 3, 3) -> U (16, c_in, c_out): one (16 x 9) @ (9 x c_in c_out) product;
+    where ``backend`` runs the compiled kernels, F(4x4, 3x3)'s U (36, c_in, c_out) instead
+    (forward and backward then take the compiled path)."""
+    if native.runs(w, "cpu_winograd", backend):
+        return winograd_native.filter_transform(w)
     c_out, c_in = w.shape[:2]
     w9 = w.transpose(2, 3, 1, 0).reshape(9, c_in * c_out)
     return (_GG.astype(w.dtype) @ w9).reshape(16, c_in, c_out)
@@ -101,14 +105,14 @@ def _chunks(n, per_sample_bytes):
         yield s, min(n, s + per)
 
 
-def forward(x, u, bias, pad, backend=None):
-    """y (N, c_out, OH, OW) of x (N, C, H, W); u the filter transform (16, C, c_out); the
-    compiled transforms (winograd_native.py) where ``backend`` runs them."""
+def forward(x, u, bias, pad):
+    """y (N, c_out, OH, OW) of x (N, C, H, W); u the filter transform (16, C, c_out), or
+    (36, C, c_out) for the compiled F(4x4, 3x3) (winograd_native.py)."""
     n, c, h, w = x.shape
     c_out = u.shape[2]
     oh, ow, th, tw = _tiles(h, w, pad)
-    if native.runs(x, "cpu_winograd", backend):
-        return winograd_native.forward(x, u, bias, pad, oh, ow, th, tw)
+    if u.shape[0] == winograd_native.POSITIONS:
+        return winograd_native.forward(x, u, bias, pad, oh, ow)
     y = np.empty((n, c_out, oh, ow), dtype=x.dtype)
     for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x.itemsize):
         v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw)
@@ -142,15 +146,15 @@ def _a_adjoint(d, out):
     np.negative(d[1], out=out[3])
 
 
-def backward(x, dy, u, pad, need_dx, backend=None, db=None):
-    """(dW (c_out, C, 3, 3), dX (N, C, H, W) or None) from dy (N, c_out, OH, OW); ``db``
-    (c_out,), when given, receives the bias gradient."""
+def backward(x, dy, u, pad, need_dx, db=None):
+    """(dW (c_out, C, 3, 3), dX (N, C, H, W) or None) from dy (N, c_out, OH, OW) and u as
+    forward took it; ``db`` (c_out,), when given, receives the bias gradient."""
     n, c, h, w = x.shape
     c_out = u.shape[2]
     oh, ow, th, tw = _tiles(h, w, pad)
-    if native.runs(x, "cpu_winograd", backend):
-        du, dx = winograd_native.backward(x, dy, u, pad, need_dx, db, th, tw)
-        return filter_adjoint(du), dx
+    if u.shape[0] == winograd_native.POSITIONS:
+        du, dx = winograd_native.backward(x, dy, u, pad, need_dx, db)
+        return winograd_native.filter_adjoint(du), dx
     if db is not None:
         dy.sum(axis=(0, 2, 3), out=db)
     du = np.zeros((16, c, c_out), dtype=x.dtype)

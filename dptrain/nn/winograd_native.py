@@ -18,12 +18,16 @@ import numpy as np
 from .. import native
 
 CHUNK_BYTES = 1 << 19       # of V (or M) per chunk: V, M and the GEMMs' reads stay in L2
+POSITIONS = 36              # a 6x6 input tile per 4x4 output tile
+_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+_GG = np.kron(_G, _G)       # (36, 9): U[6a+b] = sum over (i, j) of G[a, i] G[b, j] W[3i+j]
 _I64 = ctypes.c_int64
 _P = ctypes.c_void_p
 
 
 def _addr(planes):
-    """The address of a (16, rows, p) view of _Planes (each matrix C-contiguous, the
+    """The address of a (36, rows, p) view of _Planes (each matrix C-contiguous, the
     kernels step from one to the next by the stride they are given)."""
     assert planes.strides[1:] == (planes.shape[2] * planes.itemsize, planes.itemsize)
     return planes.ctypes.data
@@ -34,6 +38,25 @@ def _kernel(name, dtype, n_ints):
         (_P,) if name in ("output", "output_adjoint") else ()), *(_I64,) * n_ints)
 
 
+def filter_transform(w):
+    """W (K, C, 3, 3) -> U (36, C, K), computed in float64 (G holds sixths)."""
+    k, c = w.shape[:2]
+    w9 = w.transpose(2, 3, 1, 0).reshape(9, c * k).astype(np.float64)
+    return (_GG @ w9).astype(w.dtype).reshape(POSITIONS, c, k)
+
+
+def filter_adjoint(du):
+    """dU (36, C, K) -> dW (K, C, 3, 3), the adjoint of filter_transform."""
+    _, c, k = du.shape
+    dw9 = _GG.T @ du.reshape(POSITIONS, c * k).astype(np.float64)
+    return dw9.astype(du.dtype).reshape(3, 3, c, k).transpose(3, 2, 0, 1)
+
+
+def tiles(oh, ow):
+    """Rows and columns of 4x4 output tiles."""
+    return -(-oh // 4), -(-ow // 4)
+
+
 def _chunks(n, per_sample_bytes):
     per = max(1, CHUNK_BYTES // max(1, per_sample_bytes))
     for s in range(0, n, per):
@@ -41,39 +64,40 @@ def _chunks(n, per_sample_bytes):
 
 
 def _plane_stride(size):
-    """The distance in elements between two of the 16 tile planes of ``size`` elements: a
-    multiple of 1024 plus 16, so that the 16 planes' rows fall in 16 different sets of the L1
-    cache (a power-of-two distance puts them all in one 8-way set, and every store misses)."""
+    """The distance in elements between two of the 36 tile planes of ``size`` elements: a
+    multiple of 1024 plus 16, so that the planes' rows fall in different sets of the L1 cache
+    (a power-of-two distance puts them all in one 8-way set, and every store misses)."""
     return -(-size // 1024) * 1024 + 16
 
 
 class _Planes:
-    """Buffers for the 16 (rows, P) tile matrices of a chunk of up to ``most`` tiles, each
-    matrix at ``stride`` from the last; ``view(p)`` the (16, rows, p) array of p tiles."""
+    """Buffers for the 36 (rows, P) tile matrices of a chunk of up to ``most`` tiles, each
+    matrix at ``stride`` from the last; ``view(p)`` the (36, rows, p) array of p tiles."""
 
     def __init__(self, rows, most, dtype):
         self.rows, self.stride = rows, _plane_stride(rows * most)
-        self.flat = np.empty((16, self.stride), dtype=dtype)
+        self.flat = np.empty((POSITIONS, self.stride), dtype=dtype)
 
     def view(self, p):
-        return self.flat[:, :self.rows * p].reshape(16, self.rows, p)
+        return self.flat[:, :self.rows * p].reshape(POSITIONS, self.rows, p)
 
 
-def forward(x, u, bias, pad, oh, ow, th, tw):
-    """y (N, K, OH, OW) of x (N, C, H, W) and the filter transform u (16, C, K)."""
+def forward(x, u, bias, pad, oh, ow):
+    """y (N, K, OH, OW) of x (N, C, H, W) and the filter transform u (36, C, K)."""
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     k, dt = u.shape[2], x.dtype
-    u_t = u.transpose(0, 2, 1)                       # (16, K, C): a BLAS flag, no copy
+    u_t = u.transpose(0, 2, 1)                       # (36, K, C): a BLAS flag, no copy
+    th, tw = tiles(oh, ow)
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=dt)
     transform_in, transform_out = _kernel("input", dt, 8), _kernel("output", dt, 7)
     y = np.empty((n, k, oh, ow), dtype=dt)
-    tiles = th * tw
-    per_sample = 16 * tiles * max(c, k) * x.itemsize
-    most = min(n, max(1, CHUNK_BYTES // per_sample)) * tiles
+    n_tiles = th * tw
+    per_sample = POSITIONS * n_tiles * max(c, k) * x.itemsize
+    most = min(n, max(1, CHUNK_BYTES // per_sample)) * n_tiles
     v_buf, m_buf = _Planes(c, most, dt), _Planes(k, most, dt)
     for s, e in _chunks(n, per_sample):
-        p = (e - s) * tiles
+        p = (e - s) * n_tiles
         v, m = v_buf.view(p), m_buf.view(p)
         transform_in(native.ptr(x[s:e]), _addr(v), e - s, c, h, w, pad, th, tw, v_buf.stride)
         np.matmul(u_t, v, out=m)
@@ -82,25 +106,26 @@ def forward(x, u, bias, pad, oh, ow, th, tw):
     return y
 
 
-def backward(x, dy, u, pad, need_dx, db, th, tw):
-    """(dU (16, C, K), dX (N, C, H, W) or None) from dy (N, K, OH, OW); ``db`` (K,) float64,
-    when not None, receives the bias gradient (the sum of dy over samples and pixels)."""
+def backward(x, dy, u, pad, need_dx, db):
+    """(dU (36, C, K), dX (N, C, H, W) or None) from dy (N, K, OH, OW); ``db`` (K,), when
+    not None, receives the bias gradient (the sum of dy over samples and pixels)."""
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     n, c, h, w = x.shape
     k, oh, ow = dy.shape[1:]
+    th, tw = tiles(oh, ow)
     dt = x.dtype
     transform_in, transform_dy = _kernel("input", dt, 8), _kernel("output_adjoint", dt, 7)
     adjoint_in = _kernel("input_adjoint", dt, 8)
     sums = np.zeros(k, dtype=np.float64)
-    du = np.zeros((16, c, k), dtype=dt)
+    du = np.zeros((POSITIONS, c, k), dtype=dt)
     du_part = np.empty_like(du)
     dx = np.empty(x.shape, dtype=dt) if need_dx else None
-    tiles = th * tw
-    per_sample = 16 * tiles * max(c, k) * x.itemsize
-    most = min(n, max(1, CHUNK_BYTES // per_sample)) * tiles
+    n_tiles = th * tw
+    per_sample = POSITIONS * n_tiles * max(c, k) * x.itemsize
+    most = min(n, max(1, CHUNK_BYTES // per_sample)) * n_tiles
     v_buf, m_buf = _Planes(c, most, dt), _Planes(k, most, dt)
     for s, e in _chunks(n, per_sample):
-        p = (e - s) * tiles
+        p = (e - s) * n_tiles
         v, dm = v_buf.view(p), m_buf.view(p)
         transform_dy(native.ptr(dy[s:e]), _addr(dm), native.ptr(sums), e - s, k, oh, ow,
                      th, tw, m_buf.stride)

@@ -1,5 +1,5 @@
-/* The Winograd F(2x2, 3x3) kernels for one floating type: WG_REAL, names through WG_SUF
- * (included twice by winograd.c; see there for the layouts). */
+/* The Winograd F(4x4, 3x3) kernels for one floating type: WG_REAL, names through WG_SUF
+ * (included twice by winograd.c; see there for the layouts and the matrices). */
 #include <string.h>
 
 typedef WG_REAL WG_SUF(wg_t);
@@ -22,177 +22,215 @@ static inline void WG_SUF(wg_load_row)(const T *DPN_RESTRICT plane, int64_t r, i
         memset(buf + pad + n, 0, (size_t)(width - pad - n) * sizeof(T));
 }
 
-/* The image's part of a row buffer (buf[j] is column j - pad) into a plane row of w. */
-static inline void WG_SUF(wg_store_row)(T *DPN_RESTRICT plane_row, const T *DPN_RESTRICT buf,
-                                        int64_t pad, int64_t w)
-{
-    memcpy(plane_row, buf + pad, (size_t)w * sizeof(T));
-}
-
-/* V (16, c, P) = B^T d B of every 4x4 input tile (stride 2) of x (n, c, h, w) padded by pad
+/* V (36, c, P) = B^T d B of every 6x6 input tile (stride 4) of x (n, c, h, w) padded by pad
  * at the top and left (and zeros beyond the bottom and right). */
 DPN_EXPORT void WG_SUF(dpn_wino_input)(const T *DPN_RESTRICT x, T *DPN_RESTRICT v, int64_t n,
                                        int64_t c, int64_t h, int64_t w, int64_t pad,
                                        int64_t th, int64_t tw, int64_t kstride)
 {
-    const int64_t width = 2 * tw + 2, P = n * th * tw;
-    T buf[4][width], e[4][width];
+    const int64_t width = 4 * tw + 2, P = n * th * tw;
+    T buf[6][width], e[6][width];
     for (int64_t b = 0; b < n; b++)
         for (int64_t ch = 0; ch < c; ch++) {
             const T *plane = x + (b * c + ch) * h * w;
             for (int64_t t = 0; t < th; t++) {
-                for (int i = 0; i < 4; i++)
-                    WG_SUF(wg_load_row)(plane, 2 * t - pad + i, h, w, pad, width, buf[i]);
+                for (int i = 0; i < 6; i++)
+                    WG_SUF(wg_load_row)(plane, 4 * t - pad + i, h, w, pad, width, buf[i]);
                 for (int64_t j = 0; j < width; j++) {       /* B^T over the rows */
-                    e[0][j] = buf[0][j] - buf[2][j];
-                    e[1][j] = buf[1][j] + buf[2][j];
-                    e[2][j] = buf[2][j] - buf[1][j];
-                    e[3][j] = buf[1][j] - buf[3][j];
+                    T d0 = buf[0][j], d1 = buf[1][j], d2 = buf[2][j], d3 = buf[3][j],
+                      d4 = buf[4][j], d5 = buf[5][j];
+                    e[0][j] = 4 * d0 - 5 * d2 + d4;
+                    e[1][j] = -4 * (d1 + d2) + d3 + d4;
+                    e[2][j] = 4 * (d1 - d2) - d3 + d4;
+                    e[3][j] = 2 * (d3 - d1) - d2 + d4;
+                    e[4][j] = 2 * (d1 - d3) - d2 + d4;
+                    e[5][j] = 4 * d1 - 5 * d3 + d5;
                 }
                 T *out = v + ch * P + (b * th + t) * tw;
-                for (int a = 0; a < 4; a++) {               /* then over the columns */
+                for (int a = 0; a < 6; a++) {               /* then over the columns */
                     const T *ea = e[a];
-                    T *o0 = out + (4 * a) * kstride, *o1 = o0 + kstride, *o2 = o1 + kstride,
-                      *o3 = o2 + kstride;
+                    T *o = out + (6 * a) * kstride;
                     for (int64_t s = 0; s < tw; s++) {
-                        T d0 = ea[2 * s], d1 = ea[2 * s + 1], d2 = ea[2 * s + 2],
-                          d3 = ea[2 * s + 3];
-                        o0[s] = d0 - d2;
-                        o1[s] = d1 + d2;
-                        o2[s] = d2 - d1;
-                        o3[s] = d1 - d3;
+                        T d0 = ea[4 * s], d1 = ea[4 * s + 1], d2 = ea[4 * s + 2],
+                          d3 = ea[4 * s + 3], d4 = ea[4 * s + 4], d5 = ea[4 * s + 5];
+                        o[s] = 4 * d0 - 5 * d2 + d4;
+                        o[kstride + s] = -4 * (d1 + d2) + d3 + d4;
+                        o[2 * kstride + s] = 4 * (d1 - d2) - d3 + d4;
+                        o[3 * kstride + s] = 2 * (d3 - d1) - d2 + d4;
+                        o[4 * kstride + s] = 2 * (d1 - d3) - d2 + d4;
+                        o[5 * kstride + s] = 4 * d1 - 5 * d3 + d5;
                     }
                 }
             }
         }
 }
 
-/* y (n, k, oh, ow) = A^T m A of every tile of M (16, k, P), plus bias[k] when bias is not NULL. */
+/* y (n, k, oh, ow) = A^T m A of every tile of M (36, k, P), plus bias[k] when bias is not NULL. */
 DPN_EXPORT void WG_SUF(dpn_wino_output)(const T *DPN_RESTRICT m, const T *DPN_RESTRICT bias,
                                         T *DPN_RESTRICT y, int64_t n, int64_t k, int64_t oh,
                                         int64_t ow, int64_t th, int64_t tw, int64_t kstride)
 {
-    const int64_t width = 2 * tw, P = n * th * tw;
-    T r[2][4][tw], out[2][width];
+    const int64_t width = 4 * tw, P = n * th * tw;
+    T r[4][6][tw], out[4][width];
     for (int64_t b = 0; b < n; b++)
         for (int64_t ko = 0; ko < k; ko++) {
             const T add = bias ? bias[ko] : (T)0;
             T *plane = y + (b * k + ko) * oh * ow;
             for (int64_t t = 0; t < th; t++) {
                 const T *in = m + ko * P + (b * th + t) * tw;
-                for (int col = 0; col < 4; col++) {          /* A^T over the rows */
-                    const T *m0 = in + col * kstride, *m1 = m0 + 4 * kstride,
-                            *m2 = m1 + 4 * kstride, *m3 = m2 + 4 * kstride;
+                for (int col = 0; col < 6; col++) {          /* A^T over the rows */
+                    const T *m0 = in + col * kstride, *m1 = m0 + 6 * kstride,
+                            *m2 = m1 + 6 * kstride, *m3 = m2 + 6 * kstride,
+                            *m4 = m3 + 6 * kstride, *m5 = m4 + 6 * kstride;
                     for (int64_t s = 0; s < tw; s++) {
-                        r[0][col][s] = m0[s] + m1[s] + m2[s];
-                        r[1][col][s] = m1[s] - m2[s] - m3[s];
+                        T p12 = m1[s] + m2[s], n12 = m1[s] - m2[s];
+                        T p34 = m3[s] + m4[s], n34 = m3[s] - m4[s];
+                        r[0][col][s] = m0[s] + p12 + p34;
+                        r[1][col][s] = n12 + 2 * n34;
+                        r[2][col][s] = p12 + 4 * p34;
+                        r[3][col][s] = n12 + 8 * n34 + m5[s];
                     }
                 }
-                for (int i = 0; i < 2; i++)                  /* then over the columns */
+                for (int i = 0; i < 4; i++)                  /* then over the columns */
                     for (int64_t s = 0; s < tw; s++) {
-                        out[i][2 * s] = r[i][0][s] + r[i][1][s] + r[i][2][s] + add;
-                        out[i][2 * s + 1] = r[i][1][s] - r[i][2][s] - r[i][3][s] + add;
+                        T p12 = r[i][1][s] + r[i][2][s], n12 = r[i][1][s] - r[i][2][s];
+                        T p34 = r[i][3][s] + r[i][4][s], n34 = r[i][3][s] - r[i][4][s];
+                        out[i][4 * s] = r[i][0][s] + p12 + p34 + add;
+                        out[i][4 * s + 1] = n12 + 2 * n34 + add;
+                        out[i][4 * s + 2] = p12 + 4 * p34 + add;
+                        out[i][4 * s + 3] = n12 + 8 * n34 + r[i][5][s] + add;
                     }
-                for (int i = 0; i < 2 && 2 * t + i < oh; i++)
-                    memcpy(plane + (2 * t + i) * ow, out[i], (size_t)ow * sizeof(T));
+                for (int i = 0; i < 4 && 4 * t + i < oh; i++)
+                    memcpy(plane + (4 * t + i) * ow, out[i], (size_t)ow * sizeof(T));
             }
         }
 }
 
-/* dM (16, k, P) = A dY A^T of every 2x2 tile of dy (n, k, oh, ow) (zeros beyond its edges),
+/* dM (36, k, P) = A dY A^T of every 4x4 tile of dy (n, k, oh, ow) (zeros beyond its edges),
  * the adjoint of dpn_wino_output; db[k] += the sum of dy over its samples and pixels (the bias
- * gradient, accumulated in double). */
+ * gradient: column sums in T, vectorised, their total in double). */
 DPN_EXPORT void WG_SUF(dpn_wino_output_adjoint)(const T *DPN_RESTRICT dy, T *DPN_RESTRICT dm,
                                                 double *DPN_RESTRICT db, int64_t n, int64_t k,
-                                                int64_t oh, int64_t ow, int64_t th, int64_t tw, int64_t kstride)
+                                                int64_t oh, int64_t ow, int64_t th, int64_t tw,
+                                                int64_t kstride)
 {
-    const int64_t width = 2 * tw, P = n * th * tw;
-    T buf[2][width], g[4][width], acc[width];
+    const int64_t width = 4 * tw, P = n * th * tw;
+    T buf[4][width], g[6][width], acc[width];
     for (int64_t b = 0; b < n; b++)
         for (int64_t ko = 0; ko < k; ko++) {
             const T *plane = dy + (b * k + ko) * oh * ow;
             for (int64_t j = 0; j < width; j++)
                 acc[j] = 0;
             for (int64_t t = 0; t < th; t++) {
-                for (int i = 0; i < 2; i++)
-                    WG_SUF(wg_load_row)(plane, 2 * t + i, oh, ow, 0, width, buf[i]);
+                for (int i = 0; i < 4; i++)
+                    WG_SUF(wg_load_row)(plane, 4 * t + i, oh, ow, 0, width, buf[i]);
                 for (int64_t j = 0; j < width; j++) {       /* A over the rows */
-                    acc[j] += buf[0][j] + buf[1][j];
-                    g[0][j] = buf[0][j];
-                    g[1][j] = buf[0][j] + buf[1][j];
-                    g[2][j] = buf[0][j] - buf[1][j];
-                    g[3][j] = -buf[1][j];
+                    T y0 = buf[0][j], y1 = buf[1][j], y2 = buf[2][j], y3 = buf[3][j];
+                    acc[j] += (y0 + y1) + (y2 + y3);
+                    T p02 = y0 + y2;
+                    g[0][j] = y0;
+                    g[1][j] = p02 + y1 + y3;
+                    g[2][j] = p02 - y1 - y3;
+                    g[3][j] = y0 + 2 * y1 + 4 * y2 + 8 * y3;
+                    g[4][j] = y0 - 2 * y1 + 4 * y2 - 8 * y3;
+                    g[5][j] = y3;
                 }
                 T *out = dm + ko * P + (b * th + t) * tw;
-                for (int a = 0; a < 4; a++) {               /* then over the columns */
+                for (int a = 0; a < 6; a++) {               /* then over the columns */
                     const T *ga = g[a];
-                    T *o0 = out + (4 * a) * kstride, *o1 = o0 + kstride, *o2 = o1 + kstride,
-                      *o3 = o2 + kstride;
+                    T *o = out + (6 * a) * kstride;
                     for (int64_t s = 0; s < tw; s++) {
-                        T e0 = ga[2 * s], e1 = ga[2 * s + 1];
-                        o0[s] = e0;
-                        o1[s] = e0 + e1;
-                        o2[s] = e0 - e1;
-                        o3[s] = -e1;
+                        T y0 = ga[4 * s], y1 = ga[4 * s + 1], y2 = ga[4 * s + 2],
+                          y3 = ga[4 * s + 3];
+                        o[s] = y0;
+                        o[kstride + s] = y0 + y1 + y2 + y3;
+                        o[2 * kstride + s] = y0 - y1 + y2 - y3;
+                        o[3 * kstride + s] = y0 + 2 * y1 + 4 * y2 + 8 * y3;
+                        o[4 * kstride + s] = y0 - 2 * y1 + 4 * y2 - 8 * y3;
+                        o[5 * kstride + s] = y3;
                     }
                 }
             }
-            double sum = 0.0;      /* column sums in T (vectorised), their total in double */
+            double sum = 0.0;
             for (int64_t j = 0; j < width; j++)
                 sum += acc[j];
             db[ko] += sum;
         }
 }
 
-/* dx (n, c, h, w) = the adjoint of dpn_wino_input applied to dV (16, c, P): B dV B^T of every
- * tile added into its overlapping 4x4 window, cropped to the image. Written, not accumulated:
- * each window row is final once the next tile row has added its part, so two carry rows
- * replace a zeroed padded plane. */
+/* B applied to the 6 transformed values v0..v5: the adjoint of the rows of B^T. */
+#define WG_B_ADJOINT(v0, v1, v2, v3, v4, v5, d0, d1, d2, d3, d4, d5)                       \
+    do {                                                                                    \
+        d0 = 4 * (v0);                                                                      \
+        d1 = 4 * ((v2) - (v1) + (v5)) + 2 * ((v4) - (v3));                                 \
+        d2 = -5 * (v0) - 4 * ((v1) + (v2)) - (v3) - (v4);                                  \
+        d3 = (v1) - (v2) + 2 * ((v3) - (v4)) - 5 * (v5);                                   \
+        d4 = (v0) + (v1) + (v2) + (v3) + (v4);                                              \
+        d5 = (v5);                                                                          \
+    } while (0)
+
+/* dx (n, c, h, w) = the adjoint of dpn_wino_input applied to dV (36, c, P): B dV B^T of every
+ * tile added into its overlapping 6x6 window, cropped to the image. Written, not accumulated:
+ * a window row is final once the next tile row has added its part, so two carry rows replace
+ * a zeroed padded plane. */
 DPN_EXPORT void WG_SUF(dpn_wino_input_adjoint)(const T *DPN_RESTRICT dv, T *DPN_RESTRICT dx,
                                                int64_t n, int64_t c, int64_t h, int64_t w,
-                                               int64_t pad, int64_t th, int64_t tw, int64_t kstride)
+                                               int64_t pad, int64_t th, int64_t tw,
+                                               int64_t kstride)
 {
-    const int64_t width = 2 * tw + 2, P = n * th * tw;
-    T rr[4][width], carry[2][width];
+    const int64_t width = 4 * tw + 2, P = n * th * tw;
+    T rr[6][width], carry[2][width], tail[2][tw];
     for (int64_t b = 0; b < n; b++)
         for (int64_t ch = 0; ch < c; ch++) {
             T *plane = dx + (b * c + ch) * h * w;
             memset(carry, 0, sizeof(carry));
             for (int64_t t = 0; t < th; t++) {
                 const T *in = dv + ch * P + (b * th + t) * tw;
-                for (int a = 0; a < 4; a++) {   /* B over the columns: 4 outputs per tile */
-                    const T *v0 = in + (4 * a) * kstride, *v1 = v0 + kstride,
-                            *v2 = v1 + kstride, *v3 = v2 + kstride;
+                for (int a = 0; a < 6; a++) {   /* B over the columns: 6 outputs per tile */
+                    const T *v = in + (6 * a) * kstride;
                     T *ra = rr[a];
-                    ra[0] = v0[0];
-                    ra[1] = v1[0] - v2[0] + v3[0];
-                    for (int64_t s = 1; s < tw; s++) {
-                        ra[2 * s] = v0[s] + v1[s - 1] + v2[s - 1] - v0[s - 1];
-                        ra[2 * s + 1] = v1[s] - v2[s] + v3[s] - v3[s - 1];
+                    for (int64_t s = 0; s < tw; s++) {   /* columns 4s .. 4s+3 of tile s */
+                        T d0, d1, d2, d3, d4, d5;
+                        WG_B_ADJOINT(v[s], v[kstride + s], v[2 * kstride + s],
+                                     v[3 * kstride + s], v[4 * kstride + s],
+                                     v[5 * kstride + s], d0, d1, d2, d3, d4, d5);
+                        ra[4 * s] = d0;
+                        ra[4 * s + 1] = d1;
+                        ra[4 * s + 2] = d2;
+                        ra[4 * s + 3] = d3;
+                        tail[0][s] = d4;
+                        tail[1][s] = d5;
                     }
-                    ra[2 * tw] = v1[tw - 1] + v2[tw - 1] - v0[tw - 1];
-                    ra[2 * tw + 1] = -v3[tw - 1];
+                    ra[4 * tw] = ra[4 * tw + 1] = 0;
+                    for (int64_t s = 0; s < tw; s++) {   /* its columns 4s+4, 4s+5 overlap */
+                        ra[4 * s + 4] += tail[0][s];
+                        ra[4 * s + 5] += tail[1][s];
+                    }
                 }
                 for (int64_t j = 0; j < width; j++) {       /* then over the rows */
-                    T r0 = carry[0][j] + rr[0][j];
-                    T r1 = carry[1][j] + rr[1][j] - rr[2][j] + rr[3][j];
-                    carry[0][j] = rr[1][j] + rr[2][j] - rr[0][j];
-                    carry[1][j] = -rr[3][j];
-                    rr[0][j] = r0;
-                    rr[1][j] = r1;
+                    T d0, d1, d2, d3, d4, d5;
+                    WG_B_ADJOINT(rr[0][j], rr[1][j], rr[2][j], rr[3][j], rr[4][j], rr[5][j],
+                                 d0, d1, d2, d3, d4, d5);
+                    rr[0][j] = carry[0][j] + d0;
+                    rr[1][j] = carry[1][j] + d1;
+                    rr[2][j] = d2;
+                    rr[3][j] = d3;
+                    carry[0][j] = d4;
+                    carry[1][j] = d5;
                 }
-                for (int i = 0; i < 2; i++) {
-                    int64_t r = 2 * t + i - pad;
+                for (int i = 0; i < 4; i++) {
+                    int64_t r = 4 * t + i - pad;
                     if (r >= 0 && r < h)
-                        WG_SUF(wg_store_row)(plane + r * w, rr[i], pad, w);
+                        memcpy(plane + r * w, rr[i] + pad, (size_t)w * sizeof(T));
                 }
             }
             for (int i = 0; i < 2; i++) {
-                int64_t r = 2 * th + i - pad;
+                int64_t r = 4 * th + i - pad;
                 if (r >= 0 && r < h)
-                    WG_SUF(wg_store_row)(plane + r * w, carry[i], pad, w);
+                    memcpy(plane + r * w, carry[i] + pad, (size_t)w * sizeof(T));
             }
         }
 }
 
+#undef WG_B_ADJOINT
 #undef T
