@@ -2,25 +2,16 @@
  * (included twice by winograd.c; see there for the layouts and the matrices). */
 #include <string.h>
 
+/* The row pointers of a loop may all point into one local array (or at one zero row):
+ * ivdep tells GCC the stores never feed the loop's own loads, which it cannot prove. */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(WG_IVDEP)
+#define WG_IVDEP _Pragma("GCC ivdep")
+#elif !defined(WG_IVDEP)
+#define WG_IVDEP
+#endif
+
 typedef WG_REAL WG_SUF(wg_t);
 #define T WG_SUF(wg_t)
-
-/* Row r of a plane (h rows of w) into buf[0 .. width), shifted right by pad: buf[j] is
- * column j - pad, zero outside the image (and the whole row zero when r is outside). */
-static inline void WG_SUF(wg_load_row)(const T *DPN_RESTRICT plane, int64_t r, int64_t h,
-                                       int64_t w, int64_t pad, int64_t width,
-                                       T *DPN_RESTRICT buf)
-{
-    if (r < 0 || r >= h) {
-        memset(buf, 0, (size_t)width * sizeof(T));
-        return;
-    }
-    int64_t n = w < width - pad ? w : width - pad;
-    memset(buf, 0, (size_t)pad * sizeof(T));
-    memcpy(buf + pad, plane + r * w, (size_t)n * sizeof(T));
-    if (pad + n < width)
-        memset(buf + pad + n, 0, (size_t)(width - pad - n) * sizeof(T));
-}
 
 /* V (36, c, P) = B^T d B of every 6x6 input tile (stride 4) of x (n, c, h, w) padded by pad
  * at the top and left (and zeros beyond the bottom and right). */
@@ -29,27 +20,37 @@ DPN_EXPORT void WG_SUF(dpn_wino_input)(const T *DPN_RESTRICT x, T *DPN_RESTRICT 
                                        int64_t th, int64_t tw, int64_t kstride)
 {
     const int64_t width = 4 * tw + 2, P = n * th * tw;
-    T buf[6][width], e[6][width];
+    T zero[w], e[6][width];          /* e's columns outside the image stay zero */
+    memset(zero, 0, sizeof(zero));
+    memset(e, 0, sizeof(e));
     for (int64_t b = 0; b < n; b++)
         for (int64_t ch = 0; ch < c; ch++) {
             const T *plane = x + (b * c + ch) * h * w;
             for (int64_t t = 0; t < th; t++) {
-                for (int i = 0; i < 6; i++)
-                    WG_SUF(wg_load_row)(plane, 4 * t - pad + i, h, w, pad, width, buf[i]);
-                for (int64_t j = 0; j < width; j++) {       /* B^T over the rows */
-                    T d0 = buf[0][j], d1 = buf[1][j], d2 = buf[2][j], d3 = buf[3][j],
-                      d4 = buf[4][j], d5 = buf[5][j];
-                    e[0][j] = 4 * d0 - 5 * d2 + d4;
-                    e[1][j] = -4 * (d1 + d2) + d3 + d4;
-                    e[2][j] = 4 * (d1 - d2) - d3 + d4;
-                    e[3][j] = 2 * (d3 - d1) - d2 + d4;
-                    e[4][j] = 2 * (d1 - d3) - d2 + d4;
-                    e[5][j] = 4 * d1 - 5 * d3 + d5;
+                const T *row[6];             /* rows outside the image read as zeros */
+                for (int i = 0; i < 6; i++) {
+                    int64_t r = 4 * t - pad + i;
+                    row[i] = (r >= 0 && r < h) ? plane + r * w : zero;
+                }
+                const T *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3],
+                        *r4 = row[4], *r5 = row[5];
+                T *e0 = e[0] + pad, *e1 = e[1] + pad, *e2 = e[2] + pad, *e3 = e[3] + pad,
+                  *e4 = e[4] + pad, *e5 = e[5] + pad;
+                WG_IVDEP
+                for (int64_t j = 0; j < w; j++) {           /* B^T over the rows */
+                    T d0 = r0[j], d1 = r1[j], d2 = r2[j], d3 = r3[j], d4 = r4[j], d5 = r5[j];
+                    e0[j] = 4 * d0 - 5 * d2 + d4;
+                    e1[j] = -4 * (d1 + d2) + d3 + d4;
+                    e2[j] = 4 * (d1 - d2) - d3 + d4;
+                    e3[j] = 2 * (d3 - d1) - d2 + d4;
+                    e4[j] = 2 * (d1 - d3) - d2 + d4;
+                    e5[j] = 4 * d1 - 5 * d3 + d5;
                 }
                 T *out = v + ch * P + (b * th + t) * tw;
                 for (int a = 0; a < 6; a++) {               /* then over the columns */
                     const T *ea = e[a];
                     T *o = out + (6 * a) * kstride;
+                    WG_IVDEP
                     for (int64_t s = 0; s < tw; s++) {
                         T d0 = ea[4 * s], d1 = ea[4 * s + 1], d2 = ea[4 * s + 2],
                           d3 = ea[4 * s + 3], d4 = ea[4 * s + 4], d5 = ea[4 * s + 5];
@@ -82,6 +83,7 @@ DPN_EXPORT void WG_SUF(dpn_wino_output)(const T *DPN_RESTRICT m, const T *DPN_RE
                     const T *m0 = in + col * kstride, *m1 = m0 + 6 * kstride,
                             *m2 = m1 + 6 * kstride, *m3 = m2 + 6 * kstride,
                             *m4 = m3 + 6 * kstride, *m5 = m4 + 6 * kstride;
+                    WG_IVDEP
                     for (int64_t s = 0; s < tw; s++) {
                         T p12 = m1[s] + m2[s], n12 = m1[s] - m2[s];
                         T p34 = m3[s] + m4[s], n34 = m3[s] - m4[s];
@@ -91,17 +93,24 @@ DPN_EXPORT void WG_SUF(dpn_wino_output)(const T *DPN_RESTRICT m, const T *DPN_RE
                         r[3][col][s] = n12 + 8 * n34 + m5[s];
                     }
                 }
+                T *dst[4];     /* straight into y where a whole row of tiles fits */
+                for (int i = 0; i < 4; i++)
+                    dst[i] = (4 * t + i < oh && 4 * tw == ow) ? plane + (4 * t + i) * ow
+                                                               : out[i];
                 for (int i = 0; i < 4; i++)                  /* then over the columns */
+                    WG_IVDEP
                     for (int64_t s = 0; s < tw; s++) {
                         T p12 = r[i][1][s] + r[i][2][s], n12 = r[i][1][s] - r[i][2][s];
                         T p34 = r[i][3][s] + r[i][4][s], n34 = r[i][3][s] - r[i][4][s];
-                        out[i][4 * s] = r[i][0][s] + p12 + p34 + add;
-                        out[i][4 * s + 1] = n12 + 2 * n34 + add;
-                        out[i][4 * s + 2] = p12 + 4 * p34 + add;
-                        out[i][4 * s + 3] = n12 + 8 * n34 + r[i][5][s] + add;
+                        T *o = dst[i];
+                        o[4 * s] = r[i][0][s] + p12 + p34 + add;
+                        o[4 * s + 1] = n12 + 2 * n34 + add;
+                        o[4 * s + 2] = p12 + 4 * p34 + add;
+                        o[4 * s + 3] = n12 + 8 * n34 + r[i][5][s] + add;
                     }
                 for (int i = 0; i < 4 && 4 * t + i < oh; i++)
-                    memcpy(plane + (4 * t + i) * ow, out[i], (size_t)ow * sizeof(T));
+                    if (dst[i] == out[i])
+                        memcpy(plane + (4 * t + i) * ow, out[i], (size_t)ow * sizeof(T));
             }
         }
 }
@@ -115,30 +124,37 @@ DPN_EXPORT void WG_SUF(dpn_wino_output_adjoint)(const T *DPN_RESTRICT dy, T *DPN
                                                 int64_t kstride)
 {
     const int64_t width = 4 * tw, P = n * th * tw;
-    T buf[4][width], g[6][width], acc[width];
+    T zero[ow], g[6][width], acc[ow];  /* g's columns beyond the image stay zero */
+    memset(zero, 0, sizeof(zero));
+    memset(g, 0, sizeof(g));
     for (int64_t b = 0; b < n; b++)
         for (int64_t ko = 0; ko < k; ko++) {
             const T *plane = dy + (b * k + ko) * oh * ow;
-            for (int64_t j = 0; j < width; j++)
+            for (int64_t j = 0; j < ow; j++)
                 acc[j] = 0;
             for (int64_t t = 0; t < th; t++) {
+                const T *row[4];             /* rows beyond the image read as zeros */
                 for (int i = 0; i < 4; i++)
-                    WG_SUF(wg_load_row)(plane, 4 * t + i, oh, ow, 0, width, buf[i]);
-                for (int64_t j = 0; j < width; j++) {       /* A over the rows */
-                    T y0 = buf[0][j], y1 = buf[1][j], y2 = buf[2][j], y3 = buf[3][j];
+                    row[i] = 4 * t + i < oh ? plane + (4 * t + i) * ow : zero;
+                const T *r0 = row[0], *r1 = row[1], *r2 = row[2], *r3 = row[3];
+                T *g0 = g[0], *g1 = g[1], *g2 = g[2], *g3 = g[3], *g4 = g[4], *g5 = g[5];
+                WG_IVDEP
+                for (int64_t j = 0; j < ow; j++) {          /* A over the rows */
+                    T y0 = r0[j], y1 = r1[j], y2 = r2[j], y3 = r3[j];
                     acc[j] += (y0 + y1) + (y2 + y3);
                     T p02 = y0 + y2;
-                    g[0][j] = y0;
-                    g[1][j] = p02 + y1 + y3;
-                    g[2][j] = p02 - y1 - y3;
-                    g[3][j] = y0 + 2 * y1 + 4 * y2 + 8 * y3;
-                    g[4][j] = y0 - 2 * y1 + 4 * y2 - 8 * y3;
-                    g[5][j] = y3;
+                    g0[j] = y0;
+                    g1[j] = p02 + y1 + y3;
+                    g2[j] = p02 - y1 - y3;
+                    g3[j] = y0 + 2 * y1 + 4 * y2 + 8 * y3;
+                    g4[j] = y0 - 2 * y1 + 4 * y2 - 8 * y3;
+                    g5[j] = y3;
                 }
                 T *out = dm + ko * P + (b * th + t) * tw;
                 for (int a = 0; a < 6; a++) {               /* then over the columns */
                     const T *ga = g[a];
                     T *o = out + (6 * a) * kstride;
+                    WG_IVDEP
                     for (int64_t s = 0; s < tw; s++) {
                         T y0 = ga[4 * s], y1 = ga[4 * s + 1], y2 = ga[4 * s + 2],
                           y3 = ga[4 * s + 3];
@@ -152,7 +168,7 @@ DPN_EXPORT void WG_SUF(dpn_wino_output_adjoint)(const T *DPN_RESTRICT dy, T *DPN
                 }
             }
             double sum = 0.0;
-            for (int64_t j = 0; j < width; j++)
+            for (int64_t j = 0; j < ow; j++)
                 sum += acc[j];
             db[ko] += sum;
         }
@@ -189,6 +205,7 @@ DPN_EXPORT void WG_SUF(dpn_wino_input_adjoint)(const T *DPN_RESTRICT dv, T *DPN_
                 for (int a = 0; a < 6; a++) {   /* B over the columns: 6 outputs per tile */
                     const T *v = in + (6 * a) * kstride;
                     T *ra = rr[a];
+                    WG_IVDEP
                     for (int64_t s = 0; s < tw; s++) {   /* columns 4s .. 4s+3 of tile s */
                         T d0, d1, d2, d3, d4, d5;
                         WG_B_ADJOINT(v[s], v[kstride + s], v[2 * kstride + s],
@@ -202,11 +219,13 @@ DPN_EXPORT void WG_SUF(dpn_wino_input_adjoint)(const T *DPN_RESTRICT dv, T *DPN_
                         tail[1][s] = d5;
                     }
                     ra[4 * tw] = ra[4 * tw + 1] = 0;
+                    WG_IVDEP
                     for (int64_t s = 0; s < tw; s++) {   /* its columns 4s+4, 4s+5 overlap */
                         ra[4 * s + 4] += tail[0][s];
                         ra[4 * s + 5] += tail[1][s];
                     }
                 }
+                WG_IVDEP
                 for (int64_t j = 0; j < width; j++) {       /* then over the rows */
                     T d0, d1, d2, d3, d4, d5;
                     WG_B_ADJOINT(rr[0][j], rr[1][j], rr[2][j], rr[3][j], rr[4][j], rr[5][j],
