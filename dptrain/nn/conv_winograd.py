@@ -14,6 +14,10 @@ of transformed tiles), backward recomputes V per chunk instead of keeping it.
 
 float32 only: float64 runs keep the im2col arithmetic their recordings hold bit for bit
 (tests/recordings); Winograd rounds differently (within float32 tolerance).
+
+Where --kernels runs the compiled cpu_winograd family, filter_transform returns F(4x4, 3x3)'s
+U (36, C, c_out) and forward/backward hand it to winograd_native.py (transforms in C, about
+twice as fast in all); the NumPy F(2x2) code below is the fallback and --kernels generic.
 """
 from __future__ import annotations
 

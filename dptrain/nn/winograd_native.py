@@ -1,13 +1,30 @@
-"""The compiled transforms of the Winograd F(2x2, 3x3) convolution (dptrain/native/src/
-winograd.c), with the 16 GEMMs left to np.matmul (OpenBLAS).
+"""Winograd F(4x4, 3x3) with compiled transforms (dptrain/native/src/winograd*.c) and its
+36 GEMMs left to np.matmul (OpenBLAS), for conv_winograd.py where --kernels runs cpu_winograd.
 
-conv_winograd.py calls this when native.runs(x, "cpu_winograd"): the same arithmetic as its
-NumPy passes, but each transform is one pass in C that reads the NCHW input (padding done in
-the kernel, no padded copy) and writes the tiles where the GEMMs want them: V (16, C, P),
-M (16, K, P) with the P tiles of a chunk last, so that M = U^T V, dV = U dM and dU = V dM^T
-are row-major (or transposed, which BLAS takes as a flag) products without a copy. The
-output transform adds the bias and writes NCHW; the dY transform sums the bias gradient.
-A chunk of samples keeps V and M within the L2 cache (CHUNK_BYTES); backward recomputes V.
+Why F(4x4) and not the NumPy path's F(2x2): with the transforms in C, the GEMMs were most of
+the time and already at OpenBLAS's peak (about 100 GFLOP/s on one core here), so only fewer
+products could help: 36 per 16 outputs instead of 16 per 4, 44 % fewer. The price is
+rounding: F(4x4)'s matrices hold 4, 5 and 8 (and sixths in G), so float32 results differ
+from the exact ones by a few 1e-6 of their largest value (F(2x2): about 1e-6), well inside
+what float32 training tolerates; float64 training never comes here (native.DTYPES).
+
+Each transform is one pass in C: the input's from NCHW with the padding done in the kernel
+(no padded copy); the output's adds the bias and writes NCHW; dY's also sums the bias
+gradient; the input adjoint writes dX straight (overlapping windows summed in two carried
+rows). The tiles lie where the GEMMs want them: V (36, C, P) and M (36, K, P) with the P
+tiles of a chunk last, so M = U^T V, dV = U dM and dU = V dM^T are row-major products (a
+transposed operand is a BLAS flag, not a copy). A chunk of samples keeps V and M in the L2
+cache (CHUNK_BYTES); backward recomputes V instead of keeping it from forward.
+
+Measured (2026-12-05, this 2-core EPYC, 1 thread, batch 64, vgg-cifar's five 3x3 layers,
+thread CPU time, min of 5, compiled F(4x4) vs NumPy F(2x2) in the same process,
+/tmp-free reproduction: `dptrain bench --model vgg-cifar --batch-size 64 --threads 1
+--profile` with DPTRAIN_KERNELS=auto vs generic): forward + backward
+32->32 at 32x32 8.2 + 15.7 ms vs 22.4 + 39.8; 64->64 at 16x16 6.9 + 14.1 vs 13.5 + 25.4;
+128->128 at 8x8 5.3 + 11.4 vs 9.7 + 19.5; 32->64 at 16x16 3.9 + 7.8 vs 8.3 + 13.9;
+64->128 at 8x8 3.0 + 6.0 vs 6.0 + 11.0; all five 82 ms vs 170 ms. The whole step
+(`dptrain bench --model vgg-cifar --batch-size 64 --threads 1 --rounds 3 --steps 20`,
+15:46 UTC, load 0.35): dptrain 144.3 ms, PyTorch 2.13 199.8 ms, ratio 0.722.
 """
 from __future__ import annotations
 
