@@ -37,9 +37,6 @@ from .. import native
 CHUNK_BYTES = 1 << 20       # of V (or M) per chunk: V, M and the GEMMs' reads stay in L2
 BACKWARD_CHUNK_BYTES = 1 << 20    # larger chunks measured slower (2-8 MiB: +2 to +17 ms)
 POSITIONS = 36              # a 6x6 input tile per 4x4 output tile
-_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
-_GG = np.kron(_G, _G)       # (36, 9): U[6a+b] = sum over (i, j) of G[a, i] G[b, j] W[3i+j]
 _I64 = ctypes.c_int64
 _P = ctypes.c_void_p
 
@@ -57,17 +54,22 @@ def _kernel(name, dtype, n_ints):
 
 
 def filter_transform(w):
-    """W (K, C, 3, 3) -> U (36, C, K), computed in float64 (G holds sixths)."""
+    """W (K, C, 3, 3) -> U (36, C, K) = G W G^T per filter (in double inside: G holds sixths)."""
     k, c = w.shape[:2]
-    w9 = w.transpose(2, 3, 1, 0).reshape(9, c * k).astype(np.float64)
-    return (_GG @ w9).astype(w.dtype).reshape(POSITIONS, c, k)
+    w = np.ascontiguousarray(w)
+    u = np.empty((POSITIONS, c, k), dtype=w.dtype)
+    native.function(f"dpn_wino_filter{native.suffix(w.dtype)}", _P, _P, _I64, _I64)(
+        native.ptr(w), native.ptr(u), k, c)
+    return u
 
 
 def filter_adjoint(du):
     """dU (36, C, K) -> dW (K, C, 3, 3), the adjoint of filter_transform."""
     _, c, k = du.shape
-    dw9 = _GG.T @ du.reshape(POSITIONS, c * k).astype(np.float64)
-    return dw9.astype(du.dtype).reshape(3, 3, c, k).transpose(3, 2, 0, 1)
+    dw = np.empty((k, c, 3, 3), dtype=du.dtype)
+    native.function(f"dpn_wino_filter_adjoint{native.suffix(du.dtype)}", _P, _P, _I64, _I64)(
+        native.ptr(du), native.ptr(dw), k, c)
+    return dw
 
 
 def tiles(oh, ow):

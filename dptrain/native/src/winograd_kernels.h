@@ -251,5 +251,85 @@ DPN_EXPORT void WG_SUF(dpn_wino_input_adjoint)(const T *DPN_RESTRICT dv, T *DPN_
         }
 }
 
+/* G of F(4x4, 3x3) (Lavin & Gray 2016), for the filter transform and its adjoint. */
+#ifndef WG_G_DEFINED
+#define WG_G_DEFINED
+static const double wg_G[6][3] = {{1 / 4., 0, 0}, {-1 / 6., -1 / 6., -1 / 6.},
+                                  {-1 / 6., 1 / 6., -1 / 6.}, {1 / 24., 1 / 12., 1 / 6.},
+                                  {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+#define WG_BLOCK 16      /* filters per block: each of the 36 planes gets whole cache lines */
+#endif
+
+/* U (36, c, k) = G g G^T of every filter g = w[ko][ch] (3x3) of w (k, c, 3, 3), in double
+ * (G holds sixths) and rounded once. A block of filters at a time, so that each of the 36
+ * planes (c * k apart: often a power of two) is written a cache line at once. */
+DPN_EXPORT void WG_SUF(dpn_wino_filter)(const T *DPN_RESTRICT w, T *DPN_RESTRICT u,
+                                        int64_t k, int64_t c)
+{
+    const int64_t stride = c * k;
+    double block[36][WG_BLOCK];
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t k0 = 0; k0 < k; k0 += WG_BLOCK) {
+            const int64_t nb = k - k0 < WG_BLOCK ? k - k0 : WG_BLOCK;
+            for (int64_t q = 0; q < nb; q++) {
+                const T *g = w + ((k0 + q) * c + ch) * 9;
+                double rows[6][3];                   /* G g, then G^T */
+                for (int a = 0; a < 6; a++)
+                    for (int j = 0; j < 3; j++)
+                        rows[a][j] = wg_G[a][0] * g[j] + wg_G[a][1] * g[3 + j]
+                                     + wg_G[a][2] * g[6 + j];
+                for (int a = 0; a < 6; a++)
+                    for (int b = 0; b < 6; b++)
+                        block[6 * a + b][q] = rows[a][0] * wg_G[b][0] + rows[a][1] * wg_G[b][1]
+                                              + rows[a][2] * wg_G[b][2];
+            }
+            for (int pos = 0; pos < 36; pos++) {
+                T *out = u + pos * stride + ch * k + k0;
+                for (int64_t q = 0; q < nb; q++)
+                    out[q] = (T)block[pos][q];
+            }
+        }
+}
+
+/* dW (k, c, 3, 3) = G^T dU G of dU (36, c, k): the adjoint of dpn_wino_filter, in double,
+ * reading a cache line of each plane at a time. */
+DPN_EXPORT void WG_SUF(dpn_wino_filter_adjoint)(const T *DPN_RESTRICT du, T *DPN_RESTRICT dw,
+                                                int64_t k, int64_t c)
+{
+    const int64_t stride = c * k;
+    double block[36][WG_BLOCK];
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t k0 = 0; k0 < k; k0 += WG_BLOCK) {
+            const int64_t nb = k - k0 < WG_BLOCK ? k - k0 : WG_BLOCK;
+            for (int pos = 0; pos < 36; pos++) {
+                const T *in = du + pos * stride + ch * k + k0;
+                for (int64_t q = 0; q < WG_BLOCK; q++)
+                    block[pos][q] = q < nb ? in[q] : 0.0;
+            }
+            double cols[6][3][WG_BLOCK], out[9][WG_BLOCK];   /* dU G, then G^T: */
+            for (int a = 0; a < 6; a++)                        /* the block's filters */
+                for (int j = 0; j < 3; j++)                    /* side by side */
+                    for (int64_t q = 0; q < WG_BLOCK; q++) {
+                        double sum = 0;
+                        for (int b = 0; b < 6; b++)
+                            sum += block[6 * a + b][q] * wg_G[b][j];
+                        cols[a][j][q] = sum;
+                    }
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++)
+                    for (int64_t q = 0; q < WG_BLOCK; q++) {
+                        double sum = 0;
+                        for (int a = 0; a < 6; a++)
+                            sum += wg_G[a][i] * cols[a][j][q];
+                        out[3 * i + j][q] = sum;
+                    }
+            for (int64_t q = 0; q < nb; q++) {
+                T *g = dw + ((k0 + q) * c + ch) * 9;
+                for (int e = 0; e < 9; e++)
+                    g[e] = (T)out[e][q];
+            }
+        }
+}
+
 #undef WG_B_ADJOINT
 #undef T
