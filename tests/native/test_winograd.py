@@ -104,3 +104,20 @@ def test_kernels_choice_selects_the_path(rng, monkeypatch, kernels, runs):
     y = layer.forward(x, True)
     layer.backward(np.ones_like(y))
     assert calls == (["forward", "backward"] if runs else [])
+
+
+def test_whole_model_gradient_through_the_compiled_path(float64, rng, monkeypatch):
+    """Backprop through a narrow vgg-cifar whose 3x3 convolutions from 4 channels up run the
+    compiled F(4x4, 3x3) (float64 let in), against finite differences."""
+    from dptrain.models import Sequential, zoo
+    from gradcheck import check_model
+    monkeypatch.setattr(native, "DTYPES", (np.float32, np.float64))
+    monkeypatch.setattr(conv_winograd, "DTYPES", (np.float32, np.float64))
+    monkeypatch.setattr(conv_winograd, "MIN_CHANNELS", 4)
+    model = Sequential(zoo.vgg_cifar((3, 8, 8), 10, widths=(4, 6, 8)), (3, 8, 8), seed=3)
+
+    def paths(model):
+        convs = [layer for layer in model.layers if isinstance(layer, nn.Conv2D)]
+        assert [c._winograd for c in convs] == [False] + [True] * 5
+        assert all(c._cols[1].shape[0] == winograd_native.POSITIONS for c in convs[1:])
+    check_model(model, rng.standard_normal((2, 3, 8, 8)), rng.integers(0, 10, 2), rng, paths)
