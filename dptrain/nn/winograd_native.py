@@ -16,15 +16,18 @@ tiles of a chunk last, so M = U^T V, dV = U dM and dU = V dM^T are row-major pro
 transposed operand is a BLAS flag, not a copy). A chunk of samples keeps V and M in the L2
 cache (CHUNK_BYTES); backward recomputes V instead of keeping it from forward.
 
-Measured (2026-12-05, this 2-core EPYC, 1 thread, batch 64, vgg-cifar's five 3x3 layers,
-thread CPU time, min of 5, compiled F(4x4) vs NumPy F(2x2) in the same process,
-/tmp-free reproduction: `dptrain bench --model vgg-cifar --batch-size 64 --threads 1
---profile` with DPTRAIN_KERNELS=auto vs generic): forward + backward
-32->32 at 32x32 8.2 + 15.7 ms vs 22.4 + 39.8; 64->64 at 16x16 6.9 + 14.1 vs 13.5 + 25.4;
-128->128 at 8x8 5.3 + 11.4 vs 9.7 + 19.5; 32->64 at 16x16 3.9 + 7.8 vs 8.3 + 13.9;
-64->128 at 8x8 3.0 + 6.0 vs 6.0 + 11.0; all five 82 ms vs 170 ms. The whole step
-(`dptrain bench --model vgg-cifar --batch-size 64 --threads 1 --rounds 3 --steps 20`,
-15:46 UTC, load 0.35): dptrain 144.3 ms, PyTorch 2.13 199.8 ms, ratio 0.722.
+Measured 2026-12-05 on this 2-core EPYC (1 thread, batch 64), `dptrain bench --model
+vgg-cifar --batch-size 64 --threads 1 --profile --steps 10` with DPTRAIN_KERNELS=auto and
+=generic alternated, 15:53 UTC, load 0.4-0.5; forward + backward ms, compiled F(4x4) vs
+NumPy F(2x2): 32->32 at 32x32 8.5 + 16.4 vs 22.7 + 40.6; 32->64 at 16x16 4.4 + 8.6 vs
+8.7 + 14.3; 64->64 at 16x16 6.7 + 14.2 vs 13.9 + 26.3; 64->128 at 8x8 3.4 + 6.7 vs
+6.4 + 11.4; 128->128 at 8x8 5.3 + 12.3 vs 9.8 + 19.8; the five layers 87 vs 188 ms, the
+step 144 vs 232 ms. Of the compiled 87 ms about 39 are the GEMMs (at OpenBLAS's peak),
+30 the transforms, the rest chunk bookkeeping and cache misses between layers; the generic
+x86-64 build ran within 3 % of the AVX-512 one in a microbenchmark of the five layers (the
+transforms wait on memory, not on arithmetic). Side by side with PyTorch (`dptrain bench --model vgg-cifar --batch-size 64
+--threads 1 --rounds 5 --steps 20`, 15:53 UTC, load 0.5-0.8): dptrain 151.7 ms, PyTorch
+2.13 202.8 ms, ratio 0.748 (an earlier --rounds 3 run, 15:46 UTC: 144.3 vs 199.8, 0.722).
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ import numpy as np
 
 from .. import native
 
-CHUNK_BYTES = 1 << 20       # of V (or M) per chunk: V, M and the GEMMs' reads stay in L2
-BACKWARD_CHUNK_BYTES = 1 << 20    # larger chunks measured slower (2-8 MiB: +2 to +17 ms)
+# Of V (or M) per chunk: V, M and the GEMMs' reads stay in L2 (2-8 MiB chunks measured slower
+# by 2 to 17 ms a step in backward, 256 KiB by 10 ms).
+CHUNK_BYTES = 1 << 20
 POSITIONS = 36              # a 6x6 input tile per 4x4 output tile
 _I64 = ctypes.c_int64
 _P = ctypes.c_void_p
@@ -145,7 +149,7 @@ def backward(x, dy, u, pad, need_dx, db):
     dx = np.empty(x.shape, dtype=dt) if need_dx else None
     n_tiles = th * tw
     per_sample = POSITIONS * n_tiles * max(c, k) * x.itemsize
-    per = _per_chunk(n, per_sample, BACKWARD_CHUNK_BYTES)
+    per = _per_chunk(n, per_sample, CHUNK_BYTES)
     v_buf, m_buf = _Planes(c, per * n_tiles, dt), _Planes(k, per * n_tiles, dt)
     for s, e in _chunks(n, per):
         p = (e - s) * n_tiles

@@ -13,8 +13,9 @@
  * With the tiles last, the 36 products M[i] = U[i]^T V[i], dV[i] = U[i] dM[i] and
  * dU[i] = V[i] dM[i]^T are plain (or transposed) row-major GEMMs for np.matmul, and every
  * kernel below walks one row of tiles of one channel with unit-stride stores. Padding is
- * handled by copying each input row, zero-extended, into a small row buffer (no padded copy
- * of the input). The functions are defined once per floating type (winograd_kernels.h). */
+ * handled in place: a row above or below the image is read from a zero row, the columns left
+ * and right of it stay zero in the kernels' row buffers (no padded copy of the input). The
+ * functions are defined once per floating type (winograd_kernels.h). */
 #include "dpn.h"
 
 #define WG_REAL float
