@@ -22,6 +22,7 @@ SHAPES = [
     (5, 20, 9, 3, 3, 1),        # more channels than pixels
     (2, 16, 5, 6, 10, 0),       # no padding, the last tiles reach the right edge
     (2, 16, 4, 13, 14, 1),      # 4 tile rows: the carried rows of the input adjoint
+    (1, 16, 3, 5, 30, 1),       # 8 tiles a row (the kernels special-case 2, 4 and 8)
 ]
 
 

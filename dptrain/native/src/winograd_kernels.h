@@ -10,12 +10,27 @@
 #define WG_IVDEP
 #endif
 
+/* The kernels below are compiled once per common tile-row width (tw = 2, 4, 8 for 8x8, 16x16
+ * and 32x32 images) with tw a constant, so that their loops over tiles unroll and vectorise
+ * whole, and once more for any other width. */
+#ifndef WG_TW_SWITCH
+#define WG_TW_SWITCH(tw, call)                                                              \
+    do {                                                                                    \
+        switch (tw) {                                                                       \
+        case 2: { const int64_t WG_TW = 2; call; break; }                                   \
+        case 4: { const int64_t WG_TW = 4; call; break; }                                   \
+        case 8: { const int64_t WG_TW = 8; call; break; }                                   \
+        default: { const int64_t WG_TW = tw; call; break; }                                 \
+        }                                                                                   \
+    } while (0)
+#endif
+
 typedef WG_REAL WG_SUF(wg_t);
 #define T WG_SUF(wg_t)
 
 /* V (36, c, P) = B^T d B of every 6x6 input tile (stride 4) of x (n, c, h, w) padded by pad
  * at the top and left (and zeros beyond the bottom and right). */
-DPN_EXPORT void WG_SUF(dpn_wino_input)(const T *DPN_RESTRICT x, T *DPN_RESTRICT v, int64_t n,
+static inline __attribute__((always_inline)) void WG_SUF(wg_input)(const T *DPN_RESTRICT x, T *DPN_RESTRICT v, int64_t n,
                                        int64_t c, int64_t h, int64_t w, int64_t pad,
                                        int64_t th, int64_t tw, int64_t kstride)
 {
@@ -66,8 +81,14 @@ DPN_EXPORT void WG_SUF(dpn_wino_input)(const T *DPN_RESTRICT x, T *DPN_RESTRICT 
         }
 }
 
+DPN_EXPORT void WG_SUF(dpn_wino_input)(const T *DPN_RESTRICT x, T *DPN_RESTRICT v, int64_t n,
+        int64_t c, int64_t h, int64_t w, int64_t pad, int64_t th, int64_t tw, int64_t kstride)
+{
+    WG_TW_SWITCH(tw, WG_SUF(wg_input)(x, v, n, c, h, w, pad, th, WG_TW, kstride));
+}
+
 /* y (n, k, oh, ow) = A^T m A of every tile of M (36, k, P), plus bias[k] when bias is not NULL. */
-DPN_EXPORT void WG_SUF(dpn_wino_output)(const T *DPN_RESTRICT m, const T *DPN_RESTRICT bias,
+static inline __attribute__((always_inline)) void WG_SUF(wg_output)(const T *DPN_RESTRICT m, const T *DPN_RESTRICT bias,
                                         T *DPN_RESTRICT y, int64_t n, int64_t k, int64_t oh,
                                         int64_t ow, int64_t th, int64_t tw, int64_t kstride)
 {
@@ -115,10 +136,17 @@ DPN_EXPORT void WG_SUF(dpn_wino_output)(const T *DPN_RESTRICT m, const T *DPN_RE
         }
 }
 
+DPN_EXPORT void WG_SUF(dpn_wino_output)(const T *DPN_RESTRICT m, const T *DPN_RESTRICT bias, T
+        *DPN_RESTRICT y, int64_t n, int64_t k, int64_t oh, int64_t ow, int64_t th, int64_t tw,
+        int64_t kstride)
+{
+    WG_TW_SWITCH(tw, WG_SUF(wg_output)(m, bias, y, n, k, oh, ow, th, WG_TW, kstride));
+}
+
 /* dM (36, k, P) = A dY A^T of every 4x4 tile of dy (n, k, oh, ow) (zeros beyond its edges),
  * the adjoint of dpn_wino_output; db[k] += the sum of dy over its samples and pixels (the bias
  * gradient: column sums in T, vectorised, their total in double). */
-DPN_EXPORT void WG_SUF(dpn_wino_output_adjoint)(const T *DPN_RESTRICT dy, T *DPN_RESTRICT dm,
+static inline __attribute__((always_inline)) void WG_SUF(wg_output_adjoint)(const T *DPN_RESTRICT dy, T *DPN_RESTRICT dm,
                                                 double *DPN_RESTRICT db, int64_t n, int64_t k,
                                                 int64_t oh, int64_t ow, int64_t th, int64_t tw,
                                                 int64_t kstride)
@@ -174,6 +202,13 @@ DPN_EXPORT void WG_SUF(dpn_wino_output_adjoint)(const T *DPN_RESTRICT dy, T *DPN
         }
 }
 
+DPN_EXPORT void WG_SUF(dpn_wino_output_adjoint)(const T *DPN_RESTRICT dy, T *DPN_RESTRICT dm,
+        double *DPN_RESTRICT db, int64_t n, int64_t k, int64_t oh, int64_t ow, int64_t th,
+        int64_t tw, int64_t kstride)
+{
+    WG_TW_SWITCH(tw, WG_SUF(wg_output_adjoint)(dy, dm, db, n, k, oh, ow, th, WG_TW, kstride));
+}
+
 /* B applied to the 6 transformed values v0..v5: the adjoint of the rows of B^T. */
 #define WG_B_ADJOINT(v0, v1, v2, v3, v4, v5, d0, d1, d2, d3, d4, d5)                       \
     do {                                                                                    \
@@ -189,7 +224,7 @@ DPN_EXPORT void WG_SUF(dpn_wino_output_adjoint)(const T *DPN_RESTRICT dy, T *DPN
  * tile added into its overlapping 6x6 window, cropped to the image. Written, not accumulated:
  * a window row is final once the next tile row has added its part, so two carry rows replace
  * a zeroed padded plane. */
-DPN_EXPORT void WG_SUF(dpn_wino_input_adjoint)(const T *DPN_RESTRICT dv, T *DPN_RESTRICT dx,
+static inline __attribute__((always_inline)) void WG_SUF(wg_input_adjoint)(const T *DPN_RESTRICT dv, T *DPN_RESTRICT dx,
                                                int64_t n, int64_t c, int64_t h, int64_t w,
                                                int64_t pad, int64_t th, int64_t tw,
                                                int64_t kstride)
@@ -249,6 +284,13 @@ DPN_EXPORT void WG_SUF(dpn_wino_input_adjoint)(const T *DPN_RESTRICT dv, T *DPN_
                     memcpy(plane + r * w, carry[i] + pad, (size_t)w * sizeof(T));
             }
         }
+}
+
+DPN_EXPORT void WG_SUF(dpn_wino_input_adjoint)(const T *DPN_RESTRICT dv, T *DPN_RESTRICT dx,
+        int64_t n, int64_t c, int64_t h, int64_t w, int64_t pad, int64_t th, int64_t tw, int64_t
+        kstride)
+{
+    WG_TW_SWITCH(tw, WG_SUF(wg_input_adjoint)(dv, dx, n, c, h, w, pad, th, WG_TW, kstride));
 }
 
 /* G of F(4x4, 3x3) (Lavin & Gray 2016), for the filter transform and its adjoint. */
