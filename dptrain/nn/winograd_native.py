@@ -18,16 +18,17 @@ cache (CHUNK_BYTES); backward recomputes V instead of keeping it from forward.
 
 Measured 2026-12-05 on this 2-core EPYC (1 thread, batch 64), `dptrain bench --model
 vgg-cifar --batch-size 64 --threads 1 --profile --steps 10` with DPTRAIN_KERNELS=auto and
-=generic alternated, 15:53 UTC, load 0.4-0.5; forward + backward ms, compiled F(4x4) vs
-NumPy F(2x2): 32->32 at 32x32 8.5 + 16.4 vs 22.7 + 40.6; 32->64 at 16x16 4.4 + 8.6 vs
-8.7 + 14.3; 64->64 at 16x16 6.7 + 14.2 vs 13.9 + 26.3; 64->128 at 8x8 3.4 + 6.7 vs
-6.4 + 11.4; 128->128 at 8x8 5.3 + 12.3 vs 9.8 + 19.8; the five layers 87 vs 188 ms, the
-step 144 vs 232 ms. Of the compiled 87 ms about 39 are the GEMMs (at OpenBLAS's peak),
-30 the transforms, the rest chunk bookkeeping and cache misses between layers; the generic
-x86-64 build ran within 3 % of the AVX-512 one in a microbenchmark of the five layers (the
-transforms wait on memory, not on arithmetic). Side by side with PyTorch (`dptrain bench --model vgg-cifar --batch-size 64
---threads 1 --rounds 5 --steps 20`, 15:53 UTC, load 0.5-0.8): dptrain 151.7 ms, PyTorch
-2.13 202.8 ms, ratio 0.748 (an earlier --rounds 3 run, 15:46 UTC: 144.3 vs 199.8, 0.722).
+=generic alternated twice, 15:59 UTC, load 0.5-0.6; forward + backward ms, compiled F(4x4)
+vs NumPy F(2x2): 32->32 at 32x32 7.6 + 14.4 vs 23.0 + 40.5; 32->64 at 16x16 3.5 + 7.9 vs
+8.8 + 14.3; 64->64 at 16x16 5.7 + 12.9 vs 14.0 + 25.9; 64->128 at 8x8 2.8 + 6.1 vs
+6.6 + 11.4; 128->128 at 8x8 4.6 + 11.3 vs 9.8 + 19.5; the five layers 77 vs 188 ms, the
+step 135 vs 231 ms. Of the compiled 77 ms about 39 are the GEMMs (at OpenBLAS's peak) and
+22 the transforms. Side by side with PyTorch (`dptrain bench --model vgg-cifar --batch-size
+64 --threads 1 --rounds 5 --steps 20`, 16:00 UTC, load 0.6-0.9): dptrain 138.1 ms, PyTorch
+2.13 198.2 ms, ratio 0.697; with DPTRAIN_KERNELS=generic (16:01, --rounds 3): 232.7 vs
+199.6 ms, 1.166. Tried and left out: larger chunks in backward (for a longer inner
+dimension of the dU GEMM: 2-16 MiB, 3 to 17 ms slower), samples innermost in the kernels'
+loops, recomputing instead of carrying the input adjoint's overlap (no gain).
 """
 from __future__ import annotations
 
