@@ -78,7 +78,7 @@ class Conv2D(Layer):
         self._direct = False
         self._winograd = conv_winograd.applies(x, self.c_in, self.kh, self.kw, self.stride,
                                                self.padding)
-        if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
+        if self._winograd:                   # float32 3x3 stride 1: 16 GEMMs (compiled: 36)
             u = conv_winograd.filter_transform(self.params["W"], self.compute_backend())
             y = conv_winograd.forward(x, u, self.params["b"] if self.bias else None,
                                       self.padding)
