@@ -78,8 +78,8 @@ class Conv2D(Layer):
         self._direct = False
         self._winograd = conv_winograd.applies(x, self.c_in, self.kh, self.kw, self.stride,
                                                self.padding)
-        if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
-            u = conv_winograd.filter_transform(self.params["W"])
+        if self._winograd:                   # float32 3x3 stride 1: 16 GEMMs (compiled: 36)
+            u = conv_winograd.filter_transform(self.params["W"], self.compute_backend())
             y = conv_winograd.forward(x, u, self.params["b"] if self.bias else None,
                                       self.padding)
             self._chunked = False
@@ -144,10 +144,9 @@ class Conv2D(Layer):
 
     def _winograd_backward(self, dy):
         (x, u), self._cols = self._cols, None
-        dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad)
+        dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad,
+                                        self.grads["b"] if self.bias else None)
         self.grads["W"][...] = dw
-        if self.bias:
-            dy.sum(axis=(0, 2, 3), out=self.grads["b"])
         self._add_regularization_grad()
         return dx
 
