@@ -9,7 +9,7 @@ of the input with dY, i.e. dY^T @ columns; dX is col2im of dY W (computed per ke
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import conv_chunked, conv_direct, conv_winograd, cuda_kernels, fused_cpu
+from . import conv_chunked, conv_direct, conv_winograd, cuda_kernels, fused_cpu, winograd5_native
 from . import init as initializers
 from .kernels import col2im, im2col, out_size
 from .layer import Layer
@@ -29,7 +29,8 @@ class Conv2D(Layer):
         self._cols = self._x_shape = None
         self._direct = False      # the cached columns are conv_direct.py's (NCHW)
         self._chunked = False     # conv_chunked.py's: the cache holds the NHWC input instead
-        self._winograd = False    # conv_winograd.py's: the cache holds the NHWC input too
+        self._winograd = False    # Winograd's (_winograd_path): the cache holds (x, U)
+        self._winograd_path = None
         # a linked BatchNorm (nn/fusion.py) that takes this layer's training output blocked
         self.fused_next = None
 
@@ -56,6 +57,16 @@ class Conv2D(Layer):
         per_out = 2 * self.c_in * self.kh * self.kw + (1 if self.bias else 0)
         return per_out * self.c_out * oh * ow
 
+    def _winograd_module(self, x):
+        """conv_winograd (3x3; compiled or NumPy), winograd5_native (5x5, compiled only), or
+        None: the Winograd path this input takes."""
+        args = (x, self.c_in, self.kh, self.kw, self.stride, self.padding)
+        if conv_winograd.applies(*args):
+            return conv_winograd
+        if winograd5_native.applies(*args, self.compute_backend()):
+            return winograd5_native
+        return None
+
     def _w_matrix(self):
         """W as (c_out, kh*kw*c_in), matching the channels-last column layout."""
         return self.params["W"].transpose(0, 2, 3, 1).reshape(self.c_out, -1)
@@ -76,12 +87,12 @@ class Conv2D(Layer):
                 return y.reshape(n, self.c_out, k * k, -1)
             return y
         self._direct = False
-        self._winograd = conv_winograd.applies(x, self.c_in, self.kh, self.kw, self.stride,
-                                               self.padding)
-        if self._winograd:                   # float32 3x3 stride 1: 16 GEMMs (compiled: 36)
-            u = conv_winograd.filter_transform(self.params["W"], self.compute_backend())
-            y = conv_winograd.forward(x, u, self.params["b"] if self.bias else None,
-                                      self.padding)
+        self._winograd_path = self._winograd_module(x)
+        self._winograd = self._winograd_path is not None
+        if self._winograd:          # float32 3x3 (16 GEMMs, compiled 36) or 5x5 (compiled 36)
+            u = self._winograd_path.filter_transform(self.params["W"], self.compute_backend())
+            y = self._winograd_path.forward(x, u, self.params["b"] if self.bias else None,
+                                            self.padding)
             self._chunked = False
             if train:                                   # backward reuses the filter transform
                 self._cols, self._x_shape = (x, u), x.shape      # forward never writes x
@@ -144,8 +155,8 @@ class Conv2D(Layer):
 
     def _winograd_backward(self, dy):
         (x, u), self._cols = self._cols, None
-        dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad,
-                                        self.grads["b"] if self.bias else None)
+        dw, dx = self._winograd_path.backward(x, dy, u, self.padding, self.needs_input_grad,
+                                              self.grads["b"] if self.bias else None)
         self.grads["W"][...] = dw
         self._add_regularization_grad()
         return dx
