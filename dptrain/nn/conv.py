@@ -91,11 +91,15 @@ class Conv2D(Layer):
         self._winograd = self._winograd_path is not None
         if self._winograd:          # float32 3x3 (16 GEMMs, compiled 36) or 5x5 (compiled 36)
             u = self._winograd_path.filter_transform(self.params["W"], self.compute_backend())
-            y = self._winograd_path.forward(x, u, self.params["b"] if self.bias else None,
-                                            self.padding)
+            bias = self.params["b"] if self.bias else None
+            kept = None
+            if train and self._winograd_path is winograd5_native:   # V kept for backward
+                y, kept = winograd5_native.forward(x, u, bias, self.padding, keep=True)
+            else:
+                y = self._winograd_path.forward(x, u, bias, self.padding)
             self._chunked = False
             if train:                                   # backward reuses the filter transform
-                self._cols, self._x_shape = (x, u), x.shape      # forward never writes x
+                self._cols, self._x_shape = (x, u, kept), x.shape  # forward never writes x
             return y
         self._chunked = (conv_chunked.applies(x)
                          and cuda_kernels.launcher_for(x, "im2col", self.backend) is None)
@@ -154,9 +158,10 @@ class Conv2D(Layer):
         return None if dx is None else dx.transpose(0, 3, 1, 2).copy()
 
     def _winograd_backward(self, dy):
-        (x, u), self._cols = self._cols, None
+        (x, u, kept), self._cols = self._cols, None
         dw, dx = self._winograd_path.backward(x, dy, u, self.padding, self.needs_input_grad,
-                                              self.grads["b"] if self.bias else None)
+                                              self.grads["b"] if self.bias else None,
+                                              **({} if kept is None else {"kept": kept}))
         self.grads["W"][...] = dw
         self._add_regularization_grad()
         return dx

@@ -74,3 +74,17 @@ def test_compiled_gradients_against_finite_differences(float64, rng, monkeypatch
     conv.forward(x, True)
     assert conv._winograd_path is winograd5_native
     check_layer(conv, x, rng)
+
+
+def test_backward_from_kept_tiles_equals_backward_that_recomputes_them(rng):
+    """Training keeps forward's transformed input (V) for backward; without it backward
+    recomputes V per chunk: the same bits either way."""
+    x = rng.standard_normal((5, 16, 10, 9)).astype(np.float32)
+    w = rng.standard_normal((3, 16, 5, 5)).astype(np.float32)
+    u = winograd5_native.filter_transform(w)
+    y, kept = winograd5_native.forward(x, u, None, 1, keep=True)
+    np.testing.assert_array_equal(y, winograd5_native.forward(x, u, None, 1))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    for a, b in zip(winograd5_native.backward(x, dy, u, 1, True, kept=kept),
+                    winograd5_native.backward(x, dy, u, 1, True)):
+        np.testing.assert_array_equal(a, b)
