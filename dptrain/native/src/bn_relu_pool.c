@@ -119,21 +119,25 @@ DPN_EXPORT void dpn_bn_relu_pool_grad_sums##SFX(                                
     for (int64_t ch = 0; ch < c; ch++) out_dz[ch] = out_dz_x[ch] = 0.0;                     \
     for (int64_t pl = 0; pl < n * c; pl++) {                                                \
         const T *d = dy + pl * P, *yy = y + pl * P, *xs = xsel + pl * P;                    \
-        double s1[4] = {0, 0, 0, 0}, s2[4] = {0, 0, 0, 0};  /* 4 chains: add latency */    \
+        /* 8 lanes of T per plane (they vectorise; one chain would wait on each add's     \
+         * latency), added up in double per plane */                                        \
+        T s1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s2[8] = {0, 0, 0, 0, 0, 0, 0, 0};               \
         int64_t p = 0;                                                                      \
-        for (; p + 4 <= P; p += 4)                                                          \
-            for (int j = 0; j < 4; j++) {                                                   \
+        for (; p + 8 <= P; p += 8)                                                          \
+            for (int j = 0; j < 8; j++) {                                                   \
                 T gz = yy[p + j] > 0 ? d[p + j] : (T)0;                                     \
                 s1[j] += gz;                                                                \
-                s2[j] += (double)gz * xs[p + j];                                            \
+                s2[j] += gz * xs[p + j];                                                    \
             }                                                                               \
+        double t1 = 0.0, t2 = 0.0;                                                          \
         for (; p < P; p++) {                                                                \
             T gz = yy[p] > 0 ? d[p] : (T)0;                                                 \
-            s1[0] += gz;                                                                    \
-            s2[0] += (double)gz * xs[p];                                                    \
+            t1 += gz;                                                                       \
+            t2 += (double)gz * xs[p];                                                       \
         }                                                                                   \
-        out_dz[pl % c] += (s1[0] + s1[1]) + (s1[2] + s1[3]);                                \
-        out_dz_x[pl % c] += (s2[0] + s2[1]) + (s2[2] + s2[3]);                              \
+        for (int j = 0; j < 8; j++) { t1 += s1[j]; t2 += s2[j]; }                           \
+        out_dz[pl % c] += t1;                                                               \
+        out_dz_x[pl % c] += t2;                                                             \
     }                                                                                       \
 }                                                                                           \
                                                                                             \
