@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 
-from .. import backend, models, nn, optim
+from .. import backend, models, native, nn, optim
 from ..errors import UsageError
 from .shared import emit_json, select_device
 from .stepbench import random_batches
@@ -100,6 +100,7 @@ def run_profile(args) -> int:
         samples = measure_parts(model, args.batch_size, args.steps, args.warmup, timer)
         profiles.append(summarise(model, args.batch_size, samples))
     report = {"profile": True, "device": device, "timer": timer.source,
+              "cpu_kernels": native.status() if device == "cpu" else None,
               "batch_size": args.batch_size, "threads": args.threads, "steps": args.steps,
               "warmup": args.warmup, "models": profiles}
     if emit_json(report, args):
@@ -121,7 +122,8 @@ def _row(index, label: str, shape: str, *cells) -> str:
 def print_profile(p: dict, report: dict) -> None:
     print(f"dptrain bench --profile: {p['model']}, batch {report['batch_size']}, "
           f"{report['device']}, {report['threads']} thread(s), median of {report['steps']} "
-          f"steps ({report['timer']})")
+          f"steps ({report['timer']})"
+          + (f", CPU kernels {report['cpu_kernels']}" if report.get("cpu_kernels") else ""))
     print(f"  {'#':>3}  {'layer':<38} {'output':<16} {'forward ms':>16} {'backward ms':>16}")
     for r in p["layers"]:
         print(_row(r["index"], r["name"], "x".join(map(str, r["output_shape"])),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from .. import backend
+from .. import backend, native
 from .shared import run_torch_reference, torch_skip_reason
 from .stepbench import peak_rss_mb, sgemm_gflops, time_training_step
 
@@ -56,7 +56,7 @@ def _report(args, ours, theirs, info, roof) -> dict:
         "training_mflop_per_image": flops / 1e6,
         "achieved_gflops": gflops, "sgemm_peak_gflops": peak, "fraction_of_peak": gflops / peak,
         "floor_step_ms": flops * args.batch_size / peak / 1e6,
-        "peak_rss_mb": roof["rss"],
+        "peak_rss_mb": roof["rss"], "cpu_kernels": native.status(),
     }
     if theirs:
         t = statistics.median(theirs)
@@ -69,7 +69,8 @@ def _print_step(report: dict, args, skipped) -> None:
     if "dptrain_step_ms" not in report:
         return
     print(f"dptrain bench: {args.model}, batch {args.batch_size}, {args.threads} thread(s), "
-          f"{args.rounds} rounds x {args.steps} steps (medians)")
+          f"{args.rounds} rounds x {args.steps} steps (medians), CPU kernels "
+          f"{report['cpu_kernels']}")
     rows = [("dptrain step", f"{report['dptrain_step_ms']:.2f} ms"),
             ("images/s", f"{report['images_per_s']:.0f}"),
             ("training work", f"{report['training_mflop_per_image']:.2f} MFLOP/image"),

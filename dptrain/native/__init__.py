@@ -35,9 +35,11 @@ LEVEL_FLAGS = {
 
 
 def source_digest() -> str:
-    """A digest of the kernel sources (names and contents), part of each library's name."""
+    """A digest of the kernel sources (names and contents) and of build.py (the compiler
+    flags), part of each library's name."""
     h = hashlib.blake2b(digest_size=6)
-    for path in sorted(p for p in SRC_DIR.iterdir() if p.suffix in SOURCE_SUFFIXES):
+    for path in [*sorted(p for p in SRC_DIR.iterdir() if p.suffix in SOURCE_SUFFIXES),
+                 SRC_DIR.parent / "build.py"]:
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 

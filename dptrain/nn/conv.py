@@ -9,7 +9,8 @@ of the input with dY, i.e. dY^T @ columns; dX is col2im of dY W (computed per ke
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import conv_chunked, conv_direct, conv_native, conv_winograd, cuda_kernels, fused_cpu
+from . import (conv_chunked, conv_direct, conv_native, conv_winograd, cuda_kernels, fused_cpu,
+               winograd5_native)
 from . import init as initializers
 from .kernels import col2im, im2col, out_size
 from .layer import Layer
@@ -29,7 +30,8 @@ class Conv2D(Layer):
         self._cols = self._x_shape = None
         self._direct = False      # the cached columns are conv_direct.py's (NCHW)
         self._chunked = False     # conv_chunked.py's: the cache holds the NHWC input instead
-        self._winograd = False    # conv_winograd.py's: the cache holds the NHWC input too
+        self._winograd = False    # Winograd's (_winograd_path): the cache holds (x, U)
+        self._winograd_path = None
         self._native = False      # conv_native.py's (compiled layout kernels): NHWC input too
         # a linked BatchNorm (nn/fusion.py) that takes this layer's training output blocked
         self.fused_next = None
@@ -57,6 +59,16 @@ class Conv2D(Layer):
         per_out = 2 * self.c_in * self.kh * self.kw + (1 if self.bias else 0)
         return per_out * self.c_out * oh * ow
 
+    def _winograd_module(self, x):
+        """conv_winograd (3x3; compiled or NumPy), winograd5_native (5x5, compiled only), or
+        None: the Winograd path this input takes."""
+        args = (x, self.c_in, self.kh, self.kw, self.stride, self.padding)
+        if conv_winograd.applies(*args):
+            return conv_winograd
+        if winograd5_native.applies(*args, self.compute_backend()):
+            return winograd5_native
+        return None
+
     def _w_matrix(self):
         """W as (c_out, kh*kw*c_in), matching the channels-last column layout."""
         return self.params["W"].transpose(0, 2, 3, 1).reshape(self.c_out, -1)
@@ -67,7 +79,7 @@ class Conv2D(Layer):
         _, oh, ow = self.output_shape(x.shape[1:])
         if conv_direct.applies(x, self.c_in):          # few channels: NCHW, no transposes
             k = fused_cpu.blocked_pooling(self, x, oh, ow) if train else 0
-            self._native = conv_native.applies_direct(x, self.backend)
+            self._native = conv_native.applies_direct(x, self.compute_backend())
             geometry = (x, self.kh, self.kw, self.stride, self.padding)
             if self._native:                            # compiled columns, bias in the GEMM
                 cols = conv_native.direct_columns(*geometry, oh, ow, k, self.bias)
@@ -84,17 +96,21 @@ class Conv2D(Layer):
                 return y.reshape(n, self.c_out, k * k, -1)
             return y
         self._direct = False
-        self._winograd = conv_winograd.applies(x, self.c_in, self.kh, self.kw, self.stride,
-                                               self.padding)
-        if self._winograd:                              # float32 3x3 stride 1: 16 GEMMs
-            u = conv_winograd.filter_transform(self.params["W"])
-            y = conv_winograd.forward(x, u, self.params["b"] if self.bias else None,
-                                      self.padding)
+        self._winograd_path = self._winograd_module(x)
+        self._winograd = self._winograd_path is not None
+        if self._winograd:          # float32 3x3 (16 GEMMs, compiled 36) or 5x5 (compiled 36)
+            u = self._winograd_path.filter_transform(self.params["W"], self.compute_backend())
+            bias = self.params["b"] if self.bias else None
+            kept = None
+            if train and self._winograd_path is winograd5_native:   # V kept for backward
+                y, kept = winograd5_native.forward(x, u, bias, self.padding, keep=True)
+            else:
+                y = self._winograd_path.forward(x, u, bias, self.padding)
             self._chunked = False
             if train:                                   # backward reuses the filter transform
-                self._cols, self._x_shape = (x, u), x.shape      # forward never writes x
+                self._cols, self._x_shape = (x, u, kept), x.shape  # forward never writes x
             return y
-        self._native = conv_native.applies(x, self.c_in, self.backend)
+        self._native = conv_native.applies(x, self.c_in, self.compute_backend())
         if self._native:                                # compiled im2col/col2im + BLAS
             y, x_nhwc = conv_native.forward(x, self.params["W"], self.params["b"] if self.bias
                                             else None, self.stride, self.padding, oh, ow)
@@ -171,11 +187,11 @@ class Conv2D(Layer):
         return dx
 
     def _winograd_backward(self, dy):
-        (x, u), self._cols = self._cols, None
-        dw, dx = conv_winograd.backward(x, dy, u, self.padding, self.needs_input_grad)
+        (x, u, kept), self._cols = self._cols, None
+        dw, dx = self._winograd_path.backward(x, dy, u, self.padding, self.needs_input_grad,
+                                              self.grads["b"] if self.bias else None,
+                                              **({} if kept is None else {"kept": kept}))
         self.grads["W"][...] = dw
-        if self.bias:
-            dy.sum(axis=(0, 2, 3), out=self.grads["b"])
         self._add_regularization_grad()
         return dx
 

@@ -14,10 +14,17 @@ of transformed tiles), backward recomputes V per chunk instead of keeping it.
 
 float32 only: float64 runs keep the im2col arithmetic their recordings hold bit for bit
 (tests/recordings); Winograd rounds differently (within float32 tolerance).
+
+Where --kernels runs the compiled cpu_winograd family, filter_transform returns F(4x4, 3x3)'s
+U (36, C, c_out) and forward/backward hand it to winograd_native.py (transforms in C, about
+twice as fast in all); the NumPy F(2x2) code below is the fallback and --kernels generic.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .. import native
+from . import winograd_native
 
 TILE_BYTES = 1 << 20
 DTYPES = (np.float32,)
@@ -31,8 +38,12 @@ def applies(x, c_in: int, kh: int, kw: int, stride: int, pad: int) -> bool:
             and kh == kw == 3 and stride == 1 and pad in (0, 1) and c_in >= MIN_CHANNELS)
 
 
-def filter_transform(w):
-    """W (c_out, c_in, 3, 3) -> U (16, c_in, c_out): one (16 x 9) @ (9 x c_in c_out) product."""
+def filter_transform(w, backend=None):
+    """W (c_out, c_in, 3, 3) -> U (16, c_in, c_out): one (16 x 9) @ (9 x c_in c_out) product;
+    where ``backend`` runs the compiled kernels, F(4x4, 3x3)'s U (36, c_in, c_out) instead
+    (forward and backward then take the compiled path)."""
+    if native.runs(w, "cpu_winograd", backend):
+        return winograd_native.filter_transform(w)
     c_out, c_in = w.shape[:2]
     w9 = w.transpose(2, 3, 1, 0).reshape(9, c_in * c_out)
     return (_GG.astype(w.dtype) @ w9).reshape(16, c_in, c_out)
@@ -99,10 +110,13 @@ def _chunks(n, per_sample_bytes):
 
 
 def forward(x, u, bias, pad):
-    """y (N, c_out, OH, OW) of x (N, C, H, W); u the filter transform (16, C, c_out)."""
+    """y (N, c_out, OH, OW) of x (N, C, H, W); u the filter transform (16, C, c_out), or
+    (36, C, c_out) for the compiled F(4x4, 3x3) (winograd_native.py)."""
     n, c, h, w = x.shape
     c_out = u.shape[2]
     oh, ow, th, tw = _tiles(h, w, pad)
+    if u.shape[0] == winograd_native.POSITIONS:
+        return winograd_native.forward(x, u, bias, pad, oh, ow)
     y = np.empty((n, c_out, oh, ow), dtype=x.dtype)
     for s, e in _chunks(n, 16 * th * tw * max(c, c_out) * x.itemsize):
         v = _input_transform(_parity_split(x[s:e], pad, th, tw, 1), th, tw)
@@ -136,11 +150,17 @@ def _a_adjoint(d, out):
     np.negative(d[1], out=out[3])
 
 
-def backward(x, dy, u, pad, need_dx):
-    """(dW (c_out, C, 3, 3), dX (N, C, H, W) or None) from dy (N, c_out, OH, OW)."""
+def backward(x, dy, u, pad, need_dx, db=None):
+    """(dW (c_out, C, 3, 3), dX (N, C, H, W) or None) from dy (N, c_out, OH, OW) and u as
+    forward took it; ``db`` (c_out,), when given, receives the bias gradient."""
     n, c, h, w = x.shape
     c_out = u.shape[2]
     oh, ow, th, tw = _tiles(h, w, pad)
+    if u.shape[0] == winograd_native.POSITIONS:
+        du, dx = winograd_native.backward(x, dy, u, pad, need_dx, db)
+        return winograd_native.filter_adjoint(du), dx
+    if db is not None:
+        dy.sum(axis=(0, 2, 3), out=db)
     du = np.zeros((16, c, c_out), dtype=x.dtype)
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
     u_t = np.ascontiguousarray(u.transpose(0, 2, 1)) if need_dx else None

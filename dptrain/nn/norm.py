@@ -13,8 +13,10 @@ pooled output of all three layers and the two others pass their input through.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_array_module
-from . import cuda_kernels, fused_cpu
+from . import cuda_kernels, fused_cpu, fused_native
 from .layer import Layer
 
 
@@ -42,7 +44,7 @@ class BatchNorm(Layer):
         self.momentum, self.eps = float(momentum), float(eps)
         # Sum-over-ranks of a small array, or None for local statistics (set by DataParallel).
         self.sync = None
-        self._fused = self._cpu_fused = None
+        self._fused = self._cpu_fused = self._native_fused = None
 
     def initialize(self, rng) -> None:
         b = self.compute_backend()
@@ -103,6 +105,20 @@ class BatchNorm(Layer):
         var = self._sum((xc * xc).sum(axis=axes)) / total     # two passes: exact in float32
         return mean, var, total, xc
 
+    def _native_stats(self, x):
+        """As _batch_stats, with the local sums from the compiled kernels (fused_native.py):
+        the same two reductions, of the same sizes and dtype, are posted."""
+        count = x.size // self.n
+        sums = fused_native.channel_sums(x).astype(x.dtype)
+        if self.sync is not None:
+            stats = self._sum(np.concatenate([sums, _count_column(np, count, x.dtype)]))
+            total = np.rint(stats[-1])
+            mean = stats[:-1] / total
+        else:
+            total, mean = count, sums / x.dtype.type(count)
+        var = self._sum(fused_native.channel_sqdev(x, mean).astype(x.dtype)) / total
+        return mean, var, total
+
     def _fusion_launcher(self, x, train):
         if not train or self.fused_tail is None or x.ndim != 4 or x.shape[0] == 0:
             return None
@@ -122,7 +138,7 @@ class BatchNorm(Layer):
         self._blocked = blocked
         for layer in self.fused_tail or ():
             layer.bypass = fused is not None or cpu_fused
-        self._fused = self._cpu_fused = None
+        self._fused = self._cpu_fused = self._native_fused = None
         if not train:
             inv_std = 1.0 / xp.sqrt(self.buffers["running_var"] + self.eps)
             scale = (self.params["gamma"] * inv_std).reshape(view)
@@ -135,7 +151,12 @@ class BatchNorm(Layer):
                   else cuda_kernels.launcher_for(x, "batchnorm", self.backend))
         if x.size == 0:
             launch = None                   # an empty rank's zeros: the array code is exact
-        mean, var, total, xc = self._batch_stats(x, launch)
+        native = cpu_fused and fused_native.runs(x, self.backend)
+        if native:                          # the statistics from two compiled passes
+            x = xp.ascontiguousarray(x)
+            (mean, var, total), xc = self._native_stats(x), None
+        else:
+            mean, var, total, xc = self._batch_stats(x, launch)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         self._inv_std, self._total = inv_std, total
         m = self.momentum
@@ -151,6 +172,13 @@ class BatchNorm(Layer):
                 pool.stride, pool.padding, launch=fused)
             self._fused, self._xhat = (x, mean, y, arg), None
             return y
+        if native:                          # the three layers compiled (nn/fused_native.py)
+            y, self._native_fused = fused_native.forward(
+                x, mean, inv_std, self.params["gamma"], self.params["beta"],
+                self.fused_tail[1].kh, blocked)
+            self._xhat = None
+            k = self.fused_tail[1].kh
+            return y.reshape(x.shape[:2] + (blocked or (x.shape[2] // k, x.shape[3] // k)))
         if cpu_fused:                       # the three layers in few passes (nn/fused_cpu.py)
             y, self._cpu_fused = fused_cpu.forward(xc, inv_std, self.params["gamma"],
                                                    self.params["beta"], self.fused_tail[1].kh,
@@ -172,6 +200,8 @@ class BatchNorm(Layer):
             return self._fused_backward(dy)
         if self._cpu_fused is not None:
             return self._cpu_fused_backward(dy)
+        if self._native_fused is not None:
+            return self._native_fused_backward(dy)
         xp = get_array_module(dy)
         axes, view = self._axes_and_view(dy)
         xhat = self._xhat
@@ -231,6 +261,16 @@ class BatchNorm(Layer):
         sum_dz, sum_dz_xhat = self._global_sums()
         return fused_cpu.input_grad(gz, saved, self.params["gamma"] * self._inv_std,
                                     self._total, sum_dz, sum_dz_xhat)
+
+    def _native_fused_backward(self, dy):
+        """Backward of the linked run through the compiled kernels (nn/fused_native.py)."""
+        saved, self._native_fused = self._native_fused, None
+        fused_native.grad_sums(dy, saved, self._inv_std, self.grads["beta"], self.grads["gamma"])
+        if not self.needs_input_grad:
+            return None
+        sum_dz, sum_dz_xhat = self._global_sums()
+        return fused_native.input_grad(dy, saved, self.params["gamma"] * self._inv_std,
+                                       self._total, sum_dz, sum_dz_xhat, self._inv_std)
 
     def __repr__(self):
         return f"BatchNorm({self.n})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import backend
+from .. import backend, native
 from ..comm.hierarchical import choice_of
 from ..comm.link_probe import describe as describe_link
 
@@ -21,6 +21,7 @@ def start_line(cfg, model, ds, size: int, transport: str, transport_why: str,
             + (f", link {describe_link(link)} (measured)" if link is not None else "")
             + (f"; {topology}" if topology else "")
             + f", {cfg.threads} thread(s) per rank"
+            + (f", CPU kernels {native.status()}" if backend.device_name == "cpu" else "")
             + (", sync-bn" if cfg.sync_bn else "")
             + f"; runs {length.describe(steps_per_epoch)}"
             + (f", resumed from {resumed_from.name} at step {step}" if resumed_from else ""))
@@ -47,4 +48,5 @@ def run_record(cfg, size: int, steps_per_epoch: int, total_steps: int, length, s
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
             "epochs": length.epochs, "ends_by": length.ends_by, "start_step": step,
             "resumed_from": str(resumed_from) if resumed_from else None,
+            "cpu_kernels": native.status() if backend.device_name == "cpu" else None,
             "config": dataclasses.asdict(cfg)}

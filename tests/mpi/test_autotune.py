@@ -1,5 +1,8 @@
 """--sync auto and --bucket-mb auto under mpiexec (-n 2 and -n 4): every rank adopts the same
 plan whatever its own timings, and the plan never changes the result."""
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -21,6 +24,17 @@ def trainer(comm, **overrides):
     t = Trainer(TrainConfig(**cfg), comm=comm)
     t.run()
     return t
+
+
+def resume_from(comm, full: str, root: str, step: int, **overrides):
+    """A run resumed from ``full``'s checkpoint of ``step``, copied alone into a fresh
+    directory under ``root`` (so the resume cannot pick a later one)."""
+    d = f"{root}/from{step}"
+    if comm.rank == 0:
+        os.makedirs(d)
+        shutil.copy(f"{full}/ckpt-{step:09d}.npz", d)
+    comm.barrier()
+    return trainer(comm, checkpoint_dir=d, resume=True, **overrides)
 
 
 def plans_everywhere(comm, plan):
@@ -188,14 +202,7 @@ def test_resume_from_any_step_under_auto_is_bitwise(monkeypatch, tmp_path_factor
         assert straight.dp.auto.plan.schedule == "overlap-fc"
     expected = straight.model.state_dict()
     for step in (1, 2, 4, 5, 6):
-        d = f"{root}/from{step}"
-        if c.rank == 0:
-            import os
-            import shutil
-            os.makedirs(d)
-            shutil.copy(f"{full}/ckpt-{step:09d}.npz", d)
-        c.barrier()
-        resumed = trainer(c, checkpoint_dir=d, resume=True, **kw)
+        resumed = resume_from(c, full, root, step, **kw)
         assert resumed.resumed_from.name == f"ckpt-{step:09d}.npz"
         for k, v in expected.items():
             np.testing.assert_array_equal(resumed.model.state_dict()[k], v,

@@ -2,15 +2,12 @@
 a plan that loses by more than 5 % falls back to blocking on every rank at the same step, one
 that wins stays, the fallback never changes a bit, and a resumed run continues with the plan
 in force."""
-import os
-import shutil
-
 import numpy as np
 import pytest
 
 from dptrain.comm import link_probe
 from dptrain.parallel import plan_check, plan_margin
-from test_autotune import SLOW, trainer
+from test_autotune import SLOW, resume_from, trainer
 from test_data_parallel import world
 
 STEPS = 2 * plan_check.WINDOW + plan_check.CHECK_AFTER + 4     # the check decides at step 18
@@ -61,12 +58,7 @@ def test_a_resumed_run_continues_with_the_plan_in_force(monkeypatch, tmp_path_fa
     straight = trainer(c, checkpoint_dir=full, checkpoint_every="1", keep_checkpoints=40, **KW)
     assert straight.dp.auto.plan.schedule == "blocking"
     for step, in_force in ((12, "overlap"), (STEPS - 2, "blocking")):   # mid-check, after it
-        d = f"{root}/from{step}"
-        if c.rank == 0:
-            os.makedirs(d)
-            shutil.copy(f"{full}/ckpt-{step:09d}.npz", d)
-        c.barrier()
-        resumed = trainer(c, checkpoint_dir=d, resume=True, **KW)
+        resumed = resume_from(c, full, root, step, **KW)
         assert resumed.dp.auto.plan.schedule == resumed.dp.schedule == in_force, step
         for k, v in straight.model.state_dict().items():
             np.testing.assert_array_equal(resumed.model.state_dict()[k], v, err_msg=f"{step}: {k}")

@@ -7,6 +7,9 @@ from dptrain import backend, native, nn
 from dptrain.nn import conv_direct, conv_native, fused_cpu
 from gradcheck import check_layer
 
+ONLY_CONV = "cpu_conv"     # the 5x5 Winograd (cpu_winograd) would take conv2-like layers
+WITH_BN = "cpu_conv,cpu_batchnorm"
+
 pytestmark = pytest.mark.skipif(native.library() is None,
                                 reason="compiled kernels not built (make native builds them)")
 
@@ -52,7 +55,7 @@ def test_float32_matches_numpy_path(rng, monkeypatch, c_in, c_out, k, stride, pa
                                     column_bytes):
     monkeypatch.setattr(conv_native, "COLUMN_BYTES", column_bytes)
     layer, x = layer_and_input(rng, c_in, c_out, k, stride, pad, nhw, np.float32)
-    y, dx, grads, taken = run(layer, x, 1, "auto")
+    y, dx, grads, taken = run(layer, x, 1, ONLY_CONV)
     y0, dx0, grads0, taken0 = run(layer, x, 1, "generic")
     assert taken and not taken0
     scale = lambda a: 1e-4 * max(1.0, float(np.abs(a).max()))   # noqa: E731
@@ -65,7 +68,7 @@ def test_float32_matches_numpy_path(rng, monkeypatch, c_in, c_out, k, stride, pa
 def test_nan_input_propagates(rng):
     layer, x = layer_and_input(rng, 8, 4, 3, 1, 1, (2, 6, 6), np.float32)
     x[1, 3, 2, 4] = np.nan
-    y, dx, grads, taken = run(layer, x, 2, "auto")
+    y, dx, grads, taken = run(layer, x, 2, ONLY_CONV)
     assert taken
     assert np.isnan(y[1]).any() and not np.isnan(y[0]).any()
     assert np.isnan(grads["W"]).any()
@@ -84,7 +87,7 @@ def test_float64_gradients_against_finite_differences(rng, monkeypatch, c_in, c_
 
 def test_generic_kernels_and_native_off_keep_the_numpy_path(rng, monkeypatch):
     layer, x = layer_and_input(rng, 8, 4, 3, 1, 0, (2, 6, 6), np.float32)
-    assert run(layer, x, 3, "auto")[3]
+    assert run(layer, x, 3, ONLY_CONV)[3]
     assert not run(layer, x, 3, "generic")[3]
     monkeypatch.setenv("DPTRAIN_NATIVE", "off")
     native.reload()
@@ -102,22 +105,22 @@ def test_thesis_cnn_float32_matches_numpy_path_with_blocked_first_layer(rng):
     from dptrain import models
     outs = {}
     x = rng.standard_normal((3, 1, 16, 16)).astype(np.float32)
-    for kernels in ("auto", "generic"):
+    for kernels in (WITH_BN, "generic"):
         old, backend.kernels = backend.kernels, kernels
         try:
             model = models.get("thesis-cnn", input_shape=(1, 16, 16), seed=3)
             model.layers[0].needs_input_grad = False
             y = model.forward(x, True, nn.BatchContext(np.arange(3), step=0))
             convs = [layer for layer in model.layers if isinstance(layer, nn.Conv2D)]
-            assert [c._native for c in convs] == [kernels == "auto"] * 2
+            assert [c._native for c in convs] == [kernels == WITH_BN] * 2
             assert model.layers[1]._blocked is not None
             model.backward(np.ones_like(y) / y.size)
             outs[kernels] = (y, {k: g.copy() for k, g in model.named_grads()})
         finally:
             backend.kernels = old
-    np.testing.assert_allclose(outs["auto"][0], outs["generic"][0], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(outs[WITH_BN][0], outs["generic"][0], rtol=0, atol=1e-4)
     for name, g in outs["generic"][1].items():
-        np.testing.assert_allclose(outs["auto"][1][name], g, rtol=0,
+        np.testing.assert_allclose(outs[WITH_BN][1][name], g, rtol=0,
                                    atol=1e-4 * max(1.0, float(np.abs(g).max())), err_msg=name)
 
 
@@ -126,6 +129,7 @@ def test_thesis_cnn_float64_gradients_against_finite_differences(float64, rng, m
     from gradcheck import check_model
     for module in (native, conv_direct, fused_cpu):
         monkeypatch.setattr(module, "DTYPES", (np.float32, np.float64))
+    monkeypatch.setattr(backend, "kernels", WITH_BN)
     model = models.get("thesis-cnn", input_shape=(1, 16, 16), seed=3)
 
     def paths(model):

@@ -79,3 +79,9 @@ def test_ptr_refuses_strided_views_and_other_dtypes():
         native.ptr(a[:, ::2], np.float32)
     with pytest.raises(ValueError):
         native.ptr(a, np.float64)
+
+
+def test_zig_gets_its_own_spelling_of_the_cpu_levels():
+    zig = ["/venv/bin/python", "-m", "ziglang", "cc"]
+    assert build._for_compiler(zig, ["-march=x86-64-v3", "-O3"]) == ["-mcpu=x86_64_v3", "-O3"]
+    assert build._for_compiler(["cc"], ["-march=x86-64-v3"]) == ["-march=x86-64-v3"]
