@@ -14,7 +14,7 @@ pooled output of all three layers and the two others pass their input through.
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import cuda_kernels, fused_cpu
+from . import cuda_kernels, fused_cpu, fused_native
 from .layer import Layer
 
 
@@ -71,10 +71,11 @@ class BatchNorm(Layer):
         """Global sum of a small array when synchronised, else itself."""
         return a if self.sync is None else self.sync(a)
 
-    def _batch_stats(self, x, launch):
+    def _batch_stats(self, x, launch, compiled=False):
         """(mean, biased variance, count) of the (global) batch per channel, and x - mean from
-        the array code (None from the kernels). Every rank posts the same two reductions
-        whichever path computes its local part."""
+        the array code (None from the kernels; ``compiled``: the local sums from the compiled
+        CPU kernels, nn/fused_native.py). Every rank posts the same two reductions whichever
+        path computes its local part."""
         xp = get_array_module(x)
         axes, view = self._axes_and_view(x)
         count = x.size // self.n
@@ -91,14 +92,18 @@ class BatchNorm(Layer):
             shift = local_mean - mean
             return mean, self._sum(local_m2 + count * shift * shift) / total, total, None
         if self.sync is not None:
-            stats = self._sum(xp.concatenate([x.sum(axis=axes), _count_column(xp, count, x.dtype)]))
+            local = fused_native.channel_sum(x, self.n) if compiled else x.sum(axis=axes)
+            stats = self._sum(xp.concatenate([local, _count_column(xp, count, x.dtype)]))
             # the global count stays a 0-d array on the device (no host read in a step);
             # in the input's dtype, exact up to 2**24 values per channel in float32
             total = xp.rint(stats[-1])
             mean = stats[:-1] / total
         else:
             total = count
-            mean = x.mean(axis=axes)
+            mean = (fused_native.channel_sum(x, self.n) / count if compiled
+                    else x.mean(axis=axes))
+        if compiled:
+            return mean, self._sum(fused_native.channel_sqdev(x, mean, self.n)) / total, total, None
         xc = x - mean.reshape(view)
         var = self._sum((xc * xc).sum(axis=axes)) / total     # two passes: exact in float32
         return mean, var, total, xc
@@ -135,7 +140,9 @@ class BatchNorm(Layer):
                   else cuda_kernels.launcher_for(x, "batchnorm", self.backend))
         if x.size == 0:
             launch = None                   # an empty rank's zeros: the array code is exact
-        mean, var, total, xc = self._batch_stats(x, launch)
+        compiled = cpu_fused and fused_native.runs(x, self.fused_tail[1], self.backend)
+        self._cpu_impl = fused_native if compiled else fused_cpu
+        mean, var, total, xc = self._batch_stats(x, launch, compiled)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         self._inv_std, self._total = inv_std, total
         m = self.momentum
@@ -152,9 +159,10 @@ class BatchNorm(Layer):
             self._fused, self._xhat = (x, mean, y, arg), None
             return y
         if cpu_fused:                       # the three layers in few passes (nn/fused_cpu.py)
-            y, self._cpu_fused = fused_cpu.forward(xc, inv_std, self.params["gamma"],
-                                                   self.params["beta"], self.fused_tail[1].kh,
-                                                   blocked is not None)
+            args = (inv_std, self.params["gamma"], self.params["beta"], self.fused_tail[1].kh,
+                    blocked is not None)
+            y, self._cpu_fused = (fused_native.forward(x, mean, *args) if compiled
+                                  else fused_cpu.forward(xc, *args))
             self._xhat = None
             return y if blocked is None else y.reshape(x.shape[:2] + blocked)
         if launch is not None:              # normalise, scale and shift in one kernel
@@ -225,12 +233,12 @@ class BatchNorm(Layer):
         saved, self._cpu_fused = self._cpu_fused, None
         if self._blocked is not None:
             dy = dy.reshape(dy.shape[0], dy.shape[1], 1, -1)
-        gz = fused_cpu.grad_sums(dy, saved, self.grads["beta"], self.grads["gamma"])
+        gz = self._cpu_impl.grad_sums(dy, saved, self.grads["beta"], self.grads["gamma"])
         if not self.needs_input_grad:
             return None
         sum_dz, sum_dz_xhat = self._global_sums()
-        return fused_cpu.input_grad(gz, saved, self.params["gamma"] * self._inv_std,
-                                    self._total, sum_dz, sum_dz_xhat)
+        return self._cpu_impl.input_grad(gz, saved, self.params["gamma"] * self._inv_std,
+                                         self._total, sum_dz, sum_dz_xhat)
 
     def __repr__(self):
         return f"BatchNorm({self.n})"
