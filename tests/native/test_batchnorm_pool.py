@@ -35,7 +35,8 @@ def run_linked(x, dy, k, kernels, gamma):
 @pytest.mark.parametrize("shape,k", [((3, 5, 6, 8), 2), ((2, 3, 9, 6), 3), ((1, 2, 4, 4), 4)])
 def test_float32_matches_the_array_code(rng, shape, k):
     x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
-    x[0, 0, :2, :2] = 0.5                           # ties: the first maximum gets the gradient
+    x[0, -1, :k, :k] = 9.0           # tied window maxima: the first one gets the gradient
+    x[0, 0, :k, :k] = -9.0           # (channel 0's gamma is negative: its minima)
     dy = rng.standard_normal((shape[0], shape[1], shape[2] // k, shape[3] // k)).astype(np.float32)
     gamma = np.linspace(-1.2, 1.5, shape[1])
     gamma[len(gamma) // 2] = 0.0
