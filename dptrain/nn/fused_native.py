@@ -72,7 +72,7 @@ def forward(x, mean, inv_std, gamma, beta, k, blocked=False):
     n, c, h, w = _geometry(x, k, blocked)
     shape = (n, c, 1, (h // k) * (w // k)) if blocked else (n, c, h // k, w // k)
     y = np.empty(shape, x.dtype)
-    arg = np.empty(shape, np.uint8)
+    arg = np.empty(shape, np.int32)
     mean, inv_std = _vec(mean, x.dtype), _vec(inv_std, x.dtype)
     gamma, beta = _vec(gamma, x.dtype), _vec(beta, x.dtype)
     _fn("dpn_bn_relu_pool_forward", x.dtype, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P)(

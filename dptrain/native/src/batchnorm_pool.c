@@ -15,30 +15,50 @@
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
+// #pragma GCC optimize("fp-contract=off")
 #endif
 
-#define DPN_INDEX(blocked, k, w, p_per_row, P, t, p)                                      \
-    ((blocked) ? (int64_t)(t) * (P) + (p)                                                  \
-               : ((int64_t)((p) / (p_per_row)) * (k) + (t) / (k)) * (w)                     \
-                     + (int64_t)((p) % (p_per_row)) * (k) + (t) % (k))
+/* Where offset t of a window lies from the window's first element, per layout (k*k <= 256). */
+static void dpn_offsets(int64_t blocked, int64_t k, int64_t w, int64_t P, int64_t *off) {
+    for (int64_t t = 0; t < k * k; t++)
+        off[t] = blocked ? t * P : (t / k) * w + t % k;
+}
+
+/* Lane-wise partial sums (LANES independent accumulators, which GCC vectorises without
+ * reassociating), folded into double per plane. */
+#define DPN_LANES 16
 
 #define DPN_DEFINE(REAL, SFX)                                                                \
-/* Per channel sum of x (accumulated in double). */                                       \
+static double dpn_plane_sum##SFX(const REAL *DPN_RESTRICT p, int64_t hw, REAL m, int sq) {   \
+    REAL lane[DPN_LANES] = {0};                                                            \
+    int64_t e = 0;                                                                         \
+    if (sq) {                                                                              \
+        for (; e + DPN_LANES <= hw; e += DPN_LANES)                                        \
+            for (int l = 0; l < DPN_LANES; l++) {                                          \
+                const REAL d = p[e + l] - m;                                               \
+                lane[l] += d * d;                                                          \
+            }                                                                              \
+    } else {                                                                               \
+        for (; e + DPN_LANES <= hw; e += DPN_LANES)                                        \
+            for (int l = 0; l < DPN_LANES; l++)                                            \
+                lane[l] += p[e + l];                                                       \
+    }                                                                                      \
+    double acc = 0.0;                                                                      \
+    for (; e < hw; e++) {                                                                  \
+        const REAL d = sq ? (p[e] - m) * (p[e] - m) : p[e];                                \
+        acc += d;                                                                          \
+    }                                                                                      \
+    for (int l = 0; l < DPN_LANES; l++) acc += lane[l];                                    \
+    return acc;                                                                            \
+}                                                                                          \
+                                                                                           \
+/* Per channel sum of x. */                                                                \
 DPN_EXPORT void dpn_bn_channel_sum##SFX(const REAL *DPN_RESTRICT x, int64_t n, int64_t c,   \
                                         int64_t hw, REAL *DPN_RESTRICT out) {              \
     for (int64_t j = 0; j < c; j++) {                                                      \
         double acc = 0.0;                                                                  \
-        for (int64_t i = 0; i < n; i++) {                                                  \
-            const REAL *plane = x + (i * c + j) * hw;                                      \
-            REAL part = 0;                                                                 \
-            double sub = 0.0;                                                              \
-            for (int64_t e = 0; e < hw; e++) {                                             \
-                part += plane[e];                                                          \
-                if ((e & 255) == 255) { sub += part; part = 0; }                           \
-            }                                                                              \
-            acc += sub + part;                                                             \
-        }                                                                                  \
+        for (int64_t i = 0; i < n; i++)                                                    \
+            acc += dpn_plane_sum##SFX(x + (i * c + j) * hw, hw, 0, 0);                     \
         out[j] = (REAL)acc;                                                                \
     }                                                                                      \
 }                                                                                          \
@@ -48,78 +68,90 @@ DPN_EXPORT void dpn_bn_channel_sqdev##SFX(const REAL *DPN_RESTRICT x,           
                                           const REAL *DPN_RESTRICT mean, int64_t n,        \
                                           int64_t c, int64_t hw, REAL *DPN_RESTRICT out) { \
     for (int64_t j = 0; j < c; j++) {                                                      \
-        const REAL m = mean[j];                                                            \
         double acc = 0.0;                                                                  \
-        for (int64_t i = 0; i < n; i++) {                                                  \
-            const REAL *plane = x + (i * c + j) * hw;                                      \
-            REAL part = 0;                                                                 \
-            double sub = 0.0;                                                              \
-            for (int64_t e = 0; e < hw; e++) {                                             \
-                const REAL d = plane[e] - m;                                               \
-                part += d * d;                                                             \
-                if ((e & 255) == 255) { sub += part; part = 0; }                           \
-            }                                                                              \
-            acc += sub + part;                                                             \
-        }                                                                                  \
+        for (int64_t i = 0; i < n; i++)                                                    \
+            acc += dpn_plane_sum##SFX(x + (i * c + j) * hw, hw, mean[j], 1);               \
         out[j] = (REAL)acc;                                                                \
     }                                                                                      \
 }                                                                                          \
                                                                                            \
-/* Pooled output y (N, C, P) and each window's first-maximum offset arg (N, C, P). */      \
+/* One offset o of a row of windows against the running maximum yp (its offset in ap); the \
+ * fast form, for a channel whose mean and scale are finite (then xs has no NaN: a NaN in x   \
+ * makes its channel's mean NaN), and the careful one where a NaN replaces the maximum and   \
+ * stays, as NumPy's maximum propagates it. Inlined with a constant step, GCC vectorises. */ \
+static inline void dpn_pool_offset##SFX(const REAL *DPN_RESTRICT at, REAL m, REAL a,       \
+                                        REAL *DPN_RESTRICT yp, int32_t *DPN_RESTRICT ap,   \
+                                        int64_t pw, int64_t step, int32_t o, int careful) { \
+    if (!careful) {                                                                        \
+        for (int64_t q = 0; q < pw; q++) {                                                 \
+            const REAL v = (at[q * step] - m) * a, best = yp[q];                           \
+            ap[q] = v > best ? o : ap[q];                                                  \
+            yp[q] = v > best ? v : best;                                                   \
+        }                                                                                  \
+        return;                                                                            \
+    }                                                                                      \
+    for (int64_t q = 0; q < pw; q++) {                                                     \
+        const REAL v = (at[q * step] - m) * a, best = yp[q];                               \
+        if (best == best && (v > best || v != v)) { yp[q] = v; ap[q] = o; }                \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* Pooled output y (N, C, P) and each window's first-maximum offset arg (N, C, P), a row    \
+ * of windows at a time, offset by offset (y holds the running maximum of xs). A window    \
+ * whose y is NaN gets gz 0 or NaN, so where its offset points does not matter. */         \
 DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                             \
     const REAL *DPN_RESTRICT x, const REAL *DPN_RESTRICT mean,                             \
     const REAL *DPN_RESTRICT inv_std, const REAL *DPN_RESTRICT gamma,                      \
     const REAL *DPN_RESTRICT beta, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,  \
-    int64_t blocked, REAL *DPN_RESTRICT y, uint8_t *DPN_RESTRICT arg) {                    \
-    const int64_t pw = w / k, P = (h / k) * pw, hw = h * w, kk = k * k;                    \
+    int64_t blocked, REAL *DPN_RESTRICT y, int32_t *DPN_RESTRICT arg) {                    \
+    const int64_t ph = h / k, pw = w / k, P = ph * pw, hw = h * w, kk = k * k;             \
+    int64_t off[256];                                                                      \
+    dpn_offsets(blocked, k, w, P, off);                                                    \
+    const int64_t step = blocked ? 1 : k;                                                  \
     for (int64_t i = 0; i < n; i++)                                                        \
         for (int64_t j = 0; j < c; j++) {                                                  \
             const REAL *plane = x + (i * c + j) * hw;                                      \
-            REAL *yp = y + (i * c + j) * P;                                                \
-            uint8_t *ap = arg + (i * c + j) * P;                                           \
             const REAL s = gamma[j] < 0 ? (REAL)-1 : (REAL)1;                              \
             const REAL m = mean[j], a = inv_std[j] * s, g = gamma[j] * s, b = beta[j];     \
-            if (k == 2 && !blocked) {                                                      \
-                for (int64_t p = 0; p < P; p++) {                                          \
-                    const REAL *r0 = plane + (p / pw) * 2 * w + (p % pw) * 2;              \
-                    const REAL v0 = (r0[0] - m) * a, v1 = (r0[1] - m) * a;                 \
-                    const REAL v2 = (r0[w] - m) * a, v3 = (r0[w + 1] - m) * a;             \
-                    REAL best = v0;                                                        \
-                    int t = 0;                                                             \
-                    if (v1 > best || v1 != v1) { best = v1; t = 1; }                       \
-                    if (best == best && (v2 > best || v2 != v2)) { best = v2; t = 2; }     \
-                    if (best == best && (v3 > best || v3 != v3)) { best = v3; t = 3; }     \
-                    REAL z = best * g + b;                                                 \
-                    yp[p] = z > 0 ? z : (z != z ? z : 0);                                  \
-                    ap[p] = (uint8_t)t;                                                    \
+            const int careful = !(m - m == 0 && a - a == 0);                               \
+            for (int64_t r = 0; r < ph; r++) {                                             \
+                REAL *DPN_RESTRICT yp = y + (i * c + j) * P + r * pw;                      \
+                int32_t *DPN_RESTRICT ap = arg + (i * c + j) * P + r * pw;                 \
+                const REAL *row = plane + (blocked ? r * pw : r * k * w);                  \
+                for (int64_t q = 0; q < pw; q++) {                                         \
+                    yp[q] = (row[q * step] - m) * a;                                       \
+                    ap[q] = 0;                                                             \
                 }                                                                          \
-                continue;                                                                  \
-            }                                                                              \
-            for (int64_t p = 0; p < P; p++) {                                              \
-                REAL best = (plane[DPN_INDEX(blocked, k, w, pw, P, 0, p)] - m) * a;        \
-                int t = 0;                                                                 \
-                for (int64_t q = 1; q < kk && best == best; q++) {                         \
-                    const REAL v = (plane[DPN_INDEX(blocked, k, w, pw, P, q, p)] - m) * a; \
-                    if (v > best || v != v) { best = v; t = (int)q; }                      \
+                for (int64_t o = 1; o < kk; o++) {                                         \
+                    if (careful)                                                           \
+                        dpn_pool_offset##SFX(row + off[o], m, a, yp, ap, pw, step, o, 1);  \
+                    else if (step == 1)                                                    \
+                        dpn_pool_offset##SFX(row + off[o], m, a, yp, ap, pw, 1, o, 0);     \
+                    else if (step == 2)                                                    \
+                        dpn_pool_offset##SFX(row + off[o], m, a, yp, ap, pw, 2, o, 0);     \
+                    else                                                                   \
+                        dpn_pool_offset##SFX(row + off[o], m, a, yp, ap, pw, step, o, 0);  \
                 }                                                                          \
-                REAL z = best * g + b;                                                     \
-                yp[p] = z > 0 ? z : (z != z ? z : 0);                                      \
-                ap[p] = (uint8_t)t;                                                        \
+                for (int64_t q = 0; q < pw; q++) {                                         \
+                    const REAL z = yp[q] * g + b;                                          \
+                    yp[q] = z <= 0 ? (REAL)0 : z;                                          \
+                }                                                                          \
             }                                                                              \
         }                                                                                  \
 }                                                                                          \
                                                                                            \
 /* gz = dy * (y > 0) (written to gz) and per channel sum(gz), sum(gz * xs_max) * s: the    \
- * local sum(dz) and sum(dz * xhat); xs_max is recovered from y as (y - beta) / (gamma s)  \
- * would lose bits, so it is recomputed from x at the saved offset. */                     \
+ * local sum(dz) and sum(dz * xhat); xs_max is recomputed from x at the saved offset. */   \
 DPN_EXPORT void dpn_bn_relu_pool_grad_sums##SFX(                                           \
     const REAL *DPN_RESTRICT dy, const REAL *DPN_RESTRICT y,                               \
-    const uint8_t *DPN_RESTRICT arg, const REAL *DPN_RESTRICT x,                           \
+    const int32_t *DPN_RESTRICT arg, const REAL *DPN_RESTRICT x,                           \
     const REAL *DPN_RESTRICT mean, const REAL *DPN_RESTRICT inv_std,                       \
     const REAL *DPN_RESTRICT gamma, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, \
     int64_t blocked, REAL *DPN_RESTRICT gz, REAL *DPN_RESTRICT out_dz,                     \
     REAL *DPN_RESTRICT out_dz_xhat) {                                                      \
-    const int64_t pw = w / k, P = (h / k) * pw, hw = h * w;                                \
+    const int64_t ph = h / k, pw = w / k, P = ph * pw, hw = h * w;                         \
+    int64_t off[256];                                                                      \
+    dpn_offsets(blocked, k, w, P, off);                                                    \
     for (int64_t j = 0; j < c; j++) {                                                      \
         const REAL s = gamma[j] < 0 ? (REAL)-1 : (REAL)1;                                  \
         const REAL m = mean[j], a = inv_std[j] * s;                                        \
@@ -128,13 +160,17 @@ DPN_EXPORT void dpn_bn_relu_pool_grad_sums##SFX(                                
             const int64_t o = (i * c + j) * P;                                             \
             const REAL *plane = x + (i * c + j) * hw;                                      \
             REAL pz = 0, px = 0;                                                           \
-            for (int64_t p = 0; p < P; p++) {                                              \
-                const REAL g = y[o + p] > 0 ? dy[o + p] : dy[o + p] * (REAL)0;              \
-                const REAL xs = (plane[DPN_INDEX(blocked, k, w, pw, P, arg[o + p], p)]     \
-                                 - m) * a;                                                 \
-                gz[o + p] = g;                                                             \
-                pz += g;                                                                   \
-                px += g * xs;                                                              \
+            for (int64_t r = 0; r < ph; r++) {                                             \
+                const REAL *row = plane + (blocked ? r * pw : r * k * w);                  \
+                const int64_t step = blocked ? 1 : k;                                      \
+                for (int64_t q = 0; q < pw; q++) {                                         \
+                    const int64_t e = o + r * pw + q;                                      \
+                    const REAL g = y[e] > 0 ? dy[e] : dy[e] * (REAL)0;                      \
+                    const REAL xs = (row[q * step + off[arg[e]]] - m) * a;                 \
+                    gz[e] = g;                                                             \
+                    pz += g;                                                               \
+                    px += g * xs;                                                          \
+                }                                                                          \
             }                                                                              \
             sdz += pz;                                                                     \
             sdx += px;                                                                     \
@@ -147,12 +183,14 @@ DPN_EXPORT void dpn_bn_relu_pool_grad_sums##SFX(                                
 /* dx = gamma inv_std / total * (total * dz - sum dz - xhat * sum(dz xhat)), dz being gz   \
  * at each window's first maximum and 0 elsewhere: one write of the full-size dx. */       \
 DPN_EXPORT void dpn_bn_relu_pool_input_grad##SFX(                                          \
-    const REAL *DPN_RESTRICT gz, const uint8_t *DPN_RESTRICT arg,                          \
+    const REAL *DPN_RESTRICT gz, const int32_t *DPN_RESTRICT arg,                          \
     const REAL *DPN_RESTRICT x, const REAL *DPN_RESTRICT mean,                             \
     const REAL *DPN_RESTRICT inv_std, const REAL *DPN_RESTRICT gamma_inv_std, REAL total,  \
     const REAL *DPN_RESTRICT sum_dz, const REAL *DPN_RESTRICT sum_dz_xhat, int64_t n,      \
     int64_t c, int64_t h, int64_t w, int64_t k, int64_t blocked, REAL *DPN_RESTRICT dx) {  \
-    const int64_t pw = w / k, P = (h / k) * pw, hw = h * w;                                \
+    const int64_t ph = h / k, pw = w / k, P = ph * pw, hw = h * w;                         \
+    int64_t off[256];                                                                      \
+    dpn_offsets(blocked, k, w, P, off);                                                    \
     for (int64_t i = 0; i < n; i++)                                                        \
         for (int64_t j = 0; j < c; j++) {                                                  \
             const REAL scale = gamma_inv_std[j] / total;                                   \
@@ -164,9 +202,13 @@ DPN_EXPORT void dpn_bn_relu_pool_input_grad##SFX(                               
             for (int64_t e = 0; e < hw; e++)                                               \
                 dp[e] = ((plane[e] - m) * is) * cx + c0;                                   \
             const REAL *gp = gz + (i * c + j) * P;                                         \
-            const uint8_t *ap = arg + (i * c + j) * P;                                     \
-            for (int64_t p = 0; p < P; p++)                                                \
-                dp[DPN_INDEX(blocked, k, w, pw, P, ap[p], p)] += gp[p] * cg;               \
+            const int32_t *ap = arg + (i * c + j) * P;                                     \
+            for (int64_t r = 0; r < ph; r++) {                                             \
+                REAL *row = dp + (blocked ? r * pw : r * k * w);                           \
+                const int64_t step = blocked ? 1 : k;                                      \
+                for (int64_t q = 0; q < pw; q++)                                           \
+                    row[q * step + off[ap[r * pw + q]]] += gp[r * pw + q] * cg;            \
+            }                                                                              \
         }                                                                                  \
 }
 
