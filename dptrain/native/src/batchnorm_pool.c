@@ -11,17 +11,29 @@
  * are found on xs; ReLU and the affine map act on the pooled value only. */
 #include "dpn.h"
 
-/* Keep a * b + c rounded twice, as NumPy computes it (the outputs match it bit for bit). */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-// #pragma GCC optimize("fp-contract=off")
+#include <stdlib.h>
+
+/* Comparisons may be if-converted (vectorised) without caring for the floating-point
+ * exception flags, which nothing reads; NaN and infinity still propagate. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
 #endif
 
 /* Where offset t of a window lies from the window's first element, per layout (k*k <= 256). */
 static void dpn_offsets(int64_t blocked, int64_t k, int64_t w, int64_t P, int64_t *off) {
     for (int64_t t = 0; t < k * k; t++)
         off[t] = blocked ? t * P : (t / k) * w + t % k;
+}
+
+/* The top-left element of each 2 x 2 window of an NCHW plane, window by window (NULL when
+ * out of memory: the row-by-row loops run). */
+static int32_t *dpn_corners(int64_t h, int64_t w) {
+    const int64_t pw = w / 2, P = (h / 2) * pw;
+    int32_t *corner = malloc((size_t)(P > 0 ? P : 1) * sizeof(int32_t));
+    if (corner != NULL)
+        for (int64_t p = 0; p < P; p++)
+            corner[p] = (int32_t)((p / pw) * 2 * w + (p % pw) * 2);
+    return corner;
 }
 
 /* Lane-wise partial sums (LANES independent accumulators, which GCC vectorises without
@@ -108,12 +120,31 @@ DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                  
     int64_t off[256];                                                                      \
     dpn_offsets(blocked, k, w, P, off);                                                    \
     const int64_t step = blocked ? 1 : k;                                                  \
+    int32_t *corner = k == 2 && !blocked && hw < INT32_MAX ? dpn_corners(h, w) : NULL;    \
+    const int32_t w32 = (int32_t)w;                                                        \
     for (int64_t i = 0; i < n; i++)                                                        \
         for (int64_t j = 0; j < c; j++) {                                                  \
             const REAL *plane = x + (i * c + j) * hw;                                      \
             const REAL s = gamma[j] < 0 ? (REAL)-1 : (REAL)1;                              \
             const REAL m = mean[j], a = inv_std[j] * s, g = gamma[j] * s, b = beta[j];     \
             const int careful = !(m - m == 0 && a - a == 0);                               \
+            if (corner != NULL && !careful) {   /* k = 2, NCHW: all windows in one loop */ \
+                REAL *DPN_RESTRICT yp = y + (i * c + j) * P;                               \
+                int32_t *DPN_RESTRICT ap = arg + (i * c + j) * P;                          \
+                for (int64_t p = 0; p < P; p++) {                                          \
+                    const int32_t e = corner[p];       /* indexed loads: GCC gathers */    \
+                    const REAL a0 = (plane[e] - m) * a, a1 = (plane[e + 1] - m) * a;       \
+                    const REAL b0 = (plane[e + w32] - m) * a;                              \
+                    const REAL b1 = (plane[e + w32 + 1] - m) * a;                          \
+                    const int32_t ta = a1 > a0 ? 1 : 0, tb = b1 > b0 ? 3 : 2;              \
+                    const REAL top = a1 > a0 ? a1 : a0, bot = b1 > b0 ? b1 : b0;           \
+                    const int u = bot > top;                                               \
+                    const REAL z = (u ? bot : top) * g + b;                                \
+                    yp[p] = z <= 0 ? (REAL)0 : z;                                          \
+                    ap[p] = u ? tb : ta;                                                   \
+                }                                                                          \
+                continue;                                                                  \
+            }                                                                              \
             for (int64_t r = 0; r < ph; r++) {                                             \
                 REAL *DPN_RESTRICT yp = y + (i * c + j) * P + r * pw;                      \
                 int32_t *DPN_RESTRICT ap = arg + (i * c + j) * P + r * pw;                 \
@@ -138,6 +169,7 @@ DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                  
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
+    free(corner);                                                                          \
 }                                                                                          \
                                                                                            \
 /* gz = dy * (y > 0) (written to gz) and per channel sum(gz), sum(gz * xs_max) * s: the    \
