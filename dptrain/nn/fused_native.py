@@ -71,28 +71,27 @@ def forward(x, mean, inv_std, gamma, beta, k, blocked=False):
     """The pooled output ((N, C, 1, windows) when ``blocked``) and what backward needs."""
     n, c, h, w = _geometry(x, k, blocked)
     shape = (n, c, 1, (h // k) * (w // k)) if blocked else (n, c, h // k, w // k)
-    y = np.empty(shape, x.dtype)
+    y, pooled = np.empty(shape, x.dtype), np.empty(shape, x.dtype)
     arg = np.empty(shape, np.int32)
     mean, inv_std = _vec(mean, x.dtype), _vec(inv_std, x.dtype)
     gamma, beta = _vec(gamma, x.dtype), _vec(beta, x.dtype)
-    _fn("dpn_bn_relu_pool_forward", x.dtype, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P)(
-        native.ptr(x, x.dtype), native.ptr(mean), native.ptr(inv_std), native.ptr(gamma),
-        native.ptr(beta), n, c, h, w, k, int(blocked), native.ptr(y), native.ptr(arg))
-    return y, (x, mean, inv_std, gamma, y, arg, (k, blocked))
+    _fn("dpn_bn_relu_pool_forward", x.dtype, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P,
+        _P)(native.ptr(x, x.dtype), native.ptr(mean), native.ptr(inv_std), native.ptr(gamma),
+            native.ptr(beta), n, c, h, w, k, int(blocked), native.ptr(y), native.ptr(pooled),
+            native.ptr(arg))
+    return y, (x, mean, inv_std, gamma, y, pooled, arg, (k, blocked))
 
 
 def grad_sums(dy, saved, out_dz, out_dz_xhat):
     """Per-channel local sum(dz) and sum(dz * xhat) into the two outputs; returns dz pooled."""
-    x, mean, inv_std, gamma, y, arg, (k, blocked) = saved
-    n, c, h, w = _geometry(x, k, blocked)
+    x, _, _, gamma, y, pooled, _, _ = saved
+    n, c = x.shape[:2]
     dy = np.ascontiguousarray(dy, x.dtype).reshape(y.shape)
     gz = np.empty_like(y)
     sums = np.empty((2, c), x.dtype)
-    _fn("dpn_bn_relu_pool_grad_sums", x.dtype, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I,
-        _I, _P, _P, _P)(
-        native.ptr(dy), native.ptr(y), native.ptr(arg), native.ptr(x), native.ptr(mean),
-        native.ptr(inv_std), native.ptr(gamma), n, c, h, w, k, int(blocked), native.ptr(gz),
-        native.ptr(sums[0]), native.ptr(sums[1]))
+    _fn("dpn_bn_relu_pool_grad_sums", x.dtype, _P, _P, _P, _P, _I, _I, _I, _P, _P, _P)(
+        native.ptr(dy), native.ptr(y), native.ptr(pooled), native.ptr(gamma), n, c,
+        y.size // max(n * c, 1), native.ptr(gz), native.ptr(sums[0]), native.ptr(sums[1]))
     out_dz[...] = sums[0]
     out_dz_xhat[...] = sums[1]
     return gz
@@ -100,7 +99,7 @@ def grad_sums(dy, saved, out_dz, out_dz_xhat):
 
 def input_grad(gz, saved, gamma_inv_std, total, sum_dz, sum_dz_xhat):
     """dx (x's shape) = gamma * inv_std / total * (total * dz - sum dz - xhat * sum(dz xhat))."""
-    x, mean, inv_std, _, _, arg, (k, blocked) = saved
+    x, mean, inv_std, _, _, _, arg, (k, blocked) = saved
     n, c, h, w = _geometry(x, k, blocked)
     real = ctypes.c_float if x.dtype == np.float32 else ctypes.c_double
     dx = np.empty_like(x)

@@ -115,7 +115,8 @@ DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                  
     const REAL *DPN_RESTRICT x, const REAL *DPN_RESTRICT mean,                             \
     const REAL *DPN_RESTRICT inv_std, const REAL *DPN_RESTRICT gamma,                      \
     const REAL *DPN_RESTRICT beta, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,  \
-    int64_t blocked, REAL *DPN_RESTRICT y, int32_t *DPN_RESTRICT arg) {                    \
+    int64_t blocked, REAL *DPN_RESTRICT y, REAL *DPN_RESTRICT pooled,                      \
+    int32_t *DPN_RESTRICT arg) {                                                           \
     const int64_t ph = h / k, pw = w / k, P = ph * pw, hw = h * w, kk = k * k;             \
     int64_t off[256];                                                                      \
     dpn_offsets(blocked, k, w, P, off);                                                    \
@@ -130,6 +131,7 @@ DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                  
             const int careful = !(m - m == 0 && a - a == 0);                               \
             if (corner != NULL && !careful) {   /* k = 2, NCHW: all windows in one loop */ \
                 REAL *DPN_RESTRICT yp = y + (i * c + j) * P;                               \
+                REAL *DPN_RESTRICT pp = pooled + (i * c + j) * P;                          \
                 int32_t *DPN_RESTRICT ap = arg + (i * c + j) * P;                          \
                 for (int64_t p = 0; p < P; p++) {                                          \
                     const int32_t e = corner[p];       /* indexed loads: GCC gathers */    \
@@ -139,7 +141,8 @@ DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                  
                     const int32_t ta = a1 > a0 ? 1 : 0, tb = b1 > b0 ? 3 : 2;              \
                     const REAL top = a1 > a0 ? a1 : a0, bot = b1 > b0 ? b1 : b0;           \
                     const int u = bot > top;                                               \
-                    const REAL z = (u ? bot : top) * g + b;                                \
+                    const REAL best = u ? bot : top, z = best * g + b;                     \
+                    pp[p] = best;                                                          \
                     yp[p] = z <= 0 ? (REAL)0 : z;                                          \
                     ap[p] = u ? tb : ta;                                                   \
                 }                                                                          \
@@ -147,6 +150,7 @@ DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                  
             }                                                                              \
             for (int64_t r = 0; r < ph; r++) {                                             \
                 REAL *DPN_RESTRICT yp = y + (i * c + j) * P + r * pw;                      \
+                REAL *DPN_RESTRICT pp = pooled + (i * c + j) * P + r * pw;                 \
                 int32_t *DPN_RESTRICT ap = arg + (i * c + j) * P + r * pw;                 \
                 const REAL *row = plane + (blocked ? r * pw : r * k * w);                  \
                 for (int64_t q = 0; q < pw; q++) {                                         \
@@ -165,6 +169,7 @@ DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                  
                 }                                                                          \
                 for (int64_t q = 0; q < pw; q++) {                                         \
                     const REAL z = yp[q] * g + b;                                          \
+                    pp[q] = yp[q];                                                         \
                     yp[q] = z <= 0 ? (REAL)0 : z;                                          \
                 }                                                                          \
             }                                                                              \
@@ -172,43 +177,38 @@ DPN_EXPORT void dpn_bn_relu_pool_forward##SFX(                                  
     free(corner);                                                                          \
 }                                                                                          \
                                                                                            \
-/* gz = dy * (y > 0) (written to gz) and per channel sum(gz), sum(gz * xs_max) * s: the    \
- * local sum(dz) and sum(dz * xhat); xs_max is recomputed from x at the saved offset. */   \
+/* gz = dy * (y > 0) (written to gz) and per channel sum(gz), sum(gz * pooled) * s: the   \
+ * local sum(dz) and sum(dz * xhat), from the pooled arrays only (P per plane). */         \
 DPN_EXPORT void dpn_bn_relu_pool_grad_sums##SFX(                                           \
     const REAL *DPN_RESTRICT dy, const REAL *DPN_RESTRICT y,                               \
-    const int32_t *DPN_RESTRICT arg, const REAL *DPN_RESTRICT x,                           \
-    const REAL *DPN_RESTRICT mean, const REAL *DPN_RESTRICT inv_std,                       \
-    const REAL *DPN_RESTRICT gamma, int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, \
-    int64_t blocked, REAL *DPN_RESTRICT gz, REAL *DPN_RESTRICT out_dz,                     \
+    const REAL *DPN_RESTRICT pooled, const REAL *DPN_RESTRICT gamma, int64_t n, int64_t c, \
+    int64_t P, REAL *DPN_RESTRICT gz, REAL *DPN_RESTRICT out_dz,                           \
     REAL *DPN_RESTRICT out_dz_xhat) {                                                      \
-    const int64_t ph = h / k, pw = w / k, P = ph * pw, hw = h * w;                         \
-    int64_t off[256];                                                                      \
-    dpn_offsets(blocked, k, w, P, off);                                                    \
     for (int64_t j = 0; j < c; j++) {                                                      \
-        const REAL s = gamma[j] < 0 ? (REAL)-1 : (REAL)1;                                  \
-        const REAL m = mean[j], a = inv_std[j] * s;                                        \
         double sdz = 0.0, sdx = 0.0;                                                       \
         for (int64_t i = 0; i < n; i++) {                                                  \
             const int64_t o = (i * c + j) * P;                                             \
-            const REAL *plane = x + (i * c + j) * hw;                                      \
-            REAL pz = 0, px = 0;                                                           \
-            for (int64_t r = 0; r < ph; r++) {                                             \
-                const REAL *row = plane + (blocked ? r * pw : r * k * w);                  \
-                const int64_t step = blocked ? 1 : k;                                      \
-                for (int64_t q = 0; q < pw; q++) {                                         \
-                    const int64_t e = o + r * pw + q;                                      \
+            REAL lz[DPN_LANES] = {0}, lx[DPN_LANES] = {0};                                 \
+            int64_t p = 0;                                                                 \
+            for (; p + DPN_LANES <= P; p += DPN_LANES)                                     \
+                for (int l = 0; l < DPN_LANES; l++) {                                      \
+                    const int64_t e = o + p + l;                                           \
                     const REAL g = y[e] > 0 ? dy[e] : dy[e] * (REAL)0;                      \
-                    const REAL xs = (row[q * step + off[arg[e]]] - m) * a;                 \
                     gz[e] = g;                                                             \
-                    pz += g;                                                               \
-                    px += g * xs;                                                          \
+                    lz[l] += g;                                                            \
+                    lx[l] += g * pooled[e];                                                \
                 }                                                                          \
+            for (; p < P; p++) {                                                           \
+                const int64_t e = o + p;                                                   \
+                const REAL g = y[e] > 0 ? dy[e] : dy[e] * (REAL)0;                          \
+                gz[e] = g;                                                                 \
+                sdz += g;                                                                  \
+                sdx += g * pooled[e];                                                      \
             }                                                                              \
-            sdz += pz;                                                                     \
-            sdx += px;                                                                     \
+            for (int l = 0; l < DPN_LANES; l++) { sdz += lz[l]; sdx += lx[l]; }            \
         }                                                                                  \
         out_dz[j] = (REAL)sdz;                                                             \
-        out_dz_xhat[j] = (REAL)sdx * s;                                                    \
+        out_dz_xhat[j] = (REAL)sdx * (gamma[j] < 0 ? (REAL)-1 : (REAL)1);                  \
     }                                                                                      \
 }                                                                                          \
                                                                                            \
