@@ -12,8 +12,15 @@ over the pooled arrays, then one pass writing dx (the first maximum of each wind
 gradient, NaN propagates). Both layouts: NCHW, and conv_direct.py's window-offset-first
 hand-off (``blocked``).
 
-Measured (thesis-cnn first block, 64x32x24x24 float32, 1 thread, AMD EPYC x86-64-v4):
-see the figures at the end of this docstring, filled in by the bench of the same commit.
+Measured 2026-12-05 16:43-16:46 UTC on the 2-core dev VM (AMD EPYC, x86-64-v4 library, 1
+thread, load average 1.3-3.3 from other jobs), compiled vs NumPy (fused_cpu.py) interleaved in
+one process, median of 40, forward + backward of the linked run incl. the input gradient:
+64x32x24x24 blocked 0.80 + 0.98 ms vs 1.75 + 2.71; NCHW 1.39 + 1.16 vs 2.33 + 7.08 (loaded);
+64x32x8x8 NCHW 0.18 + 0.16 vs 0.40 + 0.61. In ``dptrain bench --model thesis-cnn --profile``
+(DPTRAIN_KERNELS=auto vs generic, alternating runs, loaded): first block 0.59 + 1.25 ms vs
+2.11 + 7.17, second 0.24 + 0.16 vs 0.51 + 0.70. The pooling loops vectorise only with
+no-trapping-math (set in the source) and, for 2x2 NCHW windows, as gathers over a table of
+window corners; the rows of windows alone (12 wide) are too short for 16-lane vectors.
 """
 from __future__ import annotations
 

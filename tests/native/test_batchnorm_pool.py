@@ -102,3 +102,31 @@ def test_float64_whole_model_gradient_blocked(compiled_float64, rng):
         assert [bn._cpu_impl for bn in bns] == [fused_native] * 2
         assert model.layers[1]._blocked is not None
     check_model(model, rng.standard_normal((3, 1, 16, 16)), rng.integers(0, 10, 3), rng, paths)
+
+
+def test_sync_posts_the_same_reductions(rng):
+    """With --sync-bn every rank posts the same reductions whichever path computes its local
+    part (a rank may run the compiled kernels while another, empty, runs the array code)."""
+    x = rng.standard_normal((3, 4, 6, 6)).astype(np.float32)
+    dy = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
+    posted, results = {}, {}
+    for kernels in ("auto", "generic"):
+        b = backend.Backend(np, np.float32, kernels)
+        layers = [nn.BatchNorm(4), nn.ReLU(), nn.MaxPool2D(2)]
+        for layer in layers:
+            layer.backend = b
+        layers[0].initialize(np.random.default_rng(1))
+        link_bn_relu_pool(layers)
+        log = posted[kernels] = []
+        layers[0].sync = lambda a, log=log: log.append((a.shape, a.dtype)) or a * 2
+        y = x
+        for layer in layers:
+            y = layer.forward(y, True)
+        dx = dy
+        for layer in reversed(layers):
+            dx = layer.backward(dx)
+        results[kernels] = (layers[0]._cpu_impl, y, dx)
+    assert results["auto"][0] is fused_native and posted["auto"] == posted["generic"]
+    assert len(posted["auto"]) == 3
+    np.testing.assert_allclose(results["auto"][1], results["generic"][1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results["auto"][2], results["generic"][2], rtol=1e-4, atol=1e-5)
