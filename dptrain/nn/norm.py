@@ -14,7 +14,7 @@ pooled output of all three layers and the two others pass their input through.
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import cuda_kernels, fused_cpu, fused_native
+from . import batchnorm_native, cuda_kernels, fused_cpu, fused_native
 from .layer import Layer
 
 
@@ -42,7 +42,7 @@ class BatchNorm(Layer):
         self.momentum, self.eps = float(momentum), float(eps)
         # Sum-over-ranks of a small array, or None for local statistics (set by DataParallel).
         self.sync = None
-        self._fused = self._cpu_fused = None
+        self._fused = self._cpu_fused = self._plain = None
 
     def initialize(self, rng) -> None:
         b = self.compute_backend()
@@ -127,7 +127,7 @@ class BatchNorm(Layer):
         self._blocked = blocked
         for layer in self.fused_tail or ():
             layer.bypass = fused is not None or cpu_fused
-        self._fused = self._cpu_fused = None
+        self._fused = self._cpu_fused = self._plain = None
         if not train:
             inv_std = 1.0 / xp.sqrt(self.buffers["running_var"] + self.eps)
             scale = (self.params["gamma"] * inv_std).reshape(view)
@@ -142,7 +142,9 @@ class BatchNorm(Layer):
             launch = None                   # an empty rank's zeros: the array code is exact
         compiled = cpu_fused and fused_native.runs(x, self.fused_tail[1], self.backend)
         self._cpu_impl = fused_native if compiled else fused_cpu
-        mean, var, total, xc = self._batch_stats(x, launch, compiled)
+        plain = (fused is None and not cpu_fused and launch is None
+                 and batchnorm_native.runs(x, self.backend))       # nn/batchnorm_native.py
+        mean, var, total, xc = self._batch_stats(x, launch, compiled or plain)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         self._inv_std, self._total = inv_std, total
         m = self.momentum
@@ -165,6 +167,11 @@ class BatchNorm(Layer):
                                   else fused_cpu.forward(xc, *args))
             self._xhat = None
             return y if blocked is None else y.reshape(x.shape[:2] + blocked)
+        if plain:
+            y, self._plain = batchnorm_native.forward(x, mean, inv_std, self.params["gamma"],
+                                                      self.params["beta"])
+            self._xhat = None
+            return y
         if launch is not None:              # normalise, scale and shift in one kernel
             xhat, y = cuda_kernels.bn_normalize(x, mean, inv_std, self.params["gamma"],
                                                 self.params["beta"], launch=launch)
@@ -180,6 +187,8 @@ class BatchNorm(Layer):
             return self._fused_backward(dy)
         if self._cpu_fused is not None:
             return self._cpu_fused_backward(dy)
+        if self._plain is not None:
+            return self._plain_backward(dy)
         xp = get_array_module(dy)
         axes, view = self._axes_and_view(dy)
         xhat = self._xhat
@@ -239,6 +248,16 @@ class BatchNorm(Layer):
         sum_dz, sum_dz_xhat = self._global_sums()
         return self._cpu_impl.input_grad(gz, saved, self.params["gamma"] * self._inv_std,
                                          self._total, sum_dz, sum_dz_xhat)
+
+    def _plain_backward(self, dy):
+        """Backward of the compiled plain batch norm (nn/batchnorm_native.py)."""
+        saved, self._plain = self._plain, None
+        batchnorm_native.grad_sums(dy, saved, self.grads["beta"], self.grads["gamma"])
+        if not self.needs_input_grad:
+            return None
+        sum_dy, sum_dy_xhat = self._global_sums()
+        return batchnorm_native.input_grad(dy, saved, self.params["gamma"] * self._inv_std,
+                                           self._total, sum_dy, sum_dy_xhat)
 
     def __repr__(self):
         return f"BatchNorm({self.n})"

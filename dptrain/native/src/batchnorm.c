@@ -1,0 +1,79 @@
+/* Plain BatchNorm over the channels of NCHW (training), compiled: the normalised output in
+ * one pass and the backward in two (nn/batchnorm_native.py calls them; the statistics come
+ * from batchnorm_pool.c's channel sums). Nothing full-size is kept but the input: xhat is
+ * recomputed from x, mean and inv_std where the backward needs it. */
+#include "dpn.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+#define DPN_BN_LANES 16
+
+#define DPN_DEFINE_BN(REAL, SFX)                                                             \
+/* y = (x - mean) * inv_std * gamma + beta. */                                             \
+DPN_EXPORT void dpn_bn_forward##SFX(const REAL *DPN_RESTRICT x, const REAL *DPN_RESTRICT mean, \
+                                    const REAL *DPN_RESTRICT inv_std,                      \
+                                    const REAL *DPN_RESTRICT gamma,                        \
+                                    const REAL *DPN_RESTRICT beta, int64_t n, int64_t c,   \
+                                    int64_t hw, REAL *DPN_RESTRICT y) {                    \
+    for (int64_t i = 0; i < n; i++)                                                        \
+        for (int64_t j = 0; j < c; j++) {                                                  \
+            const REAL m = mean[j], is = inv_std[j], g = gamma[j], b = beta[j];            \
+            const REAL *xp = x + (i * c + j) * hw;                                         \
+            REAL *yp = y + (i * c + j) * hw;                                               \
+            for (int64_t e = 0; e < hw; e++)                                               \
+                yp[e] = ((xp[e] - m) * is) * g + b;                                        \
+        }                                                                                  \
+}                                                                                          \
+                                                                                           \
+/* Per channel sum(dy) and sum(dy * xhat). */                                              \
+DPN_EXPORT void dpn_bn_grad_sums##SFX(const REAL *DPN_RESTRICT dy, const REAL *DPN_RESTRICT x, \
+                                      const REAL *DPN_RESTRICT mean,                       \
+                                      const REAL *DPN_RESTRICT inv_std, int64_t n,         \
+                                      int64_t c, int64_t hw, REAL *DPN_RESTRICT out_dy,    \
+                                      REAL *DPN_RESTRICT out_dy_xhat) {                    \
+    for (int64_t j = 0; j < c; j++) {                                                      \
+        const REAL m = mean[j], is = inv_std[j];                                           \
+        double sd = 0.0, sx = 0.0;                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            const REAL *xp = x + (i * c + j) * hw, *dp = dy + (i * c + j) * hw;            \
+            REAL ld[DPN_BN_LANES] = {0}, lx[DPN_BN_LANES] = {0};                           \
+            int64_t e = 0;                                                                 \
+            for (; e + DPN_BN_LANES <= hw; e += DPN_BN_LANES)                              \
+                for (int l = 0; l < DPN_BN_LANES; l++) {                                   \
+                    ld[l] += dp[e + l];                                                    \
+                    lx[l] += dp[e + l] * ((xp[e + l] - m) * is);                           \
+                }                                                                          \
+            for (; e < hw; e++) {                                                          \
+                sd += dp[e];                                                               \
+                sx += dp[e] * ((xp[e] - m) * is);                                          \
+            }                                                                              \
+            for (int l = 0; l < DPN_BN_LANES; l++) { sd += ld[l]; sx += lx[l]; }           \
+        }                                                                                  \
+        out_dy[j] = (REAL)sd;                                                              \
+        out_dy_xhat[j] = (REAL)sx;                                                         \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* dx = gamma inv_std / total * (total * dy - sum dy - xhat * sum(dy xhat)). */            \
+DPN_EXPORT void dpn_bn_input_grad##SFX(const REAL *DPN_RESTRICT dy, const REAL *DPN_RESTRICT x, \
+                                       const REAL *DPN_RESTRICT mean,                      \
+                                       const REAL *DPN_RESTRICT inv_std,                   \
+                                       const REAL *DPN_RESTRICT gamma_inv_std, REAL total, \
+                                       const REAL *DPN_RESTRICT sum_dy,                    \
+                                       const REAL *DPN_RESTRICT sum_dy_xhat, int64_t n,    \
+                                       int64_t c, int64_t hw, REAL *DPN_RESTRICT dx) {     \
+    for (int64_t i = 0; i < n; i++)                                                        \
+        for (int64_t j = 0; j < c; j++) {                                                  \
+            const REAL k = gamma_inv_std[j] / total, m = mean[j], is = inv_std[j];         \
+            const REAL sd = sum_dy[j], sx = sum_dy_xhat[j];                                \
+            const REAL *xp = x + (i * c + j) * hw, *dp = dy + (i * c + j) * hw;            \
+            REAL *op = dx + (i * c + j) * hw;                                              \
+            for (int64_t e = 0; e < hw; e++)                                               \
+                op[e] = ((dp[e] * total - sd) - ((xp[e] - m) * is) * sx) * k;              \
+        }                                                                                  \
+}
+
+DPN_DEFINE_BN(float, _f32)
+DPN_DEFINE_BN(double, _f64)

@@ -1,0 +1,70 @@
+"""Plain BatchNorm over NCHW channels on the CPU with the compiled kernels (native/src/
+batchnorm.c, family ``cpu_batchnorm``), for the batch norms no pooling follows (vgg-cifar's
+BN -> ReLU -> Conv): the array code takes about ten passes over the activations (x - mean,
+its square, the scale, the affine map; dy * xhat and the four of dx) and keeps xhat; the
+kernels take two for the statistics (fused_native.channel_sum / channel_sqdev: norm.py posts
+the same reductions as the array code), one for y, one for the backward sums and one for dx,
+recomputing xhat from the input, which is all they keep.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from .. import native
+
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+
+
+def runs(x, backend) -> bool:
+    """Whether the compiled kernels take this (N, C, H, W) batch norm's training step."""
+    return (x.ndim == 4 and x.shape[0] > 0 and native.runs(x, "cpu_batchnorm", backend)
+            and x.flags.c_contiguous)
+
+
+def _fn(name, dtype, *argtypes):
+    return native.function(name + native.suffix(dtype), *argtypes)
+
+
+def _vec(a, dtype):
+    return np.ascontiguousarray(a, dtype)
+
+
+def forward(x, mean, inv_std, gamma, beta):
+    """y = xhat * gamma + beta, and what backward needs."""
+    n, c = x.shape[:2]
+    saved = (x, _vec(mean, x.dtype), _vec(inv_std, x.dtype))
+    y = np.empty_like(x)
+    _fn("dpn_bn_forward", x.dtype, _P, _P, _P, _P, _P, _I, _I, _I, _P)(
+        native.ptr(x, x.dtype), native.ptr(saved[1]), native.ptr(saved[2]),
+        native.ptr(_vec(gamma, x.dtype)), native.ptr(_vec(beta, x.dtype)), n, c,
+        x.size // (n * c), native.ptr(y))
+    return y, saved
+
+
+def grad_sums(dy, saved, out_dy, out_dy_xhat):
+    """Per-channel local sum(dy) and sum(dy * xhat) into the two outputs."""
+    x, mean, inv_std = saved
+    n, c = x.shape[:2]
+    dy = np.ascontiguousarray(dy, x.dtype)
+    sums = np.empty((2, c), x.dtype)
+    _fn("dpn_bn_grad_sums", x.dtype, _P, _P, _P, _P, _I, _I, _I, _P, _P)(
+        native.ptr(dy), native.ptr(x), native.ptr(mean), native.ptr(inv_std), n, c,
+        x.size // (n * c), native.ptr(sums[0]), native.ptr(sums[1]))
+    out_dy[...] = sums[0]
+    out_dy_xhat[...] = sums[1]
+
+
+def input_grad(dy, saved, gamma_inv_std, total, sum_dy, sum_dy_xhat):
+    """dx = gamma * inv_std / total * (total * dy - sum dy - xhat * sum(dy xhat))."""
+    x, mean, inv_std = saved
+    n, c = x.shape[:2]
+    dy = np.ascontiguousarray(dy, x.dtype)
+    real = ctypes.c_float if x.dtype == np.float32 else ctypes.c_double
+    dx = np.empty_like(x)
+    _fn("dpn_bn_input_grad", x.dtype, _P, _P, _P, _P, _P, real, _P, _P, _I, _I, _I, _P)(
+        native.ptr(dy), native.ptr(x), native.ptr(mean), native.ptr(inv_std),
+        native.ptr(_vec(gamma_inv_std, x.dtype)), float(total), native.ptr(_vec(sum_dy, x.dtype)),
+        native.ptr(_vec(sum_dy_xhat, x.dtype)), n, c, x.size // (n * c), native.ptr(dx))
+    return dx
