@@ -48,7 +48,7 @@ def grad_sums(dy, saved, out_dy, out_dy_xhat):
     x, mean, inv_std = saved
     n, c = x.shape[:2]
     dy = np.ascontiguousarray(dy, x.dtype)
-    sums = np.empty((2, c), x.dtype)
+    sums = np.full((2, c), np.nan, x.dtype)      # stays NaN if the kernel finds no memory
     _fn("dpn_bn_grad_sums", x.dtype, _P, _P, _P, _P, _I, _I, _I, _P, _P)(
         native.ptr(dy), native.ptr(x), native.ptr(mean), native.ptr(inv_std), n, c,
         x.size // (n * c), native.ptr(sums[0]), native.ptr(sums[1]))

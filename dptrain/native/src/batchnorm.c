@@ -4,11 +4,13 @@
  * recomputed from x, mean and inv_std where the backward needs it. */
 #include "dpn.h"
 
+#include <stdlib.h>
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
 
-#define DPN_BN_LANES 16
+#define DPN_BN_LANES 8
 
 #define DPN_DEFINE_BN(REAL, SFX)                                                             \
 /* y = (x - mean) * inv_std * gamma + beta. */                                             \
@@ -27,33 +29,43 @@ DPN_EXPORT void dpn_bn_forward##SFX(const REAL *DPN_RESTRICT x, const REAL *DPN_
         }                                                                                  \
 }                                                                                          \
                                                                                            \
-/* Per channel sum(dy) and sum(dy * xhat). */                                              \
+/* Per channel sum(dy) and sum(dy * xhat), plane by plane in memory order. */            \
+static void dpn_bn_plane_sums##SFX(const REAL *DPN_RESTRICT dp, const REAL *DPN_RESTRICT xp, \
+                                   int64_t hw, REAL m, REAL is, double *sd, double *sx) {  \
+    REAL ld[DPN_BN_LANES] = {0}, lx[DPN_BN_LANES] = {0};                                   \
+    int64_t e = 0;                                                                         \
+    for (; e + DPN_BN_LANES <= hw; e += DPN_BN_LANES)                                      \
+        for (int l = 0; l < DPN_BN_LANES; l++) {                                           \
+            const REAL d = dp[e + l];                                                      \
+            ld[l] += d;                                                                    \
+            lx[l] += d * ((xp[e + l] - m) * is);                                           \
+        }                                                                                  \
+    double a = 0.0, b = 0.0;                                                               \
+    for (; e < hw; e++) {                                                                  \
+        a += dp[e];                                                                        \
+        b += dp[e] * ((xp[e] - m) * is);                                                   \
+    }                                                                                      \
+    for (int l = 0; l < DPN_BN_LANES; l++) { a += ld[l]; b += lx[l]; }                     \
+    *sd += a;                                                                              \
+    *sx += b;                                                                              \
+}                                                                                          \
+                                                                                           \
 DPN_EXPORT void dpn_bn_grad_sums##SFX(const REAL *DPN_RESTRICT dy, const REAL *DPN_RESTRICT x, \
                                       const REAL *DPN_RESTRICT mean,                       \
                                       const REAL *DPN_RESTRICT inv_std, int64_t n,         \
                                       int64_t c, int64_t hw, REAL *DPN_RESTRICT out_dy,    \
                                       REAL *DPN_RESTRICT out_dy_xhat) {                    \
+    double *acc = calloc((size_t)(2 * c + 1), sizeof(double));                             \
+    if (acc == NULL) return;             /* the caller sees NaN-filled outputs */          \
+    for (int64_t i = 0; i < n; i++)                                                        \
+        for (int64_t j = 0; j < c; j++)                                                    \
+            dpn_bn_plane_sums##SFX(dy + (i * c + j) * hw, x + (i * c + j) * hw, hw,        \
+                                   mean[j], inv_std[j], acc + j, acc + c + j);             \
     for (int64_t j = 0; j < c; j++) {                                                      \
-        const REAL m = mean[j], is = inv_std[j];                                           \
-        double sd = 0.0, sx = 0.0;                                                         \
-        for (int64_t i = 0; i < n; i++) {                                                  \
-            const REAL *xp = x + (i * c + j) * hw, *dp = dy + (i * c + j) * hw;            \
-            REAL ld[DPN_BN_LANES] = {0}, lx[DPN_BN_LANES] = {0};                           \
-            int64_t e = 0;                                                                 \
-            for (; e + DPN_BN_LANES <= hw; e += DPN_BN_LANES)                              \
-                for (int l = 0; l < DPN_BN_LANES; l++) {                                   \
-                    ld[l] += dp[e + l];                                                    \
-                    lx[l] += dp[e + l] * ((xp[e + l] - m) * is);                           \
-                }                                                                          \
-            for (; e < hw; e++) {                                                          \
-                sd += dp[e];                                                               \
-                sx += dp[e] * ((xp[e] - m) * is);                                          \
-            }                                                                              \
-            for (int l = 0; l < DPN_BN_LANES; l++) { sd += ld[l]; sx += lx[l]; }           \
-        }                                                                                  \
-        out_dy[j] = (REAL)sd;                                                              \
-        out_dy_xhat[j] = (REAL)sx;                                                         \
+        out_dy[j] = (REAL)acc[j];                                                          \
+        out_dy_xhat[j] = (REAL)acc[c + j];                                                 \
     }                                                                                      \
+    free(acc);                                                                             \
 }                                                                                          \
                                                                                            \
 /* dx = gamma inv_std / total * (total * dy - sum dy - xhat * sum(dy xhat)). */            \
