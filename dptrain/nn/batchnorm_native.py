@@ -31,26 +31,27 @@ def _vec(a, dtype):
     return np.ascontiguousarray(a, dtype)
 
 
-def forward(x, mean, inv_std, gamma, beta):
-    """y = xhat * gamma + beta, and what backward needs."""
+def forward(x, mean, inv_std, gamma, beta, relu=False):
+    """y = xhat * gamma + beta (then max(y, 0) with ``relu``: a linked ReLU, nn/fusion.py),
+    and what backward needs (with ``relu`` the backward takes the ReLU output's gradient)."""
     n, c = x.shape[:2]
-    saved = (x, _vec(mean, x.dtype), _vec(inv_std, x.dtype))
     y = np.empty_like(x)
-    _fn("dpn_bn_forward", x.dtype, _P, _P, _P, _P, _P, _I, _I, _I, _P)(
+    saved = (x, _vec(mean, x.dtype), _vec(inv_std, x.dtype), y if relu else None)
+    _fn("dpn_bn_forward", x.dtype, _P, _P, _P, _P, _P, _I, _I, _I, _I, _P)(
         native.ptr(x, x.dtype), native.ptr(saved[1]), native.ptr(saved[2]),
         native.ptr(_vec(gamma, x.dtype)), native.ptr(_vec(beta, x.dtype)), n, c,
-        x.size // (n * c), native.ptr(y))
+        x.size // (n * c), int(relu), native.ptr(y))
     return y, saved
 
 
 def grad_sums(dy, saved, out_dy, out_dy_xhat):
     """Per-channel local sum(dy) and sum(dy * xhat) into the two outputs."""
-    x, mean, inv_std = saved
+    x, mean, inv_std, y = saved
     n, c = x.shape[:2]
     dy = np.ascontiguousarray(dy, x.dtype)
     sums = np.full((2, c), np.nan, x.dtype)      # stays NaN if the kernel finds no memory
-    _fn("dpn_bn_grad_sums", x.dtype, _P, _P, _P, _P, _I, _I, _I, _P, _P)(
-        native.ptr(dy), native.ptr(x), native.ptr(mean), native.ptr(inv_std), n, c,
+    _fn("dpn_bn_grad_sums", x.dtype, _P, _P, _P, _P, _P, _I, _I, _I, _P, _P)(
+        native.ptr(dy), native.ptr(x), None if y is None else native.ptr(y), native.ptr(mean), native.ptr(inv_std), n, c,
         x.size // (n * c), native.ptr(sums[0]), native.ptr(sums[1]))
     out_dy[...] = sums[0]
     out_dy_xhat[...] = sums[1]
@@ -58,13 +59,13 @@ def grad_sums(dy, saved, out_dy, out_dy_xhat):
 
 def input_grad(dy, saved, gamma_inv_std, total, sum_dy, sum_dy_xhat):
     """dx = gamma * inv_std / total * (total * dy - sum dy - xhat * sum(dy xhat))."""
-    x, mean, inv_std = saved
+    x, mean, inv_std, y = saved
     n, c = x.shape[:2]
     dy = np.ascontiguousarray(dy, x.dtype)
     real = ctypes.c_float if x.dtype == np.float32 else ctypes.c_double
     dx = np.empty_like(x)
-    _fn("dpn_bn_input_grad", x.dtype, _P, _P, _P, _P, _P, real, _P, _P, _I, _I, _I, _P)(
-        native.ptr(dy), native.ptr(x), native.ptr(mean), native.ptr(inv_std),
+    _fn("dpn_bn_input_grad", x.dtype, _P, _P, _P, _P, _P, _P, real, _P, _P, _I, _I, _I, _P)(
+        native.ptr(dy), native.ptr(x), None if y is None else native.ptr(y), native.ptr(mean), native.ptr(inv_std),
         native.ptr(_vec(gamma_inv_std, x.dtype)), float(total), native.ptr(_vec(sum_dy, x.dtype)),
         native.ptr(_vec(sum_dy_xhat, x.dtype)), n, c, x.size // (n * c), native.ptr(dx))
     return dx

@@ -32,6 +32,7 @@ class BatchNorm(Layer):
     --sync-bn)."""
 
     fused_tail = None          # (ReLU, MaxPool2D) that may run inside this layer
+    fused_relu = None          # a ReLU (no pooling after it) the compiled kernels may run
     # (OH, OW) pooled when the linked Conv2D's output comes window offset first (fused_cpu.py),
     # set by that layer's forward for this layer's next one
     blocked_input = None
@@ -125,6 +126,8 @@ class BatchNorm(Layer):
         fused = self._fusion_launcher(x, train)
         cpu_fused = fused is None and (blocked is not None or self._cpu_fusion(x, train))
         self._blocked = blocked
+        if self.fused_relu is not None:
+            self.fused_relu.bypass = False
         for layer in self.fused_tail or ():
             layer.bypass = fused is not None or cpu_fused
         self._fused = self._cpu_fused = self._plain = None
@@ -168,8 +171,11 @@ class BatchNorm(Layer):
             self._xhat = None
             return y if blocked is None else y.reshape(x.shape[:2] + blocked)
         if plain:
+            relu = self.fused_relu is not None
+            if relu:
+                self.fused_relu.bypass = True
             y, self._plain = batchnorm_native.forward(x, mean, inv_std, self.params["gamma"],
-                                                      self.params["beta"])
+                                                      self.params["beta"], relu)
             self._xhat = None
             return y
         if launch is not None:              # normalise, scale and shift in one kernel
