@@ -42,15 +42,23 @@ static void dpn_bn_plane_sums##SFX(const REAL *DPN_RESTRICT dp, const REAL *DPN_
                                    REAL is, double *sd, double *sx) {                      \
     REAL ld[DPN_BN_LANES] = {0}, lx[DPN_BN_LANES] = {0};                                   \
     int64_t e = 0;                                                                         \
-    for (; e + DPN_BN_LANES <= hw; e += DPN_BN_LANES)                                      \
-        for (int l = 0; l < DPN_BN_LANES; l++) {                                           \
-            const REAL d = yp == NULL || yp[e + l] > 0 ? dp[e + l] : dp[e + l] * (REAL)0;  \
-            ld[l] += d;                                                                    \
-            lx[l] += d * ((xp[e + l] - m) * is);                                           \
-        }                                                                                  \
+    if (yp != NULL)              /* dy * (y > 0), as NumPy: NaN and inf dy stay NaN */      \
+        for (; e + DPN_BN_LANES <= hw; e += DPN_BN_LANES)                                  \
+            for (int l = 0; l < DPN_BN_LANES; l++) {                                       \
+                const REAL d = dp[e + l] * (REAL)(yp[e + l] > 0);                          \
+                ld[l] += d;                                                                \
+                lx[l] += d * ((xp[e + l] - m) * is);                                       \
+            }                                                                              \
+    else                                                                                   \
+        for (; e + DPN_BN_LANES <= hw; e += DPN_BN_LANES)                                  \
+            for (int l = 0; l < DPN_BN_LANES; l++) {                                       \
+                const REAL d = dp[e + l];                                                  \
+                ld[l] += d;                                                                \
+                lx[l] += d * ((xp[e + l] - m) * is);                                       \
+            }                                                                              \
     double a = 0.0, b = 0.0;                                                               \
     for (; e < hw; e++) {                                                                  \
-        const REAL d = yp == NULL || yp[e] > 0 ? dp[e] : dp[e] * (REAL)0;                  \
+        const REAL d = yp == NULL ? dp[e] : dp[e] * (REAL)(yp[e] > 0);                     \
         a += d;                                                                            \
         b += d * ((xp[e] - m) * is);                                                       \
     }                                                                                      \
@@ -97,7 +105,7 @@ DPN_EXPORT void dpn_bn_input_grad##SFX(const REAL *DPN_RESTRICT dy, const REAL *
             const REAL *yp = y == NULL ? NULL : y + (i * c + j) * hw;                      \
             if (yp != NULL)                                                                \
                 for (int64_t e = 0; e < hw; e++) {                                         \
-                    const REAL d = yp[e] > 0 ? dp[e] : dp[e] * (REAL)0;                    \
+                    const REAL d = dp[e] * (REAL)(yp[e] > 0);                              \
                     op[e] = ((d * total - sd) - ((xp[e] - m) * is) * sx) * k;              \
                 }                                                                          \
             else                                                                           \
