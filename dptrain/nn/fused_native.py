@@ -1,22 +1,26 @@
-"""BatchNorm -> ReLU -> MaxPool2D through the compiled kernels (native/src/bn_relu_pool.c): the
-linked run of nn/fused_cpu.py (tiling windows, training, the CPU) when the library is built
-and the ``cpu_batchnorm`` family is on.
+"""BatchNorm -> ReLU -> MaxPool2D on the CPU with the compiled kernels (native/src/
+batchnorm_pool.c, family ``cpu_batchnorm``): the linked run of nn/fused_cpu.py in four sweeps
+over the full-size input instead of about seven NumPy passes, and nothing full-size kept for
+backward but the input itself (the pooled output and each window's first-maximum offset,
+one byte, are quarter size).
 
-Passes over the full-size input: two for the statistics (the sum, then the squared deviations
-about the global mean: the array code's two reductions, posted alike through ``sum_ranks``),
-one that writes the pooled output with each window's first maximum and the input value there,
-and one that writes the input gradient (a + b * x everywhere, plus the pooled gradient at each
-first maximum). The per-channel sums over the pooled arrays are the only other work. Nothing
-full-size is kept for backward but the input itself, which the caller holds anyway.
+Statistics: one pass for the local per-channel sums, one for the squared deviations about
+the (global) mean; norm.py posts the same reductions as with the array code, so --sync-bn
+runs stay rank-count invariant. Forward: the pooled maximum of xs = (x - mean) * inv_std * s
+(s = sign of gamma, as fused_cpu.py) and its first position per window. Backward: the sums
+over the pooled arrays, then one pass writing dx (the first maximum of each window gets the
+gradient, NaN propagates). Both layouts: NCHW, and conv_direct.py's window-offset-first
+hand-off (``blocked``).
 
-Measured (thesis-cnn, batch 64, float32, 1 thread, `dptrain bench --model thesis-cnn
---batch-size 64 --threads 1 --profile --steps 40`, DPTRAIN_KERNELS auto / generic / auto in
-one sitting, 2026-12-05 16:20 UTC, two helpers' jobs beside): the first linked run (64x32x24x24)
-1.45 + 1.26 ms forward + backward against 2.29 + 3.59 for nn/fused_cpu.py; the second
-(64x32x8x8) 0.45 + 0.43 against 0.52 + 0.71. Of the first run's forward, the two statistics
-passes take 0.13 and 0.16 ms and the pooling pass 0.95 ms (kernel alone). The pooling pass
-compares a block of windows side by side with selects: with a branch per element, the first
-maximum of each window (a coin toss on real data) cost 5 ms in mispredictions.
+Measured 2026-12-05 16:43-16:46 UTC on the 2-core dev VM (AMD EPYC, x86-64-v4 library, 1
+thread, load average 1.3-3.3 from other jobs), compiled vs NumPy (fused_cpu.py) interleaved in
+one process, median of 40, forward + backward of the linked run incl. the input gradient:
+64x32x24x24 blocked 0.80 + 0.98 ms vs 1.75 + 2.71; NCHW 1.39 + 1.16 vs 2.33 + 7.08 (loaded);
+64x32x8x8 NCHW 0.18 + 0.16 vs 0.40 + 0.61. In ``dptrain bench --model thesis-cnn --profile``
+(DPTRAIN_KERNELS=auto vs generic, alternating runs, loaded): first block 0.59 + 1.25 ms vs
+2.11 + 7.17, second 0.24 + 0.16 vs 0.51 + 0.70. The pooling loops vectorise only with
+no-trapping-math (set in the source) and, for 2x2 NCHW windows, as gathers over a table of
+window corners; the rows of windows alone (12 wide) are too short for 16-lane vectors.
 """
 from __future__ import annotations
 
@@ -26,87 +30,90 @@ import numpy as np
 
 from .. import native
 
-P, I64, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+FAMILY = "cpu_batchnorm"
 
 
-def runs(x, backend) -> bool:
-    return native.runs(x, "cpu_batchnorm", backend)
+def runs(x, pool, backend) -> bool:
+    """Whether the compiled kernels take the linked run on ``x`` (fused_cpu.applies holds)."""
+    return (pool.kh <= 16 and native.runs(x, FAMILY, backend) and x.flags.c_contiguous)
 
 
 def _fn(name, dtype, *argtypes):
-    return native.function(f"dpn_{name}{native.suffix(dtype)}", *argtypes)
+    return native.function(name + native.suffix(dtype), *argtypes)
 
 
-def _planes(x):
-    """(n, c, L): every (sample, channel) plane of x is L contiguous values."""
-    return x.shape[0], x.shape[1], x[0, 0].size
-
-
-def channel_sums(x):
-    """Per channel sum of x (N, C, ...), in float64."""
-    n, c, length = _planes(x)
-    out = np.empty(c, np.float64)
-    _fn("channel_sums", x.dtype, P, I64, I64, I64, P)(native.ptr(x, x.dtype), n, c, length,
-                                                       native.ptr(out))
+def channel_sum(x, n_channels: int):
+    """Per-channel local sum of (N, C, ...) x, in x's dtype."""
+    out = np.empty(n_channels, x.dtype)
+    _fn("dpn_bn_channel_sum", x.dtype, _P, _I, _I, _I, _P)(
+        native.ptr(x, x.dtype), x.shape[0], n_channels, x.size // max(x.shape[0] * n_channels, 1),
+        native.ptr(out))
     return out
 
 
-def channel_sqdev(x, mean):
-    """Per channel sum of (x - mean)^2, in float64."""
-    n, c, length = _planes(x)
-    out = np.empty(c, np.float64)
-    mean = np.ascontiguousarray(mean, dtype=x.dtype)
-    _fn("channel_sqdev", x.dtype, P, I64, I64, I64, P, P)(
-        native.ptr(x, x.dtype), n, c, length, native.ptr(mean, x.dtype), native.ptr(out))
+def channel_sqdev(x, mean, n_channels: int):
+    """Per-channel local sum of (x - mean)**2."""
+    out = np.empty(n_channels, x.dtype)
+    mean = np.ascontiguousarray(mean, x.dtype)
+    _fn("dpn_bn_channel_sqdev", x.dtype, _P, _P, _I, _I, _I, _P)(
+        native.ptr(x, x.dtype), native.ptr(mean), x.shape[0], n_channels,
+        x.size // max(x.shape[0] * n_channels, 1), native.ptr(out))
     return out
 
 
-def forward(x, mean, inv_std, gamma, beta, k: int, blocked=None):
-    """The pooled output (N, C, OH*OW) of x: NCHW, or with ``blocked`` = (OH, OW) the
-    (N, C, k*k, OH*OW) that conv_direct.py writes window offset first. Returns (y, saved)."""
+def _geometry(x, k, blocked):
+    """(N, C, H, W) as the kernels index a plane (blocked: H = k, W = k * windows)."""
     n, c = x.shape[:2]
-    h, w = (blocked[0] * k, blocked[1] * k) if blocked is not None else x.shape[2:]
-    scale = (gamma * inv_std).astype(x.dtype)
-    shift = (beta - mean * scale).astype(x.dtype)
-    p = (h // k) * (w // k)
-    y = np.empty((n, c, p), x.dtype)
-    xsel = np.empty((n, c, p), x.dtype)
-    arg = np.empty((n, c, p), np.uint8)
-    _fn("bn_relu_pool_forward", x.dtype, P, I64, I64, I64, I64, I64, INT, P, P, P, P, P)(
-        native.ptr(x, x.dtype), n, c, h, w, k, int(blocked is not None), native.ptr(scale, x.dtype),
-        native.ptr(shift, x.dtype), native.ptr(y), native.ptr(arg), native.ptr(xsel))
-    return y, (x, y, arg, xsel, mean, (h, w, k, blocked is not None))
+    if blocked:
+        return n, c, k, x.shape[2] * x.shape[3] // k
+    return n, c, x.shape[2], x.shape[3]
 
 
-def grad_sums(dy, saved, inv_std, out_dz, out_dz_xhat) -> None:
-    """sum(dz) and sum(dz * xhat) per channel into out_dz and out_dz_xhat (dz: the gradient
-    at the batch norm's output, nonzero only at each window's first maximum)."""
-    x, y, arg, xsel, mean, _ = saved
-    n, c, p = y.shape
-    dy = np.ascontiguousarray(dy.reshape(y.shape), dtype=y.dtype)
-    s_dz, s_dzx = np.empty(c, np.float64), np.empty(c, np.float64)
-    _fn("bn_relu_pool_grad_sums", y.dtype, P, P, P, I64, I64, I64, P, P)(
-        native.ptr(dy, y.dtype), native.ptr(y), native.ptr(xsel), n, c, p, native.ptr(s_dz),
-        native.ptr(s_dzx))
-    out_dz[...] = s_dz
-    out_dz_xhat[...] = (s_dzx - mean * s_dz) * inv_std
+def _vec(a, dtype):
+    return np.ascontiguousarray(a, dtype)
 
 
-def input_grad(dy, saved, gamma_inv_std, total, sum_dz, sum_dz_xhat, inv_std):
-    """dx = gamma * inv_std / total * (total * dz - sum dz - xhat * sum(dz * xhat)), in x's
-    layout."""
-    x, y, arg, xsel, mean, (h, w, k, blocked) = saved
-    dtype = x.dtype
-    dy = np.ascontiguousarray(dy.reshape(y.shape), dtype=dtype)
-    scale = np.asarray(gamma_inv_std, np.float64) / float(total)
-    b = -scale * np.asarray(sum_dz_xhat, np.float64) * inv_std         # times x
-    a = -scale * np.asarray(sum_dz, np.float64) - b * mean              # constant
-    g = scale * float(total)                                            # times dz
-    a, b, g = (np.ascontiguousarray(v, dtype=dtype) for v in (a, b, g))
+def forward(x, mean, inv_std, gamma, beta, k, blocked=False):
+    """The pooled output ((N, C, 1, windows) when ``blocked``) and what backward needs."""
+    n, c, h, w = _geometry(x, k, blocked)
+    shape = (n, c, 1, (h // k) * (w // k)) if blocked else (n, c, h // k, w // k)
+    y, pooled = np.empty(shape, x.dtype), np.empty(shape, x.dtype)
+    arg = np.empty(shape, np.int32)
+    mean, inv_std = _vec(mean, x.dtype), _vec(inv_std, x.dtype)
+    gamma, beta = _vec(gamma, x.dtype), _vec(beta, x.dtype)
+    _fn("dpn_bn_relu_pool_forward", x.dtype, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P,
+        _P)(native.ptr(x, x.dtype), native.ptr(mean), native.ptr(inv_std), native.ptr(gamma),
+            native.ptr(beta), n, c, h, w, k, int(blocked), native.ptr(y), native.ptr(pooled),
+            native.ptr(arg))
+    return y, (x, mean, inv_std, gamma, y, pooled, arg, (k, blocked))
+
+
+def grad_sums(dy, saved, out_dz, out_dz_xhat):
+    """Per-channel local sum(dz) and sum(dz * xhat) into the two outputs; returns dz pooled."""
+    x, _, _, gamma, y, pooled, _, _ = saved
+    n, c = x.shape[:2]
+    dy = np.ascontiguousarray(dy, x.dtype).reshape(y.shape)
+    gz = np.empty_like(y)
+    sums = np.empty((2, c), x.dtype)
+    _fn("dpn_bn_relu_pool_grad_sums", x.dtype, _P, _P, _P, _P, _I, _I, _I, _P, _P, _P)(
+        native.ptr(dy), native.ptr(y), native.ptr(pooled), native.ptr(gamma), n, c,
+        y.size // max(n * c, 1), native.ptr(gz), native.ptr(sums[0]), native.ptr(sums[1]))
+    out_dz[...] = sums[0]
+    out_dz_xhat[...] = sums[1]
+    return gz
+
+
+def input_grad(gz, saved, gamma_inv_std, total, sum_dz, sum_dz_xhat):
+    """dx (x's shape) = gamma * inv_std / total * (total * dz - sum dz - xhat * sum(dz xhat))."""
+    x, mean, inv_std, _, _, _, arg, (k, blocked) = saved
+    n, c, h, w = _geometry(x, k, blocked)
+    real = ctypes.c_float if x.dtype == np.float32 else ctypes.c_double
     dx = np.empty_like(x)
-    n, c = x.shape[:2]
-    _fn("bn_relu_pool_input_grad", dtype, P, P, P, P, I64, I64, I64, I64, I64, INT, P, P, P, P)(
-        native.ptr(x, dtype), native.ptr(dy, dtype), native.ptr(y), native.ptr(arg), n, c, h,
-        w, k, int(blocked), native.ptr(a, dtype), native.ptr(b, dtype), native.ptr(g, dtype),
-        native.ptr(dx, dtype))
+    _fn("dpn_bn_relu_pool_input_grad", x.dtype, _P, _P, _P, _P, _P, _P, real, _P, _P, _I, _I,
+        _I, _I, _I, _I, _P)(
+        native.ptr(gz), native.ptr(arg), native.ptr(x), native.ptr(mean), native.ptr(inv_std),
+        native.ptr(_vec(gamma_inv_std, x.dtype)), float(total),
+        native.ptr(_vec(sum_dz, x.dtype)), native.ptr(_vec(sum_dz_xhat, x.dtype)), n, c, h, w,
+        k, int(blocked), native.ptr(dx))
     return dx

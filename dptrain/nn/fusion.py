@@ -6,6 +6,8 @@ The layer list, the parameter names and the checkpoints stay those of the unfuse
 array code (CPUs, ``--kernels generic``) runs the three layers as before, and evaluation
 always does. On the CPU (float32) the array code runs a linked run in nn/fused_cpu.py, and a
 first-layer Conv2D right before it (``fused_next``) hands it its output window offset first.
+A BatchNorm followed by a ReLU and no pooling (``fused_relu``) runs both with the compiled
+CPU kernels (nn/batchnorm_native.py) and the ReLU passes its input through.
 """
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ def link_bn_relu_pool(layers) -> int:
         if type(bn) is BatchNorm and type(relu) is ReLU and type(pool) is MaxPool2D:
             bn.fused_tail = (relu, pool)
             linked += 1
+    for bn, relu in zip(layers, layers[1:]):       # BN -> ReLU alone: the compiled kernels
+        if type(bn) is BatchNorm and type(relu) is ReLU and bn.fused_tail is None:
+            bn.fused_relu = relu                   # (nn/batchnorm_native.py) run both
     for conv, bn in zip(layers, layers[1:]):      # its input may come blocked (fused_cpu.py)
         if type(conv) is Conv2D and getattr(bn, "fused_tail", None) is not None:
             conv.fused_next = bn

@@ -13,10 +13,8 @@ pooled output of all three layers and the two others pass their input through.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..backend import get_array_module
-from . import cuda_kernels, fused_cpu, fused_native
+from . import batchnorm_native, cuda_kernels, fused_cpu, fused_native
 from .layer import Layer
 
 
@@ -34,6 +32,7 @@ class BatchNorm(Layer):
     --sync-bn)."""
 
     fused_tail = None          # (ReLU, MaxPool2D) that may run inside this layer
+    fused_relu = None          # a ReLU (no pooling after it) the compiled kernels may run
     # (OH, OW) pooled when the linked Conv2D's output comes window offset first (fused_cpu.py),
     # set by that layer's forward for this layer's next one
     blocked_input = None
@@ -44,7 +43,7 @@ class BatchNorm(Layer):
         self.momentum, self.eps = float(momentum), float(eps)
         # Sum-over-ranks of a small array, or None for local statistics (set by DataParallel).
         self.sync = None
-        self._fused = self._cpu_fused = self._native_fused = None
+        self._fused = self._cpu_fused = self._plain = None
 
     def initialize(self, rng) -> None:
         b = self.compute_backend()
@@ -73,10 +72,11 @@ class BatchNorm(Layer):
         """Global sum of a small array when synchronised, else itself."""
         return a if self.sync is None else self.sync(a)
 
-    def _batch_stats(self, x, launch):
+    def _batch_stats(self, x, launch, compiled=False):
         """(mean, biased variance, count) of the (global) batch per channel, and x - mean from
-        the array code (None from the kernels). Every rank posts the same two reductions
-        whichever path computes its local part."""
+        the array code (None from the kernels; ``compiled``: the local sums from the compiled
+        CPU kernels, nn/fused_native.py). Every rank posts the same two reductions whichever
+        path computes its local part."""
         xp = get_array_module(x)
         axes, view = self._axes_and_view(x)
         count = x.size // self.n
@@ -93,31 +93,21 @@ class BatchNorm(Layer):
             shift = local_mean - mean
             return mean, self._sum(local_m2 + count * shift * shift) / total, total, None
         if self.sync is not None:
-            stats = self._sum(xp.concatenate([x.sum(axis=axes), _count_column(xp, count, x.dtype)]))
+            local = fused_native.channel_sum(x, self.n) if compiled else x.sum(axis=axes)
+            stats = self._sum(xp.concatenate([local, _count_column(xp, count, x.dtype)]))
             # the global count stays a 0-d array on the device (no host read in a step);
             # in the input's dtype, exact up to 2**24 values per channel in float32
             total = xp.rint(stats[-1])
             mean = stats[:-1] / total
         else:
             total = count
-            mean = x.mean(axis=axes)
+            mean = (fused_native.channel_sum(x, self.n) / count if compiled
+                    else x.mean(axis=axes))
+        if compiled:
+            return mean, self._sum(fused_native.channel_sqdev(x, mean, self.n)) / total, total, None
         xc = x - mean.reshape(view)
         var = self._sum((xc * xc).sum(axis=axes)) / total     # two passes: exact in float32
         return mean, var, total, xc
-
-    def _native_stats(self, x):
-        """As _batch_stats, with the local sums from the compiled kernels (fused_native.py):
-        the same two reductions, of the same sizes and dtype, are posted."""
-        count = x.size // self.n
-        sums = fused_native.channel_sums(x).astype(x.dtype)
-        if self.sync is not None:
-            stats = self._sum(np.concatenate([sums, _count_column(np, count, x.dtype)]))
-            total = np.rint(stats[-1])
-            mean = stats[:-1] / total
-        else:
-            total, mean = count, sums / x.dtype.type(count)
-        var = self._sum(fused_native.channel_sqdev(x, mean).astype(x.dtype)) / total
-        return mean, var, total
 
     def _fusion_launcher(self, x, train):
         if not train or self.fused_tail is None or x.ndim != 4 or x.shape[0] == 0:
@@ -136,9 +126,11 @@ class BatchNorm(Layer):
         fused = self._fusion_launcher(x, train)
         cpu_fused = fused is None and (blocked is not None or self._cpu_fusion(x, train))
         self._blocked = blocked
+        if self.fused_relu is not None:
+            self.fused_relu.bypass = False
         for layer in self.fused_tail or ():
             layer.bypass = fused is not None or cpu_fused
-        self._fused = self._cpu_fused = self._native_fused = None
+        self._fused = self._cpu_fused = self._plain = None
         if not train:
             inv_std = 1.0 / xp.sqrt(self.buffers["running_var"] + self.eps)
             scale = (self.params["gamma"] * inv_std).reshape(view)
@@ -151,12 +143,11 @@ class BatchNorm(Layer):
                   else cuda_kernels.launcher_for(x, "batchnorm", self.backend))
         if x.size == 0:
             launch = None                   # an empty rank's zeros: the array code is exact
-        native = cpu_fused and fused_native.runs(x, self.backend)
-        if native:                          # the statistics from two compiled passes
-            x = xp.ascontiguousarray(x)
-            (mean, var, total), xc = self._native_stats(x), None
-        else:
-            mean, var, total, xc = self._batch_stats(x, launch)
+        compiled = cpu_fused and fused_native.runs(x, self.fused_tail[1], self.backend)
+        self._cpu_impl = fused_native if compiled else fused_cpu
+        plain = (fused is None and not cpu_fused and launch is None
+                 and batchnorm_native.runs(x, self.backend))       # nn/batchnorm_native.py
+        mean, var, total, xc = self._batch_stats(x, launch, compiled or plain)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         self._inv_std, self._total = inv_std, total
         m = self.momentum
@@ -172,19 +163,21 @@ class BatchNorm(Layer):
                 pool.stride, pool.padding, launch=fused)
             self._fused, self._xhat = (x, mean, y, arg), None
             return y
-        if native:                          # the three layers compiled (nn/fused_native.py)
-            y, self._native_fused = fused_native.forward(
-                x, mean, inv_std, self.params["gamma"], self.params["beta"],
-                self.fused_tail[1].kh, blocked)
-            self._xhat = None
-            k = self.fused_tail[1].kh
-            return y.reshape(x.shape[:2] + (blocked or (x.shape[2] // k, x.shape[3] // k)))
         if cpu_fused:                       # the three layers in few passes (nn/fused_cpu.py)
-            y, self._cpu_fused = fused_cpu.forward(xc, inv_std, self.params["gamma"],
-                                                   self.params["beta"], self.fused_tail[1].kh,
-                                                   blocked is not None)
+            args = (inv_std, self.params["gamma"], self.params["beta"], self.fused_tail[1].kh,
+                    blocked is not None)
+            y, self._cpu_fused = (fused_native.forward(x, mean, *args) if compiled
+                                  else fused_cpu.forward(xc, *args))
             self._xhat = None
             return y if blocked is None else y.reshape(x.shape[:2] + blocked)
+        if plain:
+            relu = self.fused_relu is not None
+            if relu:
+                self.fused_relu.bypass = True
+            y, self._plain = batchnorm_native.forward(x, mean, inv_std, self.params["gamma"],
+                                                      self.params["beta"], relu)
+            self._xhat = None
+            return y
         if launch is not None:              # normalise, scale and shift in one kernel
             xhat, y = cuda_kernels.bn_normalize(x, mean, inv_std, self.params["gamma"],
                                                 self.params["beta"], launch=launch)
@@ -200,8 +193,8 @@ class BatchNorm(Layer):
             return self._fused_backward(dy)
         if self._cpu_fused is not None:
             return self._cpu_fused_backward(dy)
-        if self._native_fused is not None:
-            return self._native_fused_backward(dy)
+        if self._plain is not None:
+            return self._plain_backward(dy)
         xp = get_array_module(dy)
         axes, view = self._axes_and_view(dy)
         xhat = self._xhat
@@ -255,22 +248,22 @@ class BatchNorm(Layer):
         saved, self._cpu_fused = self._cpu_fused, None
         if self._blocked is not None:
             dy = dy.reshape(dy.shape[0], dy.shape[1], 1, -1)
-        gz = fused_cpu.grad_sums(dy, saved, self.grads["beta"], self.grads["gamma"])
+        gz = self._cpu_impl.grad_sums(dy, saved, self.grads["beta"], self.grads["gamma"])
         if not self.needs_input_grad:
             return None
         sum_dz, sum_dz_xhat = self._global_sums()
-        return fused_cpu.input_grad(gz, saved, self.params["gamma"] * self._inv_std,
-                                    self._total, sum_dz, sum_dz_xhat)
+        return self._cpu_impl.input_grad(gz, saved, self.params["gamma"] * self._inv_std,
+                                         self._total, sum_dz, sum_dz_xhat)
 
-    def _native_fused_backward(self, dy):
-        """Backward of the linked run through the compiled kernels (nn/fused_native.py)."""
-        saved, self._native_fused = self._native_fused, None
-        fused_native.grad_sums(dy, saved, self._inv_std, self.grads["beta"], self.grads["gamma"])
+    def _plain_backward(self, dy):
+        """Backward of the compiled plain batch norm (nn/batchnorm_native.py)."""
+        saved, self._plain = self._plain, None
+        batchnorm_native.grad_sums(dy, saved, self.grads["beta"], self.grads["gamma"])
         if not self.needs_input_grad:
             return None
-        sum_dz, sum_dz_xhat = self._global_sums()
-        return fused_native.input_grad(dy, saved, self.params["gamma"] * self._inv_std,
-                                       self._total, sum_dz, sum_dz_xhat, self._inv_std)
+        sum_dy, sum_dy_xhat = self._global_sums()
+        return batchnorm_native.input_grad(dy, saved, self.params["gamma"] * self._inv_std,
+                                           self._total, sum_dy, sum_dy_xhat)
 
     def __repr__(self):
         return f"BatchNorm({self.n})"

@@ -72,7 +72,7 @@ def test_fused_batch_norm_matches_the_generic_path(host_launcher, dtype, shape):
     x = rng_array(shape, dtype) * 3 + 1
     launch = host_launcher(dtype)
     layer = BatchNorm(shape[1])
-    layer.backend = Backend(np, dtype)             # parameters and gradients in ``dtype``
+    layer.backend = Backend(np, dtype, "generic")  # the array code, in ``dtype``
     layer.initialize(None)
     layer.params["gamma"][...] = np.linspace(0.5, 2, shape[1])
     layer.params["beta"][...] = np.linspace(-1, 1, shape[1])
