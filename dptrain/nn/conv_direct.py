@@ -51,7 +51,7 @@ def forward(cols, w_matrix, bias, oh: int, ow: int):
 
 def weight_grads(dy, cols, grad_w, grad_b):
     """dW = sum over samples of dY_n @ columns_n^T, db = sum of dY, written into the grads."""
-    d = dy.reshape(dy.shape[0], dy.shape[1], -1)
+    d = dy.reshape(dy.shape[0], dy.shape[1], cols.shape[-1])    # no -1: a rank may hold 0
     grad_w[...] = np.matmul(d, cols.transpose(0, 2, 1)).sum(axis=0).reshape(grad_w.shape)
     if grad_b is not None:
         d.sum(axis=(0, 2), out=grad_b)

@@ -41,3 +41,18 @@ def test_the_compiled_kernels_change_rounding_only(monkeypatch, model):
         "the compiled kernels did not run"
     for k, v in numpy_code.items():
         np.testing.assert_allclose(compiled[k], v, rtol=2e-3, atol=2e-4, err_msg=k)
+
+
+@pytest.mark.parametrize("kernels", ["auto", "generic"])
+def test_a_rank_with_no_samples_gets_zero_gradients(monkeypatch, kernels):
+    """A rank whose slice of the global batch is empty (more ranks than samples in a last
+    batch) runs forward and backward on 0 samples: the first layer's weight gradient came
+    from reshape(0, C, -1), which NumPy refuses."""
+    from dptrain import models
+    monkeypatch.setattr(backend, "kernels", kernels)
+    model = models.get("thesis-cnn", seed=0)
+    with np.errstate(invalid="ignore", divide="ignore"):   # local statistics of 0 samples
+        out = model.forward(np.zeros((0, 1, 28, 28), np.float32), True)
+        model.backward(np.zeros_like(out))
+    assert out.shape == (0, 10)
+    np.testing.assert_array_equal(model.layers[0].grads["W"], 0)
