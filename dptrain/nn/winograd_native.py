@@ -110,20 +110,27 @@ class _Planes:
         return self.flat[:, :self.rows * p].reshape(POSITIONS, self.rows, p)
 
 
+def _plan(n, c, k, oh, ow, dtype):
+    """(th, tw, tiles per sample, samples per chunk, V's planes, M's planes): forward and
+    backward chunk alike, so the transformed tiles of a chunk fit CHUNK_BYTES."""
+    th, tw = tiles(oh, ow)
+    n_tiles = th * tw
+    per_sample = POSITIONS * n_tiles * max(c, k) * np.dtype(dtype).itemsize
+    per = _per_chunk(n, per_sample, CHUNK_BYTES)
+    rows = per * n_tiles
+    return th, tw, n_tiles, per, _Planes(c, rows, dtype), _Planes(k, rows, dtype)
+
+
 def forward(x, u, bias, pad, oh, ow):
     """y (N, K, OH, OW) of x (N, C, H, W) and the filter transform u (36, C, K)."""
     x = np.ascontiguousarray(x)
     n, c, h, w = x.shape
     k, dt = u.shape[2], x.dtype
     u_t = u.transpose(0, 2, 1)                       # (36, K, C): a BLAS flag, no copy
-    th, tw = tiles(oh, ow)
+    th, tw, n_tiles, per, v_buf, m_buf = _plan(n, c, k, oh, ow, dt)
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=dt)
     transform_in, transform_out = _kernel("input", dt, 8), _kernel("output", dt, 7)
     y = np.empty((n, k, oh, ow), dtype=dt)
-    n_tiles = th * tw
-    per_sample = POSITIONS * n_tiles * max(c, k) * x.itemsize
-    per = _per_chunk(n, per_sample, CHUNK_BYTES)
-    v_buf, m_buf = _Planes(c, per * n_tiles, dt), _Planes(k, per * n_tiles, dt)
     for s, e in _chunks(n, per):
         p = (e - s) * n_tiles
         v, m = v_buf.view(p), m_buf.view(p)
@@ -140,18 +147,14 @@ def backward(x, dy, u, pad, need_dx, db):
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     n, c, h, w = x.shape
     k, oh, ow = dy.shape[1:]
-    th, tw = tiles(oh, ow)
     dt = x.dtype
+    th, tw, n_tiles, per, v_buf, m_buf = _plan(n, c, k, oh, ow, dt)
     transform_in, transform_dy = _kernel("input", dt, 8), _kernel("output_adjoint", dt, 7)
     adjoint_in = _kernel("input_adjoint", dt, 8)
     sums = np.zeros(k, dtype=np.float64)
     du = np.zeros((POSITIONS, c, k), dtype=dt)
     du_part = np.empty_like(du)
     dx = np.empty(x.shape, dtype=dt) if need_dx else None
-    n_tiles = th * tw
-    per_sample = POSITIONS * n_tiles * max(c, k) * x.itemsize
-    per = _per_chunk(n, per_sample, CHUNK_BYTES)
-    v_buf, m_buf = _Planes(c, per * n_tiles, dt), _Planes(k, per * n_tiles, dt)
     for s, e in _chunks(n, per):
         p = (e - s) * n_tiles
         v, dm = v_buf.view(p), m_buf.view(p)
