@@ -8,11 +8,15 @@ as new pages that the kernel must zero and map on first touch. Measured on the 2
 (thesis-cnn, batch 64, float32, 1 thread, CPU time of one step): 28.8 -> 22.1 ms. The peak
 resident size is unchanged (the same blocks are live at the peak); the process keeps what it
 freed until it exits. A no-op where the C library has no mallopt (not glibc).
+
+mallopt is looked up in the process's own symbols, never through ctypes.util.find_library:
+that runs ``ldconfig -p`` in a forked child, and this runs after MPI has started, where a fork
+is unsafe with registered memory and leaves, until its exec, a second process that looks
+exactly like the rank (a signal meant for the rank could reach that copy and be lost).
 """
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
 MMAP_THRESHOLD = 32 << 20      # glibc's largest: blocks above still come from mmap
@@ -28,8 +32,7 @@ def keep_freed_memory() -> bool:
     if _done:
         return True
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt       # the C library the process already runs
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int

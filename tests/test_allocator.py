@@ -29,3 +29,18 @@ def test_a_freed_block_stays_resident_only_when_kept():
         return float(out.stdout)
     assert released("default") > 20          # glibc gives a 24 MiB block back at once
     assert released("keep") < 1
+
+
+def test_it_starts_no_process():
+    """It runs after MPI has started: a fork there (ctypes.util.find_library runs ldconfig) is
+    unsafe with registered memory and leaves a copy of the rank a signal can hit instead."""
+    script = """
+import os, subprocess
+def refuse(*args, **kwargs):
+    raise AssertionError("a process was started")
+subprocess.Popen.__init__ = refuse
+os.fork = os.posix_spawn = os.posix_spawnp = refuse
+from dptrain.allocator import keep_freed_memory
+assert keep_freed_memory()
+"""
+    subprocess.run([sys.executable, "-c", script], timeout=60, check=True)

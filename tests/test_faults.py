@@ -41,18 +41,21 @@ def finish(proc, timeout):
 
 
 def rank_pids(marker: str) -> list[int]:
-    """Python processes (ranks, not mpiexec) whose command line holds ``marker``."""
-    pids = []
+    """Python processes (ranks, not mpiexec) whose command line holds ``marker``. A child a
+    rank forked (before its exec it is a copy of the rank, command line and maps alike) is not
+    a rank: only processes whose parent is not one of them count."""
+    parents = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
             args = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            parent = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
         if marker.encode() in b" ".join(args) and b"python" in Path(args[0].decode()).name.encode():
-            pids.append(int(d.name))
-    return pids
+            parents[int(d.name)] = parent
+    return [pid for pid, parent in parents.items() if parent not in parents]
 
 
 def wait_for_checkpoints(d: Path, timeout=60):
