@@ -166,7 +166,9 @@ def add_train_flags(p, model_names) -> None:
       "(0: per epoch only)", type=int, metavar="N")
     a("--eval-every", "evaluate on the test split every N epochs (the last epoch always); "
       "0: at the end only", type=int, metavar="N")
-    a("--stop-at-accuracy", "end the run after the first evaluated epoch whose test accuracy "
+    a("--eval-every-steps", "also evaluate on the test split every N steps, within epochs too "
+      "(0: per epoch only)", type=int, metavar="N")
+    a("--stop-at-accuracy", "end the run after the first evaluation whose test accuracy "
       "is at least A, as at a normal end (checkpoint, --save-weights, exit 0)", type=float,
       metavar="A")
     a("--eval-train", "also evaluate the whole training set after each evaluated epoch "

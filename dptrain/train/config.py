@@ -72,6 +72,7 @@ class TrainConfig:
     threads: int | None = None
     eval_batch_size: int = 1000
     eval_every: int = 1                  # epochs between test evaluations (0: at the end only)
+    eval_every_steps: int = 0            # also every N steps, within epochs too (0: never)
     stop_at_accuracy: float | None = None  # end after an evaluated epoch reaching it (early_stop.py)
     eval_train: bool = False             # also evaluate the whole training set
     log_every: int = 0                   # steps between training metric lines (0: per epoch)
@@ -108,7 +109,8 @@ class TrainConfig:
         positive("warmup_steps", self.warmup_steps, strict=False)
         positive("log_every", self.log_every, strict=False)
         positive("eval_every", self.eval_every, strict=False)
-        if self.stop_at_accuracy is not None and self.eval_every == 0:
+        positive("eval_every_steps", self.eval_every_steps, strict=False)
+        if self.stop_at_accuracy is not None and self.eval_every == 0 == self.eval_every_steps:
             raise UsageError("--stop-at-accuracy needs evaluations during training: "
                              "--eval-every 0 evaluates at the end only")
         if isinstance(self.bucket_mb, str) and self.bucket_mb != "auto":

@@ -110,6 +110,10 @@ class EpochLog:
         self.seen, self.loss_sum, self.correct = sums["samples"], sums["loss_sum"], sums["correct"]
         self.t0 -= sums["time_s"]
 
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` (an evaluation within the epoch) out of its training time."""
+        self.t0 += seconds
+
     def add(self, r) -> None:
         self.seen += r.samples
         self.loss_sum += r.loss * r.samples

@@ -283,14 +283,20 @@ class Trainer:
                         self.comm.verify()
                     if cfg.checkpoint_dir and unit == "step" and every and self.step % every == 0:
                         account(self.save_checkpoint())
+                    if k + 1 < n_batches and report.steps_due(self.step):   # within the epoch
+                        reached = early_stop.reached(
+                            cfg, report.within_epoch(metrics, log, self.step, self.epoch + 1), say)
+                        if reached:
+                            break
                 account(self.settle())                    # the epoch's last steps
                 progress.close()
-                result = report.finish_epoch(metrics, say, log, self.step == self.total_steps,
+                result = report.finish_epoch(metrics, say, log,
+                                             self.step == self.total_steps or reached,
                                              self.step, self.epoch, self.pos)
                 if (cfg.checkpoint_dir and unit == "epoch" and every and self.pos == 0
                         and self.epoch % every == 0):
                     self.save_checkpoint()
-                reached = early_stop.reached(cfg, result, say)
+                reached = reached or early_stop.reached(cfg, result, say)
         finally:
             progress.close()
             metrics.close()
