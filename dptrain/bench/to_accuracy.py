@@ -4,12 +4,15 @@ For each rank count of --ranks, the same model, global batch, optimiser, learnin
 every step, seed and initial weights are trained by ``mpiexec -n P dptrain train
 --stop-at-accuracy A`` (the command a user runs, at dptrain's defaults otherwise) and by
 PyTorch DistributedDataParallel over gloo (torch_tta.py), 1 BLAS thread per rank, evaluating
-the test split after every epoch and stopping at the first evaluation that reaches A (or
-after --max-epochs). Each row is printed when its run ends: epochs, steps, the time to the
-target (training and evaluation up to that evaluation; start-up excluded) and the part of it
-spent evaluating, the process's whole wall time, training img/s, the last test accuracy; then
+the test split after every epoch, and every --eval-every-steps N steps within epochs too, and
+stopping at the first evaluation that reaches A (or after --max-epochs). Each row is printed
+when its run ends: epochs (fractional when stopped inside one), steps, the time to the target
+(training and evaluation up to that evaluation; start-up excluded) and the part of it spent
+evaluating, the process's whole wall time, training img/s, the last test accuracy; then
 dptrain's time over DDP's. With --rounds R (default 3) the pairs are run R times, in
-alternating order, and the medians and the ratio of the medians end the report.
+alternating order, round k with seed --seed + k - 1 (both frameworks alike: a threshold is
+crossed at a step that rounding noise moves, and the rounds sample that, not one draw of it),
+and the medians and the ratio of the medians end the report.
 """
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ def add_to_accuracy_arguments(p) -> None:
                    "dptrain data fetch-mnist writes one)")
     p.add_argument("--max-epochs", type=int, default=10, metavar="N",
                    help="with --to-accuracy: give up after N epochs")
+    p.add_argument("--eval-every-steps", type=int, default=0, metavar="N",
+                   help="with --to-accuracy: evaluate the test split every N steps within "
+                   "epochs too, in both frameworks (0: after every epoch only)")
     p.add_argument("--optimizer", default="adadelta", choices=OPTIMIZERS,
                    help="with --to-accuracy: the optimiser of both frameworks")
     p.add_argument("--lr", type=float, default=1.0, help="with --to-accuracy: the "
@@ -49,7 +55,8 @@ def add_to_accuracy_arguments(p) -> None:
     p.add_argument("--lr-gamma", type=float, default=0.1,
                    help="with --to-accuracy and --lr-schedule step: factor of each decay")
     p.add_argument("--seed", type=int, default=0, help="with --to-accuracy: seed of the "
-                   "initial weights (dptrain's, copied into PyTorch) and of the batch order")
+                   "initial weights (dptrain's, copied into PyTorch) and of the batch order in "
+                   "round 1; round k uses seed + k - 1")
 
 
 def _check(args) -> list[int]:
@@ -60,6 +67,8 @@ def _check(args) -> list[int]:
                     ("--rounds", args.rounds)):
         if v <= 0:
             raise UsageError(f"{flag} must be positive, got {v}")
+    if args.eval_every_steps < 0:
+        raise UsageError(f"--eval-every-steps must be non-negative, got {args.eval_every_steps}")
     if not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     if args.lr_step_size <= 0 or not 0 < args.lr_gamma <= 1:
@@ -80,9 +89,11 @@ def _check(args) -> list[int]:
     from .launcher import local_launcher
     local_launcher()                               # no mpiexec: exit 2 before any run
     try:
-        data.load(args.dataset)                    # a bad data set is exit 2 before any run
+        ds = data.load(args.dataset)               # a bad data set is exit 2 before any run
     except data.DataError as exc:
         raise UsageError(f"--dataset {args.dataset}: {exc}") from None
+    from ..data.sampling import steps_per_epoch
+    args.steps_per_epoch = steps_per_epoch(len(ds.x_train), args.batch_size)
     return ranks
 
 
@@ -97,11 +108,12 @@ def _dptrain_row(args, ranks: int, tmp: str, k: int) -> dict:
     cmd = [*local_launcher().command(ranks), sys.executable, "-m", "dptrain", "train",
            "--model", args.model, "--dataset", args.dataset, "--batch-size",
            str(args.batch_size), "--optimizer", args.optimizer, *_schedule_flags(args),
-           "--seed", str(args.seed), "--threads",
+           "--seed", str(args.seed + k), "--threads",
            str(args.threads), "--epochs", str(args.max_epochs), "--eval-every", "1",
+           "--eval-every-steps", str(args.eval_every_steps),
            "--stop-at-accuracy", repr(args.to_accuracy), "--metrics-out", metrics]
-    run = run_watched(cmd, _env(args.threads), ROW_DEADLINE_S, _relay(f"dptrain {ranks}",
-                                                                        ("epoch", "stopping")))
+    run = run_watched(cmd, _env(args.threads), ROW_DEADLINE_S,
+                      _relay(f"dptrain {ranks}", ("epoch", "eval", "stopping")))
     if run.returncode != 0:
         return {"framework": "dptrain", "ranks": ranks, "error": run.why()}
     epochs, evals = [], []
@@ -112,32 +124,35 @@ def _dptrain_row(args, ranks: int, tmp: str, k: int) -> dict:
                 epochs.append(r)
             elif r["type"] == "eval" and r["split"] == "test":
                 evals.append(r)
-    return _row("dptrain", ranks, args, run.wall_s, steps=epochs[-1]["step"],
+    return _row("dptrain", ranks, args, run.wall_s, k, steps=epochs[-1]["step"],
                 train_s=[e["time_s"] for e in epochs], eval_s=[e["time_s"] for e in evals],
                 images=sum(e["samples_per_s"] * e["time_s"] for e in epochs),
                 accuracy=evals[-1]["accuracy"], last_lr=epochs[-1]["lr"], command=" ".join(cmd))
 
 
-def _torch_row(args, ranks: int) -> dict:
+def _torch_row(args, ranks: int, k: int) -> dict:
     cmd = [sys.executable, "-m", "dptrain.bench.torch_tta", "--model", args.model, "--dataset",
            args.dataset, "--batch-size", str(args.batch_size), "--optimizer", args.optimizer,
-           *_schedule_flags(args), "--seed", str(args.seed), "--target", repr(args.to_accuracy),
-           "--max-epochs", str(args.max_epochs), "--ranks", str(ranks), "--threads",
-           str(args.threads)]
+           *_schedule_flags(args), "--seed", str(args.seed + k), "--target",
+           repr(args.to_accuracy), "--max-epochs", str(args.max_epochs), "--eval-every-steps",
+           str(args.eval_every_steps), "--ranks", str(ranks), "--threads", str(args.threads)]
     lines = []
 
     def keep(text):
         if text.startswith("{"):
             lines.append(json.loads(text))
-            if "epoch" in lines[-1]:
-                e = lines[-1]
+            e = lines[-1]
+            if "epoch" in e:
                 print(f"  DDP {ranks}: epoch {e['epoch']}  step {e['steps']}  test_acc "
                       f"{e['test_accuracy']:.4f}  {e['train_s'] + e['eval_s']:.1f} s", flush=True)
+            elif "within_epoch" in e:
+                print(f"  DDP {ranks}: eval  step {e['steps']}  epoch {e['within_epoch']}  "
+                      f"test_acc {e['test_accuracy']:.4f}  {e['eval_s']:.1f} s", flush=True)
     run = run_watched(cmd, _env(args.threads), ROW_DEADLINE_S, keep)
     epochs = [r for r in lines if "epoch" in r]
     if run.returncode != 0 or not epochs:
         return {"framework": "PyTorch DDP", "ranks": ranks, "error": run.why()}
-    return _row("PyTorch DDP", ranks, args, run.wall_s, steps=epochs[-1]["steps"],
+    return _row("PyTorch DDP", ranks, args, run.wall_s, k, steps=epochs[-1]["steps"],
                 train_s=[e["train_s"] for e in epochs], eval_s=[e["eval_s"] for e in epochs],
                 images=sum(e["samples"] for e in epochs), accuracy=epochs[-1]["test_accuracy"],
                 last_lr=epochs[-1]["lr"], torch=lines[-1].get("torch"))
@@ -155,9 +170,10 @@ def _relay(label: str, prefixes: tuple):
     return relay
 
 
-def _row(framework, ranks, args, wall_s, steps, train_s, eval_s, images, accuracy, **extra):
+def _row(framework, ranks, args, wall_s, k, steps, train_s, eval_s, images, accuracy, **extra):
     train, evaluation = sum(train_s), sum(eval_s)
-    return {"framework": framework, "ranks": ranks, "epochs": len(train_s), "steps": steps,
+    return {"framework": framework, "ranks": ranks, "seed": args.seed + k,
+            "epochs": round(steps / args.steps_per_epoch, 3), "steps": steps,
             "reached": accuracy >= args.to_accuracy, "time_to_target_s": train + evaluation,
             "eval_s": evaluation, "process_s": wall_s, "images_per_s": images / train,
             "test_accuracy": accuracy, **extra}
@@ -172,7 +188,7 @@ def _print_row(r: dict) -> None:
         print(f"{r['round']:>5} {r['framework']:<12} {r['ranks']:>5}  failed: {r['error']}",
               flush=True)
         return
-    print(f"{r['round']:>5} {r['framework']:<12} {r['ranks']:>5} {r['epochs']:>6} "
+    print(f"{r['round']:>5} {r['framework']:<12} {r['ranks']:>5} {r['epochs']:>6.3g} "
           f"{r['steps']:>6} {r['time_to_target_s']:>11.1f} {r['eval_s']:>7.1f} "
           f"{r['process_s']:>9.1f} {r['images_per_s']:>7.0f} {r['test_accuracy']:>8.4f}  "
           f"{'yes' if r['reached'] else 'no'}", flush=True)
@@ -201,7 +217,7 @@ def _medians(rows: list[dict], ranks: list[int]) -> list[dict]:
 def _pair(args, p: int, k: int, tmp: str, with_torch: bool, show) -> dict:
     """Round k's rows for p ranks, dptrain first in odd rounds and DDP first in even ones,
     so that a machine growing busier or quieter does not favour one framework."""
-    runs = [lambda: _dptrain_row(args, p, tmp, k)] + ([lambda: _torch_row(args, p)]
+    runs = [lambda: _dptrain_row(args, p, tmp, k)] + ([lambda: _torch_row(args, p, k)]
                                                    if with_torch else [])
     rows = {}
     for run in runs[::-1] if k % 2 else runs:
@@ -218,7 +234,9 @@ def run_to_accuracy(args) -> int:
     out = print if not quiet else (lambda *a, **k: None)
     out(f"dptrain bench --to-accuracy {args.to_accuracy:g}: {args.model} on {args.dataset}, "
         f"global batch {args.batch_size}, {args.optimizer} lr {args.lr:g} ({_schedule(args)}), "
-        f"seed {args.seed}, test split after every epoch, at most {args.max_epochs} epochs, "
+        f"seed {args.seed} (+ round - 1), test split after every epoch"
+        f"{f' and every {args.eval_every_steps} steps' if args.eval_every_steps else ''}, "
+        f"at most {args.max_epochs} epochs, "
         f"{args.threads} thread(s) per rank, {args.rounds} round(s) in alternating order",
         flush=True)
     if skipped:
@@ -253,7 +271,8 @@ def run_to_accuracy(args) -> int:
     emit_json({"to_accuracy": args.to_accuracy, "model": args.model, "dataset": args.dataset,
                "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
                "lr_schedule": args.lr_schedule, "lr_step_size": args.lr_step_size,
-               "lr_gamma": args.lr_gamma, "seed": args.seed, "threads": args.threads,
+               "lr_gamma": args.lr_gamma, "seed": args.seed,
+               "eval_every_steps": args.eval_every_steps, "threads": args.threads,
                "max_epochs": args.max_epochs, "rounds": args.rounds, "rows": rows,
                "medians": summary, "dptrain_over_ddp": ratios,
                "dptrain_over_ddp_per_round": per_round}, args)

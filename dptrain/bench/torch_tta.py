@@ -16,7 +16,10 @@ it shares with dptrain, so that only the frameworks differ:
 
 What differs: dropout masks (each framework's own generator) and BatchNorm in training, whose
 statistics are per rank here (SyncBatchNorm needs a GPU) and over the global batch in dptrain
-(its default). Rank 0 prints one JSON line per evaluated epoch, then a last one with the end.
+(its default). The test split is evaluated after every epoch and, with --eval-every-steps N,
+every N steps within epochs too (as ``dptrain train --eval-every-steps``). Rank 0 prints one
+JSON line per evaluation within an epoch, one per epoch (the last one's partial when the target
+stopped it inside; its training time leaves the evaluations out), then a last one with the end.
 """
 from __future__ import annotations
 
@@ -115,21 +118,32 @@ def train(rank, world, a):
         torch.distributed.barrier()
     for epoch in range(a.max_epochs):
         t0 = time.perf_counter()
+        eval_s, samples, reached = 0.0, 0, False
         batches = global_batches(len(x), a.batch_size, a.seed, epoch, False)
-        for ids in batches:
+        for k, ids in enumerate(batches):
             mine = torch.from_numpy(ids[data.rank_slice(np.arange(len(ids)), rank, world)])
             for group in opt.param_groups:
                 group["lr"] = schedule(steps)
             steps += 1
+            samples += len(ids)
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(x[mine]), y[mine], reduction="sum") * (world / len(ids))
             loss.backward()
             opt.step()
+            if a.eval_every_steps and steps % a.eval_every_steps == 0 and k + 1 < len(batches):
+                t_eval = time.perf_counter()
+                test_loss, accuracy = evaluate(model, xt, yt, rank, world)
+                eval_s += time.perf_counter() - t_eval
+                say(within_epoch=epoch + 1, steps=steps, eval_s=time.perf_counter() - t_eval,
+                    test_loss=test_loss, test_accuracy=accuracy)
+                if reached := accuracy >= a.target:
+                    break
         t1 = time.perf_counter()
-        test_loss, accuracy = evaluate(model, xt, yt, rank, world)
+        if not reached:
+            test_loss, accuracy = evaluate(model, xt, yt, rank, world)
         t2 = time.perf_counter()
-        say(epoch=epoch + 1, steps=steps, lr=schedule(steps - 1), train_s=t1 - t0, eval_s=t2 - t1,
-            samples=len(x), test_loss=test_loss, test_accuracy=accuracy)
+        say(epoch=epoch + 1, steps=steps, lr=schedule(steps - 1), train_s=t1 - t0 - eval_s,
+            eval_s=eval_s + t2 - t1, samples=samples, test_loss=test_loss, test_accuracy=accuracy)
         if accuracy >= a.target:
             break
     say(end=True, torch=torch.__version__)
@@ -168,6 +182,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target", type=float, required=True)
     p.add_argument("--max-epochs", type=int, default=10)
+    p.add_argument("--eval-every-steps", type=int, default=0)
     p.add_argument("--ranks", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()

@@ -53,7 +53,7 @@ def check_row(row, framework, ranks):
     assert (row["framework"], row["ranks"]) == (framework, ranks) and "error" not in row, row
     assert row["reached"] and row["test_accuracy"] >= 0.5
     assert row["epochs"] < 4                                   # stopped, not run to the cap
-    assert row["steps"] == row["epochs"] * (N_TRAIN // BATCH)
+    assert row["steps"] == round(row["epochs"] * (N_TRAIN // BATCH))
     assert 0 <= row["eval_s"] < row["time_to_target_s"] < row["process_s"]
     assert row["images_per_s"] > 0
 
@@ -83,13 +83,30 @@ def test_rounds_alternate_the_order_and_end_with_the_ratio_of_medians(tmp_path, 
     pytest.importorskip("torch")
     run, report = bench(tmp_path, digits, "--rounds", "2")
     assert run.returncode == 0, run.stderr
-    order = [(r["round"], r["framework"]) for r in report["rows"]]
-    assert order == [(1, "dptrain"), (1, "PyTorch DDP"), (2, "PyTorch DDP"), (2, "dptrain")]
+    order = [(r["round"], r["framework"], r["seed"]) for r in report["rows"]]
+    assert order == [(1, "dptrain", 0), (1, "PyTorch DDP", 0), (2, "PyTorch DDP", 1),
+                     (2, "dptrain", 1)]
     median = {m["framework"]: m["time_to_target_s"] for m in report["medians"]}
     assert report["dptrain_over_ddp"]["1"] == pytest.approx(median["dptrain"] /
                                                             median["PyTorch DDP"])
     assert len(report["dptrain_over_ddp_per_round"]["1"]) == 2
     assert "dptrain / DDP time to target, medians" in run.stdout
+
+
+def test_evaluations_every_n_steps_stop_both_frameworks_within_an_epoch(tmp_path, digits):
+    """--eval-every-steps 3 (10 steps an epoch): each framework stops at the first of its
+    evaluations that reaches the target, at a multiple of 3 or an epoch's end, and prints a
+    line for each evaluation within an epoch."""
+    pytest.importorskip("torch")
+    run, report = bench(tmp_path, digits, "--eval-every-steps", "3")
+    assert run.returncode == 0, run.stderr
+    assert report["eval_every_steps"] == 3
+    for row, framework in zip(report["rows"], ("dptrain", "PyTorch DDP")):
+        check_row(row, framework, 1)
+        assert row["steps"] % 3 == 0 or row["steps"] % (N_TRAIN // BATCH) == 0, row
+    assert "  dptrain 1: eval step 3 epoch 1 " in run.stdout
+    assert "  DDP 1: eval  step 3  epoch 1 " in run.stdout
+    assert "and every 3 steps" in run.stdout.splitlines()[0]
 
 
 def test_without_pytorch_one_line_says_so_and_dptrain_runs_alone(tmp_path, digits):
