@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights written by train --save-weights")
     e.add_argument("--dataset", default="mnist5k", metavar="NAME",
                    help="as for train; its test split is evaluated")
-    e.add_argument("--batch-size", type=int, default=1000, metavar="N",
-                   help="samples per forward pass")
+    e.add_argument("--batch-size", type=int, metavar="N",
+                   help="samples per forward pass (default: 128 on the CPU, 1000 on a GPU)")
     e.add_argument("--num-classes", type=int, metavar="K", help="as given to train")
     e.add_argument("--json", action="store_true", help="one JSON object instead of a sentence")
     add_debug_flag(e)

@@ -4,11 +4,12 @@ For each rank count of --ranks, the same model, global batch, optimiser, learnin
 every step, seed and initial weights are trained by ``mpiexec -n P dptrain train
 --stop-at-accuracy A`` (the command a user runs, at dptrain's defaults otherwise) and by
 PyTorch DistributedDataParallel over gloo (torch_tta.py), 1 BLAS thread per rank, evaluating
-the test split after every epoch, and every --eval-every-steps N steps within epochs too, and
-stopping at the first evaluation that reaches A (or after --max-epochs). Each row is printed
-when its run ends: epochs (fractional when stopped inside one), steps, the time to the target
-(training and evaluation up to that evaluation; start-up excluded) and the part of it spent
-evaluating, the process's whole wall time, training img/s, the last test accuracy; then
+the test split (in batches of 128, both) after every epoch, and every --eval-every-steps N
+steps within epochs too, and stopping at the first evaluation that reaches A (or after
+--max-epochs). Each row is printed when its run ends: epochs (fractional when stopped inside
+one), steps, the time to the target (training and evaluation up to that evaluation; start-up
+excluded) and the part of it spent evaluating, the process's whole wall time, training img/s,
+the last test accuracy; then
 dptrain's time over DDP's. With --rounds R (default 3) the pairs are run R times, in
 alternating order, round k with seed --seed + k - 1 (both frameworks alike: a threshold is
 crossed at a step that rounding noise moves, and the rounds sample that, not one draw of it),
@@ -23,11 +24,13 @@ import sys
 import tempfile
 
 from ..errors import UsageError
+from ..train.evaluate import CPU_BATCH
 from .shared import emit_json, torch_skip_reason
 from .watched_run import run_watched
 
 OPTIMIZERS = ("adadelta", "momentum", "sgd")      # those torch_tta.py mirrors exactly
 ROW_DEADLINE_S = 3600
+EVAL_BATCH = CPU_BATCH             # both evaluate in dptrain's CPU batches (PyTorch gains as much)
 
 
 def add_to_accuracy_arguments(p) -> None:
@@ -110,8 +113,8 @@ def _dptrain_row(args, ranks: int, tmp: str, k: int) -> dict:
            str(args.batch_size), "--optimizer", args.optimizer, *_schedule_flags(args),
            "--seed", str(args.seed + k), "--threads",
            str(args.threads), "--epochs", str(args.max_epochs), "--eval-every", "1",
-           "--eval-every-steps", str(args.eval_every_steps),
-           "--stop-at-accuracy", repr(args.to_accuracy), "--metrics-out", metrics]
+           "--eval-every-steps", str(args.eval_every_steps), "--eval-batch-size",
+           str(EVAL_BATCH), "--stop-at-accuracy", repr(args.to_accuracy), "--metrics-out", metrics]
     run = run_watched(cmd, _env(args.threads), ROW_DEADLINE_S,
                       _relay(f"dptrain {ranks}", ("epoch", "eval", "stopping")))
     if run.returncode != 0:
@@ -135,7 +138,8 @@ def _torch_row(args, ranks: int, k: int) -> dict:
            args.dataset, "--batch-size", str(args.batch_size), "--optimizer", args.optimizer,
            *_schedule_flags(args), "--seed", str(args.seed + k), "--target",
            repr(args.to_accuracy), "--max-epochs", str(args.max_epochs), "--eval-every-steps",
-           str(args.eval_every_steps), "--ranks", str(ranks), "--threads", str(args.threads)]
+           str(args.eval_every_steps), "--eval-batch-size", str(EVAL_BATCH), "--ranks",
+           str(ranks), "--threads", str(args.threads)]
     lines = []
 
     def keep(text):

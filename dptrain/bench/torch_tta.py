@@ -78,15 +78,15 @@ def starting_point(a):
     return ds, model
 
 
-def evaluate(model, x, y, rank, world):
+def evaluate(model, x, y, rank, world, batch):
     """Test loss and accuracy in inference mode, each rank its share, summed over ranks."""
     from .. import data
     mine = data.rank_slice(np.arange(len(x)), rank, world)
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64)
     with torch.no_grad():
-        for s in range(0, len(mine), 1000):
-            at = torch.from_numpy(mine[s:s + 1000])
+        for s in range(0, len(mine), batch):
+            at = torch.from_numpy(mine[s:s + batch])
             out = model(x[at])
             sums[0] += F.cross_entropy(out, y[at], reduction="sum").item()
             sums[1] += (out.argmax(1) == y[at]).sum().item()
@@ -132,7 +132,7 @@ def train(rank, world, a):
             opt.step()
             if a.eval_every_steps and steps % a.eval_every_steps == 0 and k + 1 < len(batches):
                 t_eval = time.perf_counter()
-                test_loss, accuracy = evaluate(model, xt, yt, rank, world)
+                test_loss, accuracy = evaluate(model, xt, yt, rank, world, a.eval_batch_size)
                 eval_s += time.perf_counter() - t_eval
                 say(within_epoch=epoch + 1, steps=steps, eval_s=time.perf_counter() - t_eval,
                     test_loss=test_loss, test_accuracy=accuracy)
@@ -140,7 +140,7 @@ def train(rank, world, a):
                     break
         t1 = time.perf_counter()
         if not reached:
-            test_loss, accuracy = evaluate(model, xt, yt, rank, world)
+            test_loss, accuracy = evaluate(model, xt, yt, rank, world, a.eval_batch_size)
         t2 = time.perf_counter()
         say(epoch=epoch + 1, steps=steps, lr=schedule(steps - 1), train_s=t1 - t0 - eval_s,
             eval_s=eval_s + t2 - t1, samples=samples, test_loss=test_loss, test_accuracy=accuracy)
@@ -183,6 +183,7 @@ def main():
     p.add_argument("--target", type=float, required=True)
     p.add_argument("--max-epochs", type=int, default=10)
     p.add_argument("--eval-every-steps", type=int, default=0)
+    p.add_argument("--eval-batch-size", type=int, default=128)
     p.add_argument("--ranks", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()

@@ -136,7 +136,9 @@ class BatchNorm(Layer):
             scale = (self.params["gamma"] * inv_std).reshape(view)
             shift = (self.params["beta"] - self.buffers["running_mean"]
                      * self.params["gamma"] * inv_std).reshape(view)
-            return x * scale + shift
+            out = x * scale
+            out += shift                    # in place: one full-size temporary, not two
+            return out
         if fused is not None:
             x = xp.ascontiguousarray(x)     # kept for backward: a copy only if strided
         launch = (fused if fused is not None

@@ -70,7 +70,7 @@ class TrainConfig:
     comm: str = "auto"                   # gradient transport: auto, mpi, nccl, cuda-mpi, staged
     dtype: str = "float32"
     threads: int | None = None
-    eval_batch_size: int = 1000
+    eval_batch_size: int | None = None   # None: 128 on the CPU, 1000 on a GPU (evaluate.py)
     eval_every: int = 1                  # epochs between test evaluations (0: at the end only)
     eval_every_steps: int = 0            # also every N steps, within epochs too (0: never)
     stop_at_accuracy: float | None = None  # end after an evaluated epoch reaching it (early_stop.py)
