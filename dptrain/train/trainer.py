@@ -6,18 +6,16 @@ the same global batches and takes its own slice of each. The position in trainin
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from .. import comm as comms, nn
+from .. import comm as comms
 from ..comm.watchdog import Watchdog, guarded, timed_step
 from ..data.prefetch import Prefetcher, make_transfer
-from ..errors import TrainingFailure, UsageError
+from ..errors import UsageError
 from ..parallel import DataParallel
 from ..parallel.trace import Tracer
-from . import (checkpointing, early_stop, faults, fingerprint, graph_step, run_banner, run_end,
-               saving, startup, transport)
+from . import (checkpointing, early_stop, faults, fingerprint, global_step, graph_step,
+               run_banner, run_end, saving, startup, transport)
 from .auto_report import auto_schedules, report_plan
 from .config import TrainConfig, parse_interval
 from .epoch_report import EpochReport
@@ -131,52 +129,8 @@ class Trainer:
 
     # --- one step --------------------------------------------------------
     def train_step(self, ids, global_batch: int, stop_flag: int = 0, weights=None):
-        """One global step; returns the StepResults (global loss, correct, lr, stop) that are
-        complete: this step's, or with deferred metrics the previous step's (step_metrics.py).
-
-        With --accumulate N the global batch is cut into N global micro-batches, each
-        split over the ranks; every one is normalised by the whole batch, so their sum
-        is the same mean gradient. ``weights`` are per-sample loss weights (importance
-        sampling). Adaptive samplers then observe the batch's per-sample losses and
-        gradient bounds, gathered from every rank.
-        """
-        faults.maybe_inject(self.fault, self.rank, self.step, self.model)
-        if self.tracer is not None:
-            self.tracer.step = self.step
-        t_step = time.perf_counter()
-        lr = self.schedule(self.step)
-        micro_batches = self.step_inputs.micro_batches(ids)
-        arrays = iter(self.inputs.take(self.step, ids, weights))
-        loss_sum, correct_sum = 0.0, 0          # 0-d device arrays on a GPU: not read here
-        observed = []
-        for j, micro in enumerate(micro_batches):
-            at = self.step_inputs.my_positions(micro)                # positions in the batch
-            local = ids[at]
-            x, y = next(arrays), next(arrays)
-            w = None if weights is None else next(arrays)
-            ctx = nn.BatchContext(local, self.step, self.cfg.seed)
-            run = self.dp.train_step if self.graph is None else self.graph.train_step
-            loss, correct = run(x, y, self.loss, self.opt, lr=lr, global_batch=global_batch,
-                                context=ctx, communicate=j == len(micro_batches) - 1, weights=w)
-            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
-            if self.sampler.adaptive:
-                observed.append((micro, SamplerFeed.local_stats(self.loss, y, len(local))))
-        if observed:
-            self.feed.observe(self.step, ids, observed)
-        if self.tracer is not None:
-            self.tracer.span(f"step {self.step}", "step", t_step, time.perf_counter(), lane=2)
-        if not self.dp.watch.synchronous:
-            # Reduced gradients are equal on every rank, so every rank fails at the same step.
-            # On a GPU only earlier steps' checks are read: they are done, this one is queued.
-            problem = self.dp.watch.check(self.step if self.device_reads else None)
-            if problem:
-                raise TrainingFailure(problem)
-        results = self.step_metrics.post(self.step, lr, global_batch, loss_sum, correct_sum, stop_flag)
-        for r in results:
-            self.check_step(r)
-        if observed:
-            self.feed.probe(self.step)
-        return results
+        """One global step (global_step.py); returns the StepResults that are complete."""
+        return global_step.run(self, ids, global_batch, stop_flag, weights)
 
     def _sample_stats(self, ids):
         """Losses and gradient bounds of training samples ``ids`` (this rank's share of a
