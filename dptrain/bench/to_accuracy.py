@@ -9,11 +9,10 @@ steps within epochs too, and stopping at the first evaluation that reaches A (or
 --max-epochs). Each row is printed when its run ends: epochs (fractional when stopped inside
 one), steps, the time to the target (training and evaluation up to that evaluation; start-up
 excluded) and the part of it spent evaluating, the process's whole wall time, training img/s,
-the last test accuracy; then
-dptrain's time over DDP's. With --rounds R (default 3) the pairs are run R times, in
-alternating order, round k with seed --seed + k - 1 (both frameworks alike: a threshold is
-crossed at a step that rounding noise moves, and the rounds sample that, not one draw of it),
-and the medians and the ratio of the medians end the report.
+the last test accuracy; then dptrain's time over DDP's. With --rounds R (default 3) the pairs
+are run R times, in alternating order, round k with seed --seed + k - 1 (both frameworks
+alike: a threshold is crossed at a step that rounding noise moves, and the rounds sample that,
+not one draw of it), and the medians and the ratio of the medians end the report.
 """
 from __future__ import annotations
 

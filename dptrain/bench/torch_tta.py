@@ -133,9 +133,10 @@ def train(rank, world, a):
             if a.eval_every_steps and steps % a.eval_every_steps == 0 and k + 1 < len(batches):
                 t_eval = time.perf_counter()
                 test_loss, accuracy = evaluate(model, xt, yt, rank, world, a.eval_batch_size)
-                eval_s += time.perf_counter() - t_eval
-                say(within_epoch=epoch + 1, steps=steps, eval_s=time.perf_counter() - t_eval,
-                    test_loss=test_loss, test_accuracy=accuracy)
+                took = time.perf_counter() - t_eval
+                eval_s += took
+                say(within_epoch=epoch + 1, steps=steps, eval_s=took, test_loss=test_loss,
+                    test_accuracy=accuracy)
                 if reached := accuracy >= a.target:
                     break
         t1 = time.perf_counter()

@@ -73,7 +73,7 @@ class TrainConfig:
     eval_batch_size: int | None = None   # None: 128 on the CPU, 1000 on a GPU (evaluate.py)
     eval_every: int = 1                  # epochs between test evaluations (0: at the end only)
     eval_every_steps: int = 0            # also every N steps, within epochs too (0: never)
-    stop_at_accuracy: float | None = None  # end after an evaluated epoch reaching it (early_stop.py)
+    stop_at_accuracy: float | None = None  # end after an evaluation reaching it (early_stop.py)
     eval_train: bool = False             # also evaluate the whole training set
     log_every: int = 0                   # steps between training metric lines (0: per epoch)
     metrics_out: str | None = None

@@ -1,8 +1,8 @@
 """The end of an epoch: the evaluations that are due, the metrics lines, the console line.
 
 The test split is evaluated every --eval-every epochs and after the last one, and every
---eval-every-steps steps, within an epoch too (its time is not the epoch's training time); the whole
-training set only with --eval-train, or when an adaptive sampler is due to relearn every
+--eval-every-steps steps, within an epoch too (its time is not the epoch's training time);
+the whole training set only with --eval-train, or when an adaptive sampler is due to relearn every
 sample's loss from it (its numbers are then reported too, since they are paid for). Every
 rank reaches the same decisions from the same configuration, so the collectives match.
 """
