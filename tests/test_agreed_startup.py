@@ -85,15 +85,22 @@ def test_config_file_only_rank_0_can_read_is_agreed(tmp_path, small_npz):
     assert len(lines) == 1 and lines[0].startswith("dptrain: error: rank 1: ") and "c1.toml" in lines[0], lines
 
 
-def test_sigterm_to_one_rank_during_start_up_ends_every_rank(tmp_path):
+@pytest.mark.parametrize("paused", [0, 1])
+def test_sigterm_to_one_rank_during_start_up_ends_every_rank(tmp_path, paused):
     """Once a rank has MPI loaded (its signal handlers are in place), SIGTERM to that rank alone
-    during the start-up ends the whole job with exit 143 and no traceback."""
+    during the start-up ends the whole job with exit 143 and no traceback. Rank ``paused`` is
+    kept in the start-up (after MPI started, before the agreement) for a minute, so the signal
+    lands there however late this test sends it. Without the pause the whole run takes about
+    2 s after MPI starts; in CI the signal came late, after the last step: the run had finished
+    its work, so exit 0 and nothing said, as a SIGTERM 2.1 s after MPI started gives here. The
+    target is either the paused rank or the other one, blocked in the agreement."""
     from test_faults import rank_pids
     marker = "synthetic:1x28x28:60000"
     cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "dptrain.cli", "train", "--model", "mlp",
            "--dataset", marker, "--quiet", "--checkpoint-dir", str(tmp_path / "ck")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            env=dict(os.environ, DPTRAIN_FAULT=f"pause:{paused}:setup"))
     try:
         deadline = time.time() + 60
         target = None

@@ -9,7 +9,8 @@ there, SIGSTOP, as a hung node would) or ``perturb`` (that rank's replica silent
 
 ``stop:RANK:PHASE`` freezes that rank at a phase outside the training loop: ``start`` (before
 MPI starts), ``setup`` (after MPI started, before the start-up agreement) or ``end`` (after the
-last step, before MPI finalize).
+last step, before MPI finalize). ``pause:RANK:PHASE`` keeps that rank there PAUSE_S, live (a
+slow file system, say): a test can then signal a job that is certainly still in that phase.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import time
 
 KINDS = ("raise", "usage", "stall", "slow", "stop", "perturb")
 SLOW_S = 2.0
+PAUSE_S = 60.0
 PHASES = ("start", "setup", "end")
 
 
@@ -30,7 +32,7 @@ def from_env() -> tuple | None:
     if not spec:
         return None
     kind, rank, step = spec.split(":")
-    if kind == "stop" and step in PHASES:
+    if kind in ("stop", "pause") and step in PHASES:
         return None                    # at_phase's, not the training loop's
     if kind not in KINDS:
         raise ValueError(f"DPTRAIN_FAULT: unknown kind {kind!r}")
@@ -57,8 +59,11 @@ def maybe_inject(fault, rank: int, step: int, model=None) -> None:
 
 
 def at_phase(phase: str, rank: int) -> None:
-    """Freeze this rank here if DPTRAIN_FAULT says ``stop:RANK:PHASE``."""
+    """Freeze this rank here if DPTRAIN_FAULT says ``stop:RANK:PHASE``, or keep it here PAUSE_S
+    if it says ``pause:RANK:PHASE``."""
     spec = os.environ.get("DPTRAIN_FAULT", "")
     if spec == f"stop:{rank}:{phase}" and phase in PHASES:
         import signal
         os.kill(os.getpid(), signal.SIGSTOP)
+    elif spec == f"pause:{rank}:{phase}" and phase in PHASES:
+        time.sleep(PAUSE_S)
