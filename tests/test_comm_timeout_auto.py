@@ -221,3 +221,76 @@ def test_a_heartbeat_blocked_in_mpi_does_not_stop_the_watchdog():
     finally:
         release.set()
     assert "did not complete within 0.3 s" in message and time.monotonic() - t0 < 5
+
+
+def listening(w, size=3):
+    """A heartbeat (not started) for ``w``, every peer just heard at step 3."""
+    w.heartbeat = Heartbeat(FakeComm(size=size), w.run_clock, period=1.0, start=False)
+    w.heartbeat.heard = {r: (w.run_clock(), (3, 10, 1)) for r in range(1, size)}
+    return w.heartbeat
+
+
+def beating(w, clock, seconds, peers=(1, 2), own=True):
+    """Tick ``w`` for ``seconds`` while ``peers`` (and, if ``own``, this rank) keep beating."""
+    hb, end = w.heartbeat, clock.now + seconds
+    while clock.now < end:
+        clock.now += w.period
+        if own:
+            hb.last_beat = w.run_clock()
+        for peer in peers:
+            hb.heard[peer] = (w.run_clock(), (3, 10, 1))
+        fired = w.tick()
+        if fired:
+            return fired
+    return None
+
+
+def test_a_rank_silent_during_a_checkpoint_gets_the_step_limit_not_the_phase_s():
+    w, clock = watchdog("auto:1")
+    measure_steps(w, clock, [0.4] * 3)                   # step limit 8 s; checkpoints 300 s
+    listening(w)
+    w.arm("agreement after the checkpoint of step 3", "checkpoint")
+    assert beating(w, clock, 30.0) is None               # a slow write, every rank beating
+    fired = beating(w, clock, 20.0, peers=(1,))          # rank 2 stops answering
+    assert fired == (
+        "rank 0: agreement after the checkpoint of step 3 did not complete within 8 s "
+        "(--comm-timeout auto: 20 x slowest step 0.4 s = 8 s, floor 1 s: the limit of any "
+        "collective while a rank is silent; --comm-timeout auto: 300 s for checkpoint writing "
+        "otherwise); ranks that did not answer: 2 (no heartbeat for 8 s, last at step 3)")
+
+
+def test_an_operation_begun_after_the_silence_still_waits_the_step_limit():
+    w, clock = watchdog("auto:1")
+    measure_steps(w, clock, [0.4] * 3)
+    listening(w)
+    assert beating(w, clock, 20.0, peers=(1,)) is None   # rank 2 silent, nothing armed
+    w.arm("allreduce of the evaluation at step 3", "eval")
+    assert beating(w, clock, 7.0, peers=(1,)) is None
+    assert "allreduce of the evaluation at step 3 did not complete within 8 s" \
+        in beating(w, clock, 2.0, peers=(1,))
+
+
+def test_no_silence_verdict_without_a_beating_heartbeat_or_a_measured_step():
+    w, clock = watchdog("auto:1")
+    listening(w)
+    w.arm("agreement after the checkpoint of step 0", "checkpoint")
+    assert beating(w, clock, 30.0, peers=()) is None     # no step measured: 300 s
+    w, clock = watchdog("auto:1")
+    measure_steps(w, clock, [0.4] * 3)
+    listening(w)
+    w.arm("agreement after the checkpoint of step 3", "checkpoint")
+    # this rank's own heartbeat stuck: its silence about the peers says nothing of them
+    assert beating(w, clock, 30.0, peers=(), own=False) is None
+    w.heartbeat.broken = "the heartbeat channel failed (MPI_ERR_COMM)"
+    assert beating(w, clock, 30.0, peers=()) is None
+
+
+def test_a_fixed_limit_is_not_shortened_by_a_silence():
+    w, clock = watchdog(20)
+    measure_steps(w, clock, [0.4] * 3)
+    listening(w)
+    w.arm("agreement after the checkpoint of step 3", "checkpoint")
+    assert beating(w, clock, 18.0, peers=()) is None
+    assert beating(w, clock, 4.0, peers=()).startswith(
+        "rank 0: agreement after the checkpoint of step 3 did not complete within 20 s "
+        "(--comm-timeout 20); ranks that did not answer: 1 (no heartbeat")

@@ -1,7 +1,8 @@
 """A dead rank found in seconds (--comm-timeout auto:FLOOR): a rank asleep in its own work or
-frozen by SIGSTOP ends the job with exit 3 soon after the floor, the message naming it; the
-checkpoint written before stays intact and resumable; a slow step and a pause of the whole
-job are survived, the pause with the parameters of an undisturbed run."""
+frozen by SIGSTOP, in a step or in a checkpoint, ends the job with exit 3 soon after the
+floor, the message naming it; the checkpoint written before stays intact and resumable; a
+slow step, a slow checkpoint and a pause of the whole job are survived, the pause with the
+parameters of an undisturbed run."""
 import os
 import signal
 import time
@@ -70,6 +71,38 @@ def test_a_rank_frozen_by_sigstop_is_named(tmp_path, n, sync):
     assert code == 3, err
     assert late < FLOOR + 15, f"the job ended {late:.1f} s after its last step"
     assert f"ranks that did not answer: {n - 1} (no heartbeat for " in err, err
+
+
+def test_a_rank_frozen_during_a_checkpoint_is_found_as_fast_as_during_a_step(tmp_path):
+    """Rank 1 frozen before the agreement that follows rank 0's write: that phase's own limit
+    is 300 s (a slow disk), but a silent rank gets the step limit in every phase."""
+    d = tmp_path / "ck"
+    run = ARGS + ["--max-steps", 60, "--checkpoint-dir", d, "--checkpoint-every", 20]
+    t0 = time.time()
+    proc = start(run, fault="stop:1:checkpoint")
+    try:
+        code, err, _ = finish(proc, timeout=90)
+    finally:
+        kill_leftovers(str(d))
+    assert code == 3, err
+    took = time.time() - t0
+    assert took < FLOOR + 30, f"the job ended {took:.1f} s after it started"
+    assert ("agreement after the checkpoint of step 20 did not complete within "
+            f"{FLOOR} s (--comm-timeout auto: 20 x slowest step") in err, err
+    assert "the limit of any collective while a rank is silent; --comm-timeout auto: 300 s for " \
+           "checkpoint writing otherwise); ranks that did not answer: 1 (no heartbeat for " in err
+    assert [p.name for p in checkpoint.list_checkpoints(d)] == ["ckpt-000000020.npz"]
+    code, err, _ = finish(start(run + ["--resume"]), timeout=90)
+    assert code == 0, err
+
+
+def test_a_slow_but_live_rank_in_a_checkpoint_is_waited_for(tmp_path):
+    """Rank 1 kept 2 x the floor before the agreement, alive (its heartbeat beats): the
+    checkpoint phase's own limit holds, the run ends normally."""
+    d = tmp_path / "ck"
+    run = ARGS + ["--max-steps", 30, "--checkpoint-dir", d, "--checkpoint-every", 20]
+    code, err, _ = finish(start(run, fault=f"pause:1:checkpoint:{2 * FLOOR}"), timeout=120)
+    assert code == 0, err
 
 
 def test_a_slow_step_is_not_a_dead_rank(tmp_path):

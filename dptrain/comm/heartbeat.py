@@ -9,6 +9,9 @@ block it. When the watchdog gives up it asks ``who_did_not_answer()``: the peers
 more than SILENT_S (stopped, dead, cut off), and those alive but behind this rank (not yet at
 the operation this rank waits in: a rank stuck in its own work).
 
+A peer silent for longer than a training step's limit is taken for dead in every phase: an
+operation that waits for one gets that limit, not its phase's (watchdog.py).
+
 The watchdog only reads what this thread last recorded, under a lock no MPI call holds; if an
 MPI call here fails the channel closes itself, and if one blocks the watchdog still ends the
 job (it then says the channel went quiet).
@@ -24,6 +27,7 @@ import numpy as np
 
 PERIOD_S = 1.0          # at most; a short --comm-timeout beats faster (period_for)
 SILENT_S = 5.0          # several beats missed: not a late thread, a rank that is not running
+OWN_LATE_BEATS = 3     # this rank's own beat this late: its silence verdicts are void
 MAX_IN_FLIGHT = 8       # unfinished sends to one peer before this rank stops adding to them
 TAG = 23
 _channel: dict = {}     # the duplicate communicator, made once per process
@@ -108,6 +112,17 @@ class Heartbeat:
         _live.discard(self)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
+
+    def silence(self) -> dict[int, float] | None:
+        """Seconds since each peer was last heard from; None while this rank's own heartbeat
+        is not beating (broken, or late by several periods): what it has not heard then says
+        nothing about the peers."""
+        now = self.clock()
+        with self._lock:
+            heard, last_beat = dict(self.heard), self.last_beat
+        if self.broken or now - last_beat > OWN_LATE_BEATS * self.period + 1.0:
+            return None
+        return {peer: now - at for peer, (at, _) in heard.items()}
 
     def who_did_not_answer(self, limit: float) -> str:
         """The ranks that did not answer within an operation's ``limit`` seconds, and why each

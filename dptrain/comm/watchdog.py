@@ -13,7 +13,9 @@ frozen alone is still noticed: this process's own ticks keep coming on time.
 
 How long an operation may take depends on its phase and on --comm-timeout (timeout_policy.py):
 ``auto`` bounds a training step's collectives by a multiple of the slowest step measured so
-far (``step_began``/``step_ended``), every other phase by a generous limit. On expiry the
+far (``step_began``/``step_ended``), every other phase by a generous limit; but while some
+rank's heartbeat has been silent for longer than the step limit, every operation gets the
+step limit (a dead node is found as fast during a checkpoint as during a step). On expiry the
 message says the limit, how it was derived and, from the heartbeat side channel
 (heartbeat.py), which ranks did not answer.
 """
@@ -182,10 +184,35 @@ class Watchdog:
             late = [(what, limit, why) for deadline, what, limit, why in self._armed.values()
                     if deadline < now]
         if not late:
+            late = self._waiting_for_a_silent_rank(now)
+        if not late:
             return None
         what, limit, why = late[0]
         return f"rank {self.rank}: {what} did not complete within {limit:.3g} s ({why})" \
             + self._who_did_not_answer(limit)
+
+    def _waiting_for_a_silent_rank(self, now: float) -> list:
+        """Operations with a longer limit than a step's (a checkpoint, an evaluation) that have
+        waited for longer than the step limit while some rank has been silent that long: a
+        rank that is slow in such a phase still beats, one whose heartbeat is silent is
+        stopped, dead or cut off, and waiting for it for the rest of the phase's limit would
+        only delay the end of the job."""
+        hb = self.heartbeat
+        if hb is None or isinstance(hb, str):
+            return []
+        limit, why = self.limit(timeout_policy.STEP)
+        with self._lock:
+            waiting = [(what, phase_limit, phase_why)
+                       for deadline, what, phase_limit, phase_why in self._armed.values()
+                       if phase_limit > limit and now - (deadline - phase_limit) > limit]
+        if not waiting:
+            return []
+        silence = hb.silence()
+        if not silence or max(silence.values()) <= limit:
+            return []
+        what, phase_limit, phase_why = waiting[0]
+        return [(what, limit, f"{why}: the limit of any collective while a rank is silent; "
+                              f"{phase_why} otherwise")]
 
     def _who_did_not_answer(self, limit: float) -> str:
         """The heartbeat's verdict (nothing for a watchdog that never listened: a phase's)."""

@@ -8,9 +8,11 @@ there, SIGSTOP, as a hung node would) or ``perturb`` (that rank's replica silent
 --check-replicas). Unset in normal use; the trainer reads it once at start-up.
 
 ``stop:RANK:PHASE`` freezes that rank at a phase outside the training loop: ``start`` (before
-MPI starts), ``setup`` (after MPI started, before the start-up agreement) or ``end`` (after the
-last step, before MPI finalize). ``pause:RANK:PHASE`` keeps that rank there PAUSE_S, live (a
-slow file system, say): a test can then signal a job that is certainly still in that phase.
+MPI starts), ``setup`` (after MPI started, before the start-up agreement), ``checkpoint`` (at
+every checkpoint, before the agreement that follows rank 0's write) or ``end`` (after the last
+step, before MPI finalize). ``pause:RANK:PHASE[:SECONDS]`` keeps that rank there, live,
+SECONDS or PAUSE_S (a slow file system, say): a test can then signal a job that is certainly
+still in that phase, or show that a slow rank there is waited for.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import time
 KINDS = ("raise", "usage", "stall", "slow", "stop", "perturb")
 SLOW_S = 2.0
 PAUSE_S = 60.0
-PHASES = ("start", "setup", "end")
+PHASES = ("start", "setup", "checkpoint", "end")
 
 
 class InjectedFault(RuntimeError):
@@ -31,7 +33,7 @@ def from_env() -> tuple | None:
     spec = os.environ.get("DPTRAIN_FAULT")
     if not spec:
         return None
-    kind, rank, step = spec.split(":")
+    kind, rank, step, *_ = spec.split(":")
     if kind in ("stop", "pause") and step in PHASES:
         return None                    # at_phase's, not the training loop's
     if kind not in KINDS:
@@ -59,11 +61,15 @@ def maybe_inject(fault, rank: int, step: int, model=None) -> None:
 
 
 def at_phase(phase: str, rank: int) -> None:
-    """Freeze this rank here if DPTRAIN_FAULT says ``stop:RANK:PHASE``, or keep it here PAUSE_S
-    if it says ``pause:RANK:PHASE``."""
-    spec = os.environ.get("DPTRAIN_FAULT", "")
-    if spec == f"stop:{rank}:{phase}" and phase in PHASES:
+    """Freeze this rank here if DPTRAIN_FAULT says ``stop:RANK:PHASE``, or keep it here
+    SECONDS (PAUSE_S without) if it says ``pause:RANK:PHASE[:SECONDS]``."""
+    kind, _, rest = os.environ.get("DPTRAIN_FAULT", "").partition(":")
+    if phase not in PHASES or kind not in ("stop", "pause") \
+            or not (rest + ":").startswith(f"{rank}:{phase}:"):
+        return
+    if kind == "stop":
         import signal
         os.kill(os.getpid(), signal.SIGSTOP)
-    elif spec == f"pause:{rank}:{phase}" and phase in PHASES:
-        time.sleep(PAUSE_S)
+    else:
+        seconds = rest[len(f"{rank}:{phase}:"):]
+        time.sleep(float(seconds) if seconds else PAUSE_S)

@@ -7,7 +7,7 @@ the reason: a full disk ends the job, it never leaves ranks running ahead of a s
 from __future__ import annotations
 
 from ..errors import TrainingFailure
-from . import checkpointing
+from . import checkpointing, faults
 from .final_state import check_finite_state
 
 
@@ -35,6 +35,7 @@ def save(cfg, comm, guard, position: "checkpointing.Position", model, opt, sampl
             error = (f"cannot write the checkpoint of step {position.step} to "
                      f"{exc.filename or cfg.checkpoint_dir} ({exc.strerror or exc}); "
                      "the previous checkpoints are intact")
+    faults.at_phase("checkpoint", comm.rank)
     with guard(f"agreement after the checkpoint of step {position.step}", "checkpoint"):
         errors = comm.allreduce_obj([error] if error else [])
     if errors:
