@@ -103,7 +103,8 @@ def train_config(args):
 
 def _cmd_train(args) -> int:
     from .train.command import run_training
-    run_training(lambda: train_config(args), getattr(args, "comm_timeout", None))
+    run_training(lambda: train_config(args), getattr(args, "comm_timeout", None),
+                 then_ignore_signals=True)
     return 0
 
 

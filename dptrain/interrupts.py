@@ -62,6 +62,25 @@ def interrupt_on_signals() -> None:
             pass
 
 
+def record_only(signum, frame):
+    """The handler once a command's run is complete (its outputs written) but MPI is still
+    up: the signal is noted as acted on and nothing stops. A rank stuck in the final barrier
+    runs no handler, so the watcher still ends the job for it."""
+    acted(signum)
+
+
+def ignore_from_now() -> None:
+    """For a command whose work is complete (its outputs written, every rank past the final
+    barrier): a SIGTERM/SIGINT that comes now has nothing left to stop, and acting on it would
+    turn a finished run into a failed one (exit 143, or a rank killed in the interpreter's
+    shutdown, which mpiexec reports as a bad termination)."""
+    for sig in SIGNALS:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:                # not the main thread
+            pass
+
+
 @contextmanager
 def deferred():
     """Record SIGTERM/SIGINT without raising (raised on leaving) while MPI starts: an exception

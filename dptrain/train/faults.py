@@ -9,8 +9,9 @@ there, SIGSTOP, as a hung node would) or ``perturb`` (that rank's replica silent
 
 ``stop:RANK:PHASE`` freezes that rank at a phase outside the training loop: ``start`` (before
 MPI starts), ``setup`` (after MPI started, before the start-up agreement), ``checkpoint`` (at
-every checkpoint, before the agreement that follows rank 0's write) or ``end`` (after the last
-step, before MPI finalize). ``pause:RANK:PHASE[:SECONDS]`` keeps that rank there, live,
+every checkpoint, before the agreement that follows rank 0's write), ``end`` (after the last
+step, before the final barrier) or ``exit`` (``dptrain train`` only: after the final barrier,
+its work complete, before the process ends). ``pause:RANK:PHASE[:SECONDS]`` keeps that rank there, live,
 SECONDS or PAUSE_S (a slow file system, say): a test can then signal a job that is certainly
 still in that phase, or show that a slow rank there is waited for.
 """
@@ -22,7 +23,7 @@ import time
 KINDS = ("raise", "usage", "stall", "slow", "stop", "perturb")
 SLOW_S = 2.0
 PAUSE_S = 60.0
-PHASES = ("start", "setup", "checkpoint", "end")
+PHASES = ("start", "setup", "checkpoint", "end", "exit")
 
 
 class InjectedFault(RuntimeError):
@@ -72,4 +73,8 @@ def at_phase(phase: str, rank: int) -> None:
         os.kill(os.getpid(), signal.SIGSTOP)
     else:
         seconds = rest[len(f"{rank}:{phase}:"):]
-        time.sleep(float(seconds) if seconds else PAUSE_S)
+        seconds = float(seconds) if seconds else PAUSE_S
+        # said, so that a test knows the rank is there
+        from ..last_words import write_line
+        write_line(f"dptrain: DPTRAIN_FAULT: rank {rank} paused at {phase} for {seconds:g} s")
+        time.sleep(seconds)

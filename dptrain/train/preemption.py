@@ -23,9 +23,12 @@ class StopRequested(Exception):
 
 
 class PreemptionGuard:
-    def __init__(self, on_second_signal=None):
+    def __init__(self, on_second_signal=None, after_completion=None):
+        """``after_completion``: the handler to leave in place when the loop ends normally
+        (the command's: interrupts.record_only), else the one found on entry."""
         self.signum = 0
         self.on_second_signal = on_second_signal
+        self.after_completion = after_completion
         self._previous = {}
 
     def _handle(self, signum, frame):
@@ -52,7 +55,11 @@ class PreemptionGuard:
         stopping = exc_type is StopRequested
         for sig, handler in self._previous.items():
             # once stopped, the run only reports and exits: a late signal changes nothing
-            signal.signal(sig, signal.SIG_IGN if stopping else handler)
+            if stopping:
+                handler = signal.SIG_IGN
+            elif exc_type is None and self.after_completion is not None:
+                handler = self.after_completion
+            signal.signal(sig, handler)
         return False
 
 

@@ -160,11 +160,12 @@ class Trainer:
         return self.report.evaluate_test(self.step)
 
     # --- the loop --------------------------------------------------------
-    def run(self) -> dict:
+    def run(self, after_completion=None) -> dict:
+        """``after_completion``: the signal handler once the run ended normally (preemption.py)."""
         # a diverging run is reported once, as exit 3 with its step, not as numpy warnings
         with RunOutcome(self.rank, lambda: self.step, self.step_metrics.drain, self._close), \
                 np.errstate(over="ignore", invalid="ignore"), \
-                PreemptionGuard(on_second_signal=self._stop_at_once) as guard:
+                PreemptionGuard(self._stop_at_once, after_completion) as guard:
             return self._run(guard)
 
     def _close(self, ok: bool, abandon: bool) -> None:
