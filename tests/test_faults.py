@@ -140,23 +140,8 @@ def test_a_signal_after_the_run_completed_leaves_exit_0(tmp_path, sig):
     (the handler raised), or, later in the interpreter's shutdown, kill it (mpiexec: bad
     termination), a completed run reported as a failed one."""
     weights = tmp_path / "w.npz"
-    proc = start(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:256", "--quiet",
-                  "--max-steps", 4, "--save-weights", weights], fault="pause:0:exit:4")
-    try:
-        seen = []
-        for line in proc.stderr:             # the fault says when rank 0 is there
-            seen.append(line)
-            if "rank 0 paused at exit" in line:
-                break
-        assert seen and "rank 0 paused at exit" in seen[-1], seen
-        for pid in rank_pids("synthetic:1x8x8:256"):
-            os.kill(pid, sig)
-        code, err, _ = finish(proc, timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert code == 0, "".join(seen) + err
+    code, err = signal_when_paused(["--save-weights", weights], "exit:4", lambda pids: pids, sig)
+    assert code == 0, err
     assert "interrupted" not in err and "BAD TERMINATION" not in err, err
     assert weights.exists()
 
@@ -165,26 +150,39 @@ def test_a_signal_while_waiting_for_a_slower_rank_at_the_end_leaves_exit_0(tmp_p
     """Rank 0 held 6 s after its last step (past the watcher's 4 s grace): rank 1, its run
     complete, waits for it in the final barrier, where SIGTERM finds it blocked in MPI. The
     barrier is bounded, so the first signal is waited out, as in a step's collective."""
-    proc = start(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:256", "--quiet",
-                  "--max-steps", 4], fault="pause:0:end:6")
+    def rank_1(pids):
+        time.sleep(1.0)                       # into the barrier
+        return [pid for pid in pids if b"PMI_RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes()]
+    code, err = signal_when_paused([], "end:6", rank_1, signal.SIGTERM)
+    assert code == 0, err
+    assert "interrupted" not in err, err
+
+
+def signal_when_paused(args, pause, targets, sig):
+    """A short 2-rank run whose rank 0 DPTRAIN_FAULT pauses at ``pause`` (PHASE:SECONDS):
+    once it says it is there, ``sig`` goes to ``targets(the ranks' pids)``. (exit code,
+    stderr)."""
+    marker = "synthetic:1x8x8:256"
+    proc = start(["train", "--model", "mlp", "--dataset", marker, "--quiet", "--max-steps", 4,
+                  *args], fault=f"pause:0:{pause}")
+    seen = []
     try:
-        seen = []
         for line in proc.stderr:
             seen.append(line)
-            if "rank 0 paused at end" in line:
+            if "rank 0 paused at " + pause.split(":")[0] in line:
                 break
-        time.sleep(1.0)                       # rank 1 into the barrier
-        rank1 = [pid for pid in rank_pids("synthetic:1x8x8:256")
-                 if b"PMI_RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes()]
-        assert len(rank1) == 1, rank1
-        os.kill(rank1[0], signal.SIGTERM)
+        else:
+            pytest.fail("rank 0 never said it paused: " + "".join(seen))
+        chosen = targets(rank_pids(marker))
+        assert chosen, "no rank to signal"
+        for pid in chosen:
+            os.kill(pid, sig)
         code, err, _ = finish(proc, timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-    assert code == 0, "".join(seen) + err
-    assert "interrupted" not in err, err
+    return code, "".join(seen) + err
 
 
 def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path):
