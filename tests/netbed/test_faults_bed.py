@@ -87,9 +87,13 @@ def test_a_cut_node_ends_the_job_with_exit_3_and_the_checkpoint_resumes(netbed, 
 
 def test_a_short_flap_is_survived_and_changes_nothing(netbed, tmp_path):
     bed = netbed(nodes=2, bw="100mbit")
-    args = ("--max-steps", 40, "--save-weights")
+    # a fixed schedule: under --sync auto two fresh runs may plan differently from their
+    # timings (the flap comes at the first checkpoint, when the plan is measured) and then
+    # agree only up to summation order (docs/guarantees.md); overlap sums as blocking does
+    args = ("--sync", "overlap", "--max-steps", 40, "--save-weights")
     undisturbed = start(bed, tmp_path, *args, tmp_path / "calm.npz")
-    assert finish(bed, undisturbed, timeout=300)[0] == 0
+    code, calm_err, _ = finish(bed, undisturbed, timeout=300)
+    assert code == 0, calm_err[-2000:]
     d = tmp_path / "ck"
     proc = start(bed, tmp_path, *args, tmp_path / "flap.npz", "--checkpoint-dir", d,
                  "--checkpoint-every", 5)
@@ -105,4 +109,5 @@ def test_a_short_flap_is_survived_and_changes_nothing(netbed, tmp_path):
     import numpy as np
     calm, flap = np.load(tmp_path / "calm.npz"), np.load(tmp_path / "flap.npz")
     for k in calm.files:
-        np.testing.assert_array_equal(calm[k], flap[k], err_msg=k)
+        np.testing.assert_array_equal(calm[k], flap[k],
+                                      err_msg=f"{k}\ncalm: {calm_err[-1000:]}\nflap: {err[-1000:]}")
