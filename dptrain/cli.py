@@ -16,7 +16,7 @@ from . import last_words, phase_watch  # noqa: F401 (phase_watch: the start-up c
 from .errors import (EXIT_FAILURE, EXIT_USAGE, RankFailure, TrainingFailure,
                      UsageError, on_this_rank_only)
 from .cli_parsing import Help, Parser, add_command
-from .interrupts import interrupt_on_signals, signal_received
+from .interrupts import dump_stacks_on_sigquit, interrupt_on_signals, signal_received
 from .launch_env import launch_rank
 
 # Nothing above imports numpy or MPI: a Ctrl-C during the heavy imports, which happen inside
@@ -224,6 +224,7 @@ COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "summary": _cmd_summary, "mo
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     interrupt_on_signals()      # before the heavy imports: a Ctrl-C there is an interruption
+    dump_stacks_on_sigquit()
 
     def command() -> int:
         args = build_parser().parse_args(argv)

@@ -62,6 +62,22 @@ def interrupt_on_signals() -> None:
             pass
 
 
+STACKS_SIGNAL = signal.SIGQUIT
+
+
+def dump_stacks_on_sigquit() -> None:
+    """``kill -QUIT PID`` makes a rank print every thread's Python stack to stderr and carry
+    on (as a JVM does for ``kill -3``): where a rank is, even one blocked in MPI, since the
+    dump is written from C by the signal handler itself, without waiting for the main
+    thread. The command's, never the API's (the caller's process owns its signals)."""
+    import faulthandler
+    import sys
+    try:
+        faulthandler.register(STACKS_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
+    except (ValueError, RuntimeError, OSError, AttributeError):
+        pass                              # no stderr to write to, or not on this platform
+
+
 def record_only(signum, frame):
     """The handler once a command's run is complete (its outputs written) but MPI is still
     up: the signal is noted as acted on and nothing stops. A rank stuck in the final barrier

@@ -29,15 +29,53 @@ def start(args, fault=None, n=2):
 
 
 def finish(proc, timeout):
-    """(returncode, stderr, seconds); kills the job if it outlives ``timeout``."""
+    """(returncode, stderr, seconds); kills the job if it outlives ``timeout``, after asking
+    its ranks where they are (SIGQUIT: every thread's stack) for the failure message."""
     t0 = time.time()
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"the job was still running after {timeout} s: it hung")
+        pytest.fail(f"the job was still running after {timeout} s: it hung; where its ranks "
+                    f"were:\n{stacks_then_kill(proc, python_descendants(proc.pid))}")
     return proc.returncode, err, time.time() - t0
+
+
+def python_descendants(pid: int) -> list[int]:
+    """The Python processes below ``pid`` (a job's ranks under its mpiexec)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        try:
+            parent = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(d.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            try:
+                if b"python" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]:
+                    found.append(child)
+            except OSError:
+                pass
+    return found
+
+
+def stacks_then_kill(proc, ranks, kill=None) -> str:
+    """SIGQUIT to ``ranks`` (each prints its threads' stacks to the job's stderr), a moment
+    for the lines to travel, then SIGKILL to the job (``kill``, else its process group);
+    the end of what the job wrote."""
+    for pid in ranks:
+        try:
+            os.kill(pid, signal.SIGQUIT)
+        except ProcessLookupError:
+            pass
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    if kill is not None:
+        kill()
+    _, err = proc.communicate()
+    return (err or "")[-8000:]
 
 
 def rank_pids(marker: str) -> list[int]:
@@ -183,6 +221,41 @@ def signal_when_paused(args, pause, targets, sig):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     return code, "".join(seen) + err
+
+
+def test_sigquit_prints_where_each_rank_is_and_the_run_goes_on():
+    """kill -QUIT to the ranks while rank 1 is held in the start-up: each prints every
+    thread's stack (rank 0 waits in the start-up agreement, rank 1 is in the fault's pause),
+    and the run then ends normally."""
+    proc = start(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:257", "--quiet",
+                  "--max-steps", 4], fault="pause:1:setup:4")
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "rank 1 paused at setup" in line:
+                break
+        time.sleep(0.5)                       # rank 0 into the agreement
+        for pid in rank_pids("synthetic:1x8x8:257"):
+            os.kill(pid, signal.SIGQUIT)
+        code, err, _ = finish(proc, timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    err = "".join(seen) + err
+    assert code == 0, err
+    assert err.count("Current thread") == 2 and "in at_phase" in err and " in agree" in err, err
+
+
+def test_a_hung_job_is_reported_with_where_its_ranks_were():
+    """The tests' own finish(): past its timeout it asks the ranks for their stacks first."""
+    proc = start(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:258", "--quiet",
+                  "--max-steps", 4], fault="pause:1:setup:60")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        finish(proc, timeout=4)
+    assert "it hung; where its ranks were" in str(failed.value)
+    assert "in at_phase" in str(failed.value) and " in agree" in str(failed.value)
 
 
 def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path):
