@@ -245,17 +245,22 @@ def test_sigquit_prints_where_each_rank_is_and_the_run_goes_on():
             proc.communicate()
     err = "".join(seen) + err
     assert code == 0, err
-    assert err.count("Current thread") == 2 and "in at_phase" in err and " in agree" in err, err
+    # rank 1 is certainly in its pause; rank 0 in the agreement unless a loaded machine
+    # still has it reading its data: any stack of its own will do
+    assert err.count("Current thread") == 2 and "in at_phase" in err, err
 
 
 def test_a_hung_job_is_reported_with_where_its_ranks_were():
     """The tests' own finish(): past its timeout it asks the ranks for their stacks first."""
     proc = start(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:258", "--quiet",
                   "--max-steps", 4], fault="pause:1:setup:60")
+    for line in proc.stderr:                 # rank 1 past MPI_Init, so rank 0 too: both
+        if "rank 1 paused at setup" in line:  # have their SIGQUIT handler
+            break
     with pytest.raises(pytest.fail.Exception) as failed:
-        finish(proc, timeout=4)
+        finish(proc, timeout=3)
     assert "it hung; where its ranks were" in str(failed.value)
-    assert "in at_phase" in str(failed.value) and " in agree" in str(failed.value)
+    assert str(failed.value).count("Current thread") == 2 and "in at_phase" in str(failed.value)
 
 
 def test_sigterm_checkpoints_and_exits_cleanly_then_resumes(tmp_path):
