@@ -46,3 +46,21 @@ def test_without_a_stop_handlers_are_restored():
     with PreemptionGuard():
         pass
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_completed_run_leaves_the_command_s_handler_and_a_failed_one_the_old_one():
+    from dptrain.interrupts import _state, record_only, signal_received
+    before = signal.getsignal(signal.SIGTERM)
+    with PreemptionGuard(after_completion=record_only):
+        pass
+    assert signal.getsignal(signal.SIGTERM) is record_only
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)            # noted, nothing raised
+        assert signal_received() == signal.SIGTERM
+    finally:
+        _state["last"] = 0                              # no later test may see it
+    signal.signal(signal.SIGTERM, before)
+    with pytest.raises(RuntimeError):
+        with PreemptionGuard(after_completion=record_only):
+            raise RuntimeError("a failed run reports as before")
+    assert signal.getsignal(signal.SIGTERM) is before
