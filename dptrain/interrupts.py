@@ -53,13 +53,18 @@ def _interrupt(signum, frame):
     raise Interrupted(signum)
 
 
-def interrupt_on_signals() -> None:
-    _state["last"] = 0
+def _handle_both(handler) -> None:
+    """``handler`` for SIGTERM and SIGINT (nothing outside the main thread)."""
     for sig in SIGNALS:
         try:
-            signal.signal(sig, _interrupt)
+            signal.signal(sig, handler)
         except ValueError:                # not the main thread
             pass
+
+
+def interrupt_on_signals() -> None:
+    _state["last"] = 0
+    _handle_both(_interrupt)
 
 
 STACKS_SIGNAL = signal.SIGQUIT
@@ -90,11 +95,7 @@ def ignore_from_now() -> None:
     barrier): a SIGTERM/SIGINT that comes now has nothing left to stop, and acting on it would
     turn a finished run into a failed one (exit 143, or a rank killed in the interpreter's
     shutdown, which mpiexec reports as a bad termination)."""
-    for sig in SIGNALS:
-        try:
-            signal.signal(sig, signal.SIG_IGN)
-        except ValueError:                # not the main thread
-            pass
+    _handle_both(signal.SIG_IGN)
 
 
 @contextmanager

@@ -53,12 +53,17 @@ def python_descendants(pid: int) -> list[int]:
     while todo:
         for child in children.get(todo.pop(), []):
             todo.append(child)
-            try:
-                if b"python" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]:
-                    found.append(child)
-            except OSError:
-                pass
+            if is_python(child):
+                found.append(child)
     return found
+
+
+def is_python(pid: int) -> bool:
+    """Whether process ``pid`` runs a Python interpreter (a rank, not a launcher)."""
+    try:
+        return b"python" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
 
 
 def stacks_then_kill(proc, ranks, kill=None) -> str:
@@ -178,7 +183,8 @@ def test_a_signal_after_the_run_completed_leaves_exit_0(tmp_path, sig):
     (the handler raised), or, later in the interpreter's shutdown, kill it (mpiexec: bad
     termination), a completed run reported as a failed one."""
     weights = tmp_path / "w.npz"
-    code, err = signal_when_paused(["--save-weights", weights], "exit:4", lambda pids: pids, sig)
+    code, err = signal_when_paused(["--save-weights", weights], "pause:0:exit:4",
+                                   lambda pids: pids, sig)
     assert code == 0, err
     assert "interrupted" not in err and "BAD TERMINATION" not in err, err
     assert weights.exists()
@@ -191,26 +197,32 @@ def test_a_signal_while_waiting_for_a_slower_rank_at_the_end_leaves_exit_0(tmp_p
     def rank_1(pids):
         time.sleep(1.0)                       # into the barrier
         return [pid for pid in pids if b"PMI_RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes()]
-    code, err = signal_when_paused([], "end:6", rank_1, signal.SIGTERM)
+    code, err = signal_when_paused([], "pause:0:end:6", rank_1, signal.SIGTERM)
     assert code == 0, err
     assert "interrupted" not in err, err
 
 
-def signal_when_paused(args, pause, targets, sig):
-    """A short 2-rank run whose rank 0 DPTRAIN_FAULT pauses at ``pause`` (PHASE:SECONDS):
-    once it says it is there, ``sig`` goes to ``targets(the ranks' pids)``. (exit code,
-    stderr)."""
+def said_paused(proc, fault: str) -> list[str]:
+    """The job's stderr lines up to the one in which ``fault`` (pause:RANK:PHASE[:SECONDS])
+    says its rank is there."""
+    _, rank, phase, *_ = fault.split(":")
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if f"rank {rank} paused at {phase}" in line:
+            return seen
+    pytest.fail(f"rank {rank} never said it paused: " + "".join(seen))
+
+
+def signal_when_paused(args, fault, targets, sig):
+    """A short 2-rank run with ``fault`` (pause:RANK:PHASE:SECONDS): once the paused rank says
+    it is there, ``sig`` goes to ``targets(the ranks' pids)``. (exit code, stderr)."""
     marker = "synthetic:1x8x8:256"
     proc = start(["train", "--model", "mlp", "--dataset", marker, "--quiet", "--max-steps", 4,
-                  *args], fault=f"pause:0:{pause}")
+                  *args], fault=fault)
     seen = []
     try:
-        for line in proc.stderr:
-            seen.append(line)
-            if "rank 0 paused at " + pause.split(":")[0] in line:
-                break
-        else:
-            pytest.fail("rank 0 never said it paused: " + "".join(seen))
+        seen = said_paused(proc, fault)
         chosen = targets(rank_pids(marker))
         assert chosen, "no rank to signal"
         for pid in chosen:
@@ -227,23 +239,10 @@ def test_sigquit_prints_where_each_rank_is_and_the_run_goes_on():
     """kill -QUIT to the ranks while rank 1 is held in the start-up: each prints every
     thread's stack (rank 0 waits in the start-up agreement, rank 1 is in the fault's pause),
     and the run then ends normally."""
-    proc = start(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:257", "--quiet",
-                  "--max-steps", 4], fault="pause:1:setup:4")
-    seen = []
-    try:
-        for line in proc.stderr:
-            seen.append(line)
-            if "rank 1 paused at setup" in line:
-                break
+    def both(pids):
         time.sleep(0.5)                       # rank 0 into the agreement
-        for pid in rank_pids("synthetic:1x8x8:257"):
-            os.kill(pid, signal.SIGQUIT)
-        code, err, _ = finish(proc, timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    err = "".join(seen) + err
+        return pids
+    code, err = signal_when_paused([], "pause:1:setup:4", both, signal.SIGQUIT)
     assert code == 0, err
     # rank 1 is certainly in its pause; rank 0 in the agreement unless a loaded machine
     # still has it reading its data: any stack of its own will do
@@ -254,9 +253,8 @@ def test_a_hung_job_is_reported_with_where_its_ranks_were():
     """The tests' own finish(): past its timeout it asks the ranks for their stacks first."""
     proc = start(["train", "--model", "mlp", "--dataset", "synthetic:1x8x8:258", "--quiet",
                   "--max-steps", 4], fault="pause:1:setup:60")
-    for line in proc.stderr:                 # rank 1 past MPI_Init, so rank 0 too: both
-        if "rank 1 paused at setup" in line:  # have their SIGQUIT handler
-            break
+    said_paused(proc, "pause:1:setup:60")    # rank 1 past MPI_Init, so rank 0 too: both
+                                             # have their SIGQUIT handler
     with pytest.raises(pytest.fail.Exception) as failed:
         finish(proc, timeout=3)
     assert "it hung; where its ranks were" in str(failed.value)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from dptrain.train import checkpoint
-from test_faults import stacks_then_kill
+from test_faults import is_python, stacks_then_kill
 
 TIMEOUT = os.environ.get("DPTRAIN_BED_COMM_TIMEOUT", "auto:5")
 FLOOR = 30.0 if TIMEOUT == "auto" else float(TIMEOUT.split(":")[1]) if ":" in TIMEOUT else float(TIMEOUT)
@@ -32,8 +32,7 @@ def finish(bed, proc, timeout):
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        ranks = [pid for i in range(len(bed.nodes)) for pid in bed.pids(i)
-                 if b"python" in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0]]
+        ranks = [pid for i in range(len(bed.nodes)) for pid in bed.pids(i) if is_python(pid)]
         where = stacks_then_kill(proc, ranks, kill=lambda: bed.kill("all"))
         pytest.fail(f"the job was still running {timeout} s after the fault: it hung; where "
                     f"its ranks were (a cut node's cannot say):\n{where}")
