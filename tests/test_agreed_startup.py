@@ -105,7 +105,7 @@ def test_sigterm_to_one_rank_during_start_up_ends_every_rank(tmp_path, paused):
         deadline = time.time() + 60
         target = None
         while time.time() < deadline and target is None:
-            for pid in rank_pids(marker):
+            for pid in rank_pids(marker, proc.pid):
                 try:
                     if "libmpi" in open(f"/proc/{pid}/maps").read():
                         target = pid

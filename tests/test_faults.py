@@ -83,11 +83,13 @@ def stacks_then_kill(proc, ranks, kill=None) -> str:
     return (err or "")[-8000:]
 
 
-def rank_pids(marker: str) -> list[int]:
-    """Python processes (ranks, not mpiexec) whose command line holds ``marker``. A child a
-    rank forked (before its exec it is a copy of the rank, command line and maps alike) is not
-    a rank: only processes whose parent is not one of them count."""
-    parents = {}
+def rank_pids(marker: str, job: int | None = None) -> list[int]:
+    """Python processes (ranks, not mpiexec) whose command line holds ``marker``, and with
+    ``job`` (the pid of the test's mpiexec) only its descendants: the unit tests run in
+    parallel, and another test's job may carry the same marker. A child a rank forked (before
+    its exec it is a copy of the rank, command line and maps alike) is not a rank: only
+    processes whose parent is not one of them count."""
+    parent_of, parents = {}, {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -96,9 +98,18 @@ def rank_pids(marker: str) -> list[int]:
             parent = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
+        parent_of[int(d.name)] = parent
         if marker.encode() in b" ".join(args) and b"python" in Path(args[0].decode()).name.encode():
             parents[int(d.name)] = parent
-    return [pid for pid, parent in parents.items() if parent not in parents]
+
+    def in_job(pid: int) -> bool:
+        while pid > 1:
+            pid = parent_of.get(pid, 0)
+            if pid == job:
+                return True
+        return False
+    return [pid for pid, parent in parents.items()
+            if parent not in parents and (job is None or in_job(pid))]
 
 
 def wait_for_checkpoints(d: Path, timeout=60):
@@ -150,7 +161,7 @@ def test_interrupt_during_start_up_is_reported_once(tmp_path):
     marker = "7919"                                  # a seed that names this job's ranks
     proc = start(LONG_RUN + ["--dataset", "synthetic:1x28x28:300000", "--seed", marker])
     deadline = time.time() + 60
-    while time.time() < deadline and not (len(pids := rank_pids(marker)) == 2
+    while time.time() < deadline and not (len(pids := rank_pids(marker, proc.pid)) == 2
                                           and all(in_main(p) for p in pids)):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)               # as Ctrl-C does: every process
@@ -223,7 +234,7 @@ def signal_when_paused(args, fault, targets, sig):
     seen = []
     try:
         seen = said_paused(proc, fault)
-        chosen = targets(rank_pids(marker))
+        chosen = targets(rank_pids(marker, proc.pid))
         assert chosen, "no rank to signal"
         for pid in chosen:
             os.kill(pid, sig)

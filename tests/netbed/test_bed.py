@@ -14,6 +14,10 @@ from netbed import NetBed, skip_reason
 from netbed import state as st
 from netbed.reach import connect_rtt
 
+# one worker runs every bed test (make test's pytest-xdist): beds under shaped links and
+# timed faults are not raced against each other
+pytestmark = pytest.mark.xdist_group("netbed")
+
 PROBE = str(Path(__file__).with_name("allreduce_across.py"))
 MIB = 1 << 20
 
