@@ -14,11 +14,8 @@ position, after the first fifth of the run: the compute before the call on each 
 call (on average, and the least of the ranks at the median: the collective's own cost; the
 rest is waiting for the later rank).
 
-    mpiexec -n 2 .venv/bin/python scripts/collective_waits.py synthetic [SEGMENT_MS STEPS]
-
-``synthetic`` is the machine's side of the question: two ranks, each on its own core, run
-steps of five compute segments (float32 GEMMs) with no exchange, with one tiny Allreduce a
-step, and with one after every segment, and print each against no exchange.
+The machine's side of the question (does a synchronisation point as such cost anything
+here?) is ``scripts/machine_ceiling.py sync-points``.
 """
 from __future__ import annotations
 
@@ -89,50 +86,11 @@ def report(out: str) -> None:
     print(f"waiting in all, per step and rank: {waiting / 1e3:.2f} ms")
 
 
-def synthetic(segment_ms: float, steps: int) -> None:
-    from mpi4py import MPI
-    comm = MPI.COMM_WORLD
-    os.sched_setaffinity(0, {comm.rank % os.cpu_count()})
-    a = np.random.default_rng(comm.rank).random((256, 256), dtype=np.float32)
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < 0.2:
-        a @ a
-        n += 1
-    reps = comm.allreduce(max(1, int(n / 200 * segment_ms)), op=MPI.MIN)
-    buf = np.zeros(65, np.float32)
-
-    def run(every_segment: bool, once_a_step: bool) -> float:
-        comm.Barrier()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            for _ in range(5):
-                for _ in range(reps):
-                    a @ a
-                if every_segment:
-                    comm.Allreduce(MPI.IN_PLACE, buf)
-            if once_a_step and not every_segment:
-                comm.Allreduce(MPI.IN_PLACE, buf)
-        return comm.allreduce((time.perf_counter() - t0) / steps * 1e3, op=MPI.MAX)
-    rows = {"no exchange": (False, False), "1 Allreduce a step": (False, True),
-            "1 Allreduce a segment (5 a step)": (True, True)}
-    times = {name: [] for name in rows}
-    for _ in range(3):                                     # rounds, interleaved
-        for name, how in rows.items():
-            times[name].append(run(*how))
-    if comm.rank == 0:
-        base = np.median(times["no exchange"])
-        for name, t in times.items():
-            print(f"{name}: {np.median(t):.2f} ms a step (rounds {', '.join(f'{x:.2f}' for x in t)})"
-                  f", efficiency against no exchange {base / np.median(t):.3f}")
-
-
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["record"] and len(args) >= 3 and args[2] == "--":
         sys.exit(record(args[1], args[3:]))
     if args[:1] == ["report"] and len(args) == 2:
         report(args[1])
-    elif args[:1] == ["synthetic"]:
-        synthetic(float(args[1]) if len(args) > 1 else 2.7, int(args[2]) if len(args) > 2 else 300)
     else:
         sys.exit(__doc__)

@@ -4,6 +4,7 @@
     python scripts/machine_ceiling.py cores [STEPS ROUNDS]
     mpiexec -n 2 .venv/bin/python scripts/machine_ceiling.py allreduce [VALUES CALLS]
     mpiexec -n 2 .venv/bin/python scripts/machine_ceiling.py split [SHIFTS STEPS ROUNDS]
+    mpiexec -n 2 .venv/bin/python scripts/machine_ceiling.py sync-points [SEGMENT_MS STEPS]
 
 ``cores`` times the same 1-rank training loop (thesis-cnn, batch 64, one thread, blocking,
 no exchange) pinned to each core: alone (the other core idle), then on every core at once.
@@ -20,6 +21,10 @@ MPI library, bounds the call.
 0 and 1, the global batch of 128 split 64/64 and, for each SHIFT (default 2,4), 64-SHIFT on
 rank 0 and 64+SHIFT on rank 1; rounds interleaved. It prints each split's wall time per step
 against one rank's (batch 64, the other rank idle).
+
+``sync-points`` asks whether a synchronisation point as such costs anything: two ranks, each
+on its own core, run steps of five compute segments (float32 GEMMs) with no exchange, with
+one tiny Allreduce a step, and with one after every segment, 3 rounds interleaved.
 """
 from __future__ import annotations
 
@@ -163,10 +168,51 @@ def split(shifts: list[int], steps: int, rounds: int) -> None:
             ms = _train_loop(world, batch, steps, 128, True)
             times[name].append(max(world.comm.allgather(ms)))
     if world.rank == 0:
-        base = statistics.median(times["1 rank"])
-        for name, t in times.items():
-            print(f"{name}: {statistics.median(t):.2f} ms a step (rounds "
-                  f"{', '.join(f'{x:.2f}' for x in t)}), efficiency {base / statistics.median(t):.3f}")
+        print_rows(times, "1 rank")
+
+
+def sync_points(segment_ms: float, steps: int) -> None:
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[comm.rank % len(cpus)]})
+    a = np.random.default_rng(comm.rank).random((256, 256), dtype=np.float32)
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < 0.2:
+        a @ a
+        n += 1
+    reps = comm.allreduce(max(1, int(n / 200 * segment_ms)), op=MPI.MIN)
+    buf = np.zeros(65, np.float32)
+
+    def run(every_segment: bool, once_a_step: bool) -> float:
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            for _ in range(5):
+                for _ in range(reps):
+                    a @ a
+                if every_segment:
+                    comm.Allreduce(MPI.IN_PLACE, buf)
+            if once_a_step and not every_segment:
+                comm.Allreduce(MPI.IN_PLACE, buf)
+        return comm.allreduce((time.perf_counter() - t0) / steps * 1e3, op=MPI.MAX)
+    rows = {"no exchange": (False, False), "1 Allreduce a step": (False, True),
+            "1 Allreduce a segment (5 a step)": (True, True)}
+    times = {name: [] for name in rows}
+    for _ in range(3):                                     # rounds, interleaved
+        for name, how in rows.items():
+            times[name].append(run(*how))
+    if comm.rank == 0:
+        print_rows(times, "no exchange")
+
+
+def print_rows(times: dict[str, list[float]], base: str) -> None:
+    """Each row's median ms a step over the rounds, and its efficiency against row ``base``."""
+    reference = statistics.median(times[base])
+    for name, t in times.items():
+        print(f"{name}: {statistics.median(t):.2f} ms a step (rounds "
+              f"{', '.join(f'{x:.2f}' for x in t)}), efficiency against {base} "
+              f"{reference / statistics.median(t):.3f}")
 
 
 if __name__ == "__main__":
@@ -180,5 +226,7 @@ if __name__ == "__main__":
     elif args[:1] == ["split"]:
         split([int(d) for d in args[1].split(",")] if len(args) > 1 else [2, 4],
               int(args[2]) if len(args) > 2 else 300, int(args[3]) if len(args) > 3 else 5)
+    elif args[:1] == ["sync-points"]:
+        sync_points(float(args[1]) if len(args) > 1 else 2.7, int(args[2]) if len(args) > 2 else 300)
     else:
         sys.exit(__doc__)

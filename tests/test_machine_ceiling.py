@@ -39,4 +39,12 @@ def test_allreduce_checks_the_window_sum_against_mpi_and_times_both():
 def test_split_runs_uneven_shares_of_one_global_batch():
     out = run(["split", "2", "3", "1"], ranks=2)
     for row in ("1 rank", "64/64", "62/66"):
-        assert re.search(rf"^{row}: [\d.]+ ms a step .*efficiency \d\.\d{{3}}$", out, re.M), out
+        assert re.search(rf"^{row}: [\d.]+ ms a step .*efficiency against 1 rank \d\.\d{{3}}$",
+                         out, re.M), out
+
+
+def test_sync_points_time_steps_with_and_without_allreduces():
+    out = run(["sync-points", "0.2", "5"], ranks=2)
+    for row in ("no exchange", "1 Allreduce a step", r"1 Allreduce a segment \(5 a step\)"):
+        assert re.search(rf"^{row}: [\d.]+ ms a step .*efficiency against no exchange \d\.\d{{3}}$",
+                         out, re.M), out
