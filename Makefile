@@ -27,15 +27,16 @@ demo: native
 	$(BIN)/mpiexec -n 2 $(BIN)/dptrain train --model thesis-cnn --dataset mnist5k --epochs 2
 
 # Unit tests in TEST_WORKERS processes (pytest-xdist: many tests wait on a timeout or a
-# paused rank with the CPU idle, so two workers halve the stage on 2 cores; the multi-node
-# bed's tests share one worker), then the MPI tests on 2 and 4 ranks (oversubscribed is
-# fine); `timeout` turns a hung collective into a failure instead of a stalled suite. Every
-# stage runs even when an earlier one failed; the failed stages are listed at the end (exit 1).
+# paused rank with the CPU idle, so two workers nearly halve the stage on 2 cores; tests find
+# their own job's processes, and beds may be built at once), then the MPI tests on 2 and 4
+# ranks (oversubscribed is fine); `timeout` turns a hung collective into a failure instead of
+# a stalled suite. Every stage runs even when an earlier one failed; the failed stages are
+# listed at the end (exit 1).
 TEST_WORKERS ?= 2
 MPI_PYTEST := $(PYTEST) -q --with-mpi -p no:cacheprovider tests/mpi
 test: native
 	@failed=""; \
-	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup tests || failed="$$failed unit"; \
+	$(PYTEST) -q -n $(TEST_WORKERS) tests || failed="$$failed unit"; \
 	timeout 600 $(BIN)/mpiexec -n 2 $(MPI_PYTEST) || failed="$$failed mpi-2-ranks"; \
 	timeout 600 $(BIN)/mpiexec -n 4 $(MPI_PYTEST) || failed="$$failed mpi-4-ranks"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED stages:$$failed"; exit 1; fi; \

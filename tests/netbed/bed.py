@@ -136,9 +136,7 @@ class NetBed:
         self.state.save()                  # recorded before it exists: a crash here is reaped
         ip("netns", "add", ns)
         ip("-n", ns, "link", "set", "lo", "up")
-        if not st.ETC_NETNS.exists():
-            st.ETC_NETNS.mkdir()
-            (st.RUN_DIR / st.CREATED_ETC_NETNS).touch()
+        st.make_etc_netns()
         self.state.etc_netns.append(ns)
         self.state.save()
         (st.ETC_NETNS / ns).mkdir(exist_ok=True)

@@ -50,6 +50,16 @@ def locked():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def make_etc_netns():
+    """/etc/netns, made (and marked as a bed's, for the last teardown to remove) when missing.
+    Under the lock: two beds built at once (two test workers) both found it missing, and the
+    second mkdir failed."""
+    with locked():
+        if not ETC_NETNS.exists():
+            ETC_NETNS.mkdir()
+            (RUN_DIR / CREATED_ETC_NETNS).touch()
+
+
 class BedState:
     """The record of one bed; `save()` after every addition."""
 

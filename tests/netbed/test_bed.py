@@ -14,10 +14,6 @@ from netbed import NetBed, skip_reason
 from netbed import state as st
 from netbed.reach import connect_rtt
 
-# one worker runs every bed test (make test's pytest-xdist): beds under shaped links and
-# timed faults are not raced against each other
-pytestmark = pytest.mark.xdist_group("netbed")
-
 PROBE = str(Path(__file__).with_name("allreduce_across.py"))
 MIB = 1 << 20
 
@@ -148,6 +144,33 @@ def test_next_bed_reaps_the_bed_of_a_killed_owner():
     assert leftovers(bed_id)                       # SIGKILL: nobody cleaned up
     with NetBed(nodes=1):
         assert leftovers(bed_id) == []
+
+
+def test_etc_netns_is_made_under_the_beds_lock(tmp_path, monkeypatch):
+    """Two test workers may build beds at once: both found /etc/netns missing and the second
+    mkdir failed (FileExistsError) until making it went under the lock that beds take to
+    allocate and tear down. Here another process holds the lock: nothing is made until it
+    lets go."""
+    import threading
+    monkeypatch.setattr(st, "RUN_DIR", tmp_path / "run")
+    monkeypatch.setattr(st, "ETC_NETNS", tmp_path / "etc-netns")
+    st.RUN_DIR.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys\nf = open(sys.argv[1], 'w')\n"
+         "fcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()",
+         str(st.RUN_DIR / "lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        maker = threading.Thread(target=st.make_etc_netns)
+        maker.start()
+        maker.join(timeout=0.5)
+        assert maker.is_alive() and not st.ETC_NETNS.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    maker.join(timeout=10)
+    assert st.ETC_NETNS.is_dir() and (st.RUN_DIR / st.CREATED_ETC_NETNS).exists()
+    st.make_etc_netns()                          # present: nothing to do, no error
 
 
 def test_two_beds_coexist_apart(netbed):

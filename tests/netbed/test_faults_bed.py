@@ -15,10 +15,6 @@ import pytest
 from dptrain.train import checkpoint
 from test_faults import is_python, stacks_then_kill
 
-# one worker runs every bed test (make test's pytest-xdist): beds under shaped links and
-# timed faults are not raced against each other
-pytestmark = pytest.mark.xdist_group("netbed")
-
 TIMEOUT = os.environ.get("DPTRAIN_BED_COMM_TIMEOUT", "auto:5")
 FLOOR = 30.0 if TIMEOUT == "auto" else float(TIMEOUT.split(":")[1]) if ":" in TIMEOUT else float(TIMEOUT)
 RUN = ["train", "--model", "thesis-cnn", "--dataset", "synthetic:1x28x28:3000", "--quiet",

@@ -6,10 +6,6 @@ from pathlib import Path
 
 import pytest
 
-# one worker runs every bed test (make test's pytest-xdist): beds under shaped links and
-# timed faults are not raced against each other
-pytestmark = pytest.mark.xdist_group("netbed")
-
 PROBE = str(Path(__file__).with_name("hierarchical_across.py"))
 MIB = 1 << 20
 NBYTES = 4 * MIB
