@@ -38,7 +38,7 @@ import numpy as np
 
 
 def _train_loop(comm, batch: int, steps: int, global_batch: int, sync_bn: bool) -> float:
-    """ms per step of ``steps`` timed blocking steps after 20 untimed ones."""
+    """ms per step of ``steps`` timed blocking steps after 30 untimed ones."""
     from dptrain import models, nn, optim
     from dptrain.parallel import DataParallel
     model = models.get("thesis-cnn", None, seed=0)
@@ -48,7 +48,7 @@ def _train_loop(comm, batch: int, steps: int, global_batch: int, sync_bn: bool) 
     rng = np.random.default_rng(1 + comm.rank)
     xs = [rng.random((batch, 1, 28, 28), dtype=np.float32) for _ in range(4)]
     ys = [rng.integers(0, 10, batch) for _ in range(4)]
-    warm = 20
+    warm = 30
     for i in range(warm + steps):
         if i == warm:
             t0 = time.perf_counter()
