@@ -40,22 +40,36 @@ def finish(proc, timeout):
     return proc.returncode, err, time.time() - t0
 
 
-def python_descendants(pid: int) -> list[int]:
-    """The Python processes below ``pid`` (a job's ranks under its mpiexec)."""
-    children: dict[int, list[int]] = {}
+def _process_table() -> dict[int, tuple[int, list[bytes]]]:
+    """Every process: pid -> (parent pid, command line)."""
+    table = {}
     for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
         try:
+            args = (d / "cmdline").read_bytes().split(b"\0")
             parent = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(d.name))
         except (OSError, IndexError, ValueError):
             continue
+        table[int(d.name)] = (parent, args)
+    return table
+
+
+def _descendants(table, pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in table.items():
+        children.setdefault(parent, []).append(child)
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
             todo.append(child)
-            if is_python(child):
-                found.append(child)
+            found.append(child)
     return found
+
+
+def python_descendants(pid: int) -> list[int]:
+    """The Python processes below ``pid`` (a job's ranks under its mpiexec)."""
+    return [child for child in _descendants(_process_table(), pid) if is_python(child)]
 
 
 def is_python(pid: int) -> bool:
@@ -89,27 +103,12 @@ def rank_pids(marker: str, job: int | None = None) -> list[int]:
     parallel, and another test's job may carry the same marker. A child a rank forked (before
     its exec it is a copy of the rank, command line and maps alike) is not a rank: only
     processes whose parent is not one of them count."""
-    parent_of, parents = {}, {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            args = (d / "cmdline").read_bytes().split(b"\0")
-            parent = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parent_of[int(d.name)] = parent
-        if marker.encode() in b" ".join(args) and b"python" in Path(args[0].decode()).name.encode():
-            parents[int(d.name)] = parent
-
-    def in_job(pid: int) -> bool:
-        while pid > 1:
-            pid = parent_of.get(pid, 0)
-            if pid == job:
-                return True
-        return False
-    return [pid for pid, parent in parents.items()
-            if parent not in parents and (job is None or in_job(pid))]
+    table = _process_table()
+    scope = set(_descendants(table, job)) if job is not None else table
+    parents = {pid: parent for pid, (parent, args) in table.items() if pid in scope
+               and marker.encode() in b" ".join(args)
+               and b"python" in Path(args[0].decode()).name.encode()}
+    return [pid for pid, parent in parents.items() if parent not in parents]
 
 
 def wait_for_checkpoints(d: Path, timeout=60):
